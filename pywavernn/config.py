@@ -1,0 +1,178 @@
+"""Frozen, serialisable configurations: the feature (log-mel) config and the model config.
+
+Both travel inside every model file (see docs/format.md), so a model can never be fed features it was not
+trained on. This module is plain Python: no NumPy arrays, no compiled code.
+
+Dimension letters used across pywavernn: H hidden units (even; H/2 coarse + H/2 fine), C conditioning channels,
+K output-head hidden units, BH x BW block shape, B subscale factor, T samples, F frames.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+SUPPORTED_SAMPLE_RATE = 24000
+N_CLASSES = 256  # coarse and fine are 8 bits each
+
+
+def _from_dict(cls, data: dict[str, Any], what: str):
+    if not isinstance(data, dict):
+        raise ValueError(f"{what}: expected a JSON object, found {type(data).__name__}")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(f"{what}: unknown field(s) {unknown}; expected only {sorted(names)}")
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name in data:
+            value = data[f.name]
+            kwargs[f.name] = tuple(value) if isinstance(value, list) else value
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:  # a missing required field
+        raise ValueError(f"{what}: {exc}") from None
+
+
+def _check_int(name: str, value: Any, lo: int, hi: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name}: expected an integer, found {value!r}")
+    if value < lo or (hi is not None and value > hi):
+        bound = f"in [{lo}, {hi}]" if hi is not None else f">= {lo}"
+        raise ValueError(f"{name}: expected an integer {bound}, found {value}")
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """Log-mel spectrogram parameters. Every parameter is explicit; defaults are the pywavernn standard.
+
+    Frame j is centred on sample j * hop_length (the signal is reflect-padded by n_fft // 2 on both sides),
+    so audio of T samples gives 1 + T // hop_length frames, and F frames drive F * hop_length samples.
+    Values are log(max(mel_magnitude, log_floor)) with the natural log, shape (F, n_mels).
+    """
+
+    sample_rate: int = SUPPORTED_SAMPLE_RATE
+    n_fft: int = 2048
+    win_length: int = 1200
+    hop_length: int = 300
+    n_mels: int = 80
+    fmin: float = 40.0
+    fmax: float = 12000.0
+    window: str = "hann"  # periodic Hann (scipy.signal.get_window("hann", win_length, fftbins=True))
+    power: float = 1.0  # 1: magnitude, 2: power
+    mel_scale: str = "slaney"  # "slaney" or "htk"
+    mel_norm: str = "slaney"  # "slaney" (area normalisation) or "none"
+    log_floor: float = 1e-5
+    center: bool = True
+    pad_mode: str = "reflect"
+
+    def __post_init__(self) -> None:
+        if self.sample_rate != SUPPORTED_SAMPLE_RATE:
+            raise ValueError(
+                f"sample_rate: pywavernn models run at {SUPPORTED_SAMPLE_RATE} Hz, found {self.sample_rate}"
+            )
+        _check_int("n_fft", self.n_fft, 16)
+        _check_int("win_length", self.win_length, 1, self.n_fft)
+        _check_int("hop_length", self.hop_length, 1)
+        _check_int("n_mels", self.n_mels, 1, self.n_fft // 2 + 1)
+        if not (0.0 <= self.fmin < self.fmax <= self.sample_rate / 2):
+            raise ValueError(
+                f"fmin/fmax: expected 0 <= fmin < fmax <= {self.sample_rate / 2}, found {self.fmin}, {self.fmax}"
+            )
+        if self.window != "hann":
+            raise ValueError(f"window: only 'hann' is supported, found {self.window!r}")
+        if self.power not in (1.0, 2.0):
+            raise ValueError(f"power: expected 1.0 or 2.0, found {self.power!r}")
+        if self.mel_scale not in ("slaney", "htk"):
+            raise ValueError(f"mel_scale: expected 'slaney' or 'htk', found {self.mel_scale!r}")
+        if self.mel_norm not in ("slaney", "none"):
+            raise ValueError(f"mel_norm: expected 'slaney' or 'none', found {self.mel_norm!r}")
+        if not (self.log_floor > 0.0):
+            raise ValueError(f"log_floor: expected a positive number, found {self.log_floor!r}")
+        if self.pad_mode not in ("reflect", "constant"):
+            raise ValueError(f"pad_mode: expected 'reflect' or 'constant', found {self.pad_mode!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "FeatureConfig":
+        return _from_dict(cls, data, "feature config")
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    def n_frames(self, n_samples: int) -> int:
+        """Frames the analysis gives for n_samples of audio."""
+        return 1 + n_samples // self.hop_length if self.center else 1 + (n_samples - self.n_fft) // self.hop_length
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The WaveRNN architecture (see docs/format.md for the equations and weight names).
+
+    hidden_size      H, even: the GRU state is [coarse half (H/2), fine half (H/2)].
+    out_hidden       K: rows of O1 and O3 (the output heads are O2 relu(O1 y) and O4 relu(O3 y)).
+    cond_channels    C: channels of the frame-rate conditioning network.
+    cond_kernels     kernel size of each conditioning Conv1d layer (odd; 'same' padding; ReLU after each).
+    n_mels           mel bins the model was trained on (must equal the feature config's).
+    block_shape      (BH, BW) of the block-sparse matrices; (1, 1) for dense or unstructured.
+    subscale_factor  B; 1 for the plain WaveRNN.
+    subscale_horizon F of the subscale model; 0 for the plain WaveRNN.
+    """
+
+    hidden_size: int = 512
+    out_hidden: int = 256
+    cond_channels: int = 128
+    cond_kernels: tuple[int, ...] = (5, 3)
+    n_mels: int = 80
+    block_shape: tuple[int, int] = (1, 1)
+    subscale_factor: int = 1
+    subscale_horizon: int = 0
+    n_classes: int = field(default=N_CLASSES)
+
+    def __post_init__(self) -> None:
+        _check_int("hidden_size", self.hidden_size, 2)
+        if self.hidden_size % 2:
+            raise ValueError(f"hidden_size: expected an even number (coarse + fine halves), found {self.hidden_size}")
+        _check_int("out_hidden", self.out_hidden, 1)
+        _check_int("cond_channels", self.cond_channels, 1)
+        _check_int("n_mels", self.n_mels, 1)
+        if not isinstance(self.cond_kernels, tuple) or not self.cond_kernels:
+            raise ValueError(f"cond_kernels: expected a non-empty list of odd sizes, found {self.cond_kernels!r}")
+        for k in self.cond_kernels:
+            _check_int("cond_kernels[i]", k, 1)
+            if k % 2 == 0:
+                raise ValueError(f"cond_kernels: expected odd kernel sizes ('same' padding), found {k}")
+        if not isinstance(self.block_shape, tuple) or len(self.block_shape) != 2:
+            raise ValueError(f"block_shape: expected [BH, BW], found {self.block_shape!r}")
+        for b in self.block_shape:
+            _check_int("block_shape[i]", b, 1)
+        _check_int("subscale_factor", self.subscale_factor, 1)
+        _check_int("subscale_horizon", self.subscale_horizon, 0)
+        if self.n_classes != N_CLASSES:
+            raise ValueError(f"n_classes: expected {N_CLASSES} (8-bit coarse and fine), found {self.n_classes}")
+
+    @property
+    def half(self) -> int:
+        return self.hidden_size // 2
+
+    @property
+    def cond_lookahead(self) -> int:
+        """Frames of future mel the conditioning network sees (its one-sided receptive field)."""
+        return sum((k - 1) // 2 for k in self.cond_kernels)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["cond_kernels"] = list(self.cond_kernels)
+        d["block_shape"] = list(self.block_shape)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+        return _from_dict(cls, data, "model config")
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
