@@ -1,0 +1,546 @@
+"""The pywavernn model file: the one reader/writer, the block-CSR layout and the in-memory `Model`.
+
+What it is: the implementation of docs/format.md §6-§8. `save_model` / `load_model` read and write the
+safetensors file; `pack_block_sparse` / `unpack_block_sparse` are the only way in and out of the block-CSR
+layout; `expected_weight_shapes` is the single source of truth for weight names and shapes; `Model.validate`
+holds every check the loader makes, so an in-memory model can be checked before it is saved or run.
+What it is not: the maths (pywavernn/reference.py) or any kernel. Plain Python + NumPy + safetensors.
+
+Run its tests with `python -m pytest tests/test_format.py -q`; inspect a file with `python -m pywavernn info FILE`.
+
+Letters: H hidden units, K output-head hidden units, C conditioning channels, M x N a matrix shape,
+BH x BW a block shape, MB = M/BH block rows, NB = N/BW block columns, nnzb stored blocks.
+
+Loaded models are immutable: every array of a loaded model is a private copy (not a memory map, so replacing
+the file later cannot change a loaded model) marked read-only, so one model can be shared between threads and
+streams. Models built in memory (e.g. `pywavernn.testing.random_model`) hold whatever arrays they were given.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Union
+
+import numpy as np
+
+from pywavernn.config import N_CLASSES, FeatureConfig, ModelConfig
+
+FORMAT_MAGIC = "pywavernn"
+FORMAT_VERSION = 1
+# Matrices a file may store in block-CSR layout (docs/format.md §6); everything else is always dense.
+SPARSE_CAPABLE = ("gru.R", "out.O1", "out.O2", "out.O3", "out.O4")
+SPARSE_PARTS = ("row_ptr", "col_idx", "values")
+_METADATA_KEYS = {"format", "format_version", "model_config", "feature_config", "sparse", "provenance"}
+# safetensors dtype names of the arrays we store.
+_ST_DTYPES = {np.dtype(np.float32): "F32", np.dtype(np.int32): "I32"}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Block-CSR layout (docs/format.md §7)
+# ---------------------------------------------------------------------------------------------------------
+
+def _check_pair(name: str, what: str, value: Any) -> tuple[int, int]:
+    if (not isinstance(value, tuple) or len(value) != 2
+            or any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1 for v in value)):
+        raise ValueError(f"{name}: expected {what} as a pair of positive integers, found {value!r}")
+    return int(value[0]), int(value[1])
+
+
+def _check_array(name: str, arr: Any, dtype: type, shape: tuple[int, ...]) -> None:
+    if not isinstance(arr, np.ndarray):
+        raise ValueError(f"{name}: expected a numpy array, found {type(arr).__name__}")
+    if arr.dtype != dtype:
+        raise ValueError(f"{name}: expected dtype {np.dtype(dtype).name}, found {arr.dtype.name}")
+    if arr.shape != shape:
+        raise ValueError(f"{name}: expected shape {shape}, found {arr.shape}")
+
+
+def _check_finite(name: str, arr: np.ndarray) -> None:
+    finite = np.isfinite(arr)
+    if not finite.all():
+        first = np.unravel_index(int(np.argmin(finite)), arr.shape)
+        raise ValueError(f"{name}: expected finite values, found {arr[first]} at index {tuple(map(int, first))} "
+                         f"({int(arr.size - finite.sum())} non-finite in all)")
+
+
+@dataclass(frozen=True)
+class BlockSparseMatrix:
+    """An M x N float32 matrix in block-CSR layout with BH x BW blocks (docs/format.md §7).
+
+    row_ptr  int32 (MB + 1,)       block row i owns blocks row_ptr[i]:row_ptr[i+1]
+    col_idx  int32 (nnzb,)         block column of each block, strictly increasing within a block row
+    values   float32 (nnzb, BH, BW) each block's entries, row-major
+
+    Build one with `pack_block_sparse`; `validate` checks the layout (kernels trust a validated matrix).
+    """
+
+    shape: tuple[int, int]
+    block: tuple[int, int]
+    row_ptr: np.ndarray
+    col_idx: np.ndarray
+    values: np.ndarray
+
+    @property
+    def nnz_blocks(self) -> int:
+        return int(self.col_idx.shape[0])
+
+    @property
+    def density(self) -> float:
+        """Stored blocks / all blocks of the matrix."""
+        n_blocks = (self.shape[0] // self.block[0]) * (self.shape[1] // self.block[1])
+        return self.nnz_blocks / n_blocks
+
+    @property
+    def nnz(self) -> int:
+        """Stored weights (nnzb * BH * BW), zeros inside stored blocks included."""
+        return int(self.values.size)
+
+    def validate(self, name: str = "matrix") -> None:
+        """Raise ValueError naming `name` for any violation of the layout; return None if it is valid."""
+        m, n = _check_pair(name, "shape", self.shape)
+        bh, bw = _check_pair(name, "block", self.block)
+        if m % bh or n % bw:
+            raise ValueError(f"{name}: expected block {bh}x{bw} to divide shape {m}x{n}")
+        mb, nb = m // bh, n // bw
+        _check_array(f"{name}.row_ptr", self.row_ptr, np.int32, (mb + 1,))
+        if not isinstance(self.col_idx, np.ndarray) or self.col_idx.ndim != 1:
+            found = getattr(self.col_idx, "shape", type(self.col_idx).__name__)
+            raise ValueError(f"{name}.col_idx: expected a 1-D int32 array (nnzb,), found {found}")
+        nnzb = self.col_idx.shape[0]
+        _check_array(f"{name}.col_idx", self.col_idx, np.int32, (nnzb,))
+        _check_array(f"{name}.values", self.values, np.float32, (nnzb, bh, bw))
+        for part in SPARSE_PARTS:
+            if not getattr(self, part).flags.c_contiguous:
+                raise ValueError(f"{name}.{part}: expected a C-contiguous array")
+        self._validate_indices(name, mb, nb, nnzb)
+        _check_finite(f"{name}.values", self.values)
+
+    def _validate_indices(self, name: str, mb: int, nb: int, nnzb: int) -> None:
+        row_ptr, col_idx = self.row_ptr, self.col_idx
+        if row_ptr[0] != 0:
+            raise ValueError(f"{name}.row_ptr: expected row_ptr[0] == 0, found {row_ptr[0]}")
+        steps = np.diff(row_ptr.astype(np.int64))  # int64: an int32 difference could wrap and look valid
+        if (steps < 0).any():
+            i = int(np.argmax(steps < 0))
+            raise ValueError(f"{name}.row_ptr: expected non-decreasing values, found row_ptr[{i}] = {row_ptr[i]} "
+                             f"> row_ptr[{i + 1}] = {row_ptr[i + 1]}")
+        if row_ptr[-1] != nnzb:
+            raise ValueError(f"{name}.row_ptr: expected row_ptr[-1] == nnzb == {nnzb} (length of col_idx), "
+                             f"found {row_ptr[-1]}")
+        bad = (col_idx < 0) | (col_idx >= nb)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise ValueError(f"{name}.col_idx: expected block columns in [0, {nb}), found col_idx[{i}] = {col_idx[i]}")
+        # Within a block row each column must exceed the previous one; across a row boundary anything goes.
+        block_row = np.repeat(np.arange(mb), steps)
+        same_row = block_row[1:] == block_row[:-1]
+        bad = same_row & (np.diff(col_idx) <= 0)
+        if bad.any():
+            i = int(np.argmax(bad)) + 1
+            raise ValueError(f"{name}.col_idx: expected strictly increasing block columns within block row "
+                             f"{block_row[i]}, found col_idx[{i - 1}] = {col_idx[i - 1]}, col_idx[{i}] = {col_idx[i]}")
+
+
+def _blocked(dense: np.ndarray, bh: int, bw: int) -> np.ndarray:
+    """View (M, N) as (MB, NB, BH, BW)."""
+    m, n = dense.shape
+    return dense.reshape(m // bh, bh, n // bw, bw).transpose(0, 2, 1, 3)
+
+
+def pack_block_sparse(dense: np.ndarray, bh: int, bw: int) -> BlockSparseMatrix:
+    """Pack an (M, N) matrix into block-CSR with BH x BW blocks, keeping every block with a nonzero entry.
+
+    The input is converted to float32. Raises ValueError if it is not 2-D or BH, BW do not divide its shape.
+    """
+    dense = np.asarray(dense)
+    if dense.ndim != 2:
+        raise ValueError(f"pack_block_sparse: expected a 2-D matrix, found shape {dense.shape}")
+    if not np.issubdtype(dense.dtype, np.floating) and not np.issubdtype(dense.dtype, np.integer):
+        raise ValueError(f"pack_block_sparse: expected a real-valued matrix, found dtype {dense.dtype}")
+    bh, bw = _check_pair("pack_block_sparse", "block", (bh, bw))
+    m, n = dense.shape
+    if m == 0 or n == 0 or m % bh or n % bw:
+        raise ValueError(f"pack_block_sparse: expected block {bh}x{bw} to divide a non-empty shape, found {m}x{n}")
+    blocks = _blocked(dense.astype(np.float32, copy=False), bh, bw)
+    keep = (blocks != 0).any(axis=(2, 3))  # NaN != 0, so a NaN block is kept (and later refused by validate)
+    rows, cols = np.nonzero(keep)  # row-major order: columns ascend within each block row
+    row_ptr = np.zeros(m // bh + 1, dtype=np.int32)
+    np.cumsum(np.bincount(rows, minlength=m // bh), out=row_ptr[1:])
+    return BlockSparseMatrix(
+        shape=(m, n), block=(bh, bw), row_ptr=row_ptr, col_idx=cols.astype(np.int32),
+        values=np.ascontiguousarray(blocks[rows, cols], dtype=np.float32),
+    )
+
+
+def unpack_block_sparse(matrix: BlockSparseMatrix) -> np.ndarray:
+    """The dense float32 (M, N) matrix of a block-CSR matrix (validated first; pruned blocks are zero)."""
+    matrix.validate("unpack_block_sparse")
+    (m, n), (bh, bw) = matrix.shape, matrix.block
+    dense = np.zeros((m, n), dtype=np.float32)
+    block_row = np.repeat(np.arange(m // bh), np.diff(matrix.row_ptr))
+    _blocked(dense, bh, bw)[block_row, matrix.col_idx] = matrix.values  # writes through the view
+    return dense
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Names and shapes (docs/format.md §6)
+# ---------------------------------------------------------------------------------------------------------
+
+def expected_weight_shapes(model_config: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """Every weight name of a model with this config and its (dense) shape, in docs/format.md §6 order."""
+    h, k, c = model_config.hidden_size, model_config.out_hidden, model_config.cond_channels
+    shapes: dict[str, tuple[int, ...]] = {}
+    c_in = model_config.n_mels
+    for i, kernel in enumerate(model_config.cond_kernels):
+        shapes[f"cond.conv{i}.weight"] = (c, c_in, kernel)
+        shapes[f"cond.conv{i}.bias"] = (c,)
+        c_in = c
+    shapes.update({
+        "cond.proj.weight": (3 * h, c), "cond.proj.bias": (3 * h,),
+        "gru.W_in": (3 * h, 3), "gru.R": (3 * h, h), "gru.b_R": (3 * h,),
+        "out.O1": (k, h // 2), "out.b1": (k,), "out.O2": (N_CLASSES, k), "out.b2": (N_CLASSES,),
+        "out.O3": (k, h // 2), "out.b3": (k,), "out.O4": (N_CLASSES, k), "out.b4": (N_CLASSES,),
+    })
+    return shapes
+
+
+def coarse_rows_of_gates(hidden_size: int) -> np.ndarray:
+    """Rows g*H + j (gate g in u, r, e; j < H/2) of W_in whose c_t column must be zero (docs/format.md §3)."""
+    h = hidden_size
+    return (np.arange(3)[:, None] * h + np.arange(h // 2)[None, :]).ravel()
+
+
+Weight = Union[np.ndarray, BlockSparseMatrix]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The in-memory model
+# ---------------------------------------------------------------------------------------------------------
+
+@dataclass
+class Model:
+    """A WaveRNN model: both configs, the weights by name (dense arrays or BlockSparseMatrix) and provenance.
+
+    Treat it as immutable (a loaded model's arrays are read-only); `to_sparse` returns a new Model.
+    """
+
+    model_config: ModelConfig
+    feature_config: FeatureConfig
+    weights: dict[str, Weight]
+    provenance: dict = field(default_factory=dict)
+
+    def is_sparse(self, name: str) -> bool:
+        return isinstance(self._weight(name), BlockSparseMatrix)
+
+    def dense(self, name: str) -> np.ndarray:
+        """The weight as a dense float32 array: the stored array itself, or a fresh unpacked copy if sparse."""
+        w = self._weight(name)
+        return unpack_block_sparse(w) if isinstance(w, BlockSparseMatrix) else w
+
+    def _weight(self, name: str) -> Weight:
+        try:
+            return self.weights[name]
+        except KeyError:
+            raise KeyError(f"no weight named {name!r}; the model has {sorted(self.weights)}") from None
+
+    def sparsity(self) -> dict[str, float]:
+        """Fraction of zero weights in each SPARSE_CAPABLE matrix (zeros inside stored blocks count as zero)."""
+        out = {}
+        for name in SPARSE_CAPABLE:
+            w = self._weight(name)
+            values = w.values if isinstance(w, BlockSparseMatrix) else w
+            total = w.shape[0] * w.shape[1]
+            out[name] = 1.0 - int(np.count_nonzero(values)) / total
+        return out
+
+    def n_parameters(self) -> int:
+        """Stored weights: every dense entry plus every entry of every stored block (indices not counted)."""
+        return sum(w.nnz if isinstance(w, BlockSparseMatrix) else int(w.size) for w in self.weights.values())
+
+    def validate(self) -> None:
+        """Every check `load_model` makes, on this in-memory model; ValueError naming the tensor on failure."""
+        if not isinstance(self.model_config, ModelConfig):
+            raise ValueError(f"model_config: expected a ModelConfig, found {type(self.model_config).__name__}")
+        if not isinstance(self.feature_config, FeatureConfig):
+            raise ValueError(f"feature_config: expected a FeatureConfig, found {type(self.feature_config).__name__}")
+        _check_n_mels(self.model_config, self.feature_config)
+        if not isinstance(self.provenance, dict):
+            raise ValueError(f"provenance: expected a dict, found {type(self.provenance).__name__}")
+        shapes = expected_weight_shapes(self.model_config)
+        _check_name_set(set(shapes), set(self.weights), "weights")
+        for name, shape in shapes.items():
+            _validate_weight(name, self.weights[name], shape, self.model_config.block_shape)
+        _check_input_mask(self.dense("gru.W_in"), self.model_config.hidden_size)
+
+    def to_sparse(self, names: Iterable[str] = SPARSE_CAPABLE, block: tuple[int, int] | None = None) -> "Model":
+        """A new Model with the listed matrices in block-CSR layout (blocks of `block`, default the config's).
+
+        A block other than model_config.block_shape becomes the new model's block_shape, and every matrix
+        already sparse is repacked with it, since all block-sparse matrices of a model share one block shape.
+        """
+        names = tuple(names)
+        unknown = sorted(set(names) - set(SPARSE_CAPABLE))
+        if unknown:
+            raise ValueError(f"to_sparse: {unknown} may not be block-sparse; expected names from {SPARSE_CAPABLE}")
+        block = _check_pair("to_sparse", "block", tuple(block)) if block is not None \
+            else self.model_config.block_shape
+        config = dataclasses.replace(self.model_config, block_shape=block)
+        weights = dict(self.weights)
+        for name, w in self.weights.items():
+            wants_block = name in names or isinstance(w, BlockSparseMatrix)
+            if wants_block and not (isinstance(w, BlockSparseMatrix) and w.block == block):
+                weights[name] = pack_block_sparse(self.dense(name), *block)
+        return Model(config, self.feature_config, weights, dict(self.provenance))
+
+
+def _check_n_mels(model_config: ModelConfig, feature_config: FeatureConfig) -> None:
+    if model_config.n_mels != feature_config.n_mels:
+        raise ValueError(f"n_mels: the model config expects {model_config.n_mels} mel bins but the feature config "
+                         f"computes {feature_config.n_mels}")
+
+
+def _check_name_set(expected: set[str], found: set[str], what: str) -> None:
+    missing, unexpected = sorted(expected - found), sorted(found - expected)
+    if missing or unexpected:
+        raise ValueError(f"{what}: expected exactly the names for this model config; "
+                         f"missing {missing}, unexpected {unexpected}")
+
+
+def _validate_weight(name: str, w: Any, shape: tuple[int, ...], block: tuple[int, int]) -> None:
+    if isinstance(w, BlockSparseMatrix):
+        if name not in SPARSE_CAPABLE:
+            raise ValueError(f"{name}: expected a dense array (only {SPARSE_CAPABLE} may be block-sparse)")
+        if tuple(w.shape) != shape:
+            raise ValueError(f"{name}: expected shape {shape}, found {tuple(w.shape)}")
+        if tuple(w.block) != block:
+            raise ValueError(f"{name}: expected the model config's block shape {block}, found {tuple(w.block)}")
+        w.validate(name)
+    else:
+        _check_array(name, w, np.float32, shape)
+        _check_finite(name, w)
+
+
+def _check_input_mask(w_in: np.ndarray, hidden_size: int) -> None:
+    rows = coarse_rows_of_gates(hidden_size)
+    leaks = np.flatnonzero(w_in[rows, 2])
+    if leaks.size:
+        raise ValueError(f"gru.W_in: expected column 2 (c_t) to be zero in the coarse rows g*H + j, j < H/2, of "
+                         f"every gate (docs/format.md §3), found {leaks.size} nonzero, first at row {rows[leaks[0]]}")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The file (docs/format.md §8)
+# ---------------------------------------------------------------------------------------------------------
+
+def save_model(model: Model, path: str | os.PathLike) -> None:
+    """Validate `model`, then write it to `path` atomically (temporary file in the same folder, then rename).
+
+    On any failure the temporary file is removed and an existing file at `path` is left as it was.
+    """
+    from safetensors.numpy import save as st_save
+
+    model.validate()
+    tensors: dict[str, np.ndarray] = {}
+    sparse_meta = {}
+    for name, w in model.weights.items():
+        if isinstance(w, BlockSparseMatrix):
+            for part in SPARSE_PARTS:
+                tensors[f"{name}.{part}"] = getattr(w, part)
+            sparse_meta[name] = {"shape": list(w.shape), "block": list(w.block)}
+        else:
+            tensors[name] = np.ascontiguousarray(w)
+    metadata = {
+        "format": FORMAT_MAGIC,
+        "format_version": str(FORMAT_VERSION),
+        "model_config": model.model_config.to_json(),
+        "feature_config": model.feature_config.to_json(),
+        "sparse": json.dumps(sparse_meta, sort_keys=True),
+        "provenance": json.dumps(model.provenance, sort_keys=True),
+    }
+    _write_atomically(os.fspath(path), st_save(tensors, metadata=metadata))
+
+
+def _write_atomically(path: str, data: bytes) -> None:
+    folder, base = os.path.split(os.path.abspath(path))
+    tmp = os.path.join(folder, f".{base}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+    # os.open with 0o666 lets the umask set the final mode, as for any ordinary file (mkstemp would give 0600).
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())  # the bytes reach the disk before the rename makes them the model
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def load_model(path: str | os.PathLike) -> Model:
+    """Read and fully validate a model file (docs/format.md §8). Every problem is a ValueError naming the file.
+
+    A missing file raises FileNotFoundError. The returned model's arrays are read-only private copies.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no such model file")
+    try:
+        with safe_open(path, framework="np") as f:
+            header = _read_header(f)
+            model_config, feature_config, sparse, provenance = _parse_metadata(header[0])
+            _check_tensor_headers(header[1], model_config, sparse)
+            raw = {key: _owned_copy(f.get_tensor(key)) for key in header[1]}
+        model = Model(model_config, feature_config, _assemble_weights(raw, model_config, sparse), provenance)
+        model.validate()
+    except FileNotFoundError:
+        raise
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from exc
+    except (SafetensorError, OSError) as exc:  # bad header, truncated file, not safetensors at all
+        raise ValueError(f"{path}: not a readable safetensors file ({exc})") from exc
+    return model
+
+
+def _read_header(f) -> tuple[dict[str, str], dict[str, tuple[str, tuple[int, ...]]]]:
+    """The metadata and, per tensor, its (safetensors dtype, shape): read before any tensor data is."""
+    metadata = f.metadata()
+    if metadata is None or metadata.get("format") != FORMAT_MAGIC:
+        found = "no metadata" if metadata is None else f"format {metadata.get('format')!r}"
+        raise ValueError(f"not a pywavernn model file: expected metadata format {FORMAT_MAGIC!r}, found {found}")
+    tensors = {}
+    for key in f.keys():
+        info = f.get_slice(key)
+        tensors[key] = (info.get_dtype(), tuple(info.get_shape()))
+    return metadata, tensors
+
+
+def _parse_json(metadata: dict[str, str], key: str) -> Any:
+    try:
+        return json.loads(metadata[key])
+    except KeyError:
+        raise ValueError(f"metadata: missing key {key!r}") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"metadata {key!r}: expected JSON, found invalid JSON ({exc})") from None
+
+
+def _parse_metadata(metadata: dict[str, str]) -> tuple[ModelConfig, FeatureConfig, dict, dict]:
+    version_text = metadata.get("format_version")
+    if version_text is None or not (version_text.isascii() and version_text.isdigit()):
+        raise ValueError(f"metadata 'format_version': expected a positive integer, found {version_text!r}")
+    version = int(version_text)
+    if version > FORMAT_VERSION:
+        raise ValueError(f"written by a newer pywavernn (format version {version} > {FORMAT_VERSION}); "
+                         "upgrade pywavernn")
+    if version < 1:
+        raise ValueError(f"metadata 'format_version': expected 1..{FORMAT_VERSION}, found {version}")
+    unknown = sorted(set(metadata) - _METADATA_KEYS)
+    if unknown:
+        raise ValueError(f"metadata: unexpected key(s) {unknown}; expected only {sorted(_METADATA_KEYS)}")
+    model_config = ModelConfig.from_dict(_parse_json(metadata, "model_config"))
+    feature_config = FeatureConfig.from_dict(_parse_json(metadata, "feature_config"))
+    _check_n_mels(model_config, feature_config)
+    provenance = _parse_json(metadata, "provenance") if "provenance" in metadata else {}
+    if not isinstance(provenance, dict):
+        raise ValueError(f"metadata 'provenance': expected a JSON object, found {type(provenance).__name__}")
+    sparse = _parse_sparse_metadata(_parse_json(metadata, "sparse"), model_config)
+    return model_config, feature_config, sparse, provenance
+
+
+def _parse_sparse_metadata(sparse: Any, model_config: ModelConfig) -> dict[str, tuple[int, int]]:
+    """{NAME: block} for each block-sparse matrix, checked against the names and shapes of §6."""
+    if not isinstance(sparse, dict):
+        raise ValueError(f"metadata 'sparse': expected a JSON object, found {type(sparse).__name__}")
+    shapes = expected_weight_shapes(model_config)
+    blocks = {}
+    for name, entry in sparse.items():
+        if name not in SPARSE_CAPABLE:
+            raise ValueError(f"metadata 'sparse': {name!r} may not be block-sparse; expected names from "
+                             f"{SPARSE_CAPABLE}")
+        if not isinstance(entry, dict) or set(entry) != {"shape", "block"}:
+            raise ValueError(f"metadata 'sparse' {name!r}: expected {{\"shape\": [M, N], \"block\": [BH, BW]}}, "
+                             f"found {entry!r}")
+        if not isinstance(entry["shape"], list) or tuple(entry["shape"]) != shapes[name]:
+            raise ValueError(f"{name}: expected shape {shapes[name]}, found {entry['shape']!r} in metadata 'sparse'")
+        if not isinstance(entry["block"], list):
+            raise ValueError(f"{name}: expected block [BH, BW] in metadata 'sparse', found {entry['block']!r}")
+        blocks[name] = _check_pair(name, "block", tuple(entry["block"]))
+    return blocks
+
+
+def _check_tensor_headers(tensors: dict[str, tuple[str, tuple[int, ...]]], model_config: ModelConfig,
+                          sparse: dict[str, tuple[int, int]]) -> None:
+    """Exact tensor names, dtypes and (where known without reading data) shapes, from the header alone."""
+    expected: dict[str, tuple[str, tuple[int, ...] | None]] = {}
+    for name, shape in expected_weight_shapes(model_config).items():
+        if name in sparse:
+            (m, n), (bh, bw) = shape, sparse[name]
+            if m % bh or n % bw:
+                raise ValueError(f"{name}: expected block {bh}x{bw} to divide shape {m}x{n}")
+            expected[f"{name}.row_ptr"] = ("I32", (m // bh + 1,))
+            expected[f"{name}.col_idx"] = ("I32", None)  # (nnzb,): checked with values once read
+            expected[f"{name}.values"] = ("F32", None)
+        else:
+            expected[name] = ("F32", shape)
+    _check_name_set(set(expected), set(tensors), "tensors")
+    for key, (dtype, shape) in expected.items():
+        found_dtype, found_shape = tensors[key]
+        if found_dtype != dtype:
+            want = "float32" if dtype == "F32" else "int32"
+            raise ValueError(f"{key}: expected dtype {want} ({dtype}), found {found_dtype}")
+        if shape is not None and found_shape != shape:
+            raise ValueError(f"{key}: expected shape {shape}, found {found_shape}")
+
+
+def _owned_copy(arr: np.ndarray) -> np.ndarray:
+    out = np.array(arr, copy=True, order="C")
+    out.setflags(write=False)
+    return out
+
+
+def _assemble_weights(raw: dict[str, np.ndarray], model_config: ModelConfig,
+                      sparse: dict[str, tuple[int, int]]) -> dict[str, Weight]:
+    """Weights by name; Model.validate then checks each block-sparse matrix against its metadata block."""
+    weights: dict[str, Weight] = {}
+    for name, shape in expected_weight_shapes(model_config).items():
+        if name not in sparse:
+            weights[name] = raw[name]
+            continue
+        weights[name] = BlockSparseMatrix(shape=shape, block=sparse[name], row_ptr=raw[f"{name}.row_ptr"],
+                                          col_idx=raw[f"{name}.col_idx"], values=raw[f"{name}.values"])
+    return weights
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Summary for `pywavernn info`
+# ---------------------------------------------------------------------------------------------------------
+
+def describe(model: Model) -> str:
+    """A human-readable summary: format version, configs, parameter count, per-matrix layout, provenance."""
+    lines = [f"pywavernn model (format version {FORMAT_VERSION})", "model config:"]
+    lines += [f"  {k}: {v}" for k, v in model.model_config.to_dict().items()]
+    lines.append("feature config:")
+    lines += [f"  {k}: {v}" for k, v in model.feature_config.to_dict().items()]
+    lines.append(f"parameters (stored weights): {model.n_parameters():,}")
+    lines.append("weights:")
+    sparsity = model.sparsity()
+    width = max(len(name) for name in model.weights)
+    for name, w in model.weights.items():
+        shape = "x".join(str(d) for d in w.shape)
+        if isinstance(w, BlockSparseMatrix):
+            layout = (f"block-sparse {w.block[0]}x{w.block[1]}, {w.nnz_blocks} blocks, "
+                      f"density {w.density:.3f}")
+        else:
+            layout = "dense"
+        extra = f", sparsity {sparsity[name]:.3f}" if name in sparsity else ""
+        lines.append(f"  {name:<{width}}  {shape:<12} {layout}{extra}")
+    lines.append("provenance:" + ("" if model.provenance else " (none)"))
+    lines += [f"  {k}: {json.dumps(v)}" for k, v in model.provenance.items()]
+    return "\n".join(lines)

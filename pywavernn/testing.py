@@ -1,0 +1,106 @@
+"""Random models and block-sparse matrices for tests and benchmarks.
+
+What it is: `random_model` (a valid float32 `pywavernn.format.Model`, optionally block-sparse) and
+`random_block_sparse` (one random block-CSR matrix with its dense twin). Shipped with the package so that
+tests, benchmarks and downstream projects build models the same way.
+What it is not: public API with stability promises, nor a trained model (the audio it makes is noise).
+
+Usage:
+    from pywavernn.testing import random_model
+    model = random_model(ModelConfig(hidden_size=64, out_hidden=32, cond_channels=16), seed=1, density=0.25)
+
+Letters: H hidden units, M x N a matrix shape, BH x BW a block shape.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pywavernn.config import FeatureConfig, ModelConfig
+from pywavernn.format import (
+    SPARSE_CAPABLE, BlockSparseMatrix, Model, coarse_rows_of_gates, expected_weight_shapes, pack_block_sparse,
+)
+
+
+def _check_density(density: float) -> float:
+    if isinstance(density, bool) or not isinstance(density, (int, float)) or not 0.0 <= density <= 1.0:
+        raise ValueError(f"density: expected a fraction in [0, 1], found {density!r}")
+    return float(density)
+
+
+def _nonzero_uniform(rng: np.random.Generator, shape: tuple[int, ...], bound: float) -> np.ndarray:
+    """Uniform in (-bound, bound) as float32, with no exact zeros (so a kept block always stays nonzero)."""
+    values = rng.uniform(-bound, bound, size=shape).astype(np.float32)
+    values[values == 0] = np.float32(bound / 2)
+    return values
+
+
+def random_block_sparse(rng: np.random.Generator, m: int, n: int, bh: int, bw: int,
+                        density: float) -> tuple[BlockSparseMatrix, np.ndarray]:
+    """A random M x N block-CSR matrix keeping exactly round(density * n_blocks) blocks, and its dense twin.
+
+    Values are uniform in (-1, 1), never exactly zero. Returns (matrix, dense float32 with pruned blocks zero).
+    """
+    density = _check_density(density)
+    if m % bh or n % bw:
+        raise ValueError(f"random_block_sparse: expected block {bh}x{bw} to divide shape {m}x{n}")
+    dense = _nonzero_uniform(rng, (m, n), 1.0)
+    dense = _prune_blocks(rng, dense, bh, bw, density)
+    return pack_block_sparse(dense, bh, bw), dense
+
+
+def _prune_blocks(rng: np.random.Generator, dense: np.ndarray, bh: int, bw: int, density: float) -> np.ndarray:
+    """Zero all but round(density * n_blocks) randomly chosen BH x BW blocks of a matrix with no zero entries."""
+    m, n = dense.shape
+    mb, nb = m // bh, n // bw
+    n_keep = int(round(density * mb * nb))
+    keep = np.zeros(mb * nb, dtype=bool)
+    keep[rng.choice(mb * nb, size=n_keep, replace=False)] = True
+    mask = np.repeat(np.repeat(keep.reshape(mb, nb), bh, axis=0), bw, axis=1)
+    return np.where(mask, dense, np.float32(0)).astype(np.float32)
+
+
+def _fan_in(name: str, shapes: dict[str, tuple[int, ...]], hidden_size: int) -> int:
+    """Fan-in of a tensor for PyTorch-style init; a bias takes its weight's; the GRU tensors use H (torch.nn.GRU)."""
+    if name.startswith("gru."):
+        return hidden_size
+    weight_of_bias = {"cond.proj.bias": "cond.proj.weight", "out.b1": "out.O1", "out.b2": "out.O2",
+                      "out.b3": "out.O3", "out.b4": "out.O4"}
+    if name.startswith("cond.conv") and name.endswith(".bias"):
+        name = name[: -len("bias")] + "weight"
+    shape = shapes[weight_of_bias.get(name, name)]
+    return shape[1] * shape[2] if len(shape) == 3 else shape[1]
+
+
+def random_model(model_config: ModelConfig | None = None, feature_config: FeatureConfig | None = None,
+                 seed: int = 0, density: float | None = None, scale: float | None = None) -> Model:
+    """A random, valid float32 model (the W_in mask applied), the same for the same arguments.
+
+    model_config    default ModelConfig(); feature_config default FeatureConfig(n_mels=model_config.n_mels).
+    density         None: all weights dense. Otherwise a fraction in [0, 1]: each SPARSE_CAPABLE matrix keeps
+                    exactly round(density * n_blocks) randomly chosen model_config.block_shape blocks and is
+                    stored as a BlockSparseMatrix.
+    scale           None: each tensor uniform in +-1/sqrt(fan_in) (PyTorch default init; 1/sqrt(H) for the
+                    GRU tensors). A number: every tensor uniform in +-scale.
+    """
+    model_config = model_config if model_config is not None else ModelConfig()
+    feature_config = feature_config if feature_config is not None else FeatureConfig(n_mels=model_config.n_mels)
+    if density is not None:
+        density = _check_density(density)
+    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0):
+        raise ValueError(f"scale: expected a positive number, found {scale!r}")
+    rng = np.random.default_rng(seed)
+    shapes = expected_weight_shapes(model_config)
+    weights = {}
+    for name, shape in shapes.items():
+        bound = float(scale) if scale is not None else 1.0 / np.sqrt(_fan_in(name, shapes, model_config.hidden_size))
+        weights[name] = _nonzero_uniform(rng, shape, bound)
+    weights["gru.W_in"][coarse_rows_of_gates(model_config.hidden_size), 2] = 0.0
+    if density is not None:
+        bh, bw = model_config.block_shape
+        for name in SPARSE_CAPABLE:
+            weights[name] = pack_block_sparse(_prune_blocks(rng, weights[name], bh, bw, density), bh, bw)
+    provenance = {"source": "pywavernn.testing.random_model", "seed": seed, "density": density}
+    model = Model(model_config, feature_config, weights, provenance)
+    model.validate()
+    return model
