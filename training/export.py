@@ -1,0 +1,45 @@
+"""Export a trained PyTorch WaveRNN (training.model) to a pywavernn model file (docs/format.md §8).
+
+What it is: `export_model`, which converts the module's weights to the file's names and gate order, optionally
+packs the sparse-capable matrices into block-CSR (pruned blocks must be exactly zero), records provenance and
+writes the file through `pywavernn.format.save_model` (validated, atomic).
+What it is not: pruning (done during training) or a checkpoint reader.
+
+    from training.export import export_model
+    export_model(net, net.feature_config, "model.safetensors", provenance={"data": "LJSpeech"}, sparse=(16, 1))
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Iterable
+
+import torch
+
+import pywavernn
+from pywavernn.config import FeatureConfig
+from pywavernn.format import SPARSE_CAPABLE, Model, save_model
+from training.model import WaveRNN
+
+
+def export_model(torch_model: WaveRNN, feature_config: FeatureConfig | None, path: str | os.PathLike,
+                 provenance: dict | None = None, sparse: tuple[int, int] | None = None,
+                 sparse_names: Iterable[str] = SPARSE_CAPABLE) -> Model:
+    """Write `torch_model` to `path`; return the Model written.
+
+    feature_config  the features the model was trained on (None: the module's own feature_config).
+    provenance      JSON-serialisable notes (training data, steps, licence); the exporter adds its own versions.
+    sparse          None: every matrix dense. (BH, BW): the matrices in `sparse_names` (default all of
+                    gru.R, out.O1..O4) are stored block-sparse with BH x BW blocks, keeping every block with a
+                    nonzero entry, and the file's model config records that block shape.
+    """
+    if not isinstance(torch_model, WaveRNN):
+        raise TypeError(f"torch_model: expected a training.model.WaveRNN, found {type(torch_model).__name__}")
+    notes = {"exporter": "training.export", "pywavernn_version": pywavernn.__version__,
+             "torch_version": torch.__version__}
+    notes.update(provenance or {})
+    model = torch_model.to_model(feature_config, notes)
+    if sparse is not None:
+        model = model.to_sparse(sparse_names, block=tuple(sparse))
+    save_model(model, path)
+    return model

@@ -1,0 +1,328 @@
+"""The PyTorch twin of the pywavernn WaveRNN (docs/format.md §1-5), laid out for training speed.
+
+What it is: `WaveRNN`, an nn.Module computing exactly the model of docs/format.md, with teacher-forced
+`forward` / `nll_bits` for training, a free-running `generate` (a slow Python loop, kept for parity tests
+against pywavernn.reference) and conversions to and from `pywavernn.format.Model`.
+What it is not: an inference engine (use pywavernn.Vocoder), a data pipeline or a training loop.
+
+Layout. The recurrence runs in one fused `torch.nn.GRU` (cuDNN on GPU) whose input at sample t is
+[x_t (3), cond_features(t) (C)], where cond_features are the conditioning network's last-layer outputs z_L
+interpolated to sample rate by §2's rule. So
+
+    weight_ih = [gru.W_in | cond.proj.weight]   bias_ih = cond.proj.bias   weight_hh = gru.R   bias_hh = gru.b_R
+
+with rows in torch's gate order (r, z, n) = our (r, u, e); the file's order is (u, r, e), so the first two gate
+blocks swap on import and export. Projecting then interpolating (the spec) equals interpolating then projecting
+(here): both are linear, and the interpolation weights sum to one, so the bias passes through unchanged.
+torch's n gate is tanh(W_in x + b_in + r * (W_hn h + b_hn)), which is §3's e with b_R inside r * (...).
+
+The input mask (c_t, column 2 of weight_ih, is zero in the coarse rows of every gate) is enforced in training:
+a forward pre-hook re-zeroes those weights and a gradient hook zeroes their gradients, so an optimizer step
+never moves them and the coarse half never sees the sample it predicts.
+
+Tests: `python -m pytest tests/test_parity_torch.py -q` (logits and sampled integers against pywavernn.reference).
+
+Letters: N batch, H hidden units (H/2 coarse + H/2 fine), C conditioning channels, K output-head hidden units,
+F frames, hop samples per frame, T = F * hop samples.
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+
+import numpy as np
+import torch
+import torch.nn.functional as nnf
+from torch import nn
+
+from pywavernn.audio import coarse_fine_join, scale_byte
+from pywavernn.config import N_CLASSES, FeatureConfig, ModelConfig
+from pywavernn.format import Model, coarse_rows_of_gates
+
+PREV_COARSE, PREV_FINE = 128, 0  # the sample before the first is s = 0 (§1)
+# Parameters holding the sparse-capable matrices of docs/format.md §6 (for training.pruning.wavernn_targets).
+# The recurrent one is in torch gate order (r, z, n).
+RECURRENT_PARAMETER = "gru.weight_hh_l0"
+OUTPUT_PARAMETERS = {"out.O1": "O1.weight", "out.O2": "O2.weight", "out.O3": "O3.weight", "out.O4": "O4.weight"}
+
+
+def swap_gates_ur(w, hidden: int):
+    """Reorder the gate blocks of a (3H, ...) array between file order (u, r, e) and torch order (r, u, e).
+
+    The same swap goes both ways. Works on NumPy arrays and torch tensors.
+    """
+    return w[np.r_[hidden:2 * hidden, 0:hidden, 2 * hidden:3 * hidden]]
+
+
+def sample_from_logits(logits: np.ndarray, u: float) -> int:
+    """§4's rule on float32 logits (256,): first k with cdf[k] > u * cdf[255], else 255.
+
+    In NumPy because the cumulative sum must be float32 in index order, and torch.cumsum on CPU accumulates
+    float32 in double.
+    """
+    p = np.exp(logits - logits.max())
+    cdf = np.cumsum(p, dtype=np.float32)
+    above = np.flatnonzero(cdf > np.float32(u) * cdf[-1])
+    return int(above[0]) if above.size else N_CLASSES - 1
+
+
+class WaveRNN(nn.Module):
+    """WaveRNN of docs/format.md. `model_config` gives the sizes; `feature_config` (default: the standard one with
+    the model's n_mels) gives the hop, used to upsample the conditioning, and travels into exported files."""
+
+    def __init__(self, model_config: ModelConfig, feature_config: FeatureConfig | None = None):
+        super().__init__()
+        if feature_config is None:
+            feature_config = FeatureConfig(n_mels=model_config.n_mels)
+        if model_config.n_mels != feature_config.n_mels:
+            raise ValueError(f"n_mels: the model config expects {model_config.n_mels} mel bins but the feature "
+                             f"config computes {feature_config.n_mels}")
+        if model_config.subscale_factor != 1:
+            raise ValueError(f"subscale_factor: WaveRNN implements the plain model (1), "
+                             f"found {model_config.subscale_factor}")
+        self.model_config = model_config
+        self.feature_config = feature_config
+        hidden, half, channels = model_config.hidden_size, model_config.half, model_config.cond_channels
+
+        convs, c_in = [], model_config.n_mels
+        for k in model_config.cond_kernels:
+            convs.append(nn.Conv1d(c_in, channels, k, padding=(k - 1) // 2, padding_mode="replicate"))
+            c_in = channels
+        self.cond_convs = nn.ModuleList(convs)
+        self.gru = nn.GRU(3 + channels, hidden, batch_first=True)
+        self.O1 = nn.Linear(half, model_config.out_hidden)
+        self.O2 = nn.Linear(model_config.out_hidden, N_CLASSES)
+        self.O3 = nn.Linear(half, model_config.out_hidden)
+        self.O4 = nn.Linear(model_config.out_hidden, N_CLASSES)
+
+        mask = torch.ones(3 * hidden, 3 + channels)
+        mask[torch.from_numpy(coarse_rows_of_gates(hidden)), 2] = 0.0  # same rows in either gate order
+        self.register_buffer("input_mask", mask, persistent=False)
+        self.register_buffer("byte_input", torch.from_numpy(scale_byte(np.arange(N_CLASSES))), persistent=False)
+        self._hooked_weight = None
+        self.register_forward_pre_hook(lambda module, args, kwargs: module.apply_input_mask(), with_kwargs=True)
+        self.apply_input_mask()
+
+    # --- the input mask ---------------------------------------------------------------------------------------
+
+    def apply_input_mask(self) -> None:
+        """Zero c_t's weights in the coarse rows and make sure their gradient is masked too.
+
+        Writes through .data so autograd's version counter is untouched: the entries are already zero unless set
+        from outside (load_state_dict, a manual edit), so no saved graph can depend on the values changed here.
+        The gradient hook is (re)attached whenever the parameter object changes (deepcopy, module surgery).
+        """
+        weight = self.gru.weight_ih_l0
+        weight.data.mul_(self.input_mask)
+        hooked = self._hooked_weight() if self._hooked_weight is not None else None
+        if hooked is not weight:
+            weight.register_hook(lambda grad: grad * self.input_mask)
+            self._hooked_weight = weakref.ref(weight)
+
+    # --- conditioning (§2) ------------------------------------------------------------------------------------
+
+    @property
+    def hop(self) -> int:
+        return self.feature_config.hop_length
+
+    def conditioning_features(self, mel: torch.Tensor) -> torch.Tensor:
+        """The conditioning network before its projection: mel (N, F, n_mels) -> z_L (N, C, F)."""
+        z = mel.transpose(1, 2)
+        for conv in self.cond_convs:
+            z = torch.relu(conv(z))
+        return z
+
+    def upsample(self, z: torch.Tensor, n_samples: int) -> torch.Tensor:
+        """§2's interpolation at sample rate: z (N, C, F) -> (N, T, C); frame j applies at sample j * hop."""
+        t = torch.arange(n_samples, device=z.device)
+        j = t // self.hop
+        a = (t % self.hop).to(torch.float32) / self.hop  # float32 division, as float32(t % hop) / float32(hop)
+        padded = torch.cat([z, z[:, :, -1:]], dim=2)  # g[F] := g[F - 1]
+        z0, z1 = padded[:, :, j], padded[:, :, j + 1]
+        return (z0 + a * (z1 - z0)).transpose(1, 2)
+
+    def frame_conditioning(self, mel: torch.Tensor) -> torch.Tensor:
+        """g of §2 for one utterance, in file gate order: mel (F, n_mels) -> (F, 3H)."""
+        hidden, ih = self.model_config.hidden_size, self.gru.weight_ih_l0
+        proj_w = swap_gates_ur(ih[:, 3:], hidden)
+        proj_b = swap_gates_ur(self.gru.bias_ih_l0, hidden)
+        z = self.conditioning_features(mel[None])[0]
+        return (proj_w @ z + proj_b[:, None]).T
+
+    # --- teacher forcing (§3, §5) -----------------------------------------------------------------------------
+
+    def _check_inputs(self, mel, audio, coarse, fine) -> tuple[torch.Tensor, torch.Tensor]:
+        if mel.dim() != 3 or mel.shape[2] != self.model_config.n_mels:
+            raise ValueError(f"mel: expected shape (N, F, {self.model_config.n_mels}), found {tuple(mel.shape)}")
+        if (audio is None) == (coarse is None or fine is None):
+            raise ValueError("pass either audio (int16) or both coarse and fine (bytes)")
+        if audio is not None:
+            if audio.dtype != torch.int16:
+                raise TypeError(f"audio: expected an int16 tensor, found {audio.dtype}")
+            u = audio.to(torch.int32) + 32768
+            coarse, fine = u >> 8, u & 255
+        expected = (mel.shape[0], mel.shape[1] * self.hop)
+        for name, v in (("coarse", coarse), ("fine", fine)):
+            if tuple(v.shape) != expected:
+                raise ValueError(f"{name}: expected shape (N, F * hop) = {expected} for a mel of {mel.shape[1]} "
+                                 f"frames (audio length must be F * hop), found {tuple(v.shape)}")
+        return coarse.long(), fine.long()
+
+    def gru_inputs(self, coarse: torch.Tensor, fine: torch.Tensor) -> torch.Tensor:
+        """x_t = [c_{t-1}, f_{t-1}, c_t] scaled to [-1, 1], (N, T, 3), from true bytes (N, T)."""
+        coarse_prev = nnf.pad(coarse[:, :-1], (1, 0), value=PREV_COARSE)
+        fine_prev = nnf.pad(fine[:, :-1], (1, 0), value=PREV_FINE)
+        return self.byte_input[torch.stack([coarse_prev, fine_prev, coarse], dim=2)]
+
+    def heads(self, states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(..., H) GRU states -> (logits_c, logits_f), each (..., 256)."""
+        half = self.model_config.half
+        logits_c = self.O2(torch.relu(self.O1(states[..., :half])))
+        logits_f = self.O4(torch.relu(self.O3(states[..., half:])))
+        return logits_c, logits_f
+
+    def forward(self, mel: torch.Tensor, audio: torch.Tensor | None = None, *, coarse: torch.Tensor | None = None,
+                fine: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Teacher-forced logits: mel (N, F, n_mels) and audio int16 (N, F * hop), or its coarse and fine bytes,
+        -> (logits_c, logits_f), each (N, T, 256). The state starts at h = 0."""
+        coarse, fine = self._check_inputs(mel, audio, coarse, fine)
+        cond = self.upsample(self.conditioning_features(mel), coarse.shape[1])
+        states, _ = self.gru(torch.cat([self.gru_inputs(coarse, fine), cond], dim=2))
+        return self.heads(states)
+
+    def nll_bits(self, mel: torch.Tensor, audio: torch.Tensor | None = None, *, coarse: torch.Tensor | None = None,
+                 fine: torch.Tensor | None = None) -> torch.Tensor:
+        """Teacher-forced NLL in bits per 16-bit sample (§5), averaged over batch and time; differentiable."""
+        coarse, fine = self._check_inputs(mel, audio, coarse, fine)
+        logits_c, logits_f = self(mel, coarse=coarse, fine=fine)
+        nats = (nnf.cross_entropy(logits_c.reshape(-1, N_CLASSES), coarse.reshape(-1))
+                + nnf.cross_entropy(logits_f.reshape(-1, N_CLASSES), fine.reshape(-1)))
+        return nats / math.log(2.0)
+
+    # --- free-running generation (§3, §4) ---------------------------------------------------------------------
+
+    def _file_order_gru(self) -> dict[str, torch.Tensor]:
+        hidden, ih = self.model_config.hidden_size, self.gru.weight_ih_l0
+        return {"W_in": swap_gates_ur(ih[:, :3], hidden), "R": swap_gates_ur(self.gru.weight_hh_l0, hidden),
+                "b_R": swap_gates_ur(self.gru.bias_hh_l0, hidden)}
+
+    @staticmethod
+    def _gru_update(h, gi, rh):
+        """§3's gate equations on matching slices: h (n,), gi and rh (3, n) with rows [u, r, e]."""
+        u = torch.sigmoid(gi[0] + rh[0])
+        r = torch.sigmoid(gi[1] + rh[1])
+        e = torch.tanh(gi[2] + r * rh[2])
+        return u * h + (1 - u) * e
+
+    def sample_step(self, gru: dict[str, torch.Tensor], h: torch.Tensor, c_prev: int, f_prev: int,
+                    cond: torch.Tensor, u_coarse: float, u_fine: float):
+        """One sample in §3's order; returns (h', c_t, f_t, logits_c, logits_f). `gru` from _file_order_gru.
+
+        The input projection is summed as ((x0 w0 + x1 w1) + x2 w2) + cond, where the coarse rows' x2 term is
+        zero by the mask -- the same order as pywavernn.reference, so both give the same float32 values.
+        """
+        half = self.model_config.half
+        w_in = gru["W_in"]
+        rh = (gru["R"] @ h + gru["b_R"]).view(3, 2, half)
+        x01 = (self.byte_input[c_prev] * w_in[:, 0] + self.byte_input[f_prev] * w_in[:, 1]).view(3, 2, half)
+        cond = cond.view(3, 2, half)
+
+        h_coarse = self._gru_update(h[:half], x01[:, 0] + cond[:, 0], rh[:, 0])
+        logits_c = self.O2(torch.relu(self.O1(h_coarse)))
+        c_t = sample_from_logits(logits_c.cpu().numpy(), u_coarse)
+        w_ct = w_in[:, 2].view(3, 2, half)[:, 1]
+        gi_fine = (x01[:, 1] + self.byte_input[c_t] * w_ct) + cond[:, 1]
+        h_fine = self._gru_update(h[half:], gi_fine, rh[:, 1])
+        logits_f = self.O4(torch.relu(self.O3(h_fine)))
+        f_t = sample_from_logits(logits_f.cpu().numpy(), u_fine)
+        return torch.cat([h_coarse, h_fine]), c_t, f_t, logits_c, logits_f
+
+    @torch.no_grad()
+    def generate(self, mel, uniforms: np.ndarray, trace: bool = False):
+        """Free-running float32 generation, one Python step per sample (slow; for parity tests).
+
+        mel (F, n_mels) array or tensor; uniforms (F * hop, 2) float32 in [0, 1) (§4). Returns int16 samples
+        (F * hop,) as a NumPy array; with trace=True also a dict of per-step "h" (T, H), "logits_c", "logits_f".
+        """
+        self.apply_input_mask()
+        device = self.gru.weight_ih_l0.device
+        mel = torch.as_tensor(np.asarray(mel, dtype=np.float32), device=device)
+        n_frames, hop = mel.shape[0], self.hop
+        n_samples = n_frames * hop
+        uniforms = np.asarray(uniforms)
+        if uniforms.dtype != np.float32 or uniforms.shape != (n_samples, 2):
+            raise ValueError(f"uniforms: expected float32 of shape ({n_samples}, 2), found {uniforms.dtype} "
+                             f"{uniforms.shape}")
+        g = self.frame_conditioning(mel)
+        gru = self._file_order_gru()
+        a = torch.from_numpy((np.arange(n_samples) % hop).astype(np.float32) / np.float32(hop)).to(device)
+
+        h = torch.zeros(self.model_config.hidden_size, device=device)
+        c_prev, f_prev = PREV_COARSE, PREV_FINE
+        coarse, fine = np.empty(n_samples, np.int64), np.empty(n_samples, np.int64)
+        steps = {"h": [], "logits_c": [], "logits_f": []}
+        for t in range(n_samples):
+            j = t // hop
+            g0, g1 = g[j], g[min(j + 1, n_frames - 1)]
+            cond = g0 + a[t] * (g1 - g0)
+            h, c_prev, f_prev, logits_c, logits_f = self.sample_step(
+                gru, h, c_prev, f_prev, cond, uniforms[t, 0], uniforms[t, 1])
+            coarse[t], fine[t] = c_prev, f_prev
+            if trace:
+                steps["h"].append(h)
+                steps["logits_c"].append(logits_c)
+                steps["logits_f"].append(logits_f)
+        samples = coarse_fine_join(coarse, fine)
+        if not trace:
+            return samples
+        return samples, {k: torch.stack(v).cpu().numpy() for k, v in steps.items()}
+
+    # --- conversions to and from the model file's layout (§6) -------------------------------------------------
+
+    @classmethod
+    def from_model(cls, model: Model) -> "WaveRNN":
+        """A WaveRNN holding a pywavernn Model's weights (block-sparse matrices are unpacked)."""
+        model.validate()
+        net = cls(model.model_config, model.feature_config)
+        hidden = model.model_config.hidden_size
+
+        def t(name):
+            return torch.from_numpy(np.array(model.dense(name), dtype=np.float32))
+
+        with torch.no_grad():
+            for i, conv in enumerate(net.cond_convs):
+                conv.weight.copy_(t(f"cond.conv{i}.weight"))
+                conv.bias.copy_(t(f"cond.conv{i}.bias"))
+            net.gru.weight_ih_l0.copy_(swap_gates_ur(torch.cat([t("gru.W_in"), t("cond.proj.weight")], 1), hidden))
+            net.gru.bias_ih_l0.copy_(swap_gates_ur(t("cond.proj.bias"), hidden))
+            net.gru.weight_hh_l0.copy_(swap_gates_ur(t("gru.R"), hidden))
+            net.gru.bias_hh_l0.copy_(swap_gates_ur(t("gru.b_R"), hidden))
+            for i, layer in enumerate((net.O1, net.O2, net.O3, net.O4), start=1):
+                layer.weight.copy_(t(f"out.O{i}"))
+                layer.bias.copy_(t(f"out.b{i}"))
+        return net
+
+    def to_model(self, feature_config: FeatureConfig | None = None, provenance: dict | None = None) -> Model:
+        """The weights as a dense pywavernn Model (names and gate order of §6), validated."""
+        self.apply_input_mask()
+        feature_config = feature_config if feature_config is not None else self.feature_config
+        hidden = self.model_config.hidden_size
+
+        def a(tensor):
+            return np.ascontiguousarray(tensor.detach().cpu().numpy(), dtype=np.float32)
+
+        ih = swap_gates_ur(self.gru.weight_ih_l0, hidden)
+        weights = {}
+        for i, conv in enumerate(self.cond_convs):
+            weights[f"cond.conv{i}.weight"], weights[f"cond.conv{i}.bias"] = a(conv.weight), a(conv.bias)
+        weights.update({
+            "cond.proj.weight": a(ih[:, 3:]), "cond.proj.bias": a(swap_gates_ur(self.gru.bias_ih_l0, hidden)),
+            "gru.W_in": a(ih[:, :3]), "gru.R": a(swap_gates_ur(self.gru.weight_hh_l0, hidden)),
+            "gru.b_R": a(swap_gates_ur(self.gru.bias_hh_l0, hidden)),
+        })
+        for i, layer in enumerate((self.O1, self.O2, self.O3, self.O4), start=1):
+            weights[f"out.O{i}"], weights[f"out.b{i}"] = a(layer.weight), a(layer.bias)
+        model = Model(self.model_config, feature_config, weights, dict(provenance or {}))
+        model.validate()
+        return model
