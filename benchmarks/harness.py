@@ -1,0 +1,132 @@
+"""Benchmark harness shared by the scripts in benchmarks/: machine description, interleaved timing, reports.
+
+What it is: the measuring discipline. Every candidate is timed in rounds that alternate between all candidates
+(A B C A B C ...), so a machine whose speed drifts over minutes (this one drifts by up to 25 %) slows all of
+them alike; each figure is the median over rounds; ratios are taken against a baseline timed in the same rounds.
+What it is not: a test. Nothing here asserts a speed.
+
+    from benchmarks.harness import Candidate, interleaved_medians, machine_description, write_report
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+@dataclass
+class Candidate:
+    """One thing to time: `run()` does one unit of work (validated before timing by the caller)."""
+
+    name: str
+    run: Callable[[], Any]
+    work: float = 1.0  # units per run() (samples, FLOPs, ...) so rates can be reported
+    info: dict = field(default_factory=dict)
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith(("model name", "Model")):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_description() -> dict[str, Any]:
+    """What every reported figure was measured on."""
+    import numpy
+
+    desc: dict[str, Any] = {
+        "cpu": _cpu_model(),
+        "machine": platform.machine(),
+        "logical_cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "numpy": numpy.__version__,
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
+    try:
+        import pywavernn
+
+        desc["pywavernn_isa"] = pywavernn.selected_isa()
+        desc["pywavernn_openmp"] = pywavernn.openmp_enabled()
+    except Exception as exc:  # the report still says what it could
+        desc["pywavernn_error"] = str(exc)
+    try:
+        with open("/proc/loadavg") as fh:
+            desc["loadavg_at_start"] = fh.read().split()[:3]
+    except OSError:
+        pass
+    return desc
+
+
+def _time_once(fn: Callable[[], Any], min_seconds: float) -> float:
+    """Seconds per call, calling fn repeatedly for at least min_seconds (one warm call first)."""
+    fn()
+    n, t0 = 0, time.perf_counter()
+    while True:
+        fn()
+        n += 1
+        elapsed = time.perf_counter() - t0
+        if elapsed >= min_seconds:
+            return elapsed / n
+
+
+def interleaved_medians(candidates: list[Candidate], rounds: int = 7, min_seconds: float = 0.2) -> dict[str, dict]:
+    """Time every candidate once per round, alternating; return per-candidate median seconds per run and rate."""
+    times: dict[str, list[float]] = {c.name: [] for c in candidates}
+    for r in range(rounds):
+        order = candidates if r % 2 == 0 else list(reversed(candidates))
+        for c in order:
+            times[c.name].append(_time_once(c.run, min_seconds))
+    out = {}
+    for c in candidates:
+        med = statistics.median(times[c.name])
+        out[c.name] = {
+            "median_s": med,
+            "min_s": min(times[c.name]),
+            "max_s": max(times[c.name]),
+            "rounds": rounds,
+            "rate": c.work / med,
+            **c.info,
+        }
+    return out
+
+
+def format_table(rows: list[dict[str, Any]], columns: list[tuple[str, str, str]]) -> str:
+    """A Markdown table; columns are (key, header, format spec)."""
+    head = "| " + " | ".join(h for _, h, _ in columns) + " |"
+    rule = "|" + "|".join("---" for _ in columns) + "|"
+    lines = [head, rule]
+    for row in rows:
+        cells = []
+        for key, _, spec in columns:
+            v = row.get(key, "")
+            cells.append(format(v, spec) if isinstance(v, (int, float)) and spec else str(v))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def write_report(name: str, machine: dict, results: Any, table: str, out_dir: Path | None = None) -> Path:
+    """Write results/<name>.json and results/<name>.md (atomically) and return the JSON path."""
+    out_dir = out_dir or RESULTS_DIR
+    out_dir.mkdir(parents=True, exist_ok=True)
+    payload = {"benchmark": name, "machine": machine, "results": results}
+    json_path = out_dir / f"{name}.json"
+    md_path = out_dir / f"{name}.md"
+    for path, text in ((json_path, json.dumps(payload, indent=2, sort_keys=True)),
+                       (md_path, f"# {name}\n\nMachine: {json.dumps(machine)}\n\n{table}\n")):
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    return json_path

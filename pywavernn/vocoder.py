@@ -1,0 +1,137 @@
+"""The public vocoder: `Vocoder(model, backend=...)` turns log-mel spectrograms into 24 kHz 16-bit audio.
+
+What it is: input validation and normalisation, then a call into one backend:
+- `reference`: pywavernn/reference.py, NumPy, slow and clear;
+- `cpu`: the compiled engine (Cython + C kernels), the default.
+What it is not: the maths (see docs/format.md and reference.py) or the kernels (pywavernn/_kernels/).
+
+A Vocoder holds immutable weights and may be shared between threads; every call draws its own randomness from
+`numpy.random.default_rng(seed)` as (T, 2) float32 uniforms (docs/format.md §4), so backends can be compared
+sample for sample.
+
+    from pywavernn import Vocoder
+    voc = Vocoder("model.safetensors")
+    audio = voc.vocode(mel, seed=0)          # int16 at voc.sample_rate
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable, Union
+
+import numpy as np
+
+from pywavernn import features, format as fmt
+
+BACKENDS = ("cpu", "reference")
+WEIGHT_DTYPES = ("fp32", "fp16")
+BUNDLED_MODEL = Path(__file__).resolve().parent / "data" / "default.safetensors"
+
+ModelLike = Union[str, os.PathLike, fmt.Model, None]
+
+
+def bundled_model_path() -> Path:
+    """Path of the model shipped in the package (see README: research and demonstration use only)."""
+    if not BUNDLED_MODEL.is_file():
+        raise FileNotFoundError(
+            f"no bundled model in this installation ({BUNDLED_MODEL}); pass a model file with --model / Vocoder(path)"
+        )
+    return BUNDLED_MODEL
+
+
+def _as_model(model: ModelLike) -> fmt.Model:
+    if model is None:
+        return fmt.load_model(bundled_model_path())
+    if isinstance(model, fmt.Model):
+        model.validate()
+        return model
+    if isinstance(model, (str, os.PathLike)):
+        return fmt.load_model(model)
+    raise TypeError(f"model: expected a path, a pywavernn.format.Model or None, found {type(model).__name__}")
+
+
+def draw_uniforms(n_samples: int, seed: int | np.random.Generator | None) -> np.ndarray:
+    """The (T, 2) float32 uniforms every backend consumes (coarse, fine per sample)."""
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    return rng.random((n_samples, 2), dtype=np.float32)
+
+
+class Vocoder:
+    """A WaveRNN vocoder bound to one model and one backend.
+
+    model:   path to a .safetensors model file, a loaded `pywavernn.format.Model`, or None for the bundled model.
+    backend: "cpu" (compiled kernels, default) or "reference" (NumPy).
+    weights: storage precision of the matrices on the cpu backend, "fp32" or "fp16" (arithmetic stays fp32).
+    threads: threads for one stream on the cpu backend.
+    exact:   cpu backend only: use libm expf/tanhf instead of the fast approximations (bit-comparable to reference).
+    """
+
+    def __init__(self, model: ModelLike = None, backend: str = "cpu", *, weights: str = "fp32",
+                 threads: int = 1, exact: bool = False):
+        if backend not in BACKENDS:
+            raise ValueError(f"backend: expected one of {BACKENDS}, found {backend!r}")
+        if weights not in WEIGHT_DTYPES:
+            raise ValueError(f"weights: expected one of {WEIGHT_DTYPES}, found {weights!r}")
+        if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+            raise ValueError(f"threads: expected a positive integer, found {threads!r}")
+        self.model = _as_model(model)
+        self.backend = backend
+        self.weights = weights
+        self.threads = threads
+        self.exact = bool(exact)
+        self._engine = None
+        if backend == "cpu":
+            from pywavernn.engine import CpuEngine  # compiled; imported only when asked for
+
+            self._engine = CpuEngine(self.model, weights=weights, threads=threads, exact=exact)
+
+    @property
+    def model_config(self):
+        return self.model.model_config
+
+    @property
+    def feature_config(self):
+        return self.model.feature_config
+
+    @property
+    def sample_rate(self) -> int:
+        return self.feature_config.sample_rate
+
+    @property
+    def hop_length(self) -> int:
+        return self.feature_config.hop_length
+
+    def mel(self, audio: np.ndarray) -> np.ndarray:
+        """Log-mel of float audio at 24 kHz with this model's feature config, shape (F, n_mels)."""
+        return features.log_mel(audio, self.feature_config)
+
+    def vocode(self, mel: np.ndarray, seed: int | np.random.Generator | None = 0, *,
+               progress: Callable[[int], None] | None = None) -> np.ndarray:
+        """Generate int16 audio of F * hop samples from a log-mel of shape (F, n_mels)."""
+        mel = features.check_mel(mel, self.model_config.n_mels)
+        uniforms = draw_uniforms(mel.shape[0] * self.hop_length, seed)
+        if self._engine is not None:
+            return self._engine.vocode(mel, uniforms, progress=progress)
+        from pywavernn import reference
+
+        return reference.generate_ref(self.model, mel, uniforms, progress=progress)
+
+    def resynthesize(self, audio: np.ndarray, seed: int | np.random.Generator | None = 0, *,
+                     progress: Callable[[int], None] | None = None) -> np.ndarray:
+        """Audio (float, 24 kHz) -> mel -> audio (int16), trimmed to the input's length."""
+        audio = np.asarray(audio)
+        out = self.vocode(self.mel(audio), seed, progress=progress)
+        return out[: audio.shape[0]]
+
+    def nll(self, mel: np.ndarray, audio_int16: np.ndarray) -> float:
+        """Teacher-forced negative log-likelihood of the audio, in bits per 16-bit sample (reference maths)."""
+        from pywavernn import reference
+
+        mel = features.check_mel(mel, self.model_config.n_mels)
+        return reference.nll_ref(self.model, mel, audio_int16)
+
+    def __repr__(self) -> str:
+        c = self.model_config
+        return (f"Vocoder(H={c.hidden_size}, block={c.block_shape}, backend={self.backend!r}, "
+                f"weights={self.weights!r}, threads={self.threads})")
