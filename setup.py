@@ -81,7 +81,10 @@ class BuildExtWithISAVariants(build_ext):
     """Compiles every c/*_isa.c once per ISA with that ISA's flags and links the objects in."""
 
     def build_extension(self, ext):
-        variant_sources = getattr(ext, "isa_sources", [])
+        # cythonize() may hand back copies of the Extension without our extra attributes, so they are also
+        # kept in _ISA_BUILD by extension name.
+        variant_sources = getattr(ext, "isa_sources", None) or _ISA_BUILD.get(ext.name, {}).get("sources", [])
+        openmp_cflags = getattr(ext, "openmp_cflags", None) or _ISA_BUILD.get(ext.name, {}).get("omp", [])
         extra_objects = []
         for isa, flags in ISA_FLAGS.items():
             for src in variant_sources:
@@ -92,12 +95,15 @@ class BuildExtWithISAVariants(build_ext):
                     output_dir=os.path.join(self.build_temp, isa),
                     macros=macros,
                     include_dirs=ext.include_dirs,
-                    extra_postargs=BASE_CFLAGS + flags + ext.openmp_cflags,
+                    extra_postargs=BASE_CFLAGS + flags + openmp_cflags,
                     depends=ext.depends,
                 )
                 extra_objects.extend(objs)
         ext.extra_objects = list(ext.extra_objects or []) + extra_objects
         super().build_extension(ext)
+
+
+_ISA_BUILD: dict[str, dict[str, list[str]]] = {}
 
 
 def make_extension() -> Extension:
@@ -122,6 +128,7 @@ def make_extension() -> Extension:
     )
     ext.isa_sources = isa_c
     ext.openmp_cflags = omp_c
+    _ISA_BUILD[ext.name] = {"sources": isa_c, "omp": omp_c}
     return ext
 
 

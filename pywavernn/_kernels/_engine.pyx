@@ -1,7 +1,8 @@
 # cython: language_level=3
-"""pywavernn._kernels._engine: thin typed glue over the C kernels in c/ (introspection for now).
+"""pywavernn._kernels._engine: thin typed glue over the C code in c/: CPU introspection, the kernels of
+c/pwr_kernels.h and the sampling loop of c/sampler.h; the GIL is released around every kernel call.
 
-Not the public API: pywavernn/_native.py wraps this module and validates every input first.
+Not the public API: pywavernn/_native.py, kernels.py and engine.py wrap this module and validate every input first.
 """
 from pywavernn._kernels.cpu_features cimport (pwr_isa_name, pwr_isa_built, pwr_isa_supported, pwr_best_isa,
                                               pwr_openmp_enabled, pwr_openmp_max_threads)
@@ -31,3 +32,155 @@ def openmp_enabled():
 
 def openmp_max_threads():
     return pwr_openmp_max_threads()
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Kernels (c/pwr_kernels.h). Every argument has been validated by pywavernn/kernels.py: arrays are C-contiguous
+# with the dtype and shape the C preconditions require, and row ranges are in bounds.
+# ------------------------------------------------------------------------------------------------------------
+cimport numpy as cnp
+from libc.stdint cimport int32_t
+from pywavernn._kernels.pwr_kernels cimport (pwr_matrix, pwr_kernel_table, pwr_kernel_table_for, pwr_shape_of,
+                                             pwr_map_fn)
+
+cnp.import_array()
+
+MAX_RHS = 16
+
+
+cdef const pwr_kernel_table *_table(int isa) except NULL:
+    cdef const pwr_kernel_table *t = pwr_kernel_table_for(isa)
+    if t == NULL:
+        raise ValueError(f"no kernels built for ISA id {isa}")
+    return t
+
+
+cdef inline void *_ptr(object arr):
+    return cnp.PyArray_DATA(<cnp.ndarray>arr)
+
+
+def shape_id(int bh, int bw, bint dense):
+    return pwr_shape_of(bh, bw, dense)
+
+
+cdef class KernelMatrix:
+    """A pwr_matrix over NumPy arrays it keeps alive (dense (M, N) or block-CSR; values float32 or uint16 fp16)."""
+    cdef pwr_matrix mat
+    cdef object _keep
+
+    def __init__(self, int m, int n, int bh, int bw, int shape, int storage, row_ptr, col_idx, values):
+        self._keep = (row_ptr, col_idx, values)
+        self.mat.m = m
+        self.mat.n = n
+        self.mat.bh = bh
+        self.mat.bw = bw
+        self.mat.shape = shape
+        self.mat.storage = storage
+        self.mat.row_ptr = <const int32_t *>_ptr(row_ptr) if row_ptr is not None else NULL
+        self.mat.col_idx = <const int32_t *>_ptr(col_idx) if col_idx is not None else NULL
+        self.mat.values = <const void *>_ptr(values)
+
+
+def gemv(int isa, KernelMatrix w, x, bias, y, int r0, int r1):
+    cdef const pwr_kernel_table *t = _table(isa)
+    cdef const float *xp = <const float *>_ptr(x)
+    cdef const float *bp = <const float *>_ptr(bias) if bias is not None else NULL
+    cdef float *yp = <float *>_ptr(y)
+    with nogil:
+        t.gemv[w.mat.shape][w.mat.storage](&w.mat, xp, bp, yp, r0, r1)
+
+
+def gemm(int isa, KernelMatrix w, x, int nrhs, bias, y, int r0, int r1):
+    cdef const pwr_kernel_table *t = _table(isa)
+    cdef const float *xp = <const float *>_ptr(x)
+    cdef const float *bp = <const float *>_ptr(bias) if bias is not None else NULL
+    cdef float *yp = <float *>_ptr(y)
+    with nogil:
+        t.gemm[w.mat.shape][w.mat.storage](&w.mat, xp, nrhs, bp, yp, r0, r1)
+
+
+def gru_gates(int isa, rh, gi, h, int H, int j0, int j1, bint exact):
+    cdef const pwr_kernel_table *t = _table(isa)
+    cdef const float *rp = <const float *>_ptr(rh)
+    cdef const float *gp = <const float *>_ptr(gi)
+    cdef float *hp = <float *>_ptr(h)
+    with nogil:
+        t.gru_gates(rp, gp, hp, H, j0, j1, exact)
+
+
+def gru_input(int isa, w_in, x3, g0, g1, float a, gi, int H, int j0, int j1):
+    cdef const pwr_kernel_table *t = _table(isa)
+    t.gru_input(<const float *>_ptr(w_in), <const float *>_ptr(x3), <const float *>_ptr(g0),
+                <const float *>_ptr(g1), a, <float *>_ptr(gi), H, j0, j1)
+
+
+def fast_map(int isa, str which, x, y):
+    cdef const pwr_kernel_table *t = _table(isa)
+    cdef pwr_map_fn f
+    if which == "sigmoid":
+        f = t.fast_sigmoid
+    elif which == "tanh":
+        f = t.fast_tanh
+    elif which == "exp":
+        f = t.fast_exp
+    else:
+        raise ValueError(which)
+    cdef const float *xp = <const float *>_ptr(x)
+    cdef float *yp = <float *>_ptr(y)
+    cdef int32_t n = x.shape[0]
+    with nogil:
+        f(xp, yp, n)
+
+
+def sample_softmax(int isa, logits, float u, bint exact):
+    cdef const pwr_kernel_table *t = _table(isa)
+    cdef float scratch[256]
+    return t.sample_softmax(<const float *>_ptr(logits), u, scratch, exact)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The sampling loop (c/sampler.h). pywavernn/engine.py has validated the model, g, uniforms and the state.
+# ------------------------------------------------------------------------------------------------------------
+from libc.stdint cimport int16_t, int64_t
+from pywavernn._kernels.sampler cimport pwr_wavernn, pwr_stream, pwr_generate
+
+
+def generate(int isa, bint exact, int nthreads, tuple mats, tuple vecs, int H, int K, int hop, g, int n_frames,
+             uniforms, h, state, out):
+    """mats = (R, O1, O2, O3, O4) KernelMatrix; vecs = (w_in, b_R, b1, b2, b3, b4) float32 arrays;
+    state = int64 array [prev_c, prev_f, t] (updated); h float32 (H,) (updated); out int16 (n,)."""
+    cdef const pwr_kernel_table *t = _table(isa)
+    cdef pwr_wavernn net
+    cdef pwr_stream s
+    cdef KernelMatrix m
+    net.H = H
+    net.K = K
+    net.hop = hop
+    m = mats[0]; net.R = m.mat
+    m = mats[1]; net.O1 = m.mat
+    m = mats[2]; net.O2 = m.mat
+    m = mats[3]; net.O3 = m.mat
+    m = mats[4]; net.O4 = m.mat
+    net.w_in = <const float *>_ptr(vecs[0])
+    net.b_R = <const float *>_ptr(vecs[1])
+    net.b1 = <const float *>_ptr(vecs[2])
+    net.b2 = <const float *>_ptr(vecs[3])
+    net.b3 = <const float *>_ptr(vecs[4])
+    net.b4 = <const float *>_ptr(vecs[5])
+    cdef int64_t[::1] st = state
+    s.h = <float *>_ptr(h)
+    s.prev_c = <int32_t>st[0]
+    s.prev_f = <int32_t>st[1]
+    s.t = st[2]
+    cdef const float *gp = <const float *>_ptr(g)
+    cdef const float *up = <const float *>_ptr(uniforms)
+    cdef int16_t *op = <int16_t *>_ptr(out)
+    cdef int64_t n = out.shape[0]
+    cdef int rc
+    with nogil:
+        rc = pwr_generate(&net, t, exact, nthreads, gp, n_frames, up, n, &s, op)
+    if rc != 0:
+        raise MemoryError("pywavernn: could not allocate the sampling loop's scratch memory")
+    st[0] = s.prev_c
+    st[1] = s.prev_f
+    st[2] = s.t

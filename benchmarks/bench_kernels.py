@@ -1,0 +1,117 @@
+"""Per-kernel benchmark: GFLOP/s on stored weights (2 flops per stored weight per right-hand side) of
+pywavernn's gemv/gemm kernels per ISA, block shape, density and storage, against NumPy dense (W @ x on the
+masked matrix) and scipy.sparse BSR / CSR on the same matrix.
+
+What it is: the measuring script; every kernel's result is checked against NumPy before it is timed, all
+candidates of one configuration are timed in alternating rounds (benchmarks/harness.py) and reported as medians.
+What it is not: a test (nothing asserts a speed) nor end-to-end (samples/s is benchmarks/bench_vocoder-style work).
+Timings include the Python wrapper's validation (~1-2 us per call); `wrapper_us` in the report measures it on a
+1-row matrix so it can be subtracted.
+
+    python -m benchmarks.bench_kernels            # full grid, results/bench_kernels.{json,md}
+    python -m benchmarks.bench_kernels --quick    # one matrix, fewer rounds
+
+Letters: M x N matrix shape, BH x BW block shape, B right-hand sides.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import scipy.sparse
+
+from benchmarks.harness import Candidate, format_table, interleaved_medians, machine_description, write_report
+from pywavernn import kernels as K
+from pywavernn.format import pack_block_sparse
+
+
+def masked_matrix(rng, m: int, n: int, block: tuple[int, int] | None, density: float) -> np.ndarray:
+    w = rng.standard_normal((m, n)).astype(np.float32)
+    if block is None:
+        return w
+    bh, bw = block
+    keep = rng.random((m // bh, n // bw)) < density
+    return w * np.kron(keep, np.ones((bh, bw), np.float32))
+
+
+def wrapper_overhead_us() -> float:
+    km = K.KernelMatrix(np.ones((1, 8), np.float32))
+    x, y = np.ones(8, np.float32), np.zeros(1, np.float32)
+    res = interleaved_medians([Candidate("wrapper", lambda: K.gemv(km, x, out=y))], rounds=3, min_seconds=0.1)
+    return res["wrapper"]["median_s"] * 1e6
+
+
+def bench_config(rng, m, n, block, density, nrhs, rounds, min_seconds) -> list[dict]:
+    w = masked_matrix(rng, m, n, block, density)
+    x = rng.standard_normal((nrhs, n)).astype(np.float32)
+    src = w if block is None else pack_block_sparse(w, *block)
+    ref = (w.astype(np.float64) @ x.T.astype(np.float64)).T
+    bsr = scipy.sparse.bsr_matrix(w, blocksize=block or (1, n))
+    csr = scipy.sparse.csr_matrix(w)
+    xt = np.ascontiguousarray(x.T)
+    cands, base = [], {"shape": f"{m}x{n}", "block": "dense" if block is None else f"{block[0]}x{block[1]}",
+                       "density": density, "B": nrhs}
+    for storage in ("fp32", "fp16"):
+        km = K.KernelMatrix(src, storage)
+        flops = 2.0 * km.nnz * nrhs
+        wq = km.weights_f32().astype(np.float64)
+        for isa in K.available_isas():
+            if nrhs == 1:
+                out = np.zeros(m, np.float32)
+                got = K.gemv(km, x[0], out=out, isa=isa)
+                run = (lambda km=km, out=out, isa=isa: K.gemv(km, x[0], out=out, isa=isa))
+            else:
+                out = np.zeros((nrhs, m), np.float32)
+                got = K.gemm(km, x, out=out, isa=isa)
+                run = (lambda km=km, out=out, isa=isa: K.gemm(km, x, out=out, isa=isa))
+            want = (wq @ x.T.astype(np.float64)).T.reshape(got.shape)
+            tol = 1e-5 * (np.abs(wq) @ np.abs(x.T.astype(np.float64))).T.reshape(got.shape) + 1e-30
+            if not np.all(np.abs(got - want) <= tol):
+                raise AssertionError(f"{isa} {storage} kernel result differs from NumPy before timing")
+            kname = ("sgemv" if nrhs == 1 else "sgemm") + ("_dense" if block is None else "")
+            cands.append(Candidate(f"{isa}/{storage}", run, flops,
+                                   {**base, "impl": f"pywavernn {isa}", "kernel": kname, "storage": storage}))
+    nnz_flops = 2.0 * np.count_nonzero(w) * nrhs
+    for name, fn in (("numpy dense", lambda: w @ xt), ("scipy bsr", lambda: bsr @ xt), ("scipy csr", lambda: csr @ xt)):
+        assert np.allclose(fn().T.reshape(ref.shape), ref, rtol=1e-3, atol=1e-3)
+        cands.append(Candidate(name, fn, nnz_flops, {**base, "impl": name, "kernel": "-", "storage": "fp32"}))
+    res = interleaved_medians(cands, rounds=rounds, min_seconds=min_seconds)
+    dense_s = res["numpy dense"]["median_s"]
+    rows = []
+    for c in cands:
+        r = res[c.name]
+        rows.append({**r, "us": r["median_s"] * 1e6, "gflops": r["rate"] / 1e9, "vs_numpy_dense": dense_s / r["median_s"]})
+    return rows
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="one matrix shape, fewer rounds")
+    ap.add_argument("--rounds", type=int, default=None)
+    args = ap.parse_args(argv)
+    rounds = args.rounds or (3 if args.quick else 7)
+    min_s = 0.05 if args.quick else 0.2
+    rng = np.random.default_rng(0)
+    machine = machine_description()
+    grid = [((3072, 1024), (16, 1), 0.05, 1)]
+    if not args.quick:
+        grid += [((3072, 1024), b, d, 1) for b in ((16, 1), (4, 4), (1, 1)) for d in (0.05, 0.1, 0.2)
+                 if (b, d) != ((16, 1), 0.05)]
+        grid += [((3072, 1024), None, 1.0, 1), ((256, 512), None, 1.0, 1), ((3072, 1024), (16, 1), 0.05, 16),
+                 ((3072, 1024), (4, 4), 0.05, 16), ((3072, 1024), (1, 1), 0.05, 16)]
+    rows = []
+    for (m, n), block, density, nrhs in grid:
+        rows += bench_config(rng, m, n, block, density, nrhs, rounds, min_s)
+    table = format_table(rows, [("shape", "M x N", ""), ("block", "block", ""), ("density", "density", ".2f"),
+                                ("B", "B", "d"), ("impl", "implementation", ""), ("storage", "weights", ""),
+                                ("us", "us/call (median)", ".1f"), ("gflops", "GFLOP/s", ".2f"),
+                                ("vs_numpy_dense", "x numpy dense", ".1f")])
+    machine["wrapper_us"] = wrapper_overhead_us()
+    path = write_report("bench_kernels", machine, rows, table)
+    print(table)
+    print(f"\nPython wrapper overhead per call ~{machine['wrapper_us']:.2f} us (included above). Report: {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,160 @@
+/* gemm_isa.c: Y = W X (+ bias) for B right-hand sides (1 <= B <= 16), W dense or block-CSR (16x1, 4x4, 1x1).
+ *
+ * Layout (see pwr_kernels.h): X is (B, N) and Y is (B, M), row-major, so each right-hand side is contiguous.
+ * AVX2: right-hand sides are taken in tiles of up to 4; within a tile every loaded (and fp16-converted) weight
+ * vector is multiplied into 4 register accumulators (4x2 for 16x1 and 4x4 blocks: 8 of the 16 YMM registers),
+ * and the tile count is a compile-time constant of an always-inline body so the accumulators stay in registers.
+ * The portable copy runs the gemv body per right-hand side, so column b equals gemv(X[b]) bit for bit.
+ * Compiled once per ISA (see pwr_isa.h). Preconditions: see pwr_kernels.h.
+ */
+#include "pwr_isa.h"
+
+#if !(defined(PWR_ISA_AVX2) && PWR_ISA_AVX2)
+
+#define PWR_GEMM_PORTABLE(shape, gemv_base)                                                                   \
+    void PWR_FN(PWR_CAT(shape, _f32))(const pwr_matrix *w, const float *x, int32_t nrhs, const float *b,      \
+                                      float *y, int32_t r0, int32_t r1) {                                    \
+        for (int32_t j = 0; j < nrhs; j++)                                                                    \
+            PWR_FN(PWR_CAT(gemv_base, _f32))(w, x + (size_t)j * w->n, b, y + (size_t)j * w->m, r0, r1);       \
+    }                                                                                                         \
+    void PWR_FN(PWR_CAT(shape, _f16))(const pwr_matrix *w, const float *x, int32_t nrhs, const float *b,      \
+                                      float *y, int32_t r0, int32_t r1) {                                    \
+        for (int32_t j = 0; j < nrhs; j++)                                                                    \
+            PWR_FN(PWR_CAT(gemv_base, _f16))(w, x + (size_t)j * w->n, b, y + (size_t)j * w->m, r0, r1);       \
+    }
+PWR_GEMM_PORTABLE(bsr_sgemm_16x1, bsr_sgemv_16x1)
+PWR_GEMM_PORTABLE(bsr_sgemm_4x4, bsr_sgemv_4x4)
+PWR_GEMM_PORTABLE(bsr_sgemm_1x1, bsr_sgemv_1x1)
+PWR_GEMM_PORTABLE(sgemm_dense, sgemv_dense)
+
+#else /* ---------------------------------------------------------------- AVX2 + FMA + F16C */
+
+PWR_INLINE __m256 ld8(const void *v, size_t i, int st) {
+    if (st == PWR_F16) return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)v + i)));
+    return _mm256_loadu_ps((const float *)v + i);
+}
+
+PWR_INLINE float hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+PWR_INLINE __m128 reduce_4x4(__m256 acc01, __m256 acc23) {
+    const __m256 h = _mm256_hadd_ps(acc01, acc23);
+    const __m256 h2 = _mm256_hadd_ps(h, h);
+    return _mm_unpacklo_ps(_mm256_castps256_ps128(h2), _mm256_extractf128_ps(h2, 1));
+}
+
+/* Block row i of a 16x1 matrix times T right-hand sides (T a constant 1..4). */
+PWR_INLINE void tile_16x1(const pwr_matrix *w, const float *x, const float *bias, float *y, int32_t i, int T,
+                          int st) {
+    const size_t n = (size_t)w->n, m = (size_t)w->m;
+    __m256 acc[4][2];
+    for (int b = 0; b < T; b++) {
+        acc[b][0] = bias ? _mm256_loadu_ps(bias + 16 * (size_t)i) : _mm256_setzero_ps();
+        acc[b][1] = bias ? _mm256_loadu_ps(bias + 16 * (size_t)i + 8) : _mm256_setzero_ps();
+    }
+    for (int32_t k = w->row_ptr[i]; k < w->row_ptr[i + 1]; k++) {
+        const __m256 w0 = ld8(w->values, 16 * (size_t)k, st), w1 = ld8(w->values, 16 * (size_t)k + 8, st);
+        const float *xc = x + w->col_idx[k];
+        for (int b = 0; b < T; b++) {
+            const __m256 xb = _mm256_broadcast_ss(xc + b * n);
+            acc[b][0] = _mm256_fmadd_ps(w0, xb, acc[b][0]);
+            acc[b][1] = _mm256_fmadd_ps(w1, xb, acc[b][1]);
+        }
+    }
+    for (int b = 0; b < T; b++) {
+        _mm256_storeu_ps(y + b * m + 16 * (size_t)i, acc[b][0]);
+        _mm256_storeu_ps(y + b * m + 16 * (size_t)i + 8, acc[b][1]);
+    }
+}
+
+PWR_INLINE void tile_4x4(const pwr_matrix *w, const float *x, const float *bias, float *y, int32_t i, int T, int st) {
+    const size_t n = (size_t)w->n, m = (size_t)w->m;
+    __m256 a01[4], a23[4];
+    for (int b = 0; b < T; b++) a01[b] = a23[b] = _mm256_setzero_ps();
+    for (int32_t k = w->row_ptr[i]; k < w->row_ptr[i + 1]; k++) {
+        const __m256 w01 = ld8(w->values, 16 * (size_t)k, st), w23 = ld8(w->values, 16 * (size_t)k + 8, st);
+        const float *xc = x + 4 * (size_t)w->col_idx[k];
+        for (int b = 0; b < T; b++) {
+            const __m256 xb = _mm256_broadcast_ps((const __m128 *)(xc + b * n));
+            a01[b] = _mm256_fmadd_ps(w01, xb, a01[b]);
+            a23[b] = _mm256_fmadd_ps(w23, xb, a23[b]);
+        }
+    }
+    for (int b = 0; b < T; b++) {
+        __m128 s = reduce_4x4(a01[b], a23[b]);
+        if (bias) s = _mm_add_ps(s, _mm_loadu_ps(bias + 4 * (size_t)i));
+        _mm_storeu_ps(y + b * m + 4 * (size_t)i, s);
+    }
+}
+
+PWR_INLINE void tile_1x1(const pwr_matrix *w, const float *x, const float *bias, float *y, int32_t i, int T, int st) {
+    const size_t n = (size_t)w->n, m = (size_t)w->m;
+    __m256 acc[4];
+    for (int b = 0; b < T; b++) acc[b] = _mm256_setzero_ps();
+    int32_t k = w->row_ptr[i];
+    const int32_t kend = w->row_ptr[i + 1];
+    for (; k + 8 <= kend; k += 8) {
+        const __m256i idx = _mm256_loadu_si256((const __m256i *)(w->col_idx + k));
+        const __m256 wv = ld8(w->values, (size_t)k, st);
+        for (int b = 0; b < T; b++) acc[b] = _mm256_fmadd_ps(wv, _mm256_i32gather_ps(x + b * n, idx, 4), acc[b]);
+    }
+    float s[4];
+    for (int b = 0; b < T; b++) s[b] = hsum8(acc[b]);
+    for (; k < kend; k++) {
+        const float wk = pwr_load_w(w->values, (size_t)k, st);
+        for (int b = 0; b < T; b++) s[b] += wk * x[b * n + w->col_idx[k]];
+    }
+    for (int b = 0; b < T; b++) y[b * m + i] = bias ? bias[i] + s[b] : s[b];
+}
+
+PWR_INLINE void tile_dense(const pwr_matrix *w, const float *x, const float *bias, float *y, int32_t i, int T,
+                           int st) {
+    const size_t n = (size_t)w->n, m = (size_t)w->m, o = (size_t)i * n;
+    __m256 acc[4];
+    for (int b = 0; b < T; b++) acc[b] = _mm256_setzero_ps();
+    size_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+        const __m256 wv = ld8(w->values, o + j, st);
+        for (int b = 0; b < T; b++) acc[b] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + b * n + j), acc[b]);
+    }
+    float s[4];
+    for (int b = 0; b < T; b++) s[b] = hsum8(acc[b]);
+    for (; j < n; j++) {
+        const float wj = pwr_load_w(w->values, o + j, st);
+        for (int b = 0; b < T; b++) s[b] += wj * x[b * n + j];
+    }
+    for (int b = 0; b < T; b++) y[b * m + i] = bias ? bias[i] + s[b] : s[b];
+}
+
+/* For each block row, the right-hand sides in tiles of 4 (then one tile of 1..3); the switch gives each tile
+ * size its own fully unrolled copy. */
+#define PWR_GEMM_AVX2(name, tile, st)                                                                         \
+    void PWR_FN(name)(const pwr_matrix *w, const float *x, int32_t nrhs, const float *bias, float *y,        \
+                      int32_t r0, int32_t r1) {                                                              \
+        for (int32_t i = r0; i < r1; i++) {                                                                   \
+            for (int32_t b0 = 0; b0 < nrhs; b0 += 4) {                                                        \
+                const float *xb = x + (size_t)b0 * w->n;                                                      \
+                float *yb = y + (size_t)b0 * w->m;                                                            \
+                switch (nrhs - b0 >= 4 ? 4 : nrhs - b0) {                                                     \
+                case 4: tile(w, xb, bias, yb, i, 4, st); break;                                               \
+                case 3: tile(w, xb, bias, yb, i, 3, st); break;                                               \
+                case 2: tile(w, xb, bias, yb, i, 2, st); break;                                               \
+                default: tile(w, xb, bias, yb, i, 1, st); break;                                              \
+                }                                                                                             \
+            }                                                                                                 \
+        }                                                                                                     \
+    }
+PWR_GEMM_AVX2(bsr_sgemm_16x1_f32, tile_16x1, PWR_F32)
+PWR_GEMM_AVX2(bsr_sgemm_16x1_f16, tile_16x1, PWR_F16)
+PWR_GEMM_AVX2(bsr_sgemm_4x4_f32, tile_4x4, PWR_F32)
+PWR_GEMM_AVX2(bsr_sgemm_4x4_f16, tile_4x4, PWR_F16)
+PWR_GEMM_AVX2(bsr_sgemm_1x1_f32, tile_1x1, PWR_F32)
+PWR_GEMM_AVX2(bsr_sgemm_1x1_f16, tile_1x1, PWR_F16)
+PWR_GEMM_AVX2(sgemm_dense_f32, tile_dense, PWR_F32)
+PWR_GEMM_AVX2(sgemm_dense_f16, tile_dense, PWR_F16)
+
+#endif

@@ -1,0 +1,213 @@
+/* gemv_isa.c: y = W x (+ bias) over a block-row range, W dense or block-CSR (16x1, 4x4, 1x1), fp32/fp16 storage.
+ *
+ * Compiled once per ISA (see pwr_isa.h). The portable bodies are the definition of correct (terms added in
+ * block order, then column order within a block, starting from the bias; no FMA contraction: -std=c11 turns it
+ * off); the AVX2 bodies use FMA and keep 2-4 independent accumulators, so their rounding differs within the
+ * bound tested in tests/test_kernels.py. Every output row is computed by one code path whatever the row range,
+ * so results never depend on how a caller splits rows. Preconditions: see pwr_kernels.h.
+ */
+#include "pwr_isa.h"
+
+/* ---------------------------------------------------------------- portable bodies (generic, NEON) */
+
+PWR_INLINE void dense_gemv_portable(const pwr_matrix *w, const float *x, const float *bias, float *y, int32_t r0,
+                                    int32_t r1, int st) {
+    const size_t n = (size_t)w->n;
+    for (int32_t i = r0; i < r1; i++) {
+        float acc = bias ? bias[i] : 0.0f;
+        for (size_t j = 0; j < n; j++) acc += pwr_load_w(w->values, (size_t)i * n + j, st) * x[j];
+        y[i] = acc;
+    }
+}
+
+PWR_INLINE void bsr_gemv_portable(const pwr_matrix *w, const float *x, const float *bias, float *y, int32_t r0,
+                                  int32_t r1, int BH, int BW, int st) {
+    const int32_t *rp = w->row_ptr, *ci = w->col_idx;
+    for (int32_t i = r0; i < r1; i++) {
+        float acc[16];
+        for (int r = 0; r < BH; r++) acc[r] = bias ? bias[(size_t)i * BH + r] : 0.0f;
+        for (int32_t k = rp[i]; k < rp[i + 1]; k++) {
+            const float *xc = x + (size_t)ci[k] * BW;
+            const size_t base = (size_t)k * BH * BW;
+            for (int r = 0; r < BH; r++)
+                for (int c = 0; c < BW; c++) acc[r] += pwr_load_w(w->values, base + (size_t)r * BW + c, st) * xc[c];
+        }
+        for (int r = 0; r < BH; r++) y[(size_t)i * BH + r] = acc[r];
+    }
+}
+
+#if !(defined(PWR_ISA_AVX2) && PWR_ISA_AVX2)
+
+#define PWR_GEMV_PORTABLE(shape, BH, BW)                                                                      \
+    void PWR_FN(bsr_sgemv_##shape##_f32)(const pwr_matrix *w, const float *x, const float *b, float *y,      \
+                                         int32_t r0, int32_t r1) {                                           \
+        bsr_gemv_portable(w, x, b, y, r0, r1, BH, BW, PWR_F32);                                              \
+    }                                                                                                         \
+    void PWR_FN(bsr_sgemv_##shape##_f16)(const pwr_matrix *w, const float *x, const float *b, float *y,      \
+                                         int32_t r0, int32_t r1) {                                           \
+        bsr_gemv_portable(w, x, b, y, r0, r1, BH, BW, PWR_F16);                                              \
+    }
+PWR_GEMV_PORTABLE(16x1, 16, 1)
+PWR_GEMV_PORTABLE(4x4, 4, 4)
+PWR_GEMV_PORTABLE(1x1, 1, 1)
+
+void PWR_FN(sgemv_dense_f32)(const pwr_matrix *w, const float *x, const float *b, float *y, int32_t r0, int32_t r1) {
+    dense_gemv_portable(w, x, b, y, r0, r1, PWR_F32);
+}
+void PWR_FN(sgemv_dense_f16)(const pwr_matrix *w, const float *x, const float *b, float *y, int32_t r0, int32_t r1) {
+    dense_gemv_portable(w, x, b, y, r0, r1, PWR_F16);
+}
+
+#else /* ---------------------------------------------------------------- AVX2 + FMA + F16C */
+
+PWR_INLINE __m256 ld8(const void *v, size_t i, int st) {
+    if (st == PWR_F16) return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)v + i)));
+    return _mm256_loadu_ps((const float *)v + i);
+}
+
+PWR_INLINE float hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/* One dense row: 8-wide FMA accumulation, horizontal sum, scalar tail, then the bias. The 4-row path below
+ * performs exactly this sequence per row, so row grouping never changes a result. */
+PWR_INLINE float dense_row_avx2(const void *v, size_t row_off, size_t n, const float *x, int st) {
+    __m256 acc = _mm256_setzero_ps();
+    size_t j = 0;
+    for (; j + 8 <= n; j += 8) acc = _mm256_fmadd_ps(ld8(v, row_off + j, st), _mm256_loadu_ps(x + j), acc);
+    float s = hsum8(acc);
+    for (; j < n; j++) s += pwr_load_w(v, row_off + j, st) * x[j];
+    return s;
+}
+
+PWR_INLINE void dense_gemv_avx2(const pwr_matrix *w, const float *x, const float *bias, float *y, int32_t r0,
+                                int32_t r1, int st) {
+    const size_t n = (size_t)w->n;
+    const void *v = w->values;
+    int32_t i = r0;
+    for (; i + 4 <= r1; i += 4) { /* 4 rows share each load of x */
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        const size_t o = (size_t)i * n;
+        size_t j = 0;
+        for (; j + 8 <= n; j += 8) {
+            const __m256 xv = _mm256_loadu_ps(x + j);
+            a0 = _mm256_fmadd_ps(ld8(v, o + j, st), xv, a0);
+            a1 = _mm256_fmadd_ps(ld8(v, o + n + j, st), xv, a1);
+            a2 = _mm256_fmadd_ps(ld8(v, o + 2 * n + j, st), xv, a2);
+            a3 = _mm256_fmadd_ps(ld8(v, o + 3 * n + j, st), xv, a3);
+        }
+        float s[4] = {hsum8(a0), hsum8(a1), hsum8(a2), hsum8(a3)};
+        for (int r = 0; r < 4; r++) {
+            for (size_t jj = j; jj < n; jj++) s[r] += pwr_load_w(v, o + (size_t)r * n + jj, st) * x[jj];
+            y[i + r] = bias ? bias[i + r] + s[r] : s[r];
+        }
+    }
+    for (; i < r1; i++) {
+        const float s = dense_row_avx2(v, (size_t)i * n, n, x, st);
+        y[i] = bias ? bias[i] + s : s;
+    }
+}
+
+PWR_INLINE void bsr_gemv_16x1_avx2(const pwr_matrix *w, const float *x, const float *bias, float *y, int32_t r0,
+                                   int32_t r1, int st) {
+    const int32_t *rp = w->row_ptr, *ci = w->col_idx;
+    const void *v = w->values;
+    for (int32_t i = r0; i < r1; i++) {
+        __m256 a0 = bias ? _mm256_loadu_ps(bias + 16 * (size_t)i) : _mm256_setzero_ps();
+        __m256 a1 = bias ? _mm256_loadu_ps(bias + 16 * (size_t)i + 8) : _mm256_setzero_ps();
+        __m256 b0 = _mm256_setzero_ps(), b1 = b0; /* second chain hides FMA latency */
+        int32_t k = rp[i];
+        const int32_t kend = rp[i + 1];
+        for (; k + 2 <= kend; k += 2) {
+            const __m256 x0 = _mm256_broadcast_ss(x + ci[k]), x1 = _mm256_broadcast_ss(x + ci[k + 1]);
+            a0 = _mm256_fmadd_ps(ld8(v, 16 * (size_t)k, st), x0, a0);
+            a1 = _mm256_fmadd_ps(ld8(v, 16 * (size_t)k + 8, st), x0, a1);
+            b0 = _mm256_fmadd_ps(ld8(v, 16 * (size_t)k + 16, st), x1, b0);
+            b1 = _mm256_fmadd_ps(ld8(v, 16 * (size_t)k + 24, st), x1, b1);
+        }
+        if (k < kend) {
+            const __m256 x0 = _mm256_broadcast_ss(x + ci[k]);
+            a0 = _mm256_fmadd_ps(ld8(v, 16 * (size_t)k, st), x0, a0);
+            a1 = _mm256_fmadd_ps(ld8(v, 16 * (size_t)k + 8, st), x0, a1);
+        }
+        _mm256_storeu_ps(y + 16 * (size_t)i, _mm256_add_ps(a0, b0));
+        _mm256_storeu_ps(y + 16 * (size_t)i + 8, _mm256_add_ps(a1, b1));
+    }
+}
+
+/* acc01 = [row0 partials | row1 partials], acc23 = [row2 | row3] -> the four row sums. */
+PWR_INLINE __m128 reduce_4x4(__m256 acc01, __m256 acc23) {
+    const __m256 h = _mm256_hadd_ps(acc01, acc23); /* lane0: r0 r0 r2 r2, lane1: r1 r1 r3 r3 */
+    const __m256 h2 = _mm256_hadd_ps(h, h);        /* lane0: r0 r2 r0 r2, lane1: r1 r3 r1 r3 */
+    return _mm_unpacklo_ps(_mm256_castps256_ps128(h2), _mm256_extractf128_ps(h2, 1));
+}
+
+PWR_INLINE void bsr_gemv_4x4_avx2(const pwr_matrix *w, const float *x, const float *bias, float *y, int32_t r0,
+                                  int32_t r1, int st) {
+    const int32_t *rp = w->row_ptr, *ci = w->col_idx;
+    const void *v = w->values;
+    for (int32_t i = r0; i < r1; i++) {
+        __m256 a01 = _mm256_setzero_ps(), a23 = a01, b01 = a01, b23 = a01;
+        int32_t k = rp[i];
+        const int32_t kend = rp[i + 1];
+        for (; k + 2 <= kend; k += 2) {
+            const __m256 x0 = _mm256_broadcast_ps((const __m128 *)(x + 4 * (size_t)ci[k]));
+            const __m256 x1 = _mm256_broadcast_ps((const __m128 *)(x + 4 * (size_t)ci[k + 1]));
+            a01 = _mm256_fmadd_ps(ld8(v, 16 * (size_t)k, st), x0, a01);
+            a23 = _mm256_fmadd_ps(ld8(v, 16 * (size_t)k + 8, st), x0, a23);
+            b01 = _mm256_fmadd_ps(ld8(v, 16 * (size_t)k + 16, st), x1, b01);
+            b23 = _mm256_fmadd_ps(ld8(v, 16 * (size_t)k + 24, st), x1, b23);
+        }
+        if (k < kend) {
+            const __m256 x0 = _mm256_broadcast_ps((const __m128 *)(x + 4 * (size_t)ci[k]));
+            a01 = _mm256_fmadd_ps(ld8(v, 16 * (size_t)k, st), x0, a01);
+            a23 = _mm256_fmadd_ps(ld8(v, 16 * (size_t)k + 8, st), x0, a23);
+        }
+        __m128 s = reduce_4x4(_mm256_add_ps(a01, b01), _mm256_add_ps(a23, b23));
+        if (bias) s = _mm_add_ps(s, _mm_loadu_ps(bias + 4 * (size_t)i));
+        _mm_storeu_ps(y + 4 * (size_t)i, s);
+    }
+}
+
+PWR_INLINE void bsr_gemv_1x1_avx2(const pwr_matrix *w, const float *x, const float *bias, float *y, int32_t r0,
+                                  int32_t r1, int st) {
+    const int32_t *rp = w->row_ptr, *ci = w->col_idx;
+    const void *v = w->values;
+    for (int32_t i = r0; i < r1; i++) {
+        __m256 acc = _mm256_setzero_ps();
+        int32_t k = rp[i];
+        const int32_t kend = rp[i + 1];
+        for (; k + 8 <= kend; k += 8) {
+            const __m256i idx = _mm256_loadu_si256((const __m256i *)(ci + k));
+            acc = _mm256_fmadd_ps(ld8(v, (size_t)k, st), _mm256_i32gather_ps(x, idx, 4), acc);
+        }
+        float s = hsum8(acc);
+        for (; k < kend; k++) s += pwr_load_w(v, (size_t)k, st) * x[ci[k]];
+        y[i] = bias ? bias[i] + s : s;
+    }
+}
+
+#define PWR_GEMV_AVX2(shape)                                                                                  \
+    void PWR_FN(bsr_sgemv_##shape##_f32)(const pwr_matrix *w, const float *x, const float *b, float *y,      \
+                                         int32_t r0, int32_t r1) {                                           \
+        bsr_gemv_##shape##_avx2(w, x, b, y, r0, r1, PWR_F32);                                                \
+    }                                                                                                         \
+    void PWR_FN(bsr_sgemv_##shape##_f16)(const pwr_matrix *w, const float *x, const float *b, float *y,      \
+                                         int32_t r0, int32_t r1) {                                           \
+        bsr_gemv_##shape##_avx2(w, x, b, y, r0, r1, PWR_F16);                                                \
+    }
+PWR_GEMV_AVX2(16x1)
+PWR_GEMV_AVX2(4x4)
+PWR_GEMV_AVX2(1x1)
+
+void PWR_FN(sgemv_dense_f32)(const pwr_matrix *w, const float *x, const float *b, float *y, int32_t r0, int32_t r1) {
+    dense_gemv_avx2(w, x, b, y, r0, r1, PWR_F32);
+}
+void PWR_FN(sgemv_dense_f16)(const pwr_matrix *w, const float *x, const float *b, float *y, int32_t r0, int32_t r1) {
+    dense_gemv_avx2(w, x, b, y, r0, r1, PWR_F16);
+}
+
+#endif

@@ -1,0 +1,103 @@
+/* pwr_kernels.h: pywavernn's CPU kernels (plain C, no Python.h): dense and block-sparse (block-CSR)
+ * matrix x vector and matrix x B vectors, the fused GRU gate update, fast nonlinearities and softmax sampling.
+ *
+ * Not thread-aware: every kernel takes a row range and touches only those output rows, so a caller may split
+ * rows over threads; no reduction is ever split, so results do not depend on how rows are split.
+ * Not validating: pywavernn/kernels.py (and the model loader) check everything below before calling in.
+ *
+ * Letters: M x N matrix shape, BH x BW block shape, B number of right-hand sides (1..16), H hidden units.
+ *
+ * Each kernel exists once per ISA (suffix _generic, _avx2, _neon), compiled from one source body per ISA
+ * (see *_isa.c and setup.py). The generic copy is the definition of correct; pwr_kernel_table(isa) returns the
+ * table of one ISA, which callers resolve once and then call through.
+ *
+ * Layouts
+ *   matrix  pwr_matrix below: dense row-major (M, N), or block-CSR per docs/format.md §7 with values
+ *           (nnzb, BH, BW) row-major; values stored as fp32 or IEEE fp16 (PWR_F16), arithmetic always fp32.
+ *   gemv    y[M] = W x (+ bias), x[N].
+ *   gemm    X is (B, N) row-major: the B right-hand sides are each contiguous; Y is (B, M) likewise.
+ *           With that layout a weight (or a 16-row weight vector, a 4x4 block) is loaded and converted once and
+ *           multiplied by up to 4 right-hand sides held in registers (16 AVX2 registers cannot hold more
+ *           accumulators: a 16x1 block row with B = 16 needs 32), so weights are streamed ceil(B/4) times from L1,
+ *           once from memory. In the generic copy, column b of Y is bit-identical to gemv on X[b].
+ *
+ * Row ranges are in *block rows* [r0, r1) (rows r0*BH .. r1*BH-1 of y); for dense matrices BH = 1.
+ *
+ * Common preconditions (checked by the Python wrapper / the model loader, never here):
+ *   - 0 <= r0 <= r1 <= M / BH; M % BH == 0 and N % BW == 0;
+ *   - block-CSR: row_ptr has M/BH + 1 entries, row_ptr[0] = 0, non-decreasing; every col_idx in [0, N/BW);
+ *     values has row_ptr[M/BH] * BH * BW entries of the declared storage type;
+ *   - x has N floats (gemm: B * N), y has M floats (gemm: B * M), bias is NULL or has M floats;
+ *   - x and y do not overlap; 1 <= B <= PWR_MAX_RHS for gemm;
+ *   - all pointers aligned to their element type only (no stronger alignment is assumed).
+ */
+#ifndef PWR_KERNELS_H
+#define PWR_KERNELS_H
+
+#include <stdint.h>
+
+#define PWR_MAX_RHS 16
+
+typedef enum { PWR_F32 = 0, PWR_F16 = 1 } pwr_storage;
+
+/* Block shapes with kernels of their own; PWR_SHAPE_DENSE is a plain row-major matrix. */
+typedef enum { PWR_SHAPE_DENSE = 0, PWR_SHAPE_16X1 = 1, PWR_SHAPE_4X4 = 2, PWR_SHAPE_1X1 = 3, PWR_N_SHAPES = 4 } pwr_shape;
+
+typedef struct {
+    int32_t m, n;             /* element shape */
+    int32_t bh, bw;           /* block shape; 1 x N for dense */
+    int32_t shape;            /* pwr_shape */
+    int32_t storage;          /* pwr_storage */
+    const int32_t *row_ptr;   /* block-CSR only (NULL for dense) */
+    const int32_t *col_idx;   /* block-CSR only (NULL for dense) */
+    const void *values;       /* float or uint16_t (fp16 bits) */
+} pwr_matrix;
+
+/* y[r0*BH : r1*BH] = W[rows] x (+ bias[rows] when bias != NULL). */
+typedef void (*pwr_gemv_fn)(const pwr_matrix *w, const float *x, const float *bias, float *y, int32_t r0, int32_t r1);
+/* Y[b, r0*BH : r1*BH] = W[rows] X[b] (+ bias[rows]) for b < nrhs; X (nrhs, N), Y (nrhs, M) row-major. */
+typedef void (*pwr_gemm_fn)(const pwr_matrix *w, const float *x, int32_t nrhs, const float *bias, float *y,
+                            int32_t r0, int32_t r1);
+/* Fused GRU gate update for hidden units j in [j0, j1) (docs/format.md §3):
+ *   u = sigmoid(gi[j] + rh[j]);  r = sigmoid(gi[H+j] + rh[H+j]);  e = tanh(gi[2H+j] + r * rh[2H+j]);
+ *   h[j] = u * h[j] + (1 - u) * e.
+ * rh = R h + b_R and gi = W_in x + cond, both (3H); h (H) is updated in place (rh was computed from the old h).
+ * exact != 0: libm expf / tanhf; exact == 0: the fast approximations (errors stated at pwr_fast_sigmoid).
+ * Preconditions: 0 <= j0 <= j1 <= H; rh, gi have 3H floats; h has H floats; no overlap. */
+typedef void (*pwr_gru_gates_fn)(const float *rh, const float *gi, float *h, int32_t H, int32_t j0, int32_t j1,
+                                 int exact);
+/* gi[g*H + j] = W_in[g*H + j, 0:3] . x[0:3] + cond[g*H + j] for g = 0,1,2 and j in [j0, j1), where
+ * cond = g0 + a * (g1 - g0) (docs/format.md §2; float32). W_in is (3H, 3) row-major; g0, g1, gi have 3H floats. */
+typedef void (*pwr_gru_input_fn)(const float *w_in, const float *x3, const float *g0, const float *g1, float a,
+                                 float *gi, int32_t H, int32_t j0, int32_t j1);
+/* y[i] = f(x[i]) for i < n (fast approximations; x and y may be the same array). */
+typedef void (*pwr_map_fn)(const float *x, float *y, int32_t n);
+/* Softmax sampling per docs/format.md §4 from 256 logits and a uniform u in [0, 1): returns k in [0, 255].
+ * exact != 0: p = expf(l - max l); exact == 0: the fast exp (max relative error stated at pwr_fast_exp).
+ * scratch has 256 floats (the cdf). */
+typedef int (*pwr_sample_fn)(const float *logits, float u, float *scratch, int exact);
+
+typedef struct {
+    const char *isa;
+    pwr_gemv_fn gemv[PWR_N_SHAPES][2];  /* [shape][storage] */
+    pwr_gemm_fn gemm[PWR_N_SHAPES][2];
+    pwr_gru_gates_fn gru_gates;
+    pwr_gru_input_fn gru_input;
+    pwr_map_fn fast_sigmoid, fast_tanh, fast_exp;
+    pwr_sample_fn sample_softmax;
+} pwr_kernel_table;
+
+/* The kernel table of `isa` (a pwr_isa_id), or NULL when that ISA was not built. Does not check CPU support:
+ * pywavernn/_native.py only ever passes an ISA that is built and supported. */
+const pwr_kernel_table *pwr_kernel_table_for(int isa);
+
+/* Shape id of a block shape (PWR_SHAPE_*), or -1 when no kernel exists for it. Dense is bh = 1, bw = n. */
+int pwr_shape_of(int32_t bh, int32_t bw, int is_dense);
+
+/* Per-ISA tables, defined in the ISA sources. */
+#define PWR_DECLARE_TABLE(isa) extern const pwr_kernel_table pwr_kernels_##isa;
+PWR_DECLARE_TABLE(generic)
+PWR_DECLARE_TABLE(avx2)
+PWR_DECLARE_TABLE(neon)
+
+#endif

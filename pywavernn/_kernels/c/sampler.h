@@ -1,0 +1,46 @@
+/* sampler.h: the WaveRNN sampling loop in C (docs/format.md §1-4), one stream, optionally multi-threaded.
+ *
+ * Plain C, no Python.h; the loop runs without the GIL and never calls back into Python. Weights (pwr_wavernn)
+ * are immutable and shareable; the per-stream state (pwr_stream) is all a stream needs to continue, so
+ * generating [0, T1) then [T1, T2) gives exactly the samples of one call for [0, T2).
+ *
+ * Threads: one OpenMP parallel region per call (a persistent team for the whole loop) with spin barriers between
+ * the dependent phases of a step; every output row and hidden unit is computed by exactly one thread with the
+ * same kernel, rows split by prefix sums of nonzero blocks, so samples do not depend on the thread count.
+ * Without OpenMP the loop runs on one thread.
+ *
+ * Letters: H hidden units, K output-head hidden units, F frames, hop samples per frame, T samples.
+ */
+#ifndef PWR_SAMPLER_H
+#define PWR_SAMPLER_H
+
+#include <stdint.h>
+
+#include "pwr_kernels.h"
+
+typedef struct {
+    int32_t H, K, hop;
+    pwr_matrix R;            /* (3H, H), rows [u | r | e] */
+    pwr_matrix O1, O2;       /* (K, H/2), (256, K): coarse head */
+    pwr_matrix O3, O4;       /* (K, H/2), (256, K): fine head */
+    const float *w_in;       /* (3H, 3), column 2 zero in the coarse rows */
+    const float *b_R;        /* (3H) */
+    const float *b1, *b2, *b3, *b4; /* (K), (256), (K), (256) */
+} pwr_wavernn;
+
+typedef struct {
+    float *h;                /* (H) hidden state, updated in place */
+    int32_t prev_c, prev_f;  /* previous sample's bytes (128, 0 before the first sample) */
+    int64_t t;               /* index of the next sample (selects the conditioning frame) */
+} pwr_stream;
+
+/* Generate n samples from s->t on: out[i] for sample s->t + i, using uniforms[2i], uniforms[2i+1] (coarse,
+ * fine) and conditioning g (n_frames, 3H) upsampled per docs/format.md §2; updates *s.
+ * exact: libm exp/tanh (matches the NumPy reference sample for sample) or the fast approximations.
+ * Preconditions (checked by pywavernn/engine.py): every matrix valid for its kernel table entry with the shapes
+ * above, H even; s->t + n <= n_frames * hop; uniforms in [0, 1); 0 <= prev_c, prev_f <= 255;
+ * nthreads >= 1; table non-NULL. Returns 0, or -1 if scratch memory could not be allocated (s unchanged). */
+int pwr_generate(const pwr_wavernn *net, const pwr_kernel_table *table, int exact, int nthreads, const float *g,
+                 int32_t n_frames, const float *uniforms, int64_t n, pwr_stream *s, int16_t *out);
+
+#endif

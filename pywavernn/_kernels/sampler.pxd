@@ -1,0 +1,21 @@
+# Declarations of c/sampler.h (the WaveRNN sampling loop).
+from libc.stdint cimport int16_t, int32_t, int64_t
+from pywavernn._kernels.pwr_kernels cimport pwr_matrix, pwr_kernel_table
+
+cdef extern from "sampler.h" nogil:
+    ctypedef struct pwr_wavernn:
+        int32_t H, K, hop
+        pwr_matrix R, O1, O2, O3, O4
+        const float *w_in
+        const float *b_R
+        const float *b1
+        const float *b2
+        const float *b3
+        const float *b4
+    ctypedef struct pwr_stream:
+        float *h
+        int32_t prev_c, prev_f
+        int64_t t
+    int pwr_generate(const pwr_wavernn *net, const pwr_kernel_table *table, int exact, int nthreads,
+                     const float *g, int32_t n_frames, const float *uniforms, int64_t n, pwr_stream *s,
+                     int16_t *out)
