@@ -26,6 +26,7 @@ from pywavernn import features, format as fmt
 
 BACKENDS = ("cpu", "reference")
 WEIGHT_DTYPES = ("fp32", "fp16")
+PROGRESS_CHUNK = 24000  # samples between progress callbacks on the cpu backend
 BUNDLED_MODEL = Path(__file__).resolve().parent / "data" / "default.safetensors"
 
 ModelLike = Union[str, os.PathLike, fmt.Model, None]
@@ -109,13 +110,29 @@ class Vocoder:
     def vocode(self, mel: np.ndarray, seed: int | np.random.Generator | None = 0, *,
                progress: Callable[[int], None] | None = None) -> np.ndarray:
         """Generate int16 audio of F * hop samples from a log-mel of shape (F, n_mels)."""
-        mel = features.check_mel(mel, self.model_config.n_mels)
-        uniforms = draw_uniforms(mel.shape[0] * self.hop_length, seed)
-        if self._engine is not None:
-            return self._engine.vocode(mel, uniforms, progress=progress)
         from pywavernn import reference
 
-        return reference.generate_ref(self.model, mel, uniforms, progress=progress)
+        mel = features.check_mel(mel, self.model_config.n_mels)
+        uniforms = draw_uniforms(mel.shape[0] * self.hop_length, seed)
+        if self._engine is None:
+            return reference.generate_ref(self.model, mel, uniforms, progress=progress)
+        g = reference.conditioning_ref(self.model, mel)  # frame rate, once per utterance
+        if progress is None:
+            return self._engine.generate(g, uniforms)
+        state, pieces = self._engine.new_state(), []
+        for start in range(0, uniforms.shape[0], PROGRESS_CHUNK):  # same samples as one call (state carries on)
+            pieces.append(self._engine.generate(g, uniforms[start:start + PROGRESS_CHUNK], state))
+            progress(state.t)
+        return np.concatenate(pieces)
+
+    def stream(self, seed: int | np.random.Generator | None = 0):
+        """A streaming utterance: `push(mel_chunk) -> samples`, then `finish() -> samples` (cpu backend).
+
+        The samples equal `vocode(whole_mel, seed)`; latency is (cond_lookahead + 1) frames.
+        """
+        from pywavernn.stream import Stream
+
+        return Stream(self, seed)
 
     def resynthesize(self, audio: np.ndarray, seed: int | np.random.Generator | None = 0, *,
                      progress: Callable[[int], None] | None = None) -> np.ndarray:

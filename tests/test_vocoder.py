@@ -1,0 +1,121 @@
+"""The public Vocoder: backends agree, seeds reproduce, streaming equals offline, threads may share a Vocoder.
+
+Small random models (pywavernn.testing.random_model); the kernels themselves are tested in test_kernels.py and
+the engine against the reference step by step in test_engine.py.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from pywavernn.config import ModelConfig
+from pywavernn.testing import random_model
+from pywavernn.vocoder import Vocoder
+
+CFG = ModelConfig(hidden_size=32, out_hidden=16, cond_channels=8, cond_kernels=(5, 3), block_shape=(16, 1))
+
+
+@pytest.fixture(scope="module")
+def model():
+    return random_model(CFG, seed=11, density=0.5)
+
+
+def _mel(frames: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(-4.0, 2.0, size=(frames, 80)).astype(np.float32)
+
+
+def test_cpu_exact_equals_reference(model):
+    mel = _mel(8)
+    ref = Vocoder(model, backend="reference").vocode(mel, seed=3)
+    cpu = Vocoder(model, backend="cpu", exact=True).vocode(mel, seed=3)
+    assert ref.dtype == np.int16 and ref.shape == (8 * 300,)
+    assert np.array_equal(ref, cpu)
+
+
+def test_progress_chunks_do_not_change_samples(model):
+    mel = _mel(90)  # 27,000 samples: two progress chunks
+    voc = Vocoder(model)
+    seen = []
+    with_progress = voc.vocode(mel, seed=5, progress=seen.append)
+    assert np.array_equal(with_progress, voc.vocode(mel, seed=5))
+    assert seen == [24000, 27000]
+
+
+@settings(max_examples=15)
+@given(chunks=st.lists(st.integers(0, 7), min_size=1, max_size=8), seed=st.integers(0, 2**31))
+def test_stream_equals_offline(model, chunks, seed):
+    if sum(chunks) == 0:
+        chunks = chunks + [1]
+    mel = _mel(sum(chunks), seed % 100)
+    voc = Vocoder(model)
+    offline = voc.vocode(mel, seed=seed)
+    stream = voc.stream(seed=seed)
+    pieces, at = [], 0
+    for n in chunks:
+        pieces.append(stream.push(mel[at:at + n]))
+        at += n
+        assert stream.samples_out == sum(p.shape[0] for p in pieces)
+    pieces.append(stream.finish())
+    assert np.array_equal(np.concatenate(pieces), offline)
+
+
+def test_stream_memory_is_bounded(model):
+    voc = Vocoder(model)
+    stream = voc.stream(seed=0)
+    for i in range(40):
+        stream.push(_mel(5, i))
+        assert stream._mel.shape[0] <= 2 * CFG.cond_lookahead + 5
+        assert stream._g.shape[0] <= CFG.cond_lookahead + 6
+
+
+def test_stream_errors(model):
+    with pytest.raises(ValueError, match="cpu"):
+        Vocoder(model, backend="reference").stream()
+    stream = Vocoder(model).stream()
+    with pytest.raises(ValueError, match="no mel frames"):
+        stream.finish()
+    stream.push(_mel(2))
+    with pytest.raises(ValueError, match="finite"):
+        stream.push(np.full((1, 80), np.inf, np.float32))
+    stream.finish()
+    with pytest.raises(ValueError, match="finished"):
+        stream.push(_mel(1))
+
+
+def test_concurrent_vocode_from_python_threads(model):
+    voc = Vocoder(model)
+    mels = [_mel(6, i) for i in range(4)]
+    expected = [voc.vocode(m, seed=i) for i, m in enumerate(mels)]
+    results = [None] * 4
+
+    def work(i):
+        results[i] = voc.vocode(mels[i], seed=i)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for got, want in zip(results, expected):
+        assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"backend": "gpu"}, "backend"),
+    ({"weights": "int8"}, "weights"),
+    ({"threads": 0}, "threads"),
+])
+def test_constructor_errors(model, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        Vocoder(model, **kwargs)
+
+
+def test_model_argument_errors(tmp_path):
+    with pytest.raises(TypeError, match="model"):
+        Vocoder(42)
+    with pytest.raises(FileNotFoundError):
+        Vocoder(tmp_path / "missing.safetensors")
