@@ -17,13 +17,13 @@ from __future__ import annotations
 import math
 import numbers
 import os
-import secrets
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
 
+from pywavernn._atomic import atomic_write
 from pywavernn.config import SUPPORTED_SAMPLE_RATE
 
 # Below 8 kHz speech loses most of its consonant energy: upsampling such audio to 24 kHz gives the vocoder's
@@ -218,15 +218,5 @@ def save_audio(path, audio, sample_rate: int = SUPPORTED_SAMPLE_RATE) -> None:
     directory = path.parent
     if not directory.is_dir():
         raise ValueError(f"{path}: directory {directory} does not exist")
-    tmp = directory / f".{path.name}.{secrets.token_hex(6)}.tmp"
-    # O_EXCL: never reuse someone else's file; mode 0o666 lets the umask decide permissions, as open() would.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            sf.write(fh, pcm, sample_rate, format=fmt, subtype="PCM_16")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as fh:
+        sf.write(fh, pcm, sample_rate, format=fmt, subtype="PCM_16")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import numpy as np
 
@@ -98,18 +97,10 @@ def cmd_resynth(args) -> int:
 
 
 def _save_npy_atomic(path: str, array: np.ndarray) -> None:
-    import os
-    import tempfile
+    from pywavernn._atomic import atomic_write
 
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.save(fh, array, allow_pickle=False)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as fh:
+        np.save(fh, array, allow_pickle=False)
 
 
 def _add_engine_args(p: argparse.ArgumentParser) -> None:

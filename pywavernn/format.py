@@ -26,6 +26,7 @@ from typing import Any, Iterable, Union
 
 import numpy as np
 
+from pywavernn._atomic import atomic_write
 from pywavernn.config import N_CLASSES, FeatureConfig, ModelConfig
 
 FORMAT_MAGIC = "pywavernn"
@@ -360,26 +361,9 @@ def save_model(model: Model, path: str | os.PathLike) -> None:
         "sparse": json.dumps(sparse_meta, sort_keys=True),
         "provenance": json.dumps(model.provenance, sort_keys=True),
     }
-    _write_atomically(os.fspath(path), st_save(tensors, metadata=metadata))
-
-
-def _write_atomically(path: str, data: bytes) -> None:
-    folder, base = os.path.split(os.path.abspath(path))
-    tmp = os.path.join(folder, f".{base}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
-    # os.open with 0o666 lets the umask set the final mode, as for any ordinary file (mkstemp would give 0600).
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())  # the bytes reach the disk before the rename makes them the model
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    data = st_save(tensors, metadata=metadata)
+    with atomic_write(path) as fh:
+        fh.write(data)
 
 
 def load_model(path: str | os.PathLike) -> Model:

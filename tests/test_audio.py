@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import soundfile as sf
 from hypothesis import given
-from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from pywavernn import audio
