@@ -1,0 +1,294 @@
+"""Sparse WaveRNN pruning (paper §3): gradual block-magnitude pruning with the Zhu & Gupta schedule.
+
+What it is: `gradual_sparsity` (the schedule z(t) = Z (1 - (1 - (t - t0)/S)^3) for t0 <= t <= t0 + S, 0 before,
+Z after), `block_keep_mask` (keep the blocks with the largest mean |w|, drop the rest), and `Pruner`, which owns one
+boolean mask per pruned parameter, recomputes the masks every `prune_every` steps while the schedule ramps, and
+applies them after every optimizer step (weights) and before it (gradients), so pruned weights stay exactly zero.
+What it is not: an optimizer, or the export to block-CSR (training/export.py packs what this leaves at zero).
+
+Matrices pruned (names of docs/format.md §6, with the recurrent matrix split into its gates):
+  gru.R_u, gru.R_r, gru.R_e   the u/r/e thirds of R (each H x H), each ranked SEPARATELY, so a gate with large
+                              weights cannot take the other gates' share of the kept blocks;
+  out.O1 .. out.O4            optionally (prune_outputs), each ranked on its own.
+torch.nn.GRU stores weight_hh_l0 with its gates in the order r, z, n (z is the update gate u, n the candidate e),
+so R_u is rows [H, 2H), R_r rows [0, H) and R_e rows [2H, 3H) of weight_hh_l0; `gate_rows` is that mapping.
+
+Masks only shrink: a block pruned at one update is ranked below every kept block at the next, so the kept set of a
+later update is a subset of the earlier one (no regrowth; the sparsity pattern is monotone, as in Zhu & Gupta).
+Ties in block magnitude are broken by position (stable sort), so masks are reproducible on every rank and device.
+
+Letters: H hidden units, K output-head hidden units, M x N a matrix, BH x BW the block shape, Z target sparsity,
+t the optimizer step, t0 the first pruning step, S the ramp length in steps.
+
+Run its tests: python -m pytest tests/test_pruning.py -q
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+GATES = ("u", "r", "e")
+# Row third of torch.nn.GRU's weight_hh_l0 (gate order r, z, n) holding each spec gate (u = z, r = r, e = n).
+TORCH_GRU_GATE_INDEX = {"u": 1, "r": 0, "e": 2}
+RECURRENT_NAMES = tuple(f"gru.R_{g}" for g in GATES)
+OUTPUT_NAMES = ("out.O1", "out.O2", "out.O3", "out.O4")
+PRUNABLE_NAMES = RECURRENT_NAMES + OUTPUT_NAMES
+
+
+# ------------------------------------------------------------------------------------------------- schedule
+
+def check_schedule(target: float, t0: int, duration: int, prune_every: int) -> None:
+    """ValueError for a schedule that cannot run: Z outside [0, 1), t0 < 0, S <= 0 or prune_every <= 0."""
+    if isinstance(target, bool) or not isinstance(target, (int, float)) or not 0.0 <= target < 1.0:
+        raise ValueError(f"target sparsity: expected a fraction in [0, 1) (1 would prune everything), found {target!r}")
+    for name, value, lo in (("t0", t0, 0), ("S (duration)", duration, 1), ("prune_every", prune_every, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < lo:
+            raise ValueError(f"pruning {name}: expected an integer >= {lo}, found {value!r}")
+
+
+def gradual_sparsity(step: int, target: float, t0: int, duration: int) -> float:
+    """Zhu & Gupta: z(t) = Z * (1 - (1 - (t - t0) / S) ** 3) for t0 <= t <= t0 + S; 0 before t0, Z after."""
+    if step <= t0:
+        return 0.0
+    if step >= t0 + duration:
+        return float(target)
+    return float(target) * (1.0 - (1.0 - (step - t0) / duration) ** 3)
+
+
+# ---------------------------------------------------------------------------------------------------- masks
+
+def check_block(shape: tuple[int, int], block: tuple[int, int], name: str) -> None:
+    bh, bw = block
+    if bh < 1 or bw < 1:
+        raise ValueError(f"block shape: expected positive [BH, BW], found {list(block)}")
+    if shape[0] % bh or shape[1] % bw:
+        raise ValueError(
+            f"{name}: block {bh}x{bw} does not divide the {shape[0]}x{shape[1]} matrix; choose BH dividing "
+            f"{shape[0]} and BW dividing {shape[1]}"
+        )
+
+
+def n_blocks_to_prune(sparsity: float, n_blocks: int) -> int:
+    """Blocks dropped at sparsity z: floor(z * n_blocks) (never more than the fraction asked for)."""
+    # The epsilon keeps e.g. 0.3 * 10 = 2.9999999999999996 from flooring to 2.
+    return min(n_blocks, math.floor(sparsity * n_blocks + 1e-9))
+
+
+def block_scores(weight: torch.Tensor, block: tuple[int, int]) -> torch.Tensor:
+    """Mean |w| over each BH x BW block of an M x N matrix: shape (M / BH, N / BW), float32."""
+    bh, bw = block
+    m, n = weight.shape
+    return weight.detach().abs().float().reshape(m // bh, bh, n // bw, bw).mean(dim=(1, 3))
+
+
+def block_keep_mask(weight: torch.Tensor, block: tuple[int, int], sparsity: float,
+                    previous: torch.Tensor | None = None) -> torch.Tensor:
+    """Boolean M x N mask keeping all but floor(sparsity * n_blocks) blocks, dropping the smallest mean |w|.
+
+    previous (optional, M x N bool): blocks it already pruned rank below every block it kept, so masks only shrink.
+    Ties go to the earlier block in row-major block order (kept first), so the result is deterministic.
+    """
+    check_block(tuple(weight.shape), block, "matrix")
+    bh, bw = block
+    scores = block_scores(weight, block)
+    if previous is not None:
+        alive = block_scores(previous.to(torch.float32), block) > 0  # a block is alive if any entry is kept
+        scores = torch.where(alive, scores, torch.full_like(scores, -1.0))
+    flat = scores.flatten()
+    n_prune = n_blocks_to_prune(sparsity, flat.numel())
+    keep = torch.ones(flat.numel(), dtype=torch.bool, device=weight.device)
+    if n_prune:
+        # Stable descending sort: among equal scores the earlier block comes first and is kept.
+        order = torch.sort(flat.cpu(), descending=True, stable=True).indices.to(weight.device)
+        keep[order[flat.numel() - n_prune:]] = False
+    keep = keep.reshape(scores.shape)
+    return keep.repeat_interleave(bh, dim=0).repeat_interleave(bw, dim=1)
+
+
+# --------------------------------------------------------------------------------------------------- targets
+
+@dataclass(frozen=True)
+class PruneTarget:
+    """One matrix ranked on its own: rows [row_start, row_stop) of `param_name` (a 2-D parameter)."""
+
+    name: str  # spec name: gru.R_u, ..., out.O4
+    param_name: str  # the nn.Module parameter that holds it
+    row_start: int
+    row_stop: int
+    sparsity: float  # final target Z of this matrix
+
+
+def gate_rows(gate: str, hidden_size: int) -> tuple[int, int]:
+    """Rows of torch.nn.GRU's weight_hh_l0 (gate order r, z, n) that hold spec gate u, r or e."""
+    i = TORCH_GRU_GATE_INDEX[gate]
+    return i * hidden_size, (i + 1) * hidden_size
+
+
+def resolve_targets(target: float, prune_outputs: bool, per_matrix: Mapping[str, float] | None) -> dict[str, float]:
+    """Final sparsity of each prunable matrix: Z for the gates, Z or 0 for O1..O4, then per-matrix overrides.
+
+    per_matrix keys: gru.R (all three gates), gru.R_u / gru.R_r / gru.R_e, out.O1 .. out.O4.
+    """
+    check_schedule(target, 0, 1, 1)
+    out = {name: float(target) for name in RECURRENT_NAMES}
+    out.update({name: float(target) if prune_outputs else 0.0 for name in OUTPUT_NAMES})
+    per_matrix = dict(per_matrix or {})
+    if "gru.R" in per_matrix:
+        value = per_matrix.pop("gru.R")
+        per_matrix = {**{n: value for n in RECURRENT_NAMES}, **per_matrix}
+    for name, value in per_matrix.items():
+        if name not in out:
+            raise ValueError(
+                f"per-matrix sparsity: unknown matrix {name!r}; expected names from {['gru.R', *PRUNABLE_NAMES]}"
+            )
+        try:
+            check_schedule(value, 0, 1, 1)
+        except ValueError as exc:
+            raise ValueError(f"per-matrix sparsity of {name}: {exc}") from None
+        out[name] = float(value)
+    return out
+
+
+def wavernn_targets(params: Mapping[str, nn.Parameter], hidden_size: int, sparsities: Mapping[str, float],
+                    recurrent: str, outputs: Mapping[str, str]) -> list[PruneTarget]:
+    """PruneTargets for the matrices with a nonzero target.
+
+    recurrent: the name of the (3H, H) recurrent weight in torch gate order r, z, n (e.g. "gru.weight_hh_l0");
+    outputs: spec name (out.O1..) -> parameter name of that Linear weight.
+    """
+    targets = []
+    for name, z in sparsities.items():
+        if z <= 0.0:
+            continue
+        if name in RECURRENT_NAMES:
+            start, stop = gate_rows(name[-1], hidden_size)
+            targets.append(PruneTarget(name, recurrent, start, stop, z))
+        else:
+            targets.append(PruneTarget(name, outputs[name], 0, params[outputs[name]].shape[0], z))
+    for t in targets:
+        if t.param_name not in params:
+            raise ValueError(f"{t.name}: the model has no parameter {t.param_name!r}")
+    return targets
+
+
+# ---------------------------------------------------------------------------------------------------- pruner
+
+class Pruner:
+    """Owns the pruning masks of a model and keeps its pruned weights at exactly zero.
+
+    Use, once per optimizer step (step = optimizer steps completed):
+        loss.backward(); pruner.mask_gradients(); optimizer.step(); step += 1; pruner.update(step)
+    `update` recomputes the masks when due (every prune_every steps from t0 while the ramp runs, and once at
+    t0 + S) and always re-applies them to the weights, so Adam's momentum cannot revive a pruned weight.
+
+    params: name -> parameter (e.g. dict(model.named_parameters())); targets: the matrices to prune.
+    """
+
+    def __init__(self, params: Mapping[str, nn.Parameter], targets: Iterable[PruneTarget], t0: int, duration: int,
+                 prune_every: int, block: tuple[int, int]):
+        self.targets = list(targets)
+        for t in self.targets:
+            check_schedule(t.sparsity, t0, duration, prune_every)
+        self.t0, self.duration, self.prune_every = t0, duration, prune_every
+        self.block = (int(block[0]), int(block[1]))
+        self.params = {t.param_name: params[t.param_name] for t in self.targets}
+        for t in self.targets:
+            p = self.params[t.param_name]
+            if p.dim() != 2:
+                raise ValueError(f"{t.name}: expected a 2-D weight, found shape {tuple(p.shape)}")
+            check_block((t.row_stop - t.row_start, p.shape[1]), self.block, t.name)
+        self.masks = {n: torch.ones_like(p, dtype=torch.bool) for n, p in self.params.items()}
+        self.step = 0  # step of the last mask update (0: never updated, all ones)
+
+    # -- schedule
+    def sparsity_at(self, step: int) -> dict[str, float]:
+        """Scheduled sparsity of each target at this step."""
+        return {t.name: gradual_sparsity(step, t.sparsity, self.t0, self.duration) for t in self.targets}
+
+    def is_update_step(self, step: int) -> bool:
+        end = self.t0 + self.duration
+        return self.t0 < step <= end and ((step - self.t0) % self.prune_every == 0 or step == end)
+
+    # -- masks
+    @torch.no_grad()
+    def update(self, step: int) -> bool:
+        """Recompute the masks if `step` is an update step; apply them either way. True if they were recomputed."""
+        due = self.is_update_step(step)
+        if due:
+            sparsity = self.sparsity_at(step)
+            for t in self.targets:
+                rows = slice(t.row_start, t.row_stop)
+                mask = self.masks[t.param_name]
+                mask[rows] = block_keep_mask(self.params[t.param_name][rows], self.block, sparsity[t.name],
+                                             previous=mask[rows])
+            self.step = step
+        self.apply()
+        return due
+
+    @torch.no_grad()
+    def apply(self) -> None:
+        """Zero every pruned weight (in place)."""
+        for name, p in self.params.items():
+            p.mul_(self.masks[name])
+
+    @torch.no_grad()
+    def mask_gradients(self) -> None:
+        """Zero the gradients of pruned weights (call between backward() and the optimizer step)."""
+        for name, p in self.params.items():
+            if p.grad is not None:
+                p.grad.mul_(self.masks[name])
+
+    def broadcast_masks(self, src: int = 0) -> None:
+        """Make every rank hold rank `src`'s masks (DistributedDataParallel); a no-op outside torch.distributed."""
+        import torch.distributed as dist
+        if not (dist.is_available() and dist.is_initialized()):
+            return
+        for mask in self.masks.values():
+            buf = mask.to(torch.uint8)
+            dist.broadcast(buf, src)
+            mask.copy_(buf.bool())
+        self.apply()
+
+    # -- reporting
+    def actual_sparsity(self) -> dict[str, float]:
+        """Fraction of exactly-zero weights in each target matrix now."""
+        out = {}
+        for t in self.targets:
+            w = self.params[t.param_name].detach()[t.row_start:t.row_stop]
+            out[t.name] = 1.0 - int(torch.count_nonzero(w)) / w.numel()
+        return out
+
+    def mask_sparsity(self) -> dict[str, float]:
+        """Fraction of masked-out entries in each target matrix."""
+        out = {}
+        for t in self.targets:
+            m = self.masks[t.param_name][t.row_start:t.row_stop]
+            out[t.name] = 1.0 - int(m.sum()) / m.numel()
+        return out
+
+    # -- checkpoints
+    def state_dict(self) -> dict:
+        return {
+            "step": self.step,
+            "masks": {n: m.detach().cpu().clone() for n, m in self.masks.items()},
+            "targets": [(t.name, t.param_name, t.row_start, t.row_stop, t.sparsity) for t in self.targets],
+            "schedule": {"t0": self.t0, "duration": self.duration, "prune_every": self.prune_every,
+                         "block": list(self.block)},
+        }
+
+    def load_state_dict(self, state: Mapping) -> None:
+        names = set(state["masks"])
+        if names != set(self.masks):
+            raise ValueError(f"pruner state: masks for {sorted(names)}, expected {sorted(self.masks)}")
+        for name, mask in state["masks"].items():
+            if tuple(mask.shape) != tuple(self.masks[name].shape):
+                raise ValueError(f"pruner state: mask {name} has shape {tuple(mask.shape)}, "
+                                 f"expected {tuple(self.masks[name].shape)}")
+            self.masks[name].copy_(mask.to(self.masks[name].device, torch.bool))
+        self.step = int(state["step"])
+        self.apply()
