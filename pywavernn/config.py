@@ -18,7 +18,9 @@ SUPPORTED_SAMPLE_RATE = 24000
 N_CLASSES = 256  # coarse and fine are 8 bits each
 
 
-def _from_dict(cls, data: dict[str, Any], what: str):
+def dataclass_from_dict(cls, data: Any, what: str, convert: dict[str, Any] | None = None):
+    """cls(**data) for a frozen config dataclass read from JSON: unknown or missing fields and JSON lists (for
+    tuples) handled; `convert` maps a field name to a function applied to its value. ValueError naming `what`."""
     if not isinstance(data, dict):
         raise ValueError(f"{what}: expected a JSON object, found {type(data).__name__}")
     names = {f.name for f in dataclasses.fields(cls)}
@@ -26,10 +28,12 @@ def _from_dict(cls, data: dict[str, Any], what: str):
     if unknown:
         raise ValueError(f"{what}: unknown field(s) {unknown}; expected only {sorted(names)}")
     kwargs = {}
-    for f in dataclasses.fields(cls):
-        if f.name in data:
-            value = data[f.name]
-            kwargs[f.name] = tuple(value) if isinstance(value, list) else value
+    for key, value in data.items():
+        if convert and key in convert:
+            value = convert[key](value)
+        elif isinstance(value, list):
+            value = tuple(value)
+        kwargs[key] = value
     try:
         return cls(**kwargs)
     except TypeError as exc:  # a missing required field
@@ -99,7 +103,7 @@ class FeatureConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "FeatureConfig":
-        return _from_dict(cls, data, "feature config")
+        return dataclass_from_dict(cls, data, "feature config")
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
@@ -172,7 +176,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
-        return _from_dict(cls, data, "model config")
+        return dataclass_from_dict(cls, data, "model config")
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)

@@ -32,30 +32,10 @@ from pathlib import Path
 from typing import Any
 
 from pywavernn.config import N_CLASSES, FeatureConfig, ModelConfig
+from pywavernn.config import dataclass_from_dict as _from_dict
 from training.pruning import RECURRENT_NAMES, check_schedule, resolve_targets
 
 SCHEDULES = ("cosine", "step", "constant")
-
-
-def _from_dict(cls, data: Any, what: str, convert: dict | None = None):
-    """cls(**data) with unknown/missing fields and lists-for-tuples handled; ValueError naming `what`."""
-    if not isinstance(data, dict):
-        raise ValueError(f"{what}: expected a JSON object, found {type(data).__name__}")
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ValueError(f"{what}: unknown field(s) {unknown}; expected only {sorted(names)}")
-    kwargs = {}
-    for key, value in data.items():
-        if convert and key in convert:
-            value = convert[key](value)
-        elif isinstance(value, list):
-            value = tuple(value)
-        kwargs[key] = value
-    try:
-        return cls(**kwargs)
-    except TypeError as exc:
-        raise ValueError(f"{what}: {exc}") from None
 
 
 def _int(what: str, value: Any, lo: int) -> None:
