@@ -10,9 +10,12 @@ Layout: pywavernn/*.py is the public API (validation, then calls down); pywavern
 reference; pywavernn/_kernels/ the compiled kernels. See README.md.
 """
 
-from pywavernn._native import openmp_enabled, selected_isa
-from pywavernn.config import FeatureConfig, ModelConfig
-
 __version__ = "0.1.0"
 
-__all__ = ["FeatureConfig", "ModelConfig", "openmp_enabled", "selected_isa", "__version__"]
+from pywavernn._native import openmp_enabled, selected_isa  # noqa: E402
+from pywavernn.config import FeatureConfig, ModelConfig  # noqa: E402
+from pywavernn.format import Model, load_model, save_model  # noqa: E402
+from pywavernn.vocoder import Vocoder  # noqa: E402
+
+__all__ = ["FeatureConfig", "Model", "ModelConfig", "Vocoder", "load_model", "openmp_enabled", "save_model",
+           "selected_isa", "__version__"]
