@@ -1,6 +1,8 @@
 """Per-kernel benchmark: GFLOP/s on stored weights (2 flops per stored weight per right-hand side) of
 pywavernn's gemv/gemm kernels per ISA, block shape, density and storage, against NumPy dense (W @ x on the
-masked matrix) and scipy.sparse BSR / CSR on the same matrix.
+masked matrix), scipy.sparse BSR / CSR and torch.sparse CSR / BSR (when torch is installed) on the same matrix,
+all single-threaded; each row also gives its fraction of the machine's dense SGEMM peak measured in the same run
+(NumPy float32 1024^3 matmul, one thread), and B-column rows their speed-up per output over B separate products.
 
 What it is: the measuring script; every kernel's result is checked against NumPy before it is timed, all
 candidates of one configuration are timed in alternating rounds (benchmarks/harness.py) and reported as medians.
@@ -42,6 +44,40 @@ def wrapper_overhead_us() -> float:
     return res["wrapper"]["median_s"] * 1e6
 
 
+def sgemm_peak_gflops(rounds: int) -> float:
+    """The machine's dense single-thread SGEMM rate: the ceiling each kernel's GFLOP/s is compared with."""
+    a = np.random.default_rng(1).standard_normal((1024, 1024)).astype(np.float32)
+    res = interleaved_medians([Candidate("sgemm", lambda: a @ a, 2.0 * 1024**3)], rounds=rounds, min_seconds=0.3)
+    return res["sgemm"]["rate"] / 1e9
+
+
+def torch_baselines(w: np.ndarray, x: np.ndarray, block):
+    """torch.sparse CSR (and BSR for blocked matrices) products, if torch is installed: (name, fn) pairs."""
+    try:
+        import torch
+    except ImportError:
+        return []
+    import warnings
+
+    warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+    torch.set_num_threads(1)
+    wt, xt = torch.from_numpy(w), torch.from_numpy(np.ascontiguousarray(x.T))
+    out = [("torch csr", wt.to_sparse_csr())]
+    if block is not None:
+        try:
+            out.append(("torch bsr", wt.to_sparse_bsr(block)))
+        except (RuntimeError, TypeError):  # some block shapes/builds lack BSR
+            pass
+    pairs = []
+    for name, mat in out:
+        try:
+            (mat @ xt).numpy()
+        except (RuntimeError, NotImplementedError):
+            continue
+        pairs.append((name, lambda mat=mat: (mat @ xt)))
+    return pairs
+
+
 def bench_config(rng, m, n, block, density, nrhs, rounds, min_seconds) -> list[dict]:
     w = masked_matrix(rng, m, n, block, density)
     x = rng.standard_normal((nrhs, n)).astype(np.float32)
@@ -73,16 +109,31 @@ def bench_config(rng, m, n, block, density, nrhs, rounds, min_seconds) -> list[d
             cands.append(Candidate(f"{isa}/{storage}", run, flops,
                                    {**base, "impl": f"pywavernn {isa}", "kernel": kname, "storage": storage}))
     nnz_flops = 2.0 * np.count_nonzero(w) * nrhs
-    for name, fn in (("numpy dense", lambda: w @ xt), ("scipy bsr", lambda: bsr @ xt), ("scipy csr", lambda: csr @ xt)):
-        assert np.allclose(fn().T.reshape(ref.shape), ref, rtol=1e-3, atol=1e-3)
+    baselines = [("numpy dense", lambda: w @ xt), ("scipy bsr", lambda: bsr @ xt), ("scipy csr", lambda: csr @ xt)]
+    for name, fn in baselines + torch_baselines(w, x, block):
+        got = np.asarray(fn()).T.reshape(ref.shape)
+        if not np.allclose(got, ref, rtol=1e-3, atol=1e-3):
+            raise AssertionError(f"{name} result differs from float64 NumPy before timing")
         cands.append(Candidate(name, fn, nnz_flops, {**base, "impl": name, "kernel": "-", "storage": "fp32"}))
     res = interleaved_medians(cands, rounds=rounds, min_seconds=min_seconds)
     dense_s = res["numpy dense"]["median_s"]
+    best_sparse = min(v["median_s"] for k, v in res.items() if k.startswith(("scipy", "torch")))
     rows = []
     for c in cands:
         r = res[c.name]
-        rows.append({**r, "us": r["median_s"] * 1e6, "gflops": r["rate"] / 1e9, "vs_numpy_dense": dense_s / r["median_s"]})
+        rows.append({**r, "us": r["median_s"] * 1e6, "gflops": r["rate"] / 1e9, "vs_numpy_dense": dense_s / r["median_s"],
+                     "vs_best_sparse_lib": best_sparse / r["median_s"]})
     return rows
+
+
+def per_output_speedups(rows: list[dict]) -> None:
+    """For each B-column row, 16 separate products' time over one B-column product's (same matrix, kernel)."""
+    single = {(r["shape"], r["block"], r["density"], r["impl"], r["storage"]): r["median_s"]
+              for r in rows if r["B"] == 1}
+    for r in rows:
+        key = (r["shape"], r["block"], r["density"], r["impl"], r["storage"])
+        if r["B"] > 1 and key in single:
+            r["per_output_speedup"] = r["B"] * single[key] / r["median_s"]
 
 
 def main(argv=None) -> None:
@@ -100,17 +151,25 @@ def main(argv=None) -> None:
                  if (b, d) != ((16, 1), 0.05)]
         grid += [((3072, 1024), None, 1.0, 1), ((256, 512), None, 1.0, 1), ((3072, 1024), (16, 1), 0.05, 16),
                  ((3072, 1024), (4, 4), 0.05, 16), ((3072, 1024), (1, 1), 0.05, 16)]
+    machine["sgemm_peak_gflops_1thread"] = peak = sgemm_peak_gflops(rounds)
     rows = []
     for (m, n), block, density, nrhs in grid:
         rows += bench_config(rng, m, n, block, density, nrhs, rounds, min_s)
+    per_output_speedups(rows)
+    for r in rows:
+        r["fraction_of_peak"] = r["gflops"] / peak
     table = format_table(rows, [("shape", "M x N", ""), ("block", "block", ""), ("density", "density", ".2f"),
                                 ("B", "B", "d"), ("impl", "implementation", ""), ("storage", "weights", ""),
                                 ("us", "us/call (median)", ".1f"), ("gflops", "GFLOP/s", ".2f"),
-                                ("vs_numpy_dense", "x numpy dense", ".1f")])
+                                ("fraction_of_peak", "of SGEMM peak", ".2f"),
+                                ("vs_numpy_dense", "x numpy dense", ".1f"),
+                                ("vs_best_sparse_lib", "x best scipy/torch sparse", ".1f"),
+                                ("per_output_speedup", "B-col speed-up per output", ".2f")])
     machine["wrapper_us"] = wrapper_overhead_us()
     path = write_report("bench_kernels", machine, rows, table)
     print(table)
-    print(f"\nPython wrapper overhead per call ~{machine['wrapper_us']:.2f} us (included above). Report: {path}")
+    print(f"\nSGEMM peak (NumPy, 1 thread): {peak:.1f} GFLOP/s. Python wrapper overhead per call "
+          f"~{machine['wrapper_us']:.2f} us (included above). Report: {path}")
 
 
 if __name__ == "__main__":
