@@ -106,7 +106,7 @@ def _save_npy_atomic(path: str, array: np.ndarray) -> None:
 def _add_engine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="model file (.safetensors); default: the bundled model")
     p.add_argument("--seed", type=int, default=0, help="random seed of the sampling (default 0)")
-    p.add_argument("--backend", choices=("cpu", "reference"), default="cpu", help="default: cpu")
+    p.add_argument("--backend", choices=("cpu", "reference", "cuda"), default="cpu", help="default: cpu")
     p.add_argument("--weights", choices=("fp32", "fp16"), default="fp32", help="cpu backend weight storage")
     p.add_argument("--threads", type=int, default=1, help="threads for the cpu backend (default 1)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")

@@ -31,8 +31,8 @@ class Stream:
     """One streaming utterance on the cpu backend (created by `Vocoder.stream`)."""
 
     def __init__(self, vocoder, seed: int | np.random.Generator | None = 0):
-        if vocoder._engine is None:
-            raise ValueError("streaming needs the 'cpu' backend; this Vocoder uses 'reference'")
+        if vocoder.backend != "cpu":
+            raise ValueError(f"streaming needs the 'cpu' backend; this Vocoder uses {vocoder.backend!r}")
         self._model = vocoder.model
         self._engine = vocoder._engine
         cfg = vocoder.model_config

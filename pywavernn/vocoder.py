@@ -2,7 +2,8 @@
 
 What it is: input validation and normalisation, then a call into one backend:
 - `reference`: pywavernn/reference.py, NumPy, slow and clear;
-- `cpu`: the compiled engine (Cython + C kernels), the default.
+- `cpu`: the compiled engine (Cython + C kernels), the default;
+- `cuda`: the nvcc-built persistent-kernel sampler (cuda/), when built and a GPU is present.
 What it is not: the maths (see docs/format.md and reference.py) or the kernels (pywavernn/_kernels/).
 
 A Vocoder holds immutable weights and may be shared between threads; every call draws its own randomness from
@@ -24,7 +25,7 @@ import numpy as np
 
 from pywavernn import features, format as fmt
 
-BACKENDS = ("cpu", "reference")
+BACKENDS = ("cpu", "reference", "cuda")
 WEIGHT_DTYPES = ("fp32", "fp16")
 PROGRESS_CHUNK = 24000  # samples between progress callbacks on the cpu backend
 BUNDLED_MODEL = Path(__file__).resolve().parent / "data" / "default.safetensors"
@@ -62,7 +63,8 @@ class Vocoder:
     """A WaveRNN vocoder bound to one model and one backend.
 
     model:   path to a .safetensors model file, a loaded `pywavernn.format.Model`, or None for the bundled model.
-    backend: "cpu" (compiled kernels, default) or "reference" (NumPy).
+    backend: "cpu" (compiled kernels, default), "reference" (NumPy) or "cuda" (GPU; ValueError saying why if
+             it is not available here).
     weights: storage precision of the matrices on the cpu backend, "fp32" or "fp16" (arithmetic stays fp32).
     threads: threads for one stream on the cpu backend.
     exact:   cpu backend only: use libm expf/tanhf instead of the fast approximations (bit-comparable to reference).
@@ -86,6 +88,13 @@ class Vocoder:
             from pywavernn.engine import CpuEngine  # compiled; imported only when asked for
 
             self._engine = CpuEngine(self.model, weights=weights, threads=threads, exact=exact)
+        elif backend == "cuda":
+            from pywavernn import cuda
+
+            ok, why = cuda.available(self.model)
+            if not ok:
+                raise ValueError(f"backend 'cuda' is not available: {why}")
+            self._engine = cuda.CudaEngine(self.model)
 
     @property
     def model_config(self):
@@ -117,6 +126,11 @@ class Vocoder:
         if self._engine is None:
             return reference.generate_ref(self.model, mel, uniforms, progress=progress)
         g = reference.conditioning_ref(self.model, mel)  # frame rate, once per utterance
+        if self.backend == "cuda":
+            out = self._engine.generate(g, uniforms)
+            if progress is not None:
+                progress(out.shape[0])
+            return out
         if progress is None:
             return self._engine.generate(g, uniforms)
         state, pieces = self._engine.new_state(), []

@@ -114,6 +114,16 @@ def test_constructor_errors(model, kwargs, message):
         Vocoder(model, **kwargs)
 
 
+def test_cuda_backend_says_why_it_is_unavailable(model):
+    from pywavernn import cuda
+
+    ok, why = cuda.available(model)
+    if ok:
+        pytest.skip("a CUDA device is present; tests/test_cuda.py checks the backend there")
+    with pytest.raises(ValueError, match="backend 'cuda' is not available: .+"):
+        Vocoder(model, backend="cuda")
+
+
 def test_model_argument_errors(tmp_path):
     with pytest.raises(TypeError, match="model"):
         Vocoder(42)
