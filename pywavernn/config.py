@@ -123,8 +123,13 @@ class ModelConfig:
     cond_kernels     kernel size of each conditioning Conv1d layer (odd; 'same' padding; ReLU after each).
     n_mels           mel bins the model was trained on (must equal the feature config's).
     block_shape      (BH, BW) of the block-sparse matrices; (1, 1) for dense or unstructured.
-    subscale_factor  B; 1 for the plain WaveRNN.
-    subscale_horizon F of the subscale model; 0 for the plain WaveRNN.
+    subscale_factor  B, a power of two; 1 for the plain WaveRNN (docs/format.md §9 for B > 1).
+    subscale_horizon F of the subscale model (>= 1 to run one; pywavernn.subscale checks); 0 for the plain WaveRNN.
+    subscale_channels C_x: channels of the subscale context network (used only when B > 1).
+    subscale_layers  D: its dilated kernel-2 layers, dilations 1, 2, ..., 2**(D-1) (used only when B > 1).
+
+    The two subscale_ context fields are left out of to_dict() for a plain model at their defaults, so plain files
+    are written exactly as before they existed, and a file without them loads with the defaults.
     """
 
     hidden_size: int = 512
@@ -135,6 +140,8 @@ class ModelConfig:
     block_shape: tuple[int, int] = (1, 1)
     subscale_factor: int = 1
     subscale_horizon: int = 0
+    subscale_channels: int = 32
+    subscale_layers: int = 4
     n_classes: int = field(default=N_CLASSES)
 
     def __post_init__(self) -> None:
@@ -155,7 +162,12 @@ class ModelConfig:
         for b in self.block_shape:
             _check_int("block_shape[i]", b, 1)
         _check_int("subscale_factor", self.subscale_factor, 1)
+        if self.subscale_factor & (self.subscale_factor - 1):
+            raise ValueError(f"subscale_factor: expected a power of two (1 for the plain WaveRNN, or 2, 4, 8, ...), "
+                             f"found {self.subscale_factor}")
         _check_int("subscale_horizon", self.subscale_horizon, 0)
+        _check_int("subscale_channels", self.subscale_channels, 1)
+        _check_int("subscale_layers", self.subscale_layers, 0, 16)
         if self.n_classes != N_CLASSES:
             raise ValueError(f"n_classes: expected {N_CLASSES} (8-bit coarse and fine), found {self.n_classes}")
 
@@ -172,6 +184,10 @@ class ModelConfig:
         d = dataclasses.asdict(self)
         d["cond_kernels"] = list(self.cond_kernels)
         d["block_shape"] = list(self.block_shape)
+        if self.subscale_factor == 1:
+            for name in _SUBSCALE_CONTEXT_FIELDS:
+                if d[name] == _SUBSCALE_CONTEXT_DEFAULTS[name]:
+                    del d[name]
         return d
 
     @classmethod
@@ -180,3 +196,8 @@ class ModelConfig:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
+
+
+_SUBSCALE_CONTEXT_FIELDS = ("subscale_channels", "subscale_layers")
+_SUBSCALE_CONTEXT_DEFAULTS = {f.name: f.default for f in dataclasses.fields(ModelConfig)
+                              if f.name in _SUBSCALE_CONTEXT_FIELDS}

@@ -191,7 +191,8 @@ def unpack_block_sparse(matrix: BlockSparseMatrix) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------------------
 
 def expected_weight_shapes(model_config: ModelConfig) -> dict[str, tuple[int, ...]]:
-    """Every weight name of a model with this config and its (dense) shape, in docs/format.md §6 order."""
+    """Every weight name of a model with this config and its (dense) shape, in docs/format.md §6 order, followed by
+    the subscale context network's (§9) when subscale_factor > 1."""
     h, k, c = model_config.hidden_size, model_config.out_hidden, model_config.cond_channels
     shapes: dict[str, tuple[int, ...]] = {}
     c_in = model_config.n_mels
@@ -205,6 +206,22 @@ def expected_weight_shapes(model_config: ModelConfig) -> dict[str, tuple[int, ..
         "out.O1": (k, h // 2), "out.b1": (k,), "out.O2": (N_CLASSES, k), "out.b2": (N_CLASSES,),
         "out.O3": (k, h // 2), "out.b3": (k,), "out.O4": (N_CLASSES, k), "out.b4": (N_CLASSES,),
     })
+    if model_config.subscale_factor > 1:
+        shapes.update(subscale_weight_shapes(model_config))
+    return shapes
+
+
+def subscale_weight_shapes(model_config: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """The subscale context network's weights (docs/format.md §9), in order; every bias has one row per sub-tensor.
+
+    Letters: B subscale factor, C_x context channels, D context layers.
+    """
+    b, cx, h = model_config.subscale_factor, model_config.subscale_channels, model_config.hidden_size
+    shapes: dict[str, tuple[int, ...]] = {"subscale.embed.weight": (cx, 2 * b), "subscale.embed.bias": (b, cx)}
+    for i in range(model_config.subscale_layers):
+        shapes[f"subscale.conv{i}.weight"] = (cx, cx, 2)
+        shapes[f"subscale.conv{i}.bias"] = (b, cx)
+    shapes.update({"subscale.proj.weight": (3 * h, cx), "subscale.proj.bias": (b, 3 * h)})
     return shapes
 
 

@@ -1,0 +1,222 @@
+"""Tests of the subscale bookkeeping (pywavernn/subscale.py), the NumPy subscale reference's leak-freedom, and the
+subscale additions to the config and the model file.
+
+What it is: hypothesis properties that unfold(fold(x)) == x for any length, that the step schedule generates every
+sample exactly once and only after everything it may depend on, that the lag F + 1 is the smallest that works, that
+changing a sample a logit may not see never changes that logit (NumPy reference, exact), and one test per bad input.
+What it is not: the PyTorch parity tests (tests/test_subscale_parity.py).
+
+Run: python -m pytest tests/test_subscale.py -q
+Letters: B subscale factor, F future horizon, T samples, N = ceil(T / B) positions, H hidden units.
+"""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pywavernn import format as fmt
+from pywavernn import reference_subscale as rs
+from pywavernn import subscale
+from pywavernn.config import FeatureConfig, ModelConfig
+from pywavernn.testing import random_model
+
+FACTORS = [1, 2, 4, 8, 16]
+SMALL = ModelConfig(hidden_size=16, out_hidden=16, cond_channels=8, cond_kernels=(3,), n_mels=8,
+                    subscale_factor=4, subscale_horizon=1, subscale_channels=8, subscale_layers=2)
+SMALL_FEATURES = FeatureConfig(n_mels=8, hop_length=25)
+
+
+# --- folding ------------------------------------------------------------------------------------------------------
+
+@given(factor=st.sampled_from(FACTORS), extra=st.integers(0, 200), seed=st.integers(0, 2**31 - 1))
+def test_unfold_inverts_fold_for_any_length(factor, extra, seed):
+    x = np.random.default_rng(seed).integers(-32768, 32768, factor + extra).astype(np.int16)
+    folded = subscale.fold(x, factor)
+    assert folded.shape == (subscale.n_positions(x.size, factor), factor) and folded.dtype == np.int16
+    np.testing.assert_array_equal(subscale.unfold(folded, x.size), x)
+    t = np.arange(x.size)
+    np.testing.assert_array_equal(folded[t // factor, t % factor], x)  # sample i * B + s -> [i, s]
+    assert np.all(folded.reshape(-1)[x.size:] == 0)  # the padding
+
+
+def test_fold_keeps_trailing_axes():
+    x = np.arange(22 * 2).reshape(22, 2)
+    np.testing.assert_array_equal(subscale.unfold(subscale.fold(x, 8, pad_value=-1), 22), x)
+    assert subscale.fold(x, 8, pad_value=-1)[-1, -1, 0] == -1
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: subscale.fold(np.zeros(32), 3), "power of two"),
+    (lambda: subscale.fold(np.zeros(32), 0), "power of two"),
+    (lambda: subscale.fold(np.zeros(7), 8), "shorter|larger"),
+    (lambda: subscale.unfold(np.zeros((4, 8)), 40), "positions"),
+    (lambda: subscale.schedule(100, 4, 0), "horizon"),
+    (lambda: subscale.schedule(3, 4, 1), "one fold"),
+    (lambda: ModelConfig(subscale_factor=6, subscale_horizon=1), "power of two"),
+    (lambda: subscale.check_model_config(ModelConfig(subscale_factor=4, subscale_horizon=0)), "horizon"),
+    (lambda: subscale.check_model_config(ModelConfig()), "B >= 2"),
+])
+def test_bad_input_is_a_clear_error(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+# --- the schedule ---------------------------------------------------------------------------------------------------
+
+schedules = st.tuples(st.sampled_from([2, 4, 8, 16]), st.integers(1, 4), st.integers(0, 120))
+
+
+@settings(max_examples=40)
+@given(case=schedules)
+def test_schedule_generates_every_sample_once_after_all_its_dependencies(case):
+    factor, horizon, extra = case
+    n_samples = factor + extra
+    sched = subscale.schedule(n_samples, factor, horizon)
+    n = subscale.n_positions(n_samples, factor)
+    assert sched.shape == (subscale.n_steps(n_samples, factor, horizon), factor)
+    step = np.full((n, factor), -1)
+    for n_step, s in zip(*np.nonzero(sched >= 0)):
+        i = sched[n_step, s]
+        assert step[i, s] == -1, "generated twice"
+        step[i, s] = n_step
+    real = subscale.sample_time(np.arange(n)[:, None], np.arange(factor), factor) < n_samples
+    assert np.all((step >= 0) == real), "every real sample exactly once, no padded one"
+    for i, s in zip(*np.nonzero(real)):
+        deps = subscale.dependency_mask(i, s, n_samples, factor, horizon)
+        assert np.all(step[deps] < step[i, s]), f"({i}, {s}) would see a sample not yet generated"
+        # the frontier exists and is at the last step before: the schedule wastes nothing
+        if s > 0 and i + horizon < n and real[i + horizon, s - 1]:
+            assert step[i + horizon, s - 1] == step[i, s] - 1
+
+
+@given(case=schedules)
+def test_all_sub_tensors_run_together_after_the_warm_up(case):
+    factor, horizon, extra = case
+    n_samples = factor + extra
+    sched = subscale.schedule(n_samples, factor, horizon)
+    warm, n = subscale.warmup_steps(factor, horizon), subscale.n_positions(n_samples, factor)
+    assert warm == (factor - 1) * (horizon + 1)
+    for step in range(warm, n - 1):  # before the last, possibly padded, position
+        assert np.all(sched[step] >= 0), f"step {step}: {sched[step]}"
+    assert np.all(sched[:warm, -1] == -1)
+
+
+@pytest.mark.parametrize("horizon", [1, 2, 5])
+def test_a_lag_of_f_would_not_do(horizon):
+    """The frontier dependency (i + F, s - 1) is generated at step i + F + (s - 1) * lag; with lag F that is the
+    step of (i, s) itself (not yet available), with lag F + 1 the step before."""
+    i, s = 3, 2
+    for lag, available in ((horizon, False), (horizon + 1, True)):
+        assert ((i + horizon + (s - 1) * lag) < (i + s * lag)) == available
+
+
+def test_context_input_mask_matches_may_depend():
+    for factor in (2, 4, 16):
+        for s in range(factor):
+            z = np.repeat(np.arange(factor), 2)
+            np.testing.assert_array_equal(subscale.context_input_mask(s, factor),
+                                          subscale.may_depend(0, s, 0, z, 1) & (z != s))
+
+
+# --- leak-freedom of the NumPy reference ---------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def small():
+    model = random_model(SMALL, SMALL_FEATURES, seed=3, scale=0.6)
+    rng = np.random.default_rng(0)
+    mel = rng.normal(size=(4, 8)).astype(np.float32)  # T = 100
+    audio = rng.integers(-20000, 20000, 100).astype(np.int16)
+    return model, mel, audio, rs.teacher_forced_logits_subscale_ref(model, mel, audio)
+
+
+@settings(max_examples=20)
+@given(t0=st.integers(0, 99), d_coarse=st.integers(64, 192), d_fine=st.integers(1, 255))
+def test_changing_a_forbidden_sample_never_changes_a_logit(small, t0, d_coarse, d_fine):
+    model, mel, audio, (lc, lf) = small
+    b, horizon = SMALL.subscale_factor, SMALL.subscale_horizon
+    u = int(audio[t0]) + 32768
+    changed = audio.copy()  # both bytes move
+    changed[t0] = np.int16(((((u >> 8) + d_coarse) % 256) << 8 | (((u & 255) + d_fine) % 256)) - 32768)
+    lc2, lf2 = rs.teacher_forced_logits_subscale_ref(model, mel, changed)
+    t = np.arange(audio.size)
+    allowed = subscale.may_depend(t // b, t % b, t0 // b, t0 % b, horizon)
+    coarse_same = np.all(lc2 == lc, axis=1)
+    fine_same = np.all(lf2 == lf, axis=1)
+    assert np.all(coarse_same[~allowed]), "a coarse logit saw a sample it may not"
+    assert np.all(fine_same[~allowed & (t != t0)]), "a fine logit saw a sample it may not"
+    assert not fine_same[t0]  # the fine head sees its own coarse byte
+    frontier = (t0 // b - horizon) * b + t0 % b + 1  # (i, s) = (k - F, z + 1): sees (k, z) at its horizon
+    if t0 // b >= horizon and t0 % b + 1 < b:
+        # (either head: with random weights one head's ReLUs may all be off at a sample)
+        assert not (coarse_same[frontier] and fine_same[frontier]), "the context does not reach the horizon"
+
+
+def test_generation_reads_only_generated_samples(small):
+    """Not-yet-generated samples are NaN inside generate_subscale_ref: a leak would make a logit NaN."""
+    model, mel, _, _ = small
+    uniforms = np.random.default_rng(1).random((100, 2), dtype=np.float32)
+    samples, trace = rs.generate_subscale_ref(model, mel, uniforms, trace=True)
+    assert np.isfinite(trace["logits_c"]).all() and np.isfinite(trace["logits_f"]).all()
+    t = np.arange(100)
+    np.testing.assert_array_equal(trace["step"], subscale.step_of(t // 4, t % 4, SMALL.subscale_horizon))
+    lc, lf = rs.teacher_forced_logits_subscale_ref(model, mel, samples)  # teacher forcing on its own output
+    assert np.abs(lc - trace["logits_c"]).max() < 1e-5 and np.abs(lf - trace["logits_f"]).max() < 1e-5
+
+
+def test_reference_refuses_bad_models_and_short_audio():
+    with pytest.raises(ValueError, match="horizon"):
+        rs.generate_subscale_ref(random_model(dataclasses.replace(SMALL, subscale_horizon=0), SMALL_FEATURES),
+                                 np.zeros((4, 8), np.float32), np.zeros((100, 2), np.float32))
+    tiny = random_model(dataclasses.replace(SMALL, subscale_factor=16), FeatureConfig(n_mels=8, hop_length=5))
+    with pytest.raises(ValueError, match="one fold"):
+        rs.generate_subscale_ref(tiny, np.zeros((2, 8), np.float32), np.zeros((10, 2), np.float32))
+
+
+# --- config and file ----------------------------------------------------------------------------------------------
+
+def test_plain_config_json_is_unchanged_and_old_files_load():
+    d = ModelConfig().to_dict()
+    assert "subscale_channels" not in d and "subscale_layers" not in d
+    assert ModelConfig.from_dict(d) == ModelConfig()
+    sub = dataclasses.replace(SMALL, subscale_channels=5)
+    assert ModelConfig.from_dict(json.loads(sub.to_json())) == sub
+
+
+def test_subscale_weights_are_listed_only_for_subscale_models():
+    plain = set(fmt.expected_weight_shapes(dataclasses.replace(SMALL, subscale_factor=1, subscale_horizon=0)))
+    shapes = fmt.expected_weight_shapes(SMALL)
+    assert not any(name.startswith("subscale.") for name in plain)
+    assert set(shapes) - plain == {"subscale.embed.weight", "subscale.embed.bias", "subscale.conv0.weight",
+                                   "subscale.conv0.bias", "subscale.conv1.weight", "subscale.conv1.bias",
+                                   "subscale.proj.weight", "subscale.proj.bias"}
+    assert shapes["subscale.embed.weight"] == (8, 8) and shapes["subscale.proj.bias"] == (4, 48)
+
+
+def test_subscale_model_file_round_trip_and_refusals(tmp_path):
+    model = random_model(SMALL, SMALL_FEATURES, seed=1)
+    path = tmp_path / "subscale.safetensors"
+    fmt.save_model(model, path)
+    loaded = fmt.load_model(path)
+    assert loaded.model_config == SMALL
+    for name, w in model.weights.items():
+        np.testing.assert_array_equal(loaded.dense(name), w)
+    broken = dict(model.weights)
+    broken["subscale.proj.bias"] = np.zeros((3, 48), np.float32)
+    with pytest.raises(ValueError, match=r"subscale.proj.bias: expected shape \(4, 48\)"):
+        fmt.Model(SMALL, SMALL_FEATURES, broken).validate()
+    del broken["subscale.proj.bias"]
+    with pytest.raises(ValueError, match="missing.*subscale.proj.bias"):
+        fmt.Model(SMALL, SMALL_FEATURES, broken).validate()
+
+
+def test_cost_per_sample():
+    cfg = ModelConfig(hidden_size=512, out_hidden=256, subscale_factor=16, subscale_horizon=2,
+                      subscale_channels=32, subscale_layers=4)
+    ctx, gru = subscale.context_macs_per_sample(cfg), subscale.gru_macs_per_sample(cfg)
+    assert ctx == {"embed": 1024, "layers": 8192, "proj": 49152, "total": 58368}
+    assert gru["R"] == 3 * 512 * 512 and ctx["total"] < 0.1 * gru["total"]
+    assert subscale.context_receptive_field(cfg) == 16

@@ -1,0 +1,174 @@
+"""Parity of the PyTorch Subscale WaveRNN twin (training/subscale_model.py) with the NumPy subscale reference
+(pywavernn/reference_subscale.py), and the twin's round trip through the model file.
+
+What it is: for B = 4 and B = 16 on a small random model, teacher-forced logits agree within 1e-4 (the twin fuses
+the projections into one GRU input matmul, the reference sums them separately: float32 rounding, ~1e-5), and
+free-running generation from the same uniforms gives identical samples for 2,100 samples. The reference walks the
+schedule one sample at a time; the twin runs each step's active sub-tensors as one batch. The uniforms are first
+moved away from class edges under the reference (as in tests/test_parity_torch.py, safe_uniforms), so rounding
+differences cannot flip a draw. Also: the twin's teacher forcing is leak-free (exact), and its input mask survives
+an optimizer step.
+What it is not: a test of the index arithmetic (tests/test_subscale.py).
+
+Run: python -m pytest tests/test_subscale_parity.py -q
+Letters: B subscale factor, F future horizon, T samples, H hidden units.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from pywavernn import format as fmt  # noqa: E402
+from pywavernn import reference_subscale as rs  # noqa: E402
+from pywavernn import subscale  # noqa: E402
+from pywavernn.config import FeatureConfig, ModelConfig  # noqa: E402
+from training.subscale_model import SubscaleWaveRNN  # noqa: E402
+
+TOL = 1e-4
+HOP, N_FRAMES = 300, 7
+N_SAMPLES = HOP * N_FRAMES  # 2100: B = 16 pads the last position
+CASES = [(4, 1), (16, 2)]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def config(factor: int, horizon: int) -> ModelConfig:
+    return ModelConfig(hidden_size=64, out_hidden=32, cond_channels=16, cond_kernels=(3, 3), subscale_factor=factor,
+                       subscale_horizon=horizon, subscale_channels=16, subscale_layers=3)
+
+
+def make_net(factor: int, horizon: int, seed: int = 0) -> SubscaleWaveRNN:
+    """Default init scaled up (x2, x3 for the heads) so the distributions are far from uniform."""
+    torch.manual_seed(seed)
+    net = SubscaleWaveRNN(config(factor, horizon), FeatureConfig(hop_length=HOP))
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            p.mul_(3.0 if name.startswith("O") else 2.0)
+    return net
+
+
+@pytest.fixture(scope="module")
+def inputs():
+    rng = np.random.default_rng(7)
+    mel = rng.normal(-5.0, 1.5, (N_FRAMES, 80)).astype(np.float32)
+    t = np.arange(N_SAMPLES)
+    audio = (8000 * np.sin(2 * np.pi * 140 * t / 24000) + rng.normal(0, 300, N_SAMPLES)).astype(np.int16)
+    return mel, audio, rng.random((N_SAMPLES, 2), dtype=np.float32)
+
+
+def safe_uniforms(model: fmt.Model, mel: np.ndarray, uniforms: np.ndarray, margin: float = 1e-5) -> np.ndarray:
+    """Every draw moved to the middle of the class it picks under the reference when it lies within `margin` (of
+    the cdf total) of an edge, or drawn again where the class is too narrow (and the trajectory recomputed)."""
+    rng = np.random.default_rng(99)
+    u = uniforms.copy()
+    for _ in range(100):
+        _, trace = rs.generate_subscale_ref(model, mel, u, trace=True)
+        redrawn = False
+        for t in np.argsort(trace["step"], kind="stable"):  # generation order
+            for col, logits in ((0, trace["logits_c"][t]), (1, trace["logits_f"][t])):
+                cdf = np.cumsum(np.exp(logits - logits.max()), dtype=np.float32).astype(np.float64)
+                above = np.flatnonzero(cdf > np.float32(u[t, col]) * cdf[-1])
+                k = int(above[0]) if above.size else 255
+                lo, hi, x = (cdf[k - 1] if k else 0.0), cdf[k], float(np.float32(u[t, col]) * np.float32(cdf[-1]))
+                if min(x - lo, hi - x) >= margin * cdf[-1]:
+                    continue
+                if hi - lo >= 4 * margin * cdf[-1]:
+                    u[t, col] = np.float32((lo + hi) / 2 / cdf[-1])
+                else:
+                    u[t, col], redrawn = rng.random(dtype=np.float32), True
+                    break
+            if redrawn:
+                break
+        if not redrawn:
+            return u
+    raise RuntimeError("safe_uniforms: gave up after 100 redraws")
+
+
+def torch_logits(net, mel, audio):
+    with torch.no_grad():
+        lc, lf = net(torch.from_numpy(mel)[None], torch.from_numpy(audio)[None])
+    return lc[0].numpy(), lf[0].numpy()
+
+
+@pytest.mark.parametrize("factor, horizon", CASES)
+def test_teacher_forced_logits_match_reference(inputs, factor, horizon):
+    mel, audio, _ = inputs
+    net = make_net(factor, horizon)
+    model = net.to_model()
+    lc_t, lf_t = torch_logits(net, mel, audio)
+    lc_r, lf_r = rs.teacher_forced_logits_subscale_ref(model, mel, audio)
+    assert lc_t.shape == lc_r.shape == (N_SAMPLES, 256)
+    assert np.abs(lc_t).max() > 3.0  # the test means something only if the logits are not all near zero
+    assert np.abs(lc_t - lc_r).max() < TOL and np.abs(lf_t - lf_r).max() < TOL
+    with torch.no_grad():
+        nll_t = float(net.nll_bits(torch.from_numpy(mel)[None], torch.from_numpy(audio)[None]))
+    assert nll_t == pytest.approx(rs.nll_subscale_ref(model, mel, audio), rel=1e-5)
+
+
+@pytest.mark.parametrize("factor, horizon", CASES)
+def test_free_running_generation_is_identical(inputs, factor, horizon):
+    mel, _, uniforms = inputs
+    net = make_net(factor, horizon)
+    model = net.to_model()
+    uniforms = safe_uniforms(model, mel, uniforms)
+    samples_t, trace_t = net.generate(mel, uniforms, trace=True)
+    samples_r, trace_r = rs.generate_subscale_ref(model, mel, uniforms, trace=True)
+    assert samples_t.shape == (N_SAMPLES,) and samples_t.dtype == np.int16
+    first = np.flatnonzero(samples_t != samples_r)
+    assert first.size == 0, f"samples differ first at t = {first[0]} of {N_SAMPLES}"
+    assert len(np.unique(samples_t)) > 1000  # a live trajectory, not a stuck one
+    for key in ("h", "logits_c", "logits_f"):
+        assert np.abs(trace_t[key] - trace_r[key]).max() < TOL, key
+
+
+def test_export_load_round_trip(tmp_path, inputs):
+    mel, audio, _ = inputs
+    net = make_net(4, 1, seed=1)
+    path = tmp_path / "subscale.safetensors"
+    fmt.save_model(net.to_model(provenance={"test": "round trip"}), path)
+    loaded = fmt.load_model(path)
+    assert loaded.model_config == net.model_config and loaded.provenance["test"] == "round trip"
+    back = SubscaleWaveRNN.from_model(loaded)
+    for (name, a), b in zip(net.state_dict().items(), back.state_dict().values()):
+        assert torch.equal(a, b), name
+    lc_r, _ = rs.teacher_forced_logits_subscale_ref(loaded, mel[:2], audio[:600])
+    lc_t, _ = torch_logits(back, mel[:2], audio[:600])
+    assert np.abs(lc_t - lc_r).max() < TOL
+
+
+def test_twin_teacher_forcing_is_leak_free(inputs):
+    mel, audio, _ = inputs
+    factor, horizon = 4, 2
+    net = make_net(factor, horizon, seed=3)
+    lc, lf = torch_logits(net, mel, audio)
+    t = np.arange(N_SAMPLES)
+    for t0 in (0, 401, 1002, 1403, 2099):
+        changed = audio.copy()
+        changed[t0] = np.int16(-int(audio[t0]) - 1)  # flips every bit: both bytes change
+        lc2, lf2 = torch_logits(net, mel, changed)
+        allowed = subscale.may_depend(t // factor, t % factor, t0 // factor, t0 % factor, horizon)
+        np.testing.assert_array_equal(lc2[~allowed], lc[~allowed])
+        np.testing.assert_array_equal(lf2[~allowed & (t != t0)], lf[~allowed & (t != t0)])
+        assert np.abs(lf2[t0] - lf[t0]).max() > 1e-3
+
+
+def test_input_mask_survives_an_optimizer_step(inputs):
+    mel, audio, _ = inputs
+    net = make_net(4, 1, seed=2)
+    masked = net.input_mask == 0
+    assert int(masked.sum()) == 3 * net.model_config.half
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-2)
+    loss = net.nll_bits(torch.from_numpy(mel[:2])[None], torch.from_numpy(audio[:600])[None])
+    loss.backward()
+    assert torch.all(net.gru.weight_ih_l0.grad[masked] == 0) and net.ctx_biases.grad.abs().sum() > 0
+    opt.step()
+    assert torch.all(net.gru.weight_ih_l0.detach()[masked] == 0)

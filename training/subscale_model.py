@@ -1,0 +1,300 @@
+"""The PyTorch twin of the Subscale WaveRNN (docs/format.md §9), laid out for training speed.
+
+What it is: `SubscaleWaveRNN`, an nn.Module computing exactly the model of docs/format.md §9: teacher-forced
+`forward` / `nll_bits` over folded windows (the B sub-tensors of every utterance run as a batch of B through one
+fused `torch.nn.GRU`), a lockstep `generate` that follows pywavernn.subscale's schedule with all active sub-tensors
+as one batch per step (for parity tests against pywavernn.reference_subscale), and conversions to and from
+`pywavernn.format.Model`.
+What it is not: an inference engine, a data pipeline or a training loop (training.train drives the plain model).
+
+Layout. As in training.model, the projections into the 3H gate space are fused into the GRU's input weights. The
+GRU input of sample (i, s) is [x (3), cond_features(t) (C), ctx_features(i, s) (C_x), one_hot(s) (B)], so
+
+    weight_ih = [gru.W_in | cond.proj.weight | subscale.proj.weight | subscale.proj.bias^T]
+    bias_ih = cond.proj.bias    weight_hh = gru.R    bias_hh = gru.b_R      (torch gate order (r, u, e))
+
+ctx_features is the context network's last layer at position i + F. It depends on s through the input mask (only
+sub-tensors z < s are seen) and the per-sub-tensor biases, so teacher forcing runs it once per (utterance, s): B
+times the work of one unmasked pass, on inputs 2B wide. The input mask of W_in (c_t unseen by the coarse rows) is
+enforced as in training.model: re-zeroed before every forward and its gradient masked.
+
+Tests: `python -m pytest tests/test_subscale_parity.py -q`.
+Letters: N batch, B subscale factor, F future horizon, T samples, P = ceil(T / B) positions, H hidden units,
+C conditioning channels, C_x context channels, D context layers, R = 2**D receptive positions.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as nnf
+from torch import nn
+
+from pywavernn import subscale
+from pywavernn.audio import coarse_fine_join, scale_byte
+from pywavernn.config import N_CLASSES, FeatureConfig, ModelConfig
+from pywavernn.format import Model, coarse_rows_of_gates
+from training.model import PREV_COARSE, PREV_FINE, WaveRNN, sample_from_logits, swap_gates_ur
+
+
+class SubscaleWaveRNN(nn.Module):
+    """Subscale WaveRNN of docs/format.md §9; `model_config.subscale_factor` >= 2, `subscale_horizon` >= 1."""
+
+    def __init__(self, model_config: ModelConfig, feature_config: FeatureConfig | None = None):
+        super().__init__()
+        if feature_config is None:
+            feature_config = FeatureConfig(n_mels=model_config.n_mels)
+        if model_config.n_mels != feature_config.n_mels:
+            raise ValueError(f"n_mels: the model config expects {model_config.n_mels} mel bins but the feature "
+                             f"config computes {feature_config.n_mels}")
+        self.factor, self.horizon = subscale.check_model_config(model_config)
+        self.model_config, self.feature_config = model_config, feature_config
+        cfg, b = model_config, self.factor
+        hidden, half, channels, cx = cfg.hidden_size, cfg.half, cfg.cond_channels, cfg.subscale_channels
+
+        convs, c_in = [], cfg.n_mels
+        for k in cfg.cond_kernels:
+            convs.append(nn.Conv1d(c_in, channels, k, padding=(k - 1) // 2, padding_mode="replicate"))
+            c_in = channels
+        self.cond_convs = nn.ModuleList(convs)
+        self.ctx_embed = nn.Linear(2 * b, cx, bias=False)
+        self.ctx_convs = nn.ModuleList(nn.Conv1d(cx, cx, 2, dilation=2 ** i, bias=False)
+                                       for i in range(cfg.subscale_layers))
+        bound = 1.0 / math.sqrt(cx)
+        self.ctx_biases = nn.Parameter(torch.empty(cfg.subscale_layers + 1, b, cx).uniform_(-bound, bound))
+        self.gru = nn.GRU(3 + channels + cx + b, hidden, batch_first=True)
+        self.O1 = nn.Linear(half, cfg.out_hidden)
+        self.O2 = nn.Linear(cfg.out_hidden, N_CLASSES)
+        self.O3 = nn.Linear(half, cfg.out_hidden)
+        self.O4 = nn.Linear(cfg.out_hidden, N_CLASSES)
+
+        mask = torch.ones(3 * hidden, self.gru.input_size)
+        mask[torch.from_numpy(coarse_rows_of_gates(hidden)), 2] = 0.0
+        self.register_buffer("input_mask", mask, persistent=False)
+        self.register_buffer("byte_input", torch.from_numpy(scale_byte(np.arange(N_CLASSES))), persistent=False)
+        seen = torch.arange(b)[None, :] < torch.arange(b)[:, None]  # [s, z]: z < s
+        self.register_buffer("ctx_mask", seen.repeat_interleave(2, dim=1).float(), persistent=False)  # (B, 2B)
+        self._hooked_weight = None
+        self.register_forward_pre_hook(lambda module, args, kwargs: module.apply_input_mask(), with_kwargs=True)
+        self.apply_input_mask()
+
+    apply_input_mask = WaveRNN.apply_input_mask  # same mask rule and hook on gru.weight_ih_l0
+    conditioning_features = WaveRNN.conditioning_features
+    upsample = WaveRNN.upsample
+    heads = WaveRNN.heads
+    _check_inputs = WaveRNN._check_inputs
+    _gru_update = staticmethod(WaveRNN._gru_update)
+
+    @property
+    def hop(self) -> int:
+        return self.feature_config.hop_length
+
+    # --- the context network (§9) -----------------------------------------------------------------------------
+
+    @property
+    def _column_slices(self) -> tuple[slice, slice, slice, slice]:
+        """Columns of weight_ih: W_in, cond.proj, subscale.proj, subscale.proj.bias^T."""
+        c, cx = self.model_config.cond_channels, self.model_config.subscale_channels
+        return slice(0, 3), slice(3, 3 + c), slice(3 + c, 3 + c + cx), slice(3 + c + cx, None)
+
+    def context_layers(self, x: torch.Tensor, subs: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        """Embedding and dilated layers: x (M, P, 2B) masked inputs of sub-tensors subs (M,) -> (M, C_x, P).
+
+        Each layer zero-pads on the left. `valid` (M, P) bool marks positions >= 0 of a window that starts before
+        the sequence does; activations there are zeroed after every layer, as the sequence's own padding would be.
+        """
+        keep = None if valid is None else valid[:, None, :].to(x.dtype)
+        a = torch.relu(self.ctx_embed(x) + self.ctx_biases[0, subs][:, None, :]).transpose(1, 2)
+        a = a if keep is None else a * keep
+        for layer, conv in enumerate(self.ctx_convs):
+            a = torch.relu(conv(nnf.pad(a, (conv.dilation[0], 0))) + self.ctx_biases[layer + 1, subs][:, :, None])
+            a = a if keep is None else a * keep
+        return a
+
+    # --- teacher forcing ----------------------------------------------------------------------------------------
+
+    def _fold(self, x: torch.Tensor, n_pos: int) -> torch.Tensor:
+        """(N, T, ...) -> (N, B, P, ...): sample i * B + s to [s, i]; the last position is padded with zeros."""
+        pad = n_pos * self.factor - x.shape[1]
+        x = torch.cat([x, x.new_zeros((x.shape[0], pad) + x.shape[2:])], dim=1)
+        return x.view((x.shape[0], n_pos, self.factor) + x.shape[2:]).transpose(1, 2)
+
+    def forward(self, mel: torch.Tensor, audio: torch.Tensor | None = None, *, coarse: torch.Tensor | None = None,
+                fine: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Teacher-forced logits: mel (N, F, n_mels) and audio int16 (N, F * hop), or its coarse and fine bytes,
+        -> (logits_c, logits_f), each (N, T, 256) in true time order. Every sub-tensor starts at h = 0."""
+        coarse, fine = self._check_inputs(mel, audio, coarse, fine)
+        n_batch, n_samples, b = coarse.shape[0], subscale.check_length(coarse.shape[1], self.factor), self.factor
+        n_pos = subscale.n_positions(n_samples, b)
+
+        values = self._fold(self.byte_input[torch.stack([coarse, fine], dim=2)], n_pos)  # (N, B, P, 2), pad 0
+        by_position = values.transpose(1, 2).reshape(n_batch, 1, n_pos, 2 * b)  # row k: [c(k,0), f(k,0), ...]
+        ctx_in = nnf.pad(by_position * self.ctx_mask[None, :, None, :], (0, 0, 0, self.horizon))  # (N, B, P+F, 2B)
+        subs = torch.arange(b, device=coarse.device).repeat(n_batch)
+        ctx = self.context_layers(ctx_in.reshape(n_batch * b, n_pos + self.horizon, 2 * b), subs)
+        ctx = ctx[:, :, self.horizon:].transpose(1, 2).reshape(n_batch, b, n_pos, -1)  # position i + F
+
+        cond = self.upsample(self.conditioning_features(mel), n_samples)
+        folded_c, folded_f = self._fold(coarse, n_pos), self._fold(fine, n_pos)  # (N, B, P)
+        x = self.byte_input[torch.stack([nnf.pad(folded_c[..., :-1], (1, 0), value=PREV_COARSE),
+                                         nnf.pad(folded_f[..., :-1], (1, 0), value=PREV_FINE), folded_c], dim=3)]
+        one_hot = torch.eye(b, device=coarse.device)[None, :, None, :].expand(n_batch, b, n_pos, b)
+        inputs = torch.cat([x, self._fold(cond, n_pos), ctx, one_hot], dim=3)
+        states, _ = self.gru(inputs.reshape(n_batch * b, n_pos, -1))
+        logits = self.heads(states.view(n_batch, b, n_pos, -1).transpose(1, 2).reshape(n_batch, n_pos * b, -1))
+        return logits[0][:, :n_samples], logits[1][:, :n_samples]
+
+    def nll_bits(self, mel: torch.Tensor, audio: torch.Tensor | None = None, *, coarse: torch.Tensor | None = None,
+                 fine: torch.Tensor | None = None) -> torch.Tensor:
+        """Teacher-forced NLL in bits per 16-bit sample, averaged over batch and time; differentiable."""
+        coarse, fine = self._check_inputs(mel, audio, coarse, fine)
+        logits_c, logits_f = self(mel, coarse=coarse, fine=fine)
+        nats = (nnf.cross_entropy(logits_c.reshape(-1, N_CLASSES), coarse.reshape(-1))
+                + nnf.cross_entropy(logits_f.reshape(-1, N_CLASSES), fine.reshape(-1)))
+        return nats / math.log(2.0)
+
+    # --- lockstep generation ----------------------------------------------------------------------------------
+
+    def _file_order(self) -> dict[str, torch.Tensor]:
+        hidden, ih = self.model_config.hidden_size, swap_gates_ur(self.gru.weight_ih_l0, self.model_config.hidden_size)
+        cols = self._column_slices
+        return {"W_in": ih[:, cols[0]], "cond.proj.weight": ih[:, cols[1]], "subscale.proj.weight": ih[:, cols[2]],
+                "subscale.proj.bias": ih[:, cols[3]].T, "cond.proj.bias": swap_gates_ur(self.gru.bias_ih_l0, hidden),
+                "R": swap_gates_ur(self.gru.weight_hh_l0, hidden), "b_R": swap_gates_ur(self.gru.bias_hh_l0, hidden)}
+
+    def _context_step(self, values: torch.Tensor, real: torch.Tensor, pos: torch.Tensor, subs: torch.Tensor,
+                      w: dict[str, torch.Tensor]) -> torch.Tensor:
+        """ctx(i, s) (M, 3H) for active streams subs at positions pos, over windows i + F - R + 1 .. i + F."""
+        n_pos, b = real.shape
+        r = subscale.context_receptive_field(self.model_config)
+        k = pos[:, None] + self.horizon - r + 1 + torch.arange(r, device=pos.device)[None, :]  # (M, R)
+        inside = (k >= 0) & (k < n_pos)
+        kc = k.clamp(0, n_pos - 1)
+        seen = real[kc] & inside[:, :, None] & (torch.arange(b, device=pos.device)[None, None, :] < subs[:, None, None])
+        x = torch.where(seen[..., None], values[kc], torch.zeros((), device=pos.device)).reshape(k.shape[0], r, 2 * b)
+        a = self.context_layers(x, subs, valid=k >= 0)[:, :, -1]
+        return a @ w["subscale.proj.weight"].T + w["subscale.proj.bias"][subs]
+
+    @torch.no_grad()
+    def generate(self, mel, uniforms: np.ndarray, trace: bool = False):
+        """Free-running float32 generation, one batched step per schedule step (all active sub-tensors together).
+
+        mel (F, n_mels); uniforms (F * hop, 2) float32 in [0, 1), indexed by true time. Returns int16 (F * hop,);
+        with trace=True also {"h": (T, H), "logits_c", "logits_f": (T, 256)} indexed by true time.
+        """
+        self.apply_input_mask()
+        device = self.gru.weight_ih_l0.device
+        mel = torch.as_tensor(np.asarray(mel, dtype=np.float32), device=device)
+        n_frames, hop, b, half = mel.shape[0], self.hop, self.factor, self.model_config.half
+        n_samples = subscale.check_length(n_frames * hop, b)
+        uniforms = np.asarray(uniforms)
+        if uniforms.dtype != np.float32 or uniforms.shape != (n_samples, 2):
+            raise ValueError(f"uniforms: expected float32 of shape ({n_samples}, 2), found {uniforms.dtype} "
+                             f"{uniforms.shape}")
+        w = self._file_order()
+        g = (w["cond.proj.weight"] @ self.conditioning_features(mel[None])[0] + w["cond.proj.bias"][:, None]).T
+        n_pos = subscale.n_positions(n_samples, b)
+        real = torch.from_numpy(subscale.sample_time(np.arange(n_pos)[:, None], np.arange(b), b) < n_samples)
+        values = torch.zeros(n_pos, b, 2, device=device)
+        coarse, fine = np.zeros((n_pos, b), np.int64), np.zeros((n_pos, b), np.int64)
+        h = torch.zeros(b, self.model_config.hidden_size, device=device)
+        steps = {"h": torch.zeros(n_samples, h.shape[1]), "logits_c": torch.zeros(n_samples, N_CLASSES),
+                 "logits_f": torch.zeros(n_samples, N_CLASSES)}
+        w_ct = w["W_in"][:, 2].view(3, 2, half)[:, 1]
+
+        for positions in subscale.schedule(n_samples, b, self.horizon):
+            subs_np = np.flatnonzero(positions >= 0)
+            if subs_np.size == 0:  # the last steps of a padded sequence
+                continue
+            pos_np = positions[subs_np]
+            t_np = subscale.sample_time(pos_np, subs_np, b)
+            subs, pos = torch.from_numpy(subs_np).to(device), torch.from_numpy(pos_np).to(device)
+            j = torch.from_numpy(t_np // hop).to(device)
+            a = torch.from_numpy((t_np % hop).astype(np.float32) / np.float32(hop)).to(device)[:, None]
+            g0, g1 = g[j], g[(j + 1).clamp(max=n_frames - 1)]
+            q = ((g0 + a * (g1 - g0)) + self._context_step(values, real, pos, subs, w)).view(-1, 3, 2, half)
+
+            prev = np.where(pos_np > 0, pos_np - 1, 0)
+            c_prev = np.where(pos_np > 0, coarse[prev, subs_np], PREV_COARSE)
+            f_prev = np.where(pos_np > 0, fine[prev, subs_np], PREV_FINE)
+            x0, x1 = self.byte_input[torch.from_numpy(c_prev)], self.byte_input[torch.from_numpy(f_prev)]
+            x01 = (x0[:, None] * w["W_in"][:, 0] + x1[:, None] * w["W_in"][:, 1]).view(-1, 3, 2, half)
+            hs = h[subs]
+            rh = (hs @ w["R"].T + w["b_R"]).view(-1, 3, 2, half)
+            gate = lambda v: v.permute(1, 0, 2)  # (M, 3, n) -> (3, M, n) for _gru_update  # noqa: E731
+            h_coarse = self._gru_update(hs[:, :half], gate(x01[:, :, 0] + q[:, :, 0]), gate(rh[:, :, 0]))
+            logits_c = self.O2(torch.relu(self.O1(h_coarse)))
+            c_t = np.array([sample_from_logits(l, u) for l, u in zip(logits_c.numpy(), uniforms[t_np, 0])])
+            gi_fine = (x01[:, :, 1] + self.byte_input[torch.from_numpy(c_t)][:, None, None] * w_ct) + q[:, :, 1]
+            h_fine = self._gru_update(hs[:, half:], gate(gi_fine), gate(rh[:, :, 1]))
+            logits_f = self.O4(torch.relu(self.O3(h_fine)))
+            f_t = np.array([sample_from_logits(l, u) for l, u in zip(logits_f.numpy(), uniforms[t_np, 1])])
+
+            h[subs] = torch.cat([h_coarse, h_fine], dim=1)  # lockstep: the step's samples land together
+            coarse[pos_np, subs_np], fine[pos_np, subs_np] = c_t, f_t
+            values[pos, subs] = torch.stack([self.byte_input[torch.from_numpy(c_t)],
+                                             self.byte_input[torch.from_numpy(f_t)]], dim=1)
+            t = torch.from_numpy(t_np)
+            steps["h"][t], steps["logits_c"][t], steps["logits_f"][t] = h[subs].cpu(), logits_c.cpu(), logits_f.cpu()
+        samples = coarse_fine_join(subscale.unfold(coarse, n_samples), subscale.unfold(fine, n_samples))
+        return (samples, {k: v.numpy() for k, v in steps.items()}) if trace else samples
+
+    # --- conversions to and from the model file's layout (§6, §9) ---------------------------------------------
+
+    def to_model(self, feature_config: FeatureConfig | None = None, provenance: dict | None = None) -> Model:
+        """The weights as a dense pywavernn Model (names and gate order of §6 and §9), validated."""
+        self.apply_input_mask()
+
+        def a(tensor):
+            return np.ascontiguousarray(tensor.detach().cpu().numpy(), dtype=np.float32)
+
+        w = self._file_order()
+        weights = {}
+        for i, conv in enumerate(self.cond_convs):
+            weights[f"cond.conv{i}.weight"], weights[f"cond.conv{i}.bias"] = a(conv.weight), a(conv.bias)
+        weights.update({"cond.proj.weight": a(w["cond.proj.weight"]), "cond.proj.bias": a(w["cond.proj.bias"]),
+                        "gru.W_in": a(w["W_in"]), "gru.R": a(w["R"]), "gru.b_R": a(w["b_R"])})
+        for i, layer in enumerate((self.O1, self.O2, self.O3, self.O4), start=1):
+            weights[f"out.O{i}"], weights[f"out.b{i}"] = a(layer.weight), a(layer.bias)
+        weights["subscale.embed.weight"] = a(self.ctx_embed.weight)
+        weights["subscale.embed.bias"] = a(self.ctx_biases[0])
+        for i, conv in enumerate(self.ctx_convs):
+            weights[f"subscale.conv{i}.weight"] = a(conv.weight)
+            weights[f"subscale.conv{i}.bias"] = a(self.ctx_biases[i + 1])
+        weights["subscale.proj.weight"] = a(w["subscale.proj.weight"])
+        weights["subscale.proj.bias"] = a(w["subscale.proj.bias"])
+        model = Model(self.model_config, feature_config or self.feature_config, weights, dict(provenance or {}))
+        model.validate()
+        return model
+
+    @classmethod
+    def from_model(cls, model: Model) -> "SubscaleWaveRNN":
+        """A SubscaleWaveRNN holding a subscale Model's weights (block-sparse matrices are unpacked)."""
+        model.validate()
+        net = cls(model.model_config, model.feature_config)
+        hidden = model.model_config.hidden_size
+
+        def t(name):
+            return torch.from_numpy(np.array(model.dense(name), dtype=np.float32))
+
+        with torch.no_grad():
+            for i, conv in enumerate(net.cond_convs):
+                conv.weight.copy_(t(f"cond.conv{i}.weight"))
+                conv.bias.copy_(t(f"cond.conv{i}.bias"))
+            ih = torch.cat([t("gru.W_in"), t("cond.proj.weight"), t("subscale.proj.weight"),
+                            t("subscale.proj.bias").T], dim=1)
+            net.gru.weight_ih_l0.copy_(swap_gates_ur(ih, hidden))
+            net.gru.bias_ih_l0.copy_(swap_gates_ur(t("cond.proj.bias"), hidden))
+            net.gru.weight_hh_l0.copy_(swap_gates_ur(t("gru.R"), hidden))
+            net.gru.bias_hh_l0.copy_(swap_gates_ur(t("gru.b_R"), hidden))
+            for i, layer in enumerate((net.O1, net.O2, net.O3, net.O4), start=1):
+                layer.weight.copy_(t(f"out.O{i}"))
+                layer.bias.copy_(t(f"out.b{i}"))
+            net.ctx_embed.weight.copy_(t("subscale.embed.weight"))
+            net.ctx_biases[0].copy_(t("subscale.embed.bias"))
+            for i, conv in enumerate(net.ctx_convs):
+                conv.weight.copy_(t(f"subscale.conv{i}.weight"))
+                net.ctx_biases[i + 1].copy_(t(f"subscale.conv{i}.bias"))
+        return net
