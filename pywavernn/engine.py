@@ -14,6 +14,9 @@ mel front end; it takes the frame-rate conditioning g (F, 3H) directly.
     u = np.random.default_rng(seed).random((len(g) * hop, 2), dtype=np.float32)
     audio = engine.generate(g, u)                                      # int16, F * hop samples
     # streaming: state = engine.new_state(); engine.generate(g, u[:n], state); engine.generate(g, u[n:], state)
+    outs = engine.generate_batch([g1, g2, g3], [u1, u2, u3], threads=2)  # utterances in parallel, one thread each
+    bits = engine.nll(g, audio_int16)                                  # teacher-forced bits per sample
+    steps = engine.trace(g, audio_int16_or_uniforms, n_steps=100)      # per-step h, logits_c, logits_f
 
 Letters: H hidden units, K output-head hidden units, F frames, hop samples per frame, T samples.
 """
@@ -24,7 +27,7 @@ import numpy as np
 
 from pywavernn import _native
 from pywavernn.format import BlockSparseMatrix, Model, pack_block_sparse, unpack_block_sparse
-from pywavernn.kernels import BLOCK_SHAPES, STORAGES, KernelMatrix, _check_f32, _describe, _isa_id
+from pywavernn.kernels import BLOCK_SHAPES, N_CLASSES, STORAGES, KernelMatrix, _check_f32, _describe, _isa_id
 
 MATRICES = ("gru.R", "out.O1", "out.O2", "out.O3", "out.O4")
 VECTORS = ("gru.W_in", "gru.b_R", "out.b1", "out.b2", "out.b3", "out.b4")
@@ -66,7 +69,7 @@ class StreamState:
     def prev_sample(self) -> tuple[int, int]:
         return int(self._st[0]), int(self._st[1])
 
-    def copy(self) -> "StreamState":
+    def copy(self) -> StreamState:
         other = StreamState(self.h.shape[0])
         other.h[:] = self.h
         other._st[:] = self._st
@@ -110,33 +113,156 @@ class CpuEngine:
         """A fresh stream: h = 0, previous sample s = 0, t = 0."""
         return StreamState(self.hidden)
 
+    # --- validation (once, here; the C loop trusts its inputs) ---------------------------------------------------
+
+    def _check_threads(self, threads) -> int:
+        if threads is None:
+            return self.threads
+        if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or not 1 <= threads <= 256:
+            raise ValueError(f"threads: expected an integer in [1, 256], found {threads!r}")
+        return int(threads) if _native.openmp_enabled() else 1
+
+    def _check_state(self, state, name: str = "state") -> StreamState:
+        state = self.new_state() if state is None else state
+        if not isinstance(state, StreamState) or state.h.shape != (self.hidden,):
+            raise TypeError(f"{name}: expected a StreamState from this engine's new_state(), found {_describe(state)}")
+        _check_f32(f"{name}.h", state.h, (self.hidden,), writable=True)
+        if not (0 <= state._st[0] <= 255 and 0 <= state._st[1] <= 255 and state._st[2] >= 0):
+            raise ValueError(f"{name}: expected bytes in [0, 255] and t >= 0, found {state._st.tolist()}")
+        return state
+
+    def _check_g(self, g, name: str = "g") -> np.ndarray:
+        if not isinstance(g, np.ndarray) or g.ndim != 2:
+            raise TypeError(f"{name}: expected a float32 array (F, {3 * self.hidden}), found {_describe(g)}")
+        g = _check_f32(name, g, (g.shape[0], 3 * self.hidden))
+        if g.shape[0] < 1 or not np.isfinite(g).all():
+            raise ValueError(f"{name}: expected at least one frame and finite values")
+        if g.shape[0] >= 2**31:
+            raise ValueError(f"{name}: expected fewer than 2**31 frames, found {g.shape[0]}")
+        return g
+
+    def _check_uniforms(self, uniforms, name: str = "uniforms") -> np.ndarray:
+        if not isinstance(uniforms, np.ndarray) or uniforms.ndim != 2:
+            raise TypeError(f"{name}: expected a float32 array (T, 2), found {_describe(uniforms)}")
+        uniforms = _check_f32(name, uniforms, (uniforms.shape[0], 2))
+        if not (np.all(uniforms >= 0) and np.all(uniforms < 1)):  # also rejects NaN
+            raise ValueError(f"{name}: expected values in [0, 1)")
+        return uniforms
+
+    def _check_audio(self, audio) -> np.ndarray:
+        if not isinstance(audio, np.ndarray) or audio.dtype != np.int16 or audio.ndim != 1:
+            raise TypeError(f"audio_int16: expected a 1-D int16 numpy array, found {_describe(audio)}")
+        return np.ascontiguousarray(audio)
+
+    def _check_length(self, name: str, n: int, t: int, g: np.ndarray) -> None:
+        if t + n > g.shape[0] * self.hop:
+            raise ValueError(f"{name}: {n} samples from t = {t} run past the conditioning's "
+                             f"F * hop = {g.shape[0]} * {self.hop} = {g.shape[0] * self.hop} samples")
+
+    def _loop_args(self, threads: int) -> tuple:
+        return (self._isa, self.exact, threads, self._mats, self._vecs, self.hidden, self.out_hidden, self.hop)
+
+    # --- generation ------------------------------------------------------------------------------------------
+
     def generate(self, g: np.ndarray, uniforms: np.ndarray, state: StreamState | None = None) -> np.ndarray:
         """Samples state.t .. state.t + T - 1 (T = len(uniforms)) as int16, advancing `state` (a fresh one if None).
 
         g: the whole utterance's frame-rate conditioning, float32 (F, 3H), finite. uniforms: float32 (T, 2) in
         [0, 1), (coarse, fine) per sample. Requires state.t + T <= F * hop.
         """
-        state = self.new_state() if state is None else state
-        if not isinstance(state, StreamState) or state.h.shape != (self.hidden,):
-            raise TypeError(f"state: expected a StreamState from this engine's new_state(), found {_describe(state)}")
-        _check_f32("state.h", state.h, (self.hidden,), writable=True)
-        if not (0 <= state._st[0] <= 255 and 0 <= state._st[1] <= 255 and state._st[2] >= 0):
-            raise ValueError(f"state: expected bytes in [0, 255] and t >= 0, found {state._st.tolist()}")
-        if not isinstance(g, np.ndarray) or g.ndim != 2:
-            raise TypeError(f"g: expected a float32 array (F, {3 * self.hidden}), found {_describe(g)}")
-        g = _check_f32("g", g, (g.shape[0], 3 * self.hidden))
-        if g.shape[0] < 1 or not np.isfinite(g).all():
-            raise ValueError("g: expected at least one frame and finite values")
-        if not isinstance(uniforms, np.ndarray) or uniforms.ndim != 2:
-            raise TypeError(f"uniforms: expected a float32 array (T, 2), found {_describe(uniforms)}")
-        uniforms = _check_f32("uniforms", uniforms, (uniforms.shape[0], 2))
-        if not (np.all(uniforms >= 0) and np.all(uniforms < 1)):  # also rejects NaN
-            raise ValueError("uniforms: expected values in [0, 1)")
+        state = self._check_state(state)
+        g = self._check_g(g)
+        uniforms = self._check_uniforms(uniforms)
         n = uniforms.shape[0]
-        if state.t + n > g.shape[0] * self.hop:
-            raise ValueError(f"uniforms: {n} samples from t = {state.t} run past the conditioning's "
-                             f"F * hop = {g.shape[0]} * {self.hop} = {g.shape[0] * self.hop} samples")
+        self._check_length("uniforms", n, state.t, g)
         out = np.empty(n, np.int16)
-        _native.engine().generate(self._isa, self.exact, self.threads, self._mats, self._vecs, self.hidden,
-                                  self.out_hidden, self.hop, g, g.shape[0], uniforms, state.h, state._st, out)
+        _native.engine().generate(*self._loop_args(self.threads), g, g.shape[0], uniforms, state.h, state._st, out)
+        return out
+
+    def generate_batch(self, gs: list, uniforms: list, threads: int | None = None,
+                       states: list | None = None) -> list:
+        """Independent utterances in parallel: item i is exactly `generate(gs[i], uniforms[i], states[i])`.
+
+        gs, uniforms: equal-length lists (as in generate). threads: utterances generated at once (default: this
+        engine's `threads`), each by one thread (OpenMP `schedule(dynamic, 1)`), so a batch of several utterances
+        keeps every core busy without per-step barriers. states: None (fresh streams) or a list of distinct
+        StreamState objects, advanced in place. Returns a list of int16 arrays. Every item is validated before any
+        runs.
+        """
+        threads = self._check_threads(threads)
+        if not isinstance(gs, (list, tuple)) or not isinstance(uniforms, (list, tuple)):
+            raise TypeError(f"gs, uniforms: expected lists, found {type(gs).__name__}, {type(uniforms).__name__}")
+        if len(gs) != len(uniforms):
+            raise ValueError(f"gs, uniforms: expected lists of equal length, found {len(gs)} and {len(uniforms)}")
+        if states is None:
+            states = [None] * len(gs)
+        elif not isinstance(states, (list, tuple)) or len(states) != len(gs):
+            raise ValueError(f"states: expected None or a list of {len(gs)} StreamState objects")
+        if len({id(s) for s in states if s is not None}) != sum(s is not None for s in states):
+            raise ValueError("states: expected distinct StreamState objects (one stream per item)")
+        items, outs = [], []
+        for i, (g, u, st) in enumerate(zip(gs, uniforms, states)):
+            st = self._check_state(st, f"states[{i}]")
+            g = self._check_g(g, f"gs[{i}]")
+            u = self._check_uniforms(u, f"uniforms[{i}]")
+            self._check_length(f"uniforms[{i}]", u.shape[0], st.t, g)
+            out = np.empty(u.shape[0], np.int16)
+            items.append((g, u, st.h, st._st, out))
+            outs.append(out)
+        if len({id(it[2]) for it in items}) != len(items):  # two StreamStates sharing one h (hand-built)
+            raise ValueError("states: expected each item to have its own hidden state array")
+        if items:
+            _native.engine().generate_batch(*self._loop_args(threads), items)
+        return outs
+
+    # --- teacher forcing: likelihood and step traces -----------------------------------------------------------
+
+    def nll(self, g: np.ndarray, audio_int16: np.ndarray, per_sample: bool = False):
+        """Teacher-forced NLL (docs/format.md §5) of audio (int16, T <= F * hop samples from t = 0, h = 0).
+
+        Returns the mean bits per 16-bit sample (float), or with per_sample=True the float64 array (T,) of
+        -log2 P(c_t) - log2 P(f_t | c_t). The log-softmax is taken in float64 from the float32 logits.
+        """
+        g = self._check_g(g)
+        audio = self._check_audio(audio_int16)
+        self._check_length("audio_int16", audio.shape[0], 0, g)
+        if audio.shape[0] == 0:
+            raise ValueError("audio_int16: expected at least one sample")
+        state, bits = self.new_state(), np.empty(audio.shape[0], np.float64)
+        _native.engine().teacher_forced(*self._loop_args(self.threads), g, g.shape[0], audio, state.h, state._st,
+                                        bits)
+        return bits if per_sample else float(bits.mean())
+
+    def trace(self, g: np.ndarray, inputs: np.ndarray, n_steps: int, start: int = 0) -> dict:
+        """Per-step values of steps start .. start + n_steps - 1 from a fresh stream, for step-level comparisons.
+
+        inputs: int16 audio (T,) (teacher forcing: the true bytes drive the loop) or float32 uniforms (T, 2)
+        (free-running generation), T >= start + n_steps. Returns a dict of "h" (n_steps, H) (the state after each
+        step), "logits_c", "logits_f" (n_steps, 256), float32, and "samples" (n_steps,) int16 (sampled, or the
+        given audio).
+        """
+        g = self._check_g(g)
+        for name, v in (("n_steps", n_steps), ("start", start)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+                raise ValueError(f"{name}: expected a non-negative integer, found {v!r}")
+        stop = int(start) + int(n_steps)
+        forced = isinstance(inputs, np.ndarray) and inputs.dtype == np.int16
+        inputs = self._check_audio(inputs) if forced else self._check_uniforms(inputs, "inputs")
+        if inputs.shape[0] < stop:
+            raise ValueError(f"inputs: expected at least start + n_steps = {stop} steps, found {inputs.shape[0]}")
+        inputs = np.ascontiguousarray(inputs[:stop])
+        self._check_length("inputs", stop, 0, g)
+        out = {"h": np.empty((n_steps, self.hidden), np.float32),
+               "logits_c": np.empty((n_steps, N_CLASSES), np.float32),
+               "logits_f": np.empty((n_steps, N_CLASSES), np.float32)}
+        trace = (int(start), stop, out["h"], out["logits_c"], out["logits_f"])
+        state, eng = self.new_state(), _native.engine()
+        if forced:
+            eng.teacher_forced(*self._loop_args(self.threads), g, g.shape[0], inputs, state.h, state._st, None,
+                               trace)
+            out["samples"] = inputs[start:stop].copy()
+        else:
+            samples = np.empty(stop, np.int16)
+            eng.generate(*self._loop_args(self.threads), g, g.shape[0], inputs, state.h, state._st, samples, trace)
+            out["samples"] = samples[start:]
         return out

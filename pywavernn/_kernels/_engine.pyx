@@ -139,19 +139,17 @@ def sample_softmax(int isa, logits, float u, bint exact):
 
 
 # ------------------------------------------------------------------------------------------------------------
-# The sampling loop (c/sampler.h). pywavernn/engine.py has validated the model, g, uniforms and the state.
+# The sampling loop (c/sampler.h). pywavernn/engine.py has validated the model, g, uniforms / audio, the state and
+# every output buffer (shapes, dtypes, C-contiguity, no sharing between the items of a batch).
 # ------------------------------------------------------------------------------------------------------------
 from libc.stdint cimport int16_t, int64_t
-from pywavernn._kernels.sampler cimport pwr_wavernn, pwr_stream, pwr_generate
+from libc.stdlib cimport malloc, free
+from pywavernn._kernels.sampler cimport (pwr_wavernn, pwr_stream, pwr_trace, pwr_utterance, pwr_generate_traced,
+                                         pwr_teacher_forced, pwr_generate_batch)
 
 
-def generate(int isa, bint exact, int nthreads, tuple mats, tuple vecs, int H, int K, int hop, g, int n_frames,
-             uniforms, h, state, out):
-    """mats = (R, O1, O2, O3, O4) KernelMatrix; vecs = (w_in, b_R, b1, b2, b3, b4) float32 arrays;
-    state = int64 array [prev_c, prev_f, t] (updated); h float32 (H,) (updated); out int16 (n,)."""
-    cdef const pwr_kernel_table *t = _table(isa)
-    cdef pwr_wavernn net
-    cdef pwr_stream s
+cdef void _fill_net(pwr_wavernn *net, tuple mats, tuple vecs, int H, int K, int hop):
+    """mats = (R, O1, O2, O3, O4) KernelMatrix; vecs = (w_in, b_R, b1, b2, b3, b4) float32 arrays."""
     cdef KernelMatrix m
     net.H = H
     net.K = K
@@ -167,20 +165,111 @@ def generate(int isa, bint exact, int nthreads, tuple mats, tuple vecs, int H, i
     net.b2 = <const float *>_ptr(vecs[3])
     net.b3 = <const float *>_ptr(vecs[4])
     net.b4 = <const float *>_ptr(vecs[5])
-    cdef int64_t[::1] st = state
+
+
+cdef void _load_state(pwr_stream *s, h, int64_t[::1] st):
     s.h = <float *>_ptr(h)
     s.prev_c = <int32_t>st[0]
     s.prev_f = <int32_t>st[1]
     s.t = st[2]
+
+
+cdef void _store_state(const pwr_stream *s, int64_t[::1] st):
+    st[0] = s.prev_c
+    st[1] = s.prev_f
+    st[2] = s.t
+
+
+cdef const pwr_trace *_fill_trace(pwr_trace *tr, trace):
+    """trace = None or (lo, hi, h (hi-lo, H) | None, logits_c (hi-lo, 256) | None, logits_f | None)."""
+    if trace is None:
+        return NULL
+    lo, hi, th, tc, tf = trace
+    tr.lo = lo
+    tr.hi = hi
+    tr.h = <float *>_ptr(th) if th is not None else NULL
+    tr.logits_c = <float *>_ptr(tc) if tc is not None else NULL
+    tr.logits_f = <float *>_ptr(tf) if tf is not None else NULL
+    return tr
+
+
+def generate(int isa, bint exact, int nthreads, tuple mats, tuple vecs, int H, int K, int hop, g, int n_frames,
+             uniforms, h, state, out, trace=None):
+    """state = int64 array [prev_c, prev_f, t] (updated); h float32 (H,) (updated); out int16 (n,);
+    trace as in _fill_trace."""
+    cdef const pwr_kernel_table *t = _table(isa)
+    cdef pwr_wavernn net
+    cdef pwr_stream s
+    cdef pwr_trace tr
+    _fill_net(&net, mats, vecs, H, K, hop)
+    _load_state(&s, h, state)
+    cdef const pwr_trace *trp = _fill_trace(&tr, trace)
     cdef const float *gp = <const float *>_ptr(g)
     cdef const float *up = <const float *>_ptr(uniforms)
     cdef int16_t *op = <int16_t *>_ptr(out)
     cdef int64_t n = out.shape[0]
     cdef int rc
     with nogil:
-        rc = pwr_generate(&net, t, exact, nthreads, gp, n_frames, up, n, &s, op)
+        rc = pwr_generate_traced(&net, t, exact, nthreads, gp, n_frames, up, n, &s, op, trp)
     if rc != 0:
         raise MemoryError("pywavernn: could not allocate the sampling loop's scratch memory")
-    st[0] = s.prev_c
-    st[1] = s.prev_f
-    st[2] = s.t
+    _store_state(&s, state)
+
+
+def teacher_forced(int isa, bint exact, int nthreads, tuple mats, tuple vecs, int H, int K, int hop, g,
+                   int n_frames, audio, h, state, nll, trace=None):
+    """audio int16 (n,); nll float64 (n,) or None; h, state and trace as in generate."""
+    cdef const pwr_kernel_table *t = _table(isa)
+    cdef pwr_wavernn net
+    cdef pwr_stream s
+    cdef pwr_trace tr
+    _fill_net(&net, mats, vecs, H, K, hop)
+    _load_state(&s, h, state)
+    cdef const pwr_trace *trp = _fill_trace(&tr, trace)
+    cdef const float *gp = <const float *>_ptr(g)
+    cdef const int16_t *ap = <const int16_t *>_ptr(audio)
+    cdef double *np_ = <double *>_ptr(nll) if nll is not None else NULL
+    cdef int64_t n = audio.shape[0]
+    cdef int rc
+    with nogil:
+        rc = pwr_teacher_forced(&net, t, exact, nthreads, gp, n_frames, ap, n, &s, np_, trp)
+    if rc != 0:
+        raise MemoryError("pywavernn: could not allocate the sampling loop's scratch memory")
+    _store_state(&s, state)
+
+
+def generate_batch(int isa, bint exact, int nthreads, tuple mats, tuple vecs, int H, int K, int hop, list items):
+    """items: list of (g, uniforms, h, state, out) as in generate, no two sharing h, state or out."""
+    cdef const pwr_kernel_table *t = _table(isa)
+    cdef pwr_wavernn net
+    _fill_net(&net, mats, vecs, H, K, hop)
+    cdef int32_t n_items = len(items)
+    cdef pwr_utterance *utt = <pwr_utterance *>malloc(sizeof(pwr_utterance) * max(n_items, 1))
+    cdef pwr_stream *streams = <pwr_stream *>malloc(sizeof(pwr_stream) * max(n_items, 1))
+    cdef int32_t k
+    cdef int rc
+    if utt == NULL or streams == NULL:
+        free(utt)
+        free(streams)
+        raise MemoryError("pywavernn: could not allocate the batch descriptors")
+    try:
+        for k in range(n_items):
+            g, uniforms, h, state, out = items[k]
+            _load_state(&streams[k], h, state)
+            utt[k].g = <const float *>_ptr(g)
+            utt[k].n_frames = g.shape[0]
+            utt[k].uniforms = <const float *>_ptr(uniforms)
+            utt[k].n = out.shape[0]
+            utt[k].s = &streams[k]
+            utt[k].out = <int16_t *>_ptr(out)
+        with nogil:
+            rc = pwr_generate_batch(&net, t, exact, nthreads, utt, n_items)
+        for k in range(n_items):  # an item that could not run left its stream unchanged
+            _store_state(&streams[k], items[k][3])
+    finally:
+        free(utt)
+        free(streams)
+    if rc != 0:
+        raise MemoryError("pywavernn: could not allocate the sampling loop's scratch memory for a batch item")
+
+

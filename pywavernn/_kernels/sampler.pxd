@@ -1,4 +1,4 @@
-# Declarations of c/sampler.h (the WaveRNN sampling loop).
+# Declarations of c/sampler.h (the WaveRNN sampling loop, teacher forcing and batches).
 from libc.stdint cimport int16_t, int32_t, int64_t
 from pywavernn._kernels.pwr_kernels cimport pwr_matrix, pwr_kernel_table
 
@@ -16,6 +16,26 @@ cdef extern from "sampler.h" nogil:
         float *h
         int32_t prev_c, prev_f
         int64_t t
+    ctypedef struct pwr_trace:
+        int64_t lo, hi
+        float *h
+        float *logits_c
+        float *logits_f
+    ctypedef struct pwr_utterance:
+        const float *g
+        int32_t n_frames
+        const float *uniforms
+        int64_t n
+        pwr_stream *s
+        int16_t *out
     int pwr_generate(const pwr_wavernn *net, const pwr_kernel_table *table, int exact, int nthreads,
                      const float *g, int32_t n_frames, const float *uniforms, int64_t n, pwr_stream *s,
                      int16_t *out)
+    int pwr_generate_traced(const pwr_wavernn *net, const pwr_kernel_table *table, int exact, int nthreads,
+                            const float *g, int32_t n_frames, const float *uniforms, int64_t n, pwr_stream *s,
+                            int16_t *out, const pwr_trace *trace)
+    int pwr_teacher_forced(const pwr_wavernn *net, const pwr_kernel_table *table, int exact, int nthreads,
+                           const float *g, int32_t n_frames, const int16_t *audio, int64_t n, pwr_stream *s,
+                           double *nll_bits, const pwr_trace *trace)
+    int pwr_generate_batch(const pwr_wavernn *net, const pwr_kernel_table *table, int exact, int nthreads,
+                           const pwr_utterance *items, int32_t n_items)

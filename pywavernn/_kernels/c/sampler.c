@@ -1,20 +1,25 @@
 /* sampler.c: the sampling loop (see sampler.h). Compiled once; all arithmetic goes through the ISA's kernel table.
+ * One loop serves generation (c_t, f_t sampled from uniforms) and teacher forcing (c_t, f_t read from the true
+ * audio; per-sample NLL), both optionally recording per-step traces.
  *
  * One step, per thread (every phase touches only the thread's rows; B = spin barrier):
  *   1 rh = R h + b_R (own R block rows); gi for own coarse units          B
  *   2 coarse gate update (own coarse units)                                B
  *   3 hid_c = relu(O1 y_c + b1) (own O1 rows)                              B
  *   4 logits_c = O2 hid_c + b2 (own O2 rows)                               B
- *   5 c_t = sample(logits_c) (every thread, redundantly: same data, same code, same answer);
+ *   5 c_t = sample(logits_c) (every thread, redundantly: same data, same code, same answer; or the true c_t);
  *     gi for own fine units with c_t; fine gate update (own fine units)    B
  *   6 hid_f = relu(O3 y_f + b3)                                            B
  *   7 logits_f = O4 hid_f + b4                                             B
- *   8 f_t = sample(logits_f) (every thread); thread 0 writes the sample
+ *   8 f_t = sample(logits_f) (every thread); thread 0 writes the sample, the NLL and the trace
  * Every buffer written in a phase is read only after the next barrier and rewritten only after the next step's
- * barriers, so 7 barriers a step suffice.
+ * barriers, so 7 barriers a step suffice. With one thread the barriers return at once.
  */
+#define _DEFAULT_SOURCE /* syscall() under -std=c11 */
 #include "sampler.h"
 
+#include <limits.h>
+#include <math.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -22,15 +27,40 @@
 #if PWR_HAVE_OPENMP
 #include <omp.h>
 #endif
+#if defined(__linux__)
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+#endif
 
 #define N_CLASSES 256
+#define LN2 0.69314718055994530942
 #define UNIT_ALIGN 8 /* hidden units are split in multiples of 8 (one AVX2 vector) */
 
 typedef struct {
     atomic_int count;
     atomic_int sense;
+    atomic_int sleepers; /* threads asleep (or about to sleep) on sense */
+    atomic_long sleeps;  /* waits that ended in sleep, ever: the sign of an oversubscribed machine */
+    atomic_int serial;   /* set by thread 0: the team hands the rest of the call to thread 0 */
+    atomic_int done;     /* set by thread 0 when a serial finish is over */
     int n;
 } spin_barrier;
+
+typedef struct {
+    int sense;
+} waiter; /* one thread's side of a barrier */
+
+static void barrier_init(spin_barrier *b, int n) {
+    atomic_init(&b->count, 0);
+    atomic_init(&b->sense, 0);
+    atomic_init(&b->sleepers, 0);
+    atomic_init(&b->sleeps, 0);
+    atomic_init(&b->serial, 0);
+    atomic_init(&b->done, 0);
+    b->n = n;
+}
 
 static inline void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -40,19 +70,56 @@ static inline void cpu_relax(void) {
 #endif
 }
 
-/* Sense-reversing barrier; spins, then yields the core (so an oversubscribed machine still makes progress). */
-static void barrier_wait(spin_barrier *b, int *local_sense) {
+/* Sleeping while *addr == val (Linux futex, 1 ms at most, so even a lost wake-up only costs time), elsewhere a
+ * yield of the core. */
+static void sleep_while_equal(atomic_int *addr, int val) {
+#if defined(__linux__)
+    const struct timespec limit = {0, 1000000};
+    syscall(SYS_futex, (int *)addr, FUTEX_WAIT_PRIVATE, val, &limit, NULL, 0);
+#else
+    (void)addr;
+    (void)val;
+    sched_yield();
+#endif
+}
+
+static void wake_all(atomic_int *addr) {
+#if defined(__linux__)
+    syscall(SYS_futex, (int *)addr, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+#else
+    (void)addr;
+#endif
+}
+
+#define SPIN_LIMIT 2048 /* pause instructions before sleeping: ~50 us on a 2026 x86 core, longer than any phase */
+/* A team whose barriers slept SERIAL_AFTER_SLEEPS times within SERIAL_WINDOW steps is sharing its cores with
+ * other work; spinning teammates then only slow each other, so the rest of the call runs on thread 0. */
+#define SERIAL_WINDOW 256
+#define SERIAL_AFTER_SLEEPS 8
+
+/* Sense-reversing barrier. A waiter spins (the normal case: phases take microseconds and every thread has a
+ * core), then sleeps on a futex, so on an oversubscribed machine (another process holding a core) a waiter stops
+ * keeping the thread it waits for off the core. The sleepers count and sense are sequentially consistent (store,
+ * then load the other's), so either the releaser sees a sleeper and wakes it or the sleeper sees the new sense. */
+static void barrier_wait(spin_barrier *b, waiter *w) {
     if (b->n == 1) return;
-    const int s = !*local_sense;
-    *local_sense = s;
+    const int s = !w->sense;
+    w->sense = s;
     if (atomic_fetch_add_explicit(&b->count, 1, memory_order_acq_rel) == b->n - 1) {
         atomic_store_explicit(&b->count, 0, memory_order_relaxed);
-        atomic_store_explicit(&b->sense, s, memory_order_release);
+        atomic_store(&b->sense, s);
+        if (atomic_load(&b->sleepers) > 0) wake_all(&b->sense);
         return;
     }
-    for (long spins = 0; atomic_load_explicit(&b->sense, memory_order_acquire) != s; spins++) {
-        if (spins < 2000) cpu_relax(); /* ~100 us, then give the core away */
-        else sched_yield();
+    for (int spins = 0; spins < SPIN_LIMIT; spins++) {
+        if (atomic_load_explicit(&b->sense, memory_order_acquire) == s) return;
+        cpu_relax();
+    }
+    atomic_fetch_add_explicit(&b->sleeps, 1, memory_order_relaxed);
+    while (atomic_load(&b->sense) != s) {
+        atomic_fetch_add(&b->sleepers, 1);
+        if (atomic_load(&b->sense) != s) sleep_while_equal(&b->sense, !s);
+        atomic_fetch_sub(&b->sleepers, 1);
     }
 }
 
@@ -95,20 +162,77 @@ typedef struct {
     float *rh, *gi, *hid_c, *hid_f, *logits_c, *logits_f;
 } buffers;
 
+/* What one call reads and writes besides the stream: either uniforms to sample from (out receives the samples)
+ * or the true audio (teacher forcing; nll receives per-sample bits when non-NULL); trace may be NULL. */
+typedef struct {
+    const float *uniforms;
+    const int16_t *audio;
+    int16_t *out;
+    double *nll;
+    const pwr_trace *trace;
+} loop_io;
+
+/* -log2 softmax(l)[k] in float64 from float32 logits (a metric, not part of the bit-exact path). */
+static double neg_log2_softmax_at(const float *l, int k) {
+    double mx = l[0];
+    for (int i = 1; i < N_CLASSES; i++) mx = l[i] > mx ? l[i] : mx;
+    double sum = 0.0;
+    for (int i = 0; i < N_CLASSES; i++) sum += exp((double)l[i] - mx);
+    return (mx + log(sum) - (double)l[k]) / LN2;
+}
+
+/* Thread 0's per-step bookkeeping after the step's last barrier: every buffer it reads is complete and is not
+ * rewritten before the next step's barriers (which thread 0 has not yet reached). */
+static void record_step(const loop_io *io, const buffers *bf, const float *h, int32_t H, int64_t i, int32_t c_t,
+                        int32_t f_t) {
+    if (io->out) io->out[i] = (int16_t)(((c_t << 8) | f_t) - 32768);
+    if (io->nll) io->nll[i] = neg_log2_softmax_at(bf->logits_c, c_t) + neg_log2_softmax_at(bf->logits_f, f_t);
+    const pwr_trace *tr = io->trace;
+    if (tr && i >= tr->lo && i < tr->hi) {
+        const size_t k = (size_t)(i - tr->lo);
+        if (tr->h) memcpy(tr->h + k * (size_t)H, h, sizeof(float) * (size_t)H);
+        if (tr->logits_c) memcpy(tr->logits_c + k * N_CLASSES, bf->logits_c, sizeof(float) * N_CLASSES);
+        if (tr->logits_f) memcpy(tr->logits_f + k * N_CLASSES, bf->logits_f, sizeof(float) * N_CLASSES);
+    }
+}
+
+/* The rows and units one thread owns. */
+typedef struct {
+    range r, o1, o2, o3, o4, uc, uf;
+} shares;
+
+static shares split_work(const pwr_wavernn *net, int tid, int nth) {
+    const int32_t half = net->H / 2;
+    return (shares){split_rows(&net->R, tid, nth),  split_rows(&net->O1, tid, nth),
+                    split_rows(&net->O2, tid, nth), split_rows(&net->O3, tid, nth),
+                    split_rows(&net->O4, tid, nth), split_units(0, half, tid, nth),
+                    split_units(half, half, tid, nth)};
+}
+
+/* Thread 0, before a step's last barrier: ask the team to go serial when its barriers keep sleeping. */
+static void watch_team(spin_barrier *bar, int64_t i, long *window_sleeps) {
+    const long sleeps = atomic_load_explicit(&bar->sleeps, memory_order_relaxed);
+    if (i % SERIAL_WINDOW == 0) *window_sleeps = sleeps;
+    else if (sleeps - *window_sleeps >= SERIAL_AFTER_SLEEPS) atomic_store_explicit(&bar->serial, 1, memory_order_relaxed);
+}
+
 static void run_loop(const pwr_wavernn *net, const pwr_kernel_table *tb, int exact, const float *g,
-                     int32_t n_frames, const float *uniforms, int64_t n, pwr_stream *s, int16_t *out,
-                     const buffers *bf, spin_barrier *bar, int tid, int nth) {
+                     int32_t n_frames, int64_t n, pwr_stream *s, const loop_io *io, const buffers *bf,
+                     spin_barrier *bar, int tid, int nth) {
     const int32_t H = net->H, half = H / 2, hop = net->hop;
-    const range rr = split_rows(&net->R, tid, nth), r1 = split_rows(&net->O1, tid, nth),
-                r2 = split_rows(&net->O2, tid, nth), r3 = split_rows(&net->O3, tid, nth),
-                r4 = split_rows(&net->O4, tid, nth);
-    const range uc = split_units(0, half, tid, nth), uf = split_units(half, half, tid, nth);
+    shares sh = split_work(net, tid, nth);
     const pwr_gemv_fn mv_r = tb->gemv[net->R.shape][net->R.storage], mv_1 = tb->gemv[net->O1.shape][net->O1.storage],
                       mv_2 = tb->gemv[net->O2.shape][net->O2.storage], mv_3 = tb->gemv[net->O3.shape][net->O3.storage],
                       mv_4 = tb->gemv[net->O4.shape][net->O4.storage];
+    const float *uniforms = io->uniforms;
+    const int16_t *audio = io->audio;
+    const int bookkeeping = tid == 0 && (io->out || io->nll || io->trace);
     float cdf[N_CLASSES];
     float *h = s->h;
-    int sense = 0;
+    waiter w = {0};
+    spin_barrier solo, *team = NULL; /* once thread 0 finishes alone: its barrier, and the team's to release */
+    barrier_init(&solo, 1);
+    long window_sleeps = 0;
     int32_t c_prev = s->prev_c, f_prev = s->prev_f;
     const int64_t t0 = s->t; /* read once: thread 0 updates *s after the loop */
     for (int64_t i = 0; i < n; i++) {
@@ -118,29 +242,40 @@ static void run_loop(const pwr_wavernn *net, const pwr_kernel_table *tb, int exa
         const float *g0 = g + (size_t)j * 3 * H;
         const float *g1 = g + (size_t)(j + 1 < n_frames ? j + 1 : n_frames - 1) * 3 * H;
         float x3[3] = {scale_byte(c_prev), scale_byte(f_prev), 0.0f}; /* c_t's weight is 0 in coarse rows */
+        const int32_t u_true = audio ? (int32_t)audio[i] + 32768 : 0;
 
-        mv_r(&net->R, h, net->b_R, bf->rh, rr.lo, rr.hi);
-        tb->gru_input(net->w_in, x3, g0, g1, a, bf->gi, H, uc.lo, uc.hi);
-        barrier_wait(bar, &sense);
-        tb->gru_gates(bf->rh, bf->gi, h, H, uc.lo, uc.hi, exact);
-        barrier_wait(bar, &sense);
-        mv_1(&net->O1, h, net->b1, bf->hid_c, r1.lo, r1.hi);
-        relu_rows(bf->hid_c, r1.lo * net->O1.bh, r1.hi * net->O1.bh);
-        barrier_wait(bar, &sense);
-        mv_2(&net->O2, bf->hid_c, net->b2, bf->logits_c, r2.lo, r2.hi);
-        barrier_wait(bar, &sense);
-        const int32_t c_t = tb->sample_softmax(bf->logits_c, uniforms[2 * i], cdf, exact);
+        mv_r(&net->R, h, net->b_R, bf->rh, sh.r.lo, sh.r.hi);
+        tb->gru_input(net->w_in, x3, g0, g1, a, bf->gi, H, sh.uc.lo, sh.uc.hi);
+        barrier_wait(bar, &w);
+        tb->gru_gates(bf->rh, bf->gi, h, H, sh.uc.lo, sh.uc.hi, exact);
+        barrier_wait(bar, &w);
+        mv_1(&net->O1, h, net->b1, bf->hid_c, sh.o1.lo, sh.o1.hi);
+        relu_rows(bf->hid_c, sh.o1.lo * net->O1.bh, sh.o1.hi * net->O1.bh);
+        barrier_wait(bar, &w);
+        mv_2(&net->O2, bf->hid_c, net->b2, bf->logits_c, sh.o2.lo, sh.o2.hi);
+        barrier_wait(bar, &w);
+        const int32_t c_t = audio ? u_true >> 8 : tb->sample_softmax(bf->logits_c, uniforms[2 * i], cdf, exact);
         x3[2] = scale_byte(c_t);
-        tb->gru_input(net->w_in, x3, g0, g1, a, bf->gi, H, uf.lo, uf.hi);
-        tb->gru_gates(bf->rh, bf->gi, h, H, uf.lo, uf.hi, exact);
-        barrier_wait(bar, &sense);
-        mv_3(&net->O3, h + half, net->b3, bf->hid_f, r3.lo, r3.hi);
-        relu_rows(bf->hid_f, r3.lo * net->O3.bh, r3.hi * net->O3.bh);
-        barrier_wait(bar, &sense);
-        mv_4(&net->O4, bf->hid_f, net->b4, bf->logits_f, r4.lo, r4.hi);
-        barrier_wait(bar, &sense);
-        const int32_t f_t = tb->sample_softmax(bf->logits_f, uniforms[2 * i + 1], cdf, exact);
-        if (tid == 0) out[i] = (int16_t)(((c_t << 8) | f_t) - 32768);
+        tb->gru_input(net->w_in, x3, g0, g1, a, bf->gi, H, sh.uf.lo, sh.uf.hi);
+        tb->gru_gates(bf->rh, bf->gi, h, H, sh.uf.lo, sh.uf.hi, exact);
+        barrier_wait(bar, &w);
+        mv_3(&net->O3, h + half, net->b3, bf->hid_f, sh.o3.lo, sh.o3.hi);
+        relu_rows(bf->hid_f, sh.o3.lo * net->O3.bh, sh.o3.hi * net->O3.bh);
+        barrier_wait(bar, &w);
+        mv_4(&net->O4, bf->hid_f, net->b4, bf->logits_f, sh.o4.lo, sh.o4.hi);
+        if (tid == 0 && bar->n > 1) watch_team(bar, i, &window_sleeps); /* read by all after the barrier */
+        barrier_wait(bar, &w);
+        if (bar->n > 1 && atomic_load_explicit(&bar->serial, memory_order_relaxed)) {
+            if (tid != 0) { /* thread 0 finishes the call alone (same kernels per row, same samples) */
+                while (!atomic_load(&bar->done)) sleep_while_equal(&bar->done, 0);
+                return;
+            }
+            team = bar;
+            bar = &solo;
+            sh = split_work(net, 0, 1);
+        }
+        const int32_t f_t = audio ? u_true & 255 : tb->sample_softmax(bf->logits_f, uniforms[2 * i + 1], cdf, exact);
+        if (bookkeeping) record_step(io, bf, h, H, i, c_t, f_t);
         c_prev = c_t;
         f_prev = f_t;
     }
@@ -149,40 +284,81 @@ static void run_loop(const pwr_wavernn *net, const pwr_kernel_table *tb, int exa
         s->prev_f = f_prev;
         s->t += n;
     }
+    if (team) {
+        atomic_store(&team->done, 1);
+        wake_all(&team->done);
+    }
 }
 
-int pwr_generate(const pwr_wavernn *net, const pwr_kernel_table *table, int exact, int nthreads, const float *g,
-                 int32_t n_frames, const float *uniforms, int64_t n, pwr_stream *s, int16_t *out) {
+/* Scratch of one stream (6H + 2K + 512 floats), or NULL. */
+static float *alloc_scratch(const pwr_wavernn *net, buffers *bf) {
     const size_t H = (size_t)net->H, K = (size_t)net->K;
     float *mem = malloc(sizeof(float) * (6 * H + 2 * K + 2 * N_CLASSES));
+    if (mem) *bf = (buffers){mem, mem + 3 * H, mem + 6 * H, mem + 6 * H + K, mem + 6 * H + 2 * K,
+                             mem + 6 * H + 2 * K + N_CLASSES};
+    return mem;
+}
+
+static int run_stream(const pwr_wavernn *net, const pwr_kernel_table *table, int exact, int nthreads,
+                      const float *g, int32_t n_frames, int64_t n, pwr_stream *s, const loop_io *io) {
+    buffers bf;
+    float *mem = alloc_scratch(net, &bf);
     if (!mem) return -1;
-    const buffers bf = {mem, mem + 3 * H, mem + 6 * H, mem + 6 * H + K, mem + 6 * H + 2 * K,
-                        mem + 6 * H + 2 * K + N_CLASSES};
     if (n > 0) {
+        spin_barrier bar;
+        barrier_init(&bar, 1);
 #if PWR_HAVE_OPENMP
         if (nthreads > 1) {
-            spin_barrier bar;
-            atomic_init(&bar.count, 0);
-            atomic_init(&bar.sense, 0);
             bar.n = 0;
 #pragma omp parallel num_threads(nthreads)
             {
 #pragma omp single
                 bar.n = omp_get_num_threads(); /* the team may be smaller than asked; implicit barrier follows */
-                run_loop(net, table, exact, g, n_frames, uniforms, n, s, out, &bf, &bar, omp_get_thread_num(),
-                         bar.n);
+                run_loop(net, table, exact, g, n_frames, n, s, io, &bf, &bar, omp_get_thread_num(), bar.n);
             }
         } else
 #endif
         {
-            spin_barrier bar;
-            atomic_init(&bar.count, 0);
-            atomic_init(&bar.sense, 0);
-            bar.n = 1;
             (void)nthreads;
-            run_loop(net, table, exact, g, n_frames, uniforms, n, s, out, &bf, &bar, 0, 1);
+            run_loop(net, table, exact, g, n_frames, n, s, io, &bf, &bar, 0, 1);
         }
     }
     free(mem);
     return 0;
+}
+
+int pwr_generate(const pwr_wavernn *net, const pwr_kernel_table *table, int exact, int nthreads, const float *g,
+                 int32_t n_frames, const float *uniforms, int64_t n, pwr_stream *s, int16_t *out) {
+    return pwr_generate_traced(net, table, exact, nthreads, g, n_frames, uniforms, n, s, out, NULL);
+}
+
+int pwr_generate_traced(const pwr_wavernn *net, const pwr_kernel_table *table, int exact, int nthreads,
+                        const float *g, int32_t n_frames, const float *uniforms, int64_t n, pwr_stream *s,
+                        int16_t *out, const pwr_trace *trace) {
+    const loop_io io = {uniforms, NULL, out, NULL, trace};
+    return run_stream(net, table, exact, nthreads, g, n_frames, n, s, &io);
+}
+
+int pwr_teacher_forced(const pwr_wavernn *net, const pwr_kernel_table *table, int exact, int nthreads,
+                       const float *g, int32_t n_frames, const int16_t *audio, int64_t n, pwr_stream *s,
+                       double *nll_bits, const pwr_trace *trace) {
+    const loop_io io = {NULL, audio, NULL, nll_bits, trace};
+    return run_stream(net, table, exact, nthreads, g, n_frames, n, s, &io);
+}
+
+int pwr_generate_batch(const pwr_wavernn *net, const pwr_kernel_table *table, int exact, int nthreads,
+                       const pwr_utterance *items, int32_t n_items) {
+    atomic_int failed;
+    atomic_init(&failed, 0);
+#if PWR_HAVE_OPENMP
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads) if (nthreads > 1 && n_items > 1)
+#endif
+    for (int32_t k = 0; k < n_items; k++) {
+        const pwr_utterance *it = &items[k];
+        const loop_io io = {it->uniforms, NULL, it->out, NULL, NULL};
+        if (run_stream(net, table, exact, 1, it->g, it->n_frames, it->n, it->s, &io) != 0)
+            atomic_store(&failed, 1);
+    }
+    (void)nthreads;
+    return atomic_load(&failed) ? -1 : 0;
 }

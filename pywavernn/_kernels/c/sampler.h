@@ -1,4 +1,5 @@
-/* sampler.h: the WaveRNN sampling loop in C (docs/format.md §1-4), one stream, optionally multi-threaded.
+/* sampler.h: the WaveRNN sampling loop in C (docs/format.md §1-5): generation, teacher forcing (NLL, per-step
+ * traces) and batches of independent utterances; one stream optionally multi-threaded.
  *
  * Plain C, no Python.h; the loop runs without the GIL and never calls back into Python. Weights (pwr_wavernn)
  * are immutable and shareable; the per-stream state (pwr_stream) is all a stream needs to continue, so
@@ -7,7 +8,10 @@
  * Threads: one OpenMP parallel region per call (a persistent team for the whole loop) with spin barriers between
  * the dependent phases of a step; every output row and hidden unit is computed by exactly one thread with the
  * same kernel, rows split by prefix sums of nonzero blocks, so samples do not depend on the thread count.
- * Without OpenMP the loop runs on one thread.
+ * A waiter spins, then sleeps (futex); a team whose barriers keep sleeping (other work holds its cores) hands the
+ * rest of the call to its first thread, which again changes no sample. Without OpenMP the loop runs on one thread.
+ *
+ * Batches (pwr_generate_batch) instead run independent utterances in parallel, one thread each.
  *
  * Letters: H hidden units, K output-head hidden units, F frames, hop samples per frame, T samples.
  */
@@ -34,6 +38,13 @@ typedef struct {
     int64_t t;               /* index of the next sample (selects the conditioning frame) */
 } pwr_stream;
 
+/* Steps [lo, hi) of one call (0 = the call's first sample) are recorded into caller buffers: the state after the
+ * step (h, (hi - lo, H)) and the step's logits ((hi - lo, 256) each); any of the three pointers may be NULL. */
+typedef struct {
+    int64_t lo, hi;
+    float *h, *logits_c, *logits_f;
+} pwr_trace;
+
 /* Generate n samples from s->t on: out[i] for sample s->t + i, using uniforms[2i], uniforms[2i+1] (coarse,
  * fine) and conditioning g (n_frames, 3H) upsampled per docs/format.md §2; updates *s.
  * exact: libm exp/tanh (matches the NumPy reference sample for sample) or the fast approximations.
@@ -42,5 +53,38 @@ typedef struct {
  * nthreads >= 1; table non-NULL. Returns 0, or -1 if scratch memory could not be allocated (s unchanged). */
 int pwr_generate(const pwr_wavernn *net, const pwr_kernel_table *table, int exact, int nthreads, const float *g,
                  int32_t n_frames, const float *uniforms, int64_t n, pwr_stream *s, int16_t *out);
+
+/* pwr_generate, also recording the steps of *trace (NULL: none). Extra precondition: 0 <= lo <= hi <= n and
+ * every non-NULL trace buffer has room for hi - lo steps. */
+int pwr_generate_traced(const pwr_wavernn *net, const pwr_kernel_table *table, int exact, int nthreads,
+                        const float *g, int32_t n_frames, const float *uniforms, int64_t n, pwr_stream *s,
+                        int16_t *out, const pwr_trace *trace);
+
+/* Teacher forcing (docs/format.md §5): the steps of pwr_generate with the true bytes of audio[i] (sample
+ * s->t + i) in place of the sampled ones. nll_bits (n doubles, or NULL) receives per sample
+ * -log2 softmax(logits_c)[c_t] - log2 softmax(logits_f)[f_t], the log-softmax taken in float64 from the float32
+ * logits; trace as in pwr_generate_traced (NULL: none). Updates *s as if audio had been generated.
+ * Preconditions: those of pwr_generate_traced, with audio (n) in place of uniforms. Returns 0, or -1 (no memory). */
+int pwr_teacher_forced(const pwr_wavernn *net, const pwr_kernel_table *table, int exact, int nthreads,
+                       const float *g, int32_t n_frames, const int16_t *audio, int64_t n, pwr_stream *s,
+                       double *nll_bits, const pwr_trace *trace);
+
+/* One utterance of a batch: the arguments of one pwr_generate call. */
+typedef struct {
+    const float *g;
+    int32_t n_frames;
+    const float *uniforms;
+    int64_t n;
+    pwr_stream *s;
+    int16_t *out;
+} pwr_utterance;
+
+/* Independent utterances in parallel: an OpenMP `parallel for schedule(dynamic, 1)` over items, each generated
+ * by one thread with its own scratch exactly as pwr_generate(..., nthreads = 1, ...) would (so as any thread
+ * count would). Without OpenMP, or nthreads == 1, the items run one after another. Preconditions: those of
+ * pwr_generate for every item; no two items share a pwr_stream, its h, or an out buffer. Returns 0, or -1 if
+ * scratch memory could not be allocated for some item (that item's stream is unchanged; the others ran). */
+int pwr_generate_batch(const pwr_wavernn *net, const pwr_kernel_table *table, int exact, int nthreads,
+                       const pwr_utterance *items, int32_t n_items);
 
 #endif
