@@ -273,3 +273,4 @@ def generate_batch(int isa, bint exact, int nthreads, tuple mats, tuple vecs, in
         raise MemoryError("pywavernn: could not allocate the sampling loop's scratch memory for a batch item")
 
 
+include "subscale_glue.pxi"

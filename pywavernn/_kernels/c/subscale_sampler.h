@@ -1,0 +1,59 @@
+/* subscale_sampler.h: the Subscale WaveRNN generation loop in C (docs/format.md §9): all B sub-tensors in
+ * lockstep, one network step per schedule step, every matrix product taken over the active streams at once with
+ * the B-right-hand-side kernels of pwr_kernels.h (gemm: X (B, N), Y (B, M)).
+ *
+ * Plain C, no Python.h; runs without the GIL and never calls back into Python. One thread (the B columns of a
+ * step are the parallelism this loop exploits; threads over rows are future work). Weights (pwr_subscale_net)
+ * are immutable and shareable between calls; all per-stream state lives in the call's scratch, so a call
+ * generates one whole utterance (no streaming continuation yet).
+ *
+ * Letters: H hidden units, K output-head hidden units, B subscale factor (streams), F future horizon, C_x context
+ * channels, D context layers, T samples, N = ceil(T / B) positions, hop samples per frame.
+ */
+#ifndef PWR_SUBSCALE_SAMPLER_H
+#define PWR_SUBSCALE_SAMPLER_H
+
+#include <stdint.h>
+
+#include "pwr_kernels.h"
+
+#define PWR_SUBSCALE_MAX_LAYERS 16
+
+typedef struct {
+    int32_t H, K, hop;
+    int32_t B, F, Cx, D;
+    /* The WaveRNN step (docs/format.md §3, §6): any shape/storage with a kernel table entry. */
+    pwr_matrix R;                 /* (3H, H), rows [u | r | e] */
+    pwr_matrix O1, O2, O3, O4;    /* (K, H/2), (256, K), (K, H/2), (256, K) */
+    const float *w_in_t;          /* W_in transposed, (3, 3H): row 2 (c_t) zero in the coarse columns */
+    const float *b_R;             /* (3H) */
+    const float *b1, *b2, *b3, *b4;
+    /* The context network (§9): fp32 matrices of any shape with a kernel (dense or block-CSR). */
+    pwr_matrix embed;                                   /* (C_x, 2B) */
+    pwr_matrix conv_prev[PWR_SUBSCALE_MAX_LAYERS];      /* W_l[:, :, 0] (C_x, C_x): taps a_{l-1}[k - 2^(l-1)] */
+    pwr_matrix conv_cur[PWR_SUBSCALE_MAX_LAYERS];       /* W_l[:, :, 1] (C_x, C_x): taps a_{l-1}[k] */
+    pwr_matrix proj;                                    /* (3H, C_x) */
+    const float *embed_bias;      /* (B, C_x): one row per sub-tensor */
+    const float *conv_bias;       /* (D, B, C_x) */
+    const float *proj_bias;       /* (B, 3H) */
+} pwr_subscale_net;
+
+/* Optional per-sample records, indexed by true time t (NULL pointers: not recorded): the state after sample t
+ * (T, H), its logits (T, 256) each, and the schedule step that generated it (T). */
+typedef struct {
+    float *h, *logits_c, *logits_f;
+    int64_t *step;
+} pwr_subscale_trace;
+
+/* Generate T = n_frames * hop samples of one utterance: out[t] (int16) for every t, sample t drawing
+ * uniforms[2t] (coarse) and uniforms[2t + 1] (fine); g (n_frames, 3H) is the frame-rate conditioning, upsampled
+ * per docs/format.md §2. exact != 0: libm exp/tanh (the arithmetic of pywavernn.reference_subscale); 0: the fast
+ * approximations. trace may be NULL.
+ * Preconditions (checked by pywavernn/subscale_engine.py): every matrix valid for its kernel table entry with
+ * the shapes above; H even; B a power of two, 2 <= B <= PWR_MAX_RHS; F >= 1; 0 <= D <= PWR_SUBSCALE_MAX_LAYERS;
+ * C_x >= 1; T >= B; uniforms in [0, 1); table non-NULL; out has T entries and trace buffers room for T samples.
+ * Returns 0, or -1 if scratch memory could not be allocated (nothing written). */
+int pwr_generate_subscale(const pwr_subscale_net *net, const pwr_kernel_table *table, int exact, const float *g,
+                          int32_t n_frames, const float *uniforms, int16_t *out, const pwr_subscale_trace *trace);
+
+#endif

@@ -1,0 +1,55 @@
+# subscale_glue.pxi: thin typed glue over c/subscale_sampler.h, included at the end of _engine.pyx (it uses that
+# module's _ptr, _table and KernelMatrix). Not the public API: pywavernn/subscale_engine.py validates every input
+# (model, g, uniforms, output buffers: dtypes, shapes, C-contiguity) before calling in; the GIL is released around
+# the loop.
+from pywavernn._kernels.subscale_sampler cimport pwr_subscale_net, pwr_subscale_trace, pwr_generate_subscale
+
+
+def generate_subscale(int isa, bint exact, tuple dims, tuple mats, tuple vecs, tuple ctx_mats, tuple ctx_vecs, g,
+                      int n_frames, uniforms, out, trace=None):
+    """dims = (H, K, hop, B, F, C_x, D); mats = (R, O1, O2, O3, O4) KernelMatrix; vecs = (w_in_t (3, 3H), b_R, b1, b2, b3,
+    b4) float32; ctx_mats = (embed, proj, conv_prev_0, conv_cur_0, ..., conv_prev_{D-1}, conv_cur_{D-1})
+    KernelMatrix (dense fp32); ctx_vecs = (embed_bias (B, C_x), conv_bias (D, B, C_x) (at least one element),
+    proj_bias (B, 3H)); out int16 (T,); trace None or (h (T, H) | None, logits_c | None, logits_f | None,
+    step int64 (T,) | None)."""
+    cdef const pwr_kernel_table *t = _table(isa)
+    cdef pwr_subscale_net net
+    cdef pwr_subscale_trace tr
+    cdef const pwr_subscale_trace *trp = NULL
+    cdef KernelMatrix m
+    cdef int l
+    net.H, net.K, net.hop, net.B, net.F, net.Cx, net.D = dims
+    m = mats[0]; net.R = m.mat
+    m = mats[1]; net.O1 = m.mat
+    m = mats[2]; net.O2 = m.mat
+    m = mats[3]; net.O3 = m.mat
+    m = mats[4]; net.O4 = m.mat
+    net.w_in_t = <const float *>_ptr(vecs[0])
+    net.b_R = <const float *>_ptr(vecs[1])
+    net.b1 = <const float *>_ptr(vecs[2])
+    net.b2 = <const float *>_ptr(vecs[3])
+    net.b3 = <const float *>_ptr(vecs[4])
+    net.b4 = <const float *>_ptr(vecs[5])
+    m = ctx_mats[0]; net.embed = m.mat
+    m = ctx_mats[1]; net.proj = m.mat
+    for l in range(net.D):
+        m = ctx_mats[2 + 2 * l]; net.conv_prev[l] = m.mat
+        m = ctx_mats[3 + 2 * l]; net.conv_cur[l] = m.mat
+    net.embed_bias = <const float *>_ptr(ctx_vecs[0])
+    net.conv_bias = <const float *>_ptr(ctx_vecs[1])
+    net.proj_bias = <const float *>_ptr(ctx_vecs[2])
+    if trace is not None:
+        th, tc, tf, ts = trace
+        tr.h = <float *>_ptr(th) if th is not None else NULL
+        tr.logits_c = <float *>_ptr(tc) if tc is not None else NULL
+        tr.logits_f = <float *>_ptr(tf) if tf is not None else NULL
+        tr.step = <int64_t *>_ptr(ts) if ts is not None else NULL
+        trp = &tr
+    cdef const float *gp = <const float *>_ptr(g)
+    cdef const float *up = <const float *>_ptr(uniforms)
+    cdef int16_t *op = <int16_t *>_ptr(out)
+    cdef int rc
+    with nogil:
+        rc = pwr_generate_subscale(&net, t, exact, gp, n_frames, up, op, trp)
+    if rc != 0:
+        raise MemoryError("pywavernn: could not allocate the subscale loop's scratch memory")

@@ -1,0 +1,30 @@
+# Declarations of c/subscale_sampler.h (the Subscale WaveRNN generation loop, docs/format.md §9).
+from libc.stdint cimport int16_t, int32_t, int64_t
+from pywavernn._kernels.pwr_kernels cimport pwr_matrix, pwr_kernel_table
+
+cdef extern from "subscale_sampler.h" nogil:
+    enum: PWR_SUBSCALE_MAX_LAYERS
+    ctypedef struct pwr_subscale_net:
+        int32_t H, K, hop, B, F, Cx, D
+        pwr_matrix R, O1, O2, O3, O4
+        const float *w_in_t
+        const float *b_R
+        const float *b1
+        const float *b2
+        const float *b3
+        const float *b4
+        pwr_matrix embed
+        pwr_matrix conv_prev[16]
+        pwr_matrix conv_cur[16]
+        pwr_matrix proj
+        const float *embed_bias
+        const float *conv_bias
+        const float *proj_bias
+    ctypedef struct pwr_subscale_trace:
+        float *h
+        float *logits_c
+        float *logits_f
+        int64_t *step
+    int pwr_generate_subscale(const pwr_subscale_net *net, const pwr_kernel_table *table, int exact,
+                              const float *g, int32_t n_frames, const float *uniforms, int16_t *out,
+                              const pwr_subscale_trace *trace)

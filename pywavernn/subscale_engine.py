@@ -1,0 +1,156 @@
+"""The CPU Subscale WaveRNN engine: a subscale model's weights prepared for the C kernels, and the lockstep
+generation loop of docs/format.md §9 run in C (pywavernn/_kernels/c/subscale_sampler.c).
+
+What it is: `SubscaleEngine(model)` holds immutable prepared weights (the WaveRNN step's five large matrices in
+fp32 or fp16 storage, block-CSR as pywavernn.engine.CpuEngine prepares them, dense ones stored as all-kept 16x1
+blocks for the faster B-column kernel; the context network fp32, likewise) and generates a whole utterance per call without the GIL. After the warm-up all B
+sub-tensors advance together: each step multiplies R, O1..O4 and the context projection by the B active streams'
+vectors at once (the B-right-hand-side gemm kernels), so each weight is read from memory once per B samples.
+What it is not: streaming (one call generates the utterance from t = 0), multi-threaded, nor the conditioning
+network (frame rate: pywavernn.reference.conditioning_ref gives g).
+
+    from pywavernn.subscale_engine import SubscaleEngine
+    from pywavernn.reference import conditioning_ref
+    engine = SubscaleEngine(model, weights="fp16")
+    g = conditioning_ref(model, mel)                                     # (F, 3H) float32
+    u = np.random.default_rng(seed).random((len(g) * hop, 2), dtype=np.float32)
+    audio = engine.generate(g, u)                                        # int16, F * hop samples
+    steps = engine.trace(g, u)                                           # per-sample h, logits, schedule step
+
+exact=True uses libm exp/tanh and the float32 operation order of pywavernn.reference_subscale, so the samples are
+those of `generate_subscale_ref` (up to matrix-product rounding, which in practice never moves a draw across a
+class edge; tests/test_subscale_engine.py checks it); exact=False uses the fast approximations.
+
+Letters: H hidden units, K output-head hidden units, B subscale factor, F future horizon, C_x context channels,
+D context layers, T samples (frames * hop).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pywavernn import _native, subscale
+from pywavernn.engine import MATRICES, VECTORS, _prepare
+from pywavernn.format import Model, pack_block_sparse
+from pywavernn.kernels import MAX_RHS, N_CLASSES, STORAGES, KernelMatrix, _check_f32, _describe, _isa_id
+
+
+def _f32(a) -> np.ndarray:
+    return np.ascontiguousarray(a, dtype=np.float32)
+
+
+def _for_columns(w, storage: str = "fp32") -> KernelMatrix:
+    """A matrix prepared for the B-column products. A dense matrix whose rows split into 16s is stored as 16x1
+    blocks, all kept: the 16x1 gemm keeps 8 accumulators per 4 columns in registers and needs no horizontal sums,
+    where the dense gemm keeps 4 and reduces every row (measured ~2x (R) to ~4x (the context projection, 32
+    columns) faster for 16 right-hand sides on AVX2). The products are the same up to float32 summation order."""
+    if isinstance(w, np.ndarray) and w.shape[0] % 16 == 0:
+        return KernelMatrix(pack_block_sparse(_f32(w), 16, 1), storage)
+    return _prepare(w, storage)
+
+
+class SubscaleEngine:
+    """A subscale model (subscale_factor B in 2..16) prepared for the C kernels. Immutable after construction;
+    `generate` may be called from several Python threads at once (all per-stream state is per call).
+
+    weights  "fp32" or "fp16" storage for R, O1..O4 (arithmetic is fp32 either way); the context network is fp32.
+    exact    True: libm exp/tanh (the samples of pywavernn.reference_subscale); False: fast approximations.
+    isa      None: pywavernn.selected_isa(); or a name from pywavernn.kernels.available_isas().
+    """
+
+    def __init__(self, model: Model, weights: str = "fp32", exact: bool = False, isa: str | None = None):
+        if not isinstance(model, Model):
+            raise TypeError(f"model: expected a pywavernn.format.Model, found {type(model).__name__}")
+        if weights not in STORAGES:
+            raise ValueError(f"weights: expected one of {sorted(STORAGES)}, found {weights!r}")
+        if not isinstance(exact, (bool, np.bool_)):
+            raise TypeError(f"exact: expected a bool, found {type(exact).__name__}")
+        cfg = model.model_config
+        factor, horizon = subscale.check_model_config(cfg)
+        if factor > MAX_RHS:
+            raise ValueError(f"subscale_factor: expected at most {MAX_RHS} (the gemm kernels' right-hand sides), "
+                             f"found {factor}")
+        model.validate()  # shapes, finiteness, block-CSR indices, the W_in mask, the subscale tensors
+        self.model_config, self.hop = cfg, model.feature_config.hop_length
+        self.hidden, self.out_hidden = cfg.hidden_size, cfg.out_hidden
+        self.factor, self.horizon = factor, horizon
+        self.channels, self.layers = cfg.subscale_channels, cfg.subscale_layers
+        self.storage, self.exact = weights, bool(exact)
+        self._isa = _isa_id(isa)
+        self.isa = _native.engine().isa_name(self._isa)
+        self._kmats = tuple(_for_columns(model.weights[name], weights) for name in MATRICES)
+        self._mats = tuple(km._c for km in self._kmats)
+        vecs = [_f32(model.dense(name)) for name in VECTORS]
+        w_in = VECTORS.index("gru.W_in")
+        vecs[w_in] = _f32(vecs[w_in].T)  # (3, 3H): the loop reads each input's weights over contiguous rows
+        self._vecs = tuple(vecs)
+        w = model.weights
+        ctx = [_for_columns(w["subscale.embed.weight"]), _for_columns(w["subscale.proj.weight"])]
+        for layer in range(self.layers):
+            conv = w[f"subscale.conv{layer}.weight"]
+            ctx += [_for_columns(conv[:, :, 0]), _for_columns(conv[:, :, 1])]
+        self._ctx_kmats = tuple(ctx)
+        self._ctx_mats = tuple(km._c for km in ctx)
+        conv_bias = (np.stack([w[f"subscale.conv{layer}.bias"] for layer in range(self.layers)])
+                     if self.layers else np.zeros((1, factor, self.channels)))
+        self._ctx_vecs = (_f32(w["subscale.embed.bias"]), _f32(conv_bias), _f32(w["subscale.proj.bias"]))
+        self._dims = (self.hidden, self.out_hidden, self.hop, factor, horizon, self.channels, self.layers)
+
+    # --- validation (once, here; the C loop trusts its inputs) ---------------------------------------------------
+
+    def _check_g(self, g) -> np.ndarray:
+        if not isinstance(g, np.ndarray) or g.ndim != 2:
+            raise TypeError(f"g: expected a float32 array (F, {3 * self.hidden}), found {_describe(g)}")
+        g = _check_f32("g", g, (g.shape[0], 3 * self.hidden))
+        if g.shape[0] < 1 or not np.isfinite(g).all():
+            raise ValueError("g: expected at least one frame and finite values")
+        if g.shape[0] * self.hop < self.factor:
+            raise ValueError(f"g: expected at least one fold of B = {self.factor} samples, found {g.shape[0]} "
+                             f"frames x hop {self.hop} = {g.shape[0] * self.hop} samples")
+        if g.shape[0] * self.hop >= 2**31:
+            raise ValueError(f"g: expected fewer than 2**31 samples, found {g.shape[0]} frames x hop {self.hop}")
+        return g
+
+    def _check_uniforms(self, uniforms, n_samples: int) -> np.ndarray:
+        if not isinstance(uniforms, np.ndarray) or uniforms.ndim != 2:
+            raise TypeError(f"uniforms: expected a float32 array ({n_samples}, 2), found {_describe(uniforms)}")
+        if uniforms.shape != (n_samples, 2):
+            raise ValueError(f"uniforms: expected shape ({n_samples}, 2) (F * hop samples, coarse and fine), "
+                             f"found {uniforms.shape}")
+        uniforms = _check_f32("uniforms", uniforms, (n_samples, 2))
+        if not (np.all(uniforms >= 0) and np.all(uniforms < 1)):  # also rejects NaN
+            raise ValueError("uniforms: expected values in [0, 1)")
+        return uniforms
+
+    def _run(self, g, uniforms, trace) -> np.ndarray:
+        g = self._check_g(g)
+        n_samples = g.shape[0] * self.hop
+        uniforms = self._check_uniforms(uniforms, n_samples)
+        out = np.empty(n_samples, np.int16)
+        buffers = None
+        if trace is not None:
+            trace.update(h=np.empty((n_samples, self.hidden), np.float32),
+                         logits_c=np.empty((n_samples, N_CLASSES), np.float32),
+                         logits_f=np.empty((n_samples, N_CLASSES), np.float32), step=np.empty(n_samples, np.int64))
+            buffers = (trace["h"], trace["logits_c"], trace["logits_f"], trace["step"])
+        _native.engine().generate_subscale(self._isa, self.exact, self._dims, self._mats, self._vecs,
+                                           self._ctx_mats, self._ctx_vecs, g, g.shape[0], uniforms, out, buffers)
+        return out
+
+    # --- generation ------------------------------------------------------------------------------------------
+
+    def generate(self, g: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
+        """The utterance's T = F * hop samples as int16 (T,), sample t drawn with uniforms[t].
+
+        g: the frame-rate conditioning, float32 (F, 3H), C-contiguous, finite, T >= B. uniforms: float32 (T, 2)
+        in [0, 1), (coarse, fine) per sample, indexed by true time t (so the samples do not depend on the
+        schedule).
+        """
+        return self._run(g, uniforms, None)
+
+    def trace(self, g: np.ndarray, uniforms: np.ndarray) -> dict:
+        """generate, also recording per sample (by true time t): "h" (T, H) the stream's state after sample t,
+        "logits_c", "logits_f" (T, 256) float32, "step" (T,) int64 the schedule step, and "samples" (T,) int16."""
+        out: dict = {}
+        out["samples"] = self._run(g, uniforms, out)
+        return out

@@ -1,0 +1,190 @@
+"""Tests of the C Subscale WaveRNN loop (pywavernn/subscale_engine.py, c/subscale_sampler.c) against the NumPy
+subscale reference (pywavernn/reference_subscale.py), end to end and per sample.
+
+Exact mode gives the very samples of generate_subscale_ref for 2,100 samples (7 frames x hop 300; B = 16 pads the
+last position) on small random models: B = 2, 4, 16, F = 1..3, D = 0 and 3 context layers, dense, 16x1-sparse and
+4x4-sparse, on every ISA available here; the schedule step of every sample, the state after it and its logits
+agree with the reference's trace within float32 rounding. Fast mode: the same shapes, and the samples agree with
+the reference up to the first step where a draw falls within a hair of a class edge (none in practice: the fast
+approximations are within ~1 ulp), with the state of every earlier sample within tolerance. Also: the property the
+active-subset products rely on (a gemm column does not depend on the other columns), fp16 storage equals fp32
+storage of the rounded weights, and invalid input raises TypeError / ValueError before C runs.
+
+Run: pytest tests/test_subscale_engine.py
+Letters: B subscale factor, F future horizon, D context layers, H hidden units, T samples.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from pywavernn import kernels
+from pywavernn import reference_subscale as rs
+from pywavernn.config import ModelConfig
+from pywavernn.format import BlockSparseMatrix, Model, pack_block_sparse
+from pywavernn.reference import conditioning_ref
+from pywavernn.testing import random_model
+
+_native = pytest.importorskip("pywavernn._native")
+if not _native.available():  # pragma: no cover
+    pytest.skip("compiled extension not built", allow_module_level=True)
+
+from pywavernn.subscale_engine import SubscaleEngine  # noqa: E402
+
+ISAS = kernels.available_isas()
+N_FRAMES = 7  # x hop 300 = 2,100 samples
+STEP_TOL = 1e-5  # h and logits vs the reference: float32 products summed in another order (observed ~1.2e-7)
+EDGE_TOL = 1e-4  # a draw this close (relative) to a class edge may fall either way under fast arithmetic
+
+# (B, F, D, density, block)
+CASES = [(4, 1, 3, None, (16, 1)), (16, 2, 3, None, (16, 1)), (4, 1, 3, 0.3, (16, 1)), (16, 2, 3, 0.3, (16, 1)),
+         (8, 3, 3, 0.5, (4, 4)), (2, 1, 0, None, (16, 1))]
+
+
+def _setup(factor, horizon, layers=3, density=None, block=(16, 1), hidden=32, seed=1, n_frames=N_FRAMES):
+    cfg = ModelConfig(hidden_size=hidden, out_hidden=32, cond_channels=16, block_shape=block,
+                      subscale_factor=factor, subscale_horizon=horizon, subscale_channels=16,
+                      subscale_layers=layers)
+    model = random_model(cfg, seed=seed, density=density)
+    hop = model.feature_config.hop_length
+    mel = np.random.default_rng(seed + 1).standard_normal((n_frames, cfg.n_mels)).astype(np.float32)
+    uniforms = np.random.default_rng(seed + 2).random((n_frames * hop, 2), dtype=np.float32)
+    return model, mel, uniforms
+
+
+@pytest.fixture(scope="module", params=CASES, ids=lambda c: f"B{c[0]}-F{c[1]}-D{c[2]}-d{c[3]}-{c[4][0]}x{c[4][1]}")
+def case(request):
+    factor, horizon, layers, density, block = request.param
+    model, mel, uniforms = _setup(factor, horizon, layers, density, block)
+    samples, steps = rs.generate_subscale_ref(model, mel, uniforms, trace=True)
+    return model, conditioning_ref(model, mel), uniforms, samples, steps
+
+
+def _assert_close(got: dict, want: dict, keep: np.ndarray, what: str) -> None:
+    for key in ("h", "logits_c", "logits_f"):
+        err = np.abs(got[key][keep] - want[key][keep]).max(initial=0.0)
+        assert err < STEP_TOL, f"{what}: {key} differs by {err:.3g} (tolerance {STEP_TOL})"
+
+
+def test_exact_mode_matches_reference_samples_and_steps(case):
+    model, g, uniforms, want, steps = case
+    for isa in ISAS:
+        got = SubscaleEngine(model, exact=True, isa=isa).trace(g, uniforms)
+        assert got["samples"].dtype == np.int16 and got["samples"].shape == want.shape == (uniforms.shape[0],)
+        mismatch = np.flatnonzero(got["samples"] != want)
+        assert mismatch.size == 0, f"{isa}: {mismatch.size} samples differ, first at t = {mismatch[:1]}"
+        np.testing.assert_array_equal(got["step"], steps["step"])
+        _assert_close(got, steps, np.ones(want.shape[0], bool), isa)
+
+
+def _near_edge(logits: np.ndarray, u: float, k_a: int, k_b: int) -> bool:
+    """Whether u * cdf[255] lies within EDGE_TOL (relative) of a class edge between k_a and k_b (docs §4)."""
+    cdf = np.cumsum(np.exp(logits.astype(np.float64) - logits.max()))
+    edges = cdf[min(k_a, k_b):max(k_a, k_b)]
+    return edges.size > 0 and bool(np.min(np.abs(edges - u * cdf[-1])) <= EDGE_TOL * cdf[-1])
+
+
+def test_fast_mode_agrees_up_to_draws_at_class_edges(case):
+    model, g, uniforms, want, steps = case
+    for isa in ISAS:
+        got = SubscaleEngine(model, exact=False, isa=isa).trace(g, uniforms)
+        assert got["samples"].dtype == np.int16 and got["samples"].shape == want.shape
+        bad = got["samples"] != want
+        first = got["step"][bad].min() if bad.any() else np.iinfo(np.int64).max
+        _assert_close(got, steps, steps["step"] < first, f"fast {isa}")
+        for t in np.flatnonzero(bad & (steps["step"] == first)):  # the first diverging draws: at an edge
+            (c_got, f_got), (c_want, f_want) = divmod(int(got["samples"][t]) + 32768, 256), \
+                divmod(int(want[t]) + 32768, 256)
+            logits, u, a, b = ((steps["logits_c"][t], uniforms[t, 0], c_got, c_want) if c_got != c_want else
+                               (steps["logits_f"][t], uniforms[t, 1], f_got, f_want))
+            assert _near_edge(logits, float(u), a, b), f"fast {isa}: sample {t} differs away from a class edge"
+
+
+@pytest.mark.parametrize("block", [(16, 1), (4, 4), (1, 1)])
+def test_gemm_column_does_not_depend_on_other_columns(block):
+    """The loop multiplies only the active streams (rows lo..hi of X); that is exact only if each column of the
+    gemm is computed the same whatever the number and position of its neighbours."""
+    rng = np.random.default_rng(0)
+    dense = rng.standard_normal((64, 48)).astype(np.float32)
+    dense[rng.random(dense.shape) < 0.6] = 0
+    x = rng.standard_normal((16, 48)).astype(np.float32)
+    bias = rng.standard_normal(64).astype(np.float32)
+    for storage in kernels.STORAGES:
+        for w in (kernels.KernelMatrix(dense, storage), kernels.KernelMatrix(pack_block_sparse(dense, *block), storage)):
+            for isa in ISAS:
+                full = kernels.gemm(w, x, bias, isa=isa)
+                for lo, hi in ((0, 1), (3, 4), (5, 12), (2, 16), (15, 16)):
+                    part = kernels.gemm(w, np.ascontiguousarray(x[lo:hi]), bias, isa=isa)
+                    np.testing.assert_array_equal(part, full[lo:hi], err_msg=f"{w} {isa} rows {lo}:{hi}")
+
+
+def _rounded_to_fp16(model: Model) -> Model:
+    weights = dict(model.weights)
+    for name in ("gru.R", "out.O1", "out.O2", "out.O3", "out.O4"):
+        w = weights[name]
+        if isinstance(w, BlockSparseMatrix):
+            weights[name] = dataclasses.replace(w, values=w.values.astype(np.float16).astype(np.float32))
+        else:
+            weights[name] = w.astype(np.float16).astype(np.float32)
+    return Model(model.model_config, model.feature_config, weights, dict(model.provenance))
+
+
+@pytest.mark.parametrize("density", [None, 0.5])
+def test_fp16_storage_equals_fp32_of_rounded_weights(density):
+    model, mel, uniforms = _setup(16, 2, density=density, n_frames=3)
+    g = conditioning_ref(model, mel)
+    for isa in ISAS:
+        half = SubscaleEngine(model, weights="fp16", isa=isa).generate(g, uniforms)
+        rounded = SubscaleEngine(_rounded_to_fp16(model), weights="fp32", isa=isa).generate(g, uniforms)
+        np.testing.assert_array_equal(half, rounded)
+
+
+def test_validation():
+    model, mel, uniforms = _setup(4, 1, n_frames=2)
+    g = conditioning_ref(model, mel)
+    with pytest.raises(TypeError, match="model"):
+        SubscaleEngine("model.safetensors")
+    plain = random_model(ModelConfig(hidden_size=32, out_hidden=32, cond_channels=16), seed=0)
+    with pytest.raises(ValueError, match="subscale_factor"):
+        SubscaleEngine(plain)
+    big = random_model(dataclasses.replace(model.model_config, subscale_factor=32), seed=0)
+    with pytest.raises(ValueError, match="at most 16"):
+        SubscaleEngine(big)
+    with pytest.raises(ValueError, match="weights"):
+        SubscaleEngine(model, weights="int8")
+    with pytest.raises(TypeError, match="exact"):
+        SubscaleEngine(model, exact="yes")
+    with pytest.raises(ValueError, match="isa"):
+        SubscaleEngine(model, isa="sse9")
+
+    engine = SubscaleEngine(model)
+    with pytest.raises(TypeError, match="g: expected a float32"):
+        engine.generate(g.astype(np.float64), uniforms)
+    with pytest.raises(TypeError, match="g: expected a float32"):
+        engine.generate(g.tolist(), uniforms)
+    with pytest.raises(ValueError, match=r"g: expected shape"):
+        engine.generate(np.ascontiguousarray(g[:, :-3]), uniforms)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        engine.generate(np.asfortranarray(g), uniforms)
+    bad_g = g.copy()
+    bad_g[0, 0] = np.nan
+    with pytest.raises(ValueError, match="finite"):
+        engine.generate(bad_g, uniforms)
+    with pytest.raises(ValueError, match="at least one frame"):
+        engine.generate(g[:0], uniforms[:0])
+    with pytest.raises(TypeError, match="uniforms: expected a float32"):
+        engine.generate(g, uniforms.astype(np.float64))
+    with pytest.raises(TypeError, match="uniforms"):
+        engine.generate(g, uniforms[:, 0])
+    with pytest.raises(ValueError, match=r"uniforms: expected shape \(600, 2\)"):
+        engine.generate(g, uniforms[:-1])
+    for value in (1.0, -0.5, np.nan):
+        bad_u = uniforms.copy()
+        bad_u[5, 1] = value
+        with pytest.raises(ValueError, match=r"\[0, 1\)"):
+            engine.generate(g, bad_u)
+    # Nothing above reached C; the engine still works.
+    assert engine.generate(g, uniforms).shape == (600,)
