@@ -33,6 +33,8 @@ class Stream:
     def __init__(self, vocoder, seed: int | np.random.Generator | None = 0):
         if vocoder.backend != "cpu":
             raise ValueError(f"streaming needs the 'cpu' backend; this Vocoder uses {vocoder.backend!r}")
+        if vocoder.model_config.subscale_factor > 1:
+            raise ValueError("streaming is not implemented for subscale models yet; use Vocoder.vocode")
         self._model = vocoder.model
         self._engine = vocoder._engine
         cfg = vocoder.model_config

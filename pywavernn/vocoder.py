@@ -53,6 +53,12 @@ def _as_model(model: ModelLike) -> fmt.Model:
     raise TypeError(f"model: expected a path, a pywavernn.format.Model or None, found {type(model).__name__}")
 
 
+def _with_progress(samples: np.ndarray, progress: Callable[[int], None] | None) -> np.ndarray:
+    if progress is not None:
+        progress(samples.shape[0])
+    return samples
+
+
 def draw_uniforms(n_samples: int, seed: int | np.random.Generator | None) -> np.ndarray:
     """The (T, 2) float32 uniforms every backend consumes (coarse, fine per sample)."""
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
@@ -84,8 +90,15 @@ class Vocoder:
         self.threads = threads
         self.exact = bool(exact)
         self._engine = None
-        if backend == "cpu":
-            from pywavernn.engine import CpuEngine  # compiled; imported only when asked for
+        self._subscale = self.model.model_config.subscale_factor > 1
+        if backend == "cpu" and self._subscale:
+            from pywavernn.subscale_engine import SubscaleEngine  # compiled; imported only when asked for
+
+            if threads != 1:
+                raise ValueError(f"threads: the subscale engine runs on one thread, found threads={threads}")
+            self._engine = SubscaleEngine(self.model, weights=weights, exact=exact)
+        elif backend == "cpu":
+            from pywavernn.engine import CpuEngine
 
             self._engine = CpuEngine(self.model, weights=weights, threads=threads, exact=exact)
         elif backend == "cuda":
@@ -123,16 +136,15 @@ class Vocoder:
 
         mel = features.check_mel(mel, self.model_config.n_mels)
         uniforms = draw_uniforms(mel.shape[0] * self.hop_length, seed)
+        if self._engine is None and self._subscale:
+            from pywavernn.reference_subscale import generate_subscale_ref
+
+            return _with_progress(generate_subscale_ref(self.model, mel, uniforms), progress)
         if self._engine is None:
             return reference.generate_ref(self.model, mel, uniforms, progress=progress)
         g = reference.conditioning_ref(self.model, mel)  # frame rate, once per utterance
-        if self.backend == "cuda":
-            out = self._engine.generate(g, uniforms)
-            if progress is not None:
-                progress(out.shape[0])
-            return out
-        if progress is None:
-            return self._engine.generate(g, uniforms)
+        if progress is None or self.backend == "cuda" or self._subscale:  # one call for the whole utterance
+            return _with_progress(self._engine.generate(g, uniforms), progress)
         state, pieces = self._engine.new_state(), []
         for start in range(0, uniforms.shape[0], PROGRESS_CHUNK):  # same samples as one call (state carries on)
             pieces.append(self._engine.generate(g, uniforms[start:start + PROGRESS_CHUNK], state))
@@ -156,10 +168,20 @@ class Vocoder:
         return out[: audio.shape[0]]
 
     def nll(self, mel: np.ndarray, audio_int16: np.ndarray) -> float:
-        """Teacher-forced negative log-likelihood of the audio, in bits per 16-bit sample (reference maths)."""
+        """Teacher-forced negative log-likelihood of the audio, in bits per 16-bit sample.
+
+        Plain models on the cpu backend run it in C (within 1e-4 bits of the reference with exact=True, 0.01
+        with the fast nonlinearities; tests/test_engine.py); otherwise the NumPy reference computes it.
+        """
         from pywavernn import reference
 
         mel = features.check_mel(mel, self.model_config.n_mels)
+        if self._subscale:
+            from pywavernn.reference_subscale import nll_subscale_ref
+
+            return nll_subscale_ref(self.model, mel, audio_int16)
+        if self.backend == "cpu":
+            return self._engine.nll(reference.conditioning_ref(self.model, mel), audio_int16)
         return reference.nll_ref(self.model, mel, audio_int16)
 
     def __repr__(self) -> str:

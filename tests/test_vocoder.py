@@ -124,6 +124,31 @@ def test_cuda_backend_says_why_it_is_unavailable(model):
         Vocoder(model, backend="cuda")
 
 
+def test_nll_cpu_matches_reference(model):
+    mel = _mel(4)
+    audio = Vocoder(model, backend="reference").vocode(mel, seed=1)
+    ref = Vocoder(model, backend="reference").nll(mel, audio)
+    assert abs(Vocoder(model, exact=True).nll(mel, audio) - ref) < 1e-4
+    assert abs(Vocoder(model).nll(mel, audio) - ref) < 0.01
+
+
+def test_subscale_model_runs_on_both_backends_with_the_same_samples():
+    from dataclasses import replace
+
+    cfg = replace(CFG, block_shape=(1, 1), subscale_factor=4, subscale_horizon=1, subscale_channels=8,
+                  subscale_layers=2)
+    sub = random_model(cfg, seed=2)
+    mel = _mel(3)
+    ref = Vocoder(sub, backend="reference").vocode(mel, seed=4)
+    seen = []
+    cpu = Vocoder(sub, exact=True).vocode(mel, seed=4, progress=seen.append)
+    assert ref.shape == (900,) and np.array_equal(ref, cpu) and seen == [900]
+    with pytest.raises(ValueError, match="subscale"):
+        Vocoder(sub).stream()
+    with pytest.raises(ValueError, match="one thread"):
+        Vocoder(sub, threads=2)
+
+
 def test_model_argument_errors(tmp_path):
     with pytest.raises(TypeError, match="model"):
         Vocoder(42)
