@@ -104,3 +104,43 @@ def random_model(model_config: ModelConfig | None = None, feature_config: Featur
     model = Model(model_config, feature_config, weights, provenance)
     model.validate()
     return model
+
+
+def uniforms_clear_of_class_edges(trace_fn, uniforms: np.ndarray, margin: float = 1e-5,
+                                  seed: int = 99) -> np.ndarray:
+    """Uniforms for tests that compare two implementations sample for sample.
+
+    A draw u picks class k when cdf[k-1] <= u * cdf[255] < cdf[k] (docs/format.md §4); if u lands within
+    rounding distance of an edge, two correct implementations may pick different classes. This moves every draw
+    lying within `margin` (of the cdf total) of an edge to the middle of the class it picks, which keeps the
+    trajectory, or draws it again where the class is too narrow (the trajectory is then recomputed).
+    trace_fn(u) -> (samples, trace) must run the reference, trace holding per-sample "logits_c", "logits_f"
+    and, for schedules that do not run in time order, "step" (the order samples are generated in).
+    """
+    rng = np.random.default_rng(seed)
+    u = uniforms.copy()
+    for _ in range(100):
+        _, trace = trace_fn(u)
+        order = np.argsort(trace["step"], kind="stable") if "step" in trace else range(u.shape[0])
+        if not _clear_in_order(trace, u, order, margin, rng):
+            return u
+    raise RuntimeError("uniforms_clear_of_class_edges: gave up after 100 redraws")
+
+
+def _clear_in_order(trace, u: np.ndarray, order, margin: float, rng: np.random.Generator) -> bool:
+    """Move draws off class edges in generation order; True if one was redrawn (the trace is then stale)."""
+    for t in order:
+        for col, logits in ((0, trace["logits_c"][t]), (1, trace["logits_f"][t])):
+            cdf = np.cumsum(np.exp(logits - logits.max()), dtype=np.float32).astype(np.float64)
+            x = float(np.float32(u[t, col]) * np.float32(cdf[-1]))
+            above = np.flatnonzero(cdf > x)
+            k = int(above[0]) if above.size else 255
+            lo, hi = (cdf[k - 1] if k else 0.0), cdf[k]
+            if min(x - lo, hi - x) >= margin * cdf[-1]:
+                continue
+            if hi - lo >= 4 * margin * cdf[-1]:
+                u[t, col] = np.float32((lo + hi) / 2 / cdf[-1])
+            else:
+                u[t, col] = rng.random(dtype=np.float32)
+                return True
+    return False

@@ -25,6 +25,7 @@ from pywavernn import format as fmt  # noqa: E402
 from pywavernn import reference_subscale as rs  # noqa: E402
 from pywavernn import subscale  # noqa: E402
 from pywavernn.config import FeatureConfig, ModelConfig  # noqa: E402
+from pywavernn.testing import uniforms_clear_of_class_edges  # noqa: E402
 from training.subscale_model import SubscaleWaveRNN  # noqa: E402
 
 TOL = 1e-4
@@ -66,31 +67,8 @@ def inputs():
 
 
 def safe_uniforms(model: fmt.Model, mel: np.ndarray, uniforms: np.ndarray, margin: float = 1e-5) -> np.ndarray:
-    """Every draw moved to the middle of the class it picks under the reference when it lies within `margin` (of
-    the cdf total) of an edge, or drawn again where the class is too narrow (and the trajectory recomputed)."""
-    rng = np.random.default_rng(99)
-    u = uniforms.copy()
-    for _ in range(100):
-        _, trace = rs.generate_subscale_ref(model, mel, u, trace=True)
-        redrawn = False
-        for t in np.argsort(trace["step"], kind="stable"):  # generation order
-            for col, logits in ((0, trace["logits_c"][t]), (1, trace["logits_f"][t])):
-                cdf = np.cumsum(np.exp(logits - logits.max()), dtype=np.float32).astype(np.float64)
-                above = np.flatnonzero(cdf > np.float32(u[t, col]) * cdf[-1])
-                k = int(above[0]) if above.size else 255
-                lo, hi, x = (cdf[k - 1] if k else 0.0), cdf[k], float(np.float32(u[t, col]) * np.float32(cdf[-1]))
-                if min(x - lo, hi - x) >= margin * cdf[-1]:
-                    continue
-                if hi - lo >= 4 * margin * cdf[-1]:
-                    u[t, col] = np.float32((lo + hi) / 2 / cdf[-1])
-                else:
-                    u[t, col], redrawn = rng.random(dtype=np.float32), True
-                    break
-            if redrawn:
-                break
-        if not redrawn:
-            return u
-    raise RuntimeError("safe_uniforms: gave up after 100 redraws")
+    """The uniforms moved off class edges under the reference (pywavernn.testing.uniforms_clear_of_class_edges)."""
+    return uniforms_clear_of_class_edges(lambda u: rs.generate_subscale_ref(model, mel, u, trace=True), uniforms, margin)
 
 
 def torch_logits(net, mel, audio):
