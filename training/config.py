@@ -16,8 +16,9 @@ JSON layout (every section optional except where a field has no default; "commen
      "pruning": {"target_sparsity", "t0", "S", "prune_every", "block", "prune_outputs", "per_matrix"},
      "data": {"valid_fraction", "min_peak"}}
 
-The block shape lives in one place: pruning.block, which becomes model.block_shape (giving both and making them
-differ is an error). Example configs: training/configs/*.json.
+A model with subscale_factor B > 1 trains a Subscale WaveRNN (docs/format.md §9; needs subscale_horizon >= 1 and
+window_frames * hop a multiple of B). The block shape lives in one place: pruning.block, which becomes
+model.block_shape (giving both and making them differ is an error). Example configs: training/configs/*.json.
 
 Letters: H hidden units, K output-head hidden units, BH x BW block shape, Z target sparsity, W window frames.
 """
@@ -33,6 +34,7 @@ from typing import Any
 
 from pywavernn.config import N_CLASSES, FeatureConfig, ModelConfig
 from pywavernn.config import dataclass_from_dict as _from_dict
+from pywavernn.subscale import check_model_config
 from training.pruning import RECURRENT_NAMES, check_schedule, resolve_targets
 
 SCHEDULES = ("cosine", "step", "constant")
@@ -194,6 +196,8 @@ class TrainConfig:
         if self.model.n_mels != self.features.n_mels:
             raise ValueError(f"model.n_mels ({self.model.n_mels}) must equal features.n_mels "
                              f"({self.features.n_mels})")
+        if self.model.subscale_factor > 1:
+            self._check_subscale()
         if self.pruning.block is not None and self.pruning.block != self.model.block_shape:
             raise ValueError(f"pruning.block {list(self.pruning.block)} differs from model.block_shape "
                              f"{list(self.model.block_shape)}; give the block shape in one place")
@@ -203,6 +207,20 @@ class TrainConfig:
                 raise ValueError(f"pruning: the ramp ends at t0 + S = {end}, after the last step ({self.steps}); "
                                  f"the model would never reach its target sparsity")
             self._check_block_divides()
+
+    def _check_subscale(self) -> None:
+        """A Subscale WaveRNN (docs/format.md §9) needs F >= 1, and its windows of W * hop samples fold into B
+        sub-tensors without padding."""
+        try:
+            b, _ = check_model_config(self.model)
+        except ValueError as exc:
+            raise ValueError(f"model.{exc}") from None
+        hop = self.features.hop_length
+        if (self.window_frames * hop) % b:
+            step = b // math.gcd(b, hop)
+            raise ValueError(f"window_frames: a subscale model (subscale_factor B = {b}) needs windows of a multiple "
+                             f"of B samples, but window_frames * hop = {self.window_frames} * {hop} = "
+                             f"{self.window_frames * hop}; choose window_frames a multiple of {step}")
 
     def _check_block_divides(self) -> None:
         m = self.model

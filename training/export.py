@@ -1,4 +1,5 @@
-"""Export a trained PyTorch WaveRNN (training.model) to a pywavernn model file (docs/format.md §8).
+"""Export a trained PyTorch WaveRNN (training.model, or training.subscale_model's SubscaleWaveRNN) to a pywavernn
+model file (docs/format.md §8, §9 for subscale models).
 
 What it is: `export_model`, which converts the module's weights to the file's names and gate order, optionally
 packs the sparse-capable matrices into block-CSR (pruned blocks must be exactly zero), records provenance and
@@ -20,9 +21,10 @@ import pywavernn
 from pywavernn.config import FeatureConfig
 from pywavernn.format import SPARSE_CAPABLE, Model, save_model
 from training.model import WaveRNN
+from training.subscale_model import SubscaleWaveRNN
 
 
-def export_model(torch_model: WaveRNN, feature_config: FeatureConfig | None, path: str | os.PathLike,
+def export_model(torch_model: WaveRNN | SubscaleWaveRNN, feature_config: FeatureConfig | None, path: str | os.PathLike,
                  provenance: dict | None = None, sparse: tuple[int, int] | None = None,
                  sparse_names: Iterable[str] = SPARSE_CAPABLE) -> Model:
     """Write `torch_model` to `path`; return the Model written.
@@ -33,8 +35,9 @@ def export_model(torch_model: WaveRNN, feature_config: FeatureConfig | None, pat
                     gru.R, out.O1..O4) are stored block-sparse with BH x BW blocks, keeping every block with a
                     nonzero entry, and the file's model config records that block shape.
     """
-    if not isinstance(torch_model, WaveRNN):
-        raise TypeError(f"torch_model: expected a training.model.WaveRNN, found {type(torch_model).__name__}")
+    if not isinstance(torch_model, (WaveRNN, SubscaleWaveRNN)):
+        raise TypeError(f"torch_model: expected a training.model.WaveRNN or training.subscale_model.SubscaleWaveRNN, "
+                        f"found {type(torch_model).__name__}")
     notes = {"exporter": "training.export", "pywavernn_version": pywavernn.__version__,
              "torch_version": torch.__version__}
     notes.update(provenance or {})

@@ -18,7 +18,16 @@ rate a pure function of t, and the checkpoint holds the model, Adam's moments, t
 every rank's python/numpy/torch RNG state, so a run killed after a checkpoint and resumed ends with parameters
 bit-identical to an uninterrupted run (same device, thread count and world size).
 
-Letters: N batch, W window frames, T = W * hop samples per window, C conditioning channels, H hidden units.
+Subscale WaveRNN (docs/format.md §9). A config whose model has subscale_factor B > 1 trains
+training.subscale_model.SubscaleWaveRNN instead, with everything else the same (windows, pruning of gru.R and
+O1..O4 -- the parameters have the plain model's names --, held-out NLL, checkpoints, export to a subscale file).
+Each window of T = W * hop samples (a multiple of B, checked by TrainConfig) is folded into B sub-tensors of T / B
+positions and teacher-forced as SubscaleWaveRNN.forward does: every sub-tensor starts at h = 0 with the silent
+previous sample, and the context network sees zeros outside the window (`prev` is unused); the conditioning is
+the window's own, cropped from its context frames, as for the plain model.
+
+Letters: N batch, W window frames, T = W * hop samples per window, C conditioning channels, H hidden units,
+B subscale factor, P = T / B positions.
 """
 
 from __future__ import annotations
@@ -45,8 +54,9 @@ from pywavernn._atomic import atomic_write
 from pywavernn.config import N_CLASSES
 from training.config import TrainConfig
 from training.data import Batch, WindowSampler, build_datasets, default_cache_dir, fixed_windows
-from training.model import WaveRNN
+from training.model import PREV_COARSE, PREV_FINE, WaveRNN
 from training.pruning import OUTPUT_NAMES, RECURRENT_NAMES, Pruner, wavernn_targets
+from training.subscale_model import SubscaleWaveRNN
 
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_FORMAT = "pywavernn-train-checkpoint"
@@ -54,7 +64,8 @@ CHECKPOINT_VERSION = 1
 LOG_COLUMNS = ["step", "elapsed_s", "lr", "train_bits", "grad_norm", "valid_bits", "sparsity_R"]
 # Config fields a resumed run may change; anything else would make the resumed run a different experiment.
 RESUMABLE_CHANGES = {"steps", "eval_every", "checkpoint_every", "log_every", "device", "comment"}
-# Where training/model.py keeps the matrices that are pruned (weight_hh_l0 in torch gate order r, z, n).
+# Where training/model.py (and training/subscale_model.py, under the same names) keeps the matrices that are
+# pruned (weight_hh_l0 in torch gate order r, z, n).
 RECURRENT_PARAM = "gru.weight_hh_l0"
 OUTPUT_PARAMS = {"out.O1": "O1.weight", "out.O2": "O2.weight", "out.O3": "O3.weight", "out.O4": "O4.weight"}
 LN2 = math.log(2.0)
@@ -109,6 +120,59 @@ class WindowedNLL(nn.Module):
         return nats / LN2
 
 
+class SubscaleWindowedNLL(WindowedNLL):
+    """Teacher-forced NLL in bits per 16-bit sample of a SubscaleWaveRNN on a batch of windows.
+
+    SubscaleWaveRNN.forward with the conditioning of WindowedNLL (cropped from the window's context frames); the
+    window is folded and teacher-forced as a whole utterance of T samples (h = 0 and the silent previous sample at
+    every sub-tensor's start, zero context outside the window), so `prev` is unused.
+    """
+
+    def __init__(self, net: SubscaleWaveRNN):
+        super().__init__(net)
+
+    def forward(self, mel: torch.Tensor, crop: list[int], length: list[int], audio: torch.Tensor,
+                prev: torch.Tensor) -> torch.Tensor:
+        net = self.net
+        net.apply_input_mask()
+        n_batch, n_samples, b, f = audio.shape[0], audio.shape[1], net.factor, net.horizon
+        n_pos = n_samples // b  # TrainConfig makes T a multiple of B
+        cond = net.upsample(self.conditioning(mel, crop, length, n_samples // net.hop + 1), n_samples)
+        u = audio.to(torch.int32) + 32768
+        coarse, fine = (u >> 8).long(), (u & 255).long()
+        # the body of SubscaleWaveRNN.forward with `cond` given
+        values = net._fold(net.byte_input[torch.stack([coarse, fine], dim=2)], n_pos)  # (N, B, P, 2)
+        by_position = values.transpose(1, 2).reshape(n_batch, 1, n_pos, 2 * b)
+        ctx_in = nnf.pad(by_position * net.ctx_mask[None, :, None, :], (0, 0, 0, f))  # (N, B, P + F, 2B)
+        subs = torch.arange(b, device=coarse.device).repeat(n_batch)
+        ctx = net.context_layers(ctx_in.reshape(n_batch * b, n_pos + f, 2 * b), subs)
+        ctx = ctx[:, :, f:].transpose(1, 2).reshape(n_batch, b, n_pos, -1)  # position i + F
+        folded_c, folded_f = net._fold(coarse, n_pos), net._fold(fine, n_pos)  # (N, B, P)
+        x = net.byte_input[torch.stack([nnf.pad(folded_c[..., :-1], (1, 0), value=PREV_COARSE),
+                                        nnf.pad(folded_f[..., :-1], (1, 0), value=PREV_FINE), folded_c], dim=3)]
+        one_hot = torch.eye(b, device=coarse.device)[None, :, None, :].expand(n_batch, b, n_pos, b)
+        inputs = torch.cat([x, net._fold(cond, n_pos), ctx, one_hot], dim=3)
+        states, _ = net.gru(inputs.reshape(n_batch * b, n_pos, -1))
+        # score in folded order (the loss is a mean, so the order of the samples does not matter)
+        logits_c, logits_f = net.heads(states)
+        nats = (nnf.cross_entropy(logits_c.reshape(-1, N_CLASSES), folded_c.reshape(-1))
+                + nnf.cross_entropy(logits_f.reshape(-1, N_CLASSES), folded_f.reshape(-1)))
+        return nats / LN2
+
+
+def is_subscale(cfg: TrainConfig) -> bool:
+    return cfg.model.subscale_factor > 1
+
+
+def build_net(cfg: TrainConfig) -> WaveRNN | SubscaleWaveRNN:
+    """The model of cfg: SubscaleWaveRNN when model.subscale_factor > 1, else WaveRNN."""
+    return (SubscaleWaveRNN if is_subscale(cfg) else WaveRNN)(cfg.model, cfg.features)
+
+
+def loss_module(net: WaveRNN | SubscaleWaveRNN) -> WindowedNLL:
+    return SubscaleWindowedNLL(net) if isinstance(net, SubscaleWaveRNN) else WindowedNLL(net)
+
+
 def batch_inputs(batch: Batch, device: torch.device) -> tuple:
     """A data.Batch as WindowedNLL's arguments on `device`."""
     return (torch.from_numpy(batch.mel).to(device), batch.crop.tolist(), batch.length.tolist(),
@@ -130,7 +194,7 @@ def evaluate(module: WindowedNLL, batches: list[Batch], device: torch.device, ra
 
 # ------------------------------------------------------------------------------------------------- pruning
 
-def make_pruner(net: WaveRNN, cfg: TrainConfig) -> Pruner:
+def make_pruner(net: WaveRNN | SubscaleWaveRNN, cfg: TrainConfig) -> Pruner:
     params = dict(net.named_parameters())
     targets = wavernn_targets(params, cfg.model.hidden_size, cfg.pruning.sparsities, RECURRENT_PARAM, OUTPUT_PARAMS)
     p = cfg.pruning
@@ -308,8 +372,8 @@ class Trainer:
                                    cfg.data.valid_fraction, cfg.data.min_peak, dist.rank, dist.world_size,
                                    dist.gather)
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank
-        self.net = WaveRNN(cfg.model, cfg.features).to(dist.device)
-        self.module = WindowedNLL(self.net)
+        self.net = build_net(cfg).to(dist.device)
+        self.module = loss_module(self.net)
         self.pruner = make_pruner(self.net, cfg)
         o = cfg.optimiser
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=o.lr, betas=o.betas, eps=o.eps,
@@ -474,7 +538,7 @@ def export_checkpoint(ckpt_path, out_path, dense: bool = False):
 
     ckpt = load_checkpoint(ckpt_path)
     cfg = TrainConfig.from_dict(ckpt["config"])
-    net = WaveRNN(cfg.model, cfg.features)
+    net = build_net(cfg)
     net.load_state_dict(ckpt["model"])
     z = cfg.pruning.sparsities
     sparse_names = (["gru.R"] if any(z[n] > 0 for n in RECURRENT_NAMES) else []) + \

@@ -1,0 +1,201 @@
+"""Tests of training/ on Subscale WaveRNN configs (model.subscale_factor B > 1, docs/format.md §9).
+
+What it is: the config checks of a subscale run (F >= 1, windows a multiple of B samples), the RQ3 config pair
+(subscale_small.json and plain_small.json differ only in the subscale fields), the windowed subscale loss against
+SubscaleWaveRNN.nll_bits, and a tiny pruned subscale run that trains, checkpoints, is interrupted after a
+checkpoint and resumed to bit-identical parameters, exports a block-sparse subscale model file that
+pywavernn.format.load_model accepts, and vocodes with pywavernn.Vocoder(backend="reference").
+What it is not: a quality test; all audio is synthetic, written in tmp_path.
+
+Run: python -m pytest tests/test_training_subscale.py -q      (a few seconds on one CPU thread)
+Letters: B subscale factor, F future horizon, W window frames, hop samples per frame, T samples.
+"""
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+torch = pytest.importorskip("torch")
+
+import pywavernn
+from pywavernn.format import load_model
+from training import data as tdata
+from training import train as ttrain
+from training.config import TrainConfig
+from training.subscale_model import SubscaleWaveRNN
+from training.train import (
+    SubscaleWindowedNLL,
+    load_checkpoint,
+    main,
+    train,
+)
+
+torch.set_num_threads(1)
+
+REPO = Path(__file__).resolve().parent.parent
+CONFIGS = REPO / "training" / "configs"
+TINY = TrainConfig.from_json_file(CONFIGS / "tiny.json")
+FEATURES = TINY.features
+HOP = FEATURES.hop_length
+B, F = 4, 1
+SUBSCALE_MODEL = {**TINY.model.to_dict(), "subscale_factor": B, "subscale_horizon": F, "subscale_channels": 4,
+                  "subscale_layers": 2}
+STEPS, INTERRUPT_AT = 12, 8
+
+
+def subscale_config(**changes) -> TrainConfig:
+    d = TINY.to_dict()
+    d.update({"model": SUBSCALE_MODEL, "window_frames": 4, "steps": STEPS, "checkpoint_every": 4})
+    d.update(changes)
+    return TrainConfig.from_dict(d)
+
+
+def write_tone(path: Path, seconds: float, freq: float, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * 24000)) / 24000
+    x = 0.3 * np.sin(2 * np.pi * freq * t) + 0.02 * rng.standard_normal(t.size)
+    sf.write(str(path), x.astype(np.float32), 24000, subtype="PCM_16")
+
+
+@pytest.fixture(scope="module")
+def speech_dir(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("audio")
+    for i in range(4):
+        write_tone(d / f"utt{i}.wav", 0.3 + 0.05 * i, 180.0 + 40 * i, i)
+    return d
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+# ------------------------------------------------------------------------------------------------- configs
+
+def test_rq3_pair_differs_only_in_the_subscale_fields():
+    sub = TrainConfig.from_json_file(CONFIGS / "subscale_small.json")
+    plain = TrainConfig.from_json_file(CONFIGS / "plain_small.json")
+    assert sub.model.subscale_factor == 16 and sub.model.subscale_horizon == 2 and sub.model.hidden_size == 512
+    assert plain.model.subscale_factor == 1 and plain.model.hidden_size == 512
+    a, b = sub.to_dict(), plain.to_dict()
+    assert sorted(k for k in a if a[k] != b[k]) == ["comment", "model"]
+    assert {k for k in a["model"] if a["model"][k] != b["model"].get(k)} <= {
+        "subscale_factor", "subscale_horizon", "subscale_channels", "subscale_layers"}
+    assert (sub.window_frames * sub.features.hop_length) % sub.model.subscale_factor == 0
+    assert "RQ3" in sub.comment and "RQ3" in plain.comment
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"model": {**SUBSCALE_MODEL, "subscale_horizon": 0}}, "subscale_horizon"),
+    ({"model": {**SUBSCALE_MODEL, "subscale_factor": 8}, "window_frames": 3}, "multiple of 2"),
+    ({"model": {**SUBSCALE_MODEL, "subscale_factor": 3}}, "power of two"),
+])
+def test_impossible_subscale_configs_are_value_errors(change, match):
+    with pytest.raises(ValueError, match=match):
+        subscale_config(**change)
+
+
+# ---------------------------------------------------------------------------------------------------- loss
+
+def test_windowed_loss_is_the_models_nll_when_conditioning_is_constant(speech_dir, cache_dir):
+    """With the conditioning independent of the mel, SubscaleWindowedNLL must give SubscaleWaveRNN.nll_bits on
+    the window's samples: the rest of its path is the model's own forward."""
+    cfg = subscale_config()
+    torch.manual_seed(0)
+    net = SubscaleWaveRNN(cfg.model, FEATURES)
+    with torch.no_grad():
+        for conv in net.cond_convs:
+            conv.weight.zero_()
+    utt = tdata.FeatureCache(cache_dir, FEATURES).load(speech_dir / "utt1.wav")
+    w, pad = cfg.window_frames, cfg.model.cond_lookahead
+    batch = tdata.WindowSet([utt], HOP, w, pad).batch(np.array([0, 5]))
+    with torch.no_grad():
+        windowed = SubscaleWindowedNLL(net)(*ttrain.batch_inputs(batch, torch.device("cpu")))
+        direct = net.nll_bits(torch.from_numpy(batch.mel[:, :w]), torch.from_numpy(batch.audio))
+    assert float(windowed) == pytest.approx(float(direct), rel=1e-5)
+    assert 4.0 < float(direct) < 17.0
+
+
+# ------------------------------------------------------------------------------- train, resume, export
+
+class Interrupted(Exception):
+    pass
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_run(tmp_path_factory, speech_dir, cache_dir) -> Path:
+    out = tmp_path_factory.mktemp("run") / "run"
+    result = train(subscale_config(), speech_dir, out, cache_dir=cache_dir, progress=False)
+    assert result["step"] == STEPS and result["valid_bits"] is not None
+    return out
+
+
+def _rows(path: Path) -> list[tuple]:
+    with open(path, newline="") as fh:
+        return [(r["step"], r["train_bits"], r["valid_bits"], r["sparsity_R"]) for r in csv.DictReader(fh)]
+
+
+def test_run_is_pruned_and_logs_held_out_nll(uninterrupted_run):
+    ckpt = load_checkpoint(uninterrupted_run / "checkpoint.pt")
+    assert ckpt["step"] == STEPS and ckpt["config"]["model"]["subscale_factor"] == B
+    assert set(ckpt["pruner"]["masks"]) == {"gru.weight_hh_l0", "O1.weight", "O2.weight", "O3.weight", "O4.weight"}
+    w = ckpt["model"]["gru.weight_hh_l0"]
+    assert float((w == 0).float().mean()) == 0.5
+    assert ckpt["data"]["valid_is_train"] is False and np.isfinite(ckpt["metrics"]["valid_bits"])
+    rows = _rows(uninterrupted_run / "log.csv")
+    assert [r[0] for r in rows] == [str(s) for s in range(2, STEPS + 1, 2)]
+    assert rows[-1][3] == "0.5" and rows[-1][2] != ""
+
+
+def test_interrupted_run_resumes_bit_identical(tmp_path, speech_dir, cache_dir, uninterrupted_run, monkeypatch):
+    out = tmp_path / "run"
+    real_save = ttrain.save_checkpoint
+
+    def save_then_die(path, state):
+        real_save(path, state)
+        if state["step"] == INTERRUPT_AT:
+            raise Interrupted
+
+    monkeypatch.setattr(ttrain, "save_checkpoint", save_then_die)
+    with pytest.raises(Interrupted):
+        train(subscale_config(), speech_dir, out, cache_dir=cache_dir, progress=False)
+    monkeypatch.setattr(ttrain, "save_checkpoint", real_save)
+    assert load_checkpoint(out / "checkpoint.pt")["step"] == INTERRUPT_AT
+    result = train(None, speech_dir, out, resume=True, cache_dir=cache_dir, progress=False)
+    assert result["step"] == STEPS
+    a, b = load_checkpoint(uninterrupted_run / "checkpoint.pt"), load_checkpoint(out / "checkpoint.pt")
+    assert a["ranks"][0]["params_sha256"] == b["ranks"][0]["params_sha256"]
+    for name in a["model"]:
+        assert torch.equal(a["model"][name], b["model"][name]), name
+    assert a["metrics"]["valid_bits"] == b["metrics"]["valid_bits"]
+    assert _rows(out / "log.csv") == _rows(uninterrupted_run / "log.csv")
+
+
+def test_export_writes_a_subscale_model_that_vocodes(tmp_path, uninterrupted_run):
+    path = tmp_path / "subscale.safetensors"
+    assert main(["export", str(uninterrupted_run / "checkpoint.pt"), "-o", str(path)]) == 0
+    model = load_model(path)
+    mc = model.model_config
+    assert (mc.subscale_factor, mc.subscale_horizon, mc.subscale_channels, mc.subscale_layers) == (B, F, 4, 2)
+    assert mc.block_shape == (4, 4) and model.feature_config == FEATURES
+    assert all(model.is_sparse(n) for n in ("gru.R", "out.O1", "out.O2", "out.O3", "out.O4"))
+    assert model.sparsity()["gru.R"] == 0.5
+    assert model.provenance["training"]["step"] == STEPS
+    # The file holds the checkpoint's weights: it gives the torch model's NLL back.
+    net = SubscaleWaveRNN(mc, FEATURES)
+    net.load_state_dict(load_checkpoint(uninterrupted_run / "checkpoint.pt")["model"])
+    back = SubscaleWaveRNN.from_model(model)
+    mel, audio = torch.randn(1, 3, FEATURES.n_mels), torch.randint(-2000, 2000, (1, 3 * HOP), dtype=torch.int16)
+    with torch.no_grad():
+        assert float(net.nll_bits(mel, audio)) == float(back.nll_bits(mel, audio))
+    vocoder = pywavernn.Vocoder(str(path), backend="reference")
+    n_frames = 3
+    wav = vocoder.vocode(np.random.default_rng(0).standard_normal((n_frames, FEATURES.n_mels)).astype(np.float32))
+    assert wav.dtype == np.int16 and wav.shape == (n_frames * HOP,)
+    dense = tmp_path / "dense.safetensors"
+    assert main(["export", str(uninterrupted_run / "checkpoint.pt"), "-o", str(dense), "--dense"]) == 0
+    assert not load_model(dense).is_sparse("gru.R")
+    assert load_model(dense).model_config.subscale_factor == B
