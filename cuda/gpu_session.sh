@@ -9,6 +9,8 @@
 #   3. cuda/build/pwr_cuda_test            the full self-test (exit code 0 = every check passed)
 #   4. cuda/build/pwr_cuda_bench           WaveRNN-896, batches 1, 2, 4, 8 (cluster auto), then cluster 8
 #   5. python -m pytest tests/test_cuda.py (needs numpy, scipy, soundfile, safetensors importable)
+#   6. python -m benchmarks.bench_cuda     CudaEngine vs plain PyTorch-on-GPU loops (dense-896, sparse-1024 95 %),
+#                                          the issue's targets; benchmarks/results/bench_cuda.{json,md} copied to $LOGS
 # A summary table comes last. Nothing here changes the GPU's settings.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -33,9 +35,11 @@ if [ "${RC[build]}" -eq 0 ]; then
     step bench_cluster8 cuda/build/pwr_cuda_bench --cluster 8 --batches 1,4 --json "$LOGS/bench_cluster8.json"
 fi
 step pytest env PYTHONPATH=. python3 -m pytest tests/test_cuda.py -q -rs
+step bench_py bash -c 'PYTHONPATH=. PYTHONUNBUFFERED=1 python3 -m benchmarks.bench_cuda; rc=$?;
+    cp benchmarks/results/bench_cuda.json benchmarks/results/bench_cuda.md "$0"/ 2>/dev/null; exit $rc' "$LOGS"
 
 echo
 echo "=== summary (exit codes; logs in $LOGS)"
-for k in env build resources test bench bench_cluster8 pytest; do
+for k in env build resources test bench bench_cluster8 pytest bench_py; do
     printf "%-16s %s\n" "$k" "${RC[$k]:-not run}"
 done
