@@ -84,6 +84,9 @@ class Vocoder:
             raise ValueError(f"weights: expected one of {WEIGHT_DTYPES}, found {weights!r}")
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
             raise ValueError(f"threads: expected a positive integer, found {threads!r}")
+        if backend != "cpu" and (weights != "fp32" or threads != 1 or exact):
+            raise ValueError(f"weights, threads and exact apply to the 'cpu' backend only; backend {backend!r} "
+                             f"found weights={weights!r}, threads={threads}, exact={exact}")
         self.model = _as_model(model)
         self.backend = backend
         self.weights = weights

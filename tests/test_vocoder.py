@@ -108,6 +108,8 @@ def test_concurrent_vocode_from_python_threads(model):
     ({"backend": "gpu"}, "backend"),
     ({"weights": "int8"}, "weights"),
     ({"threads": 0}, "threads"),
+    ({"backend": "reference", "weights": "fp16"}, "cpu' backend only"),
+    ({"backend": "reference", "threads": 2}, "cpu' backend only"),
 ])
 def test_constructor_errors(model, kwargs, message):
     with pytest.raises(ValueError, match=message):
