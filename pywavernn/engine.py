@@ -27,7 +27,8 @@ import numpy as np
 
 from pywavernn import _native
 from pywavernn.format import BlockSparseMatrix, Model, pack_block_sparse, unpack_block_sparse
-from pywavernn.kernels import BLOCK_SHAPES, N_CLASSES, STORAGES, KernelMatrix, _check_f32, _describe, _isa_id
+from pywavernn.kernels import (BLOCK_SHAPES, N_CLASSES, STORAGES, KernelMatrix, _check_f32, _describe, _isa_id,
+                               frozen_copy)
 
 MATRICES = ("gru.R", "out.O1", "out.O2", "out.O3", "out.O4")
 VECTORS = ("gru.W_in", "gru.b_R", "out.b1", "out.b2", "out.b3", "out.b4")
@@ -107,7 +108,8 @@ class CpuEngine:
         self.isa = _native.engine().isa_name(self._isa)
         self._kmats = tuple(_prepare(model.weights[name], weights) for name in MATRICES)
         self._mats = tuple(km._c for km in self._kmats)  # the C-level matrices the loop takes
-        self._vecs = tuple(np.ascontiguousarray(model.dense(name), dtype=np.float32) for name in VECTORS)
+        # Private copies: the C loop keeps pointers into them (and W_in carries the input mask).
+        self._vecs = tuple(frozen_copy(np.asarray(model.dense(name), dtype=np.float32)) for name in VECTORS)
 
     def new_state(self) -> StreamState:
         """A fresh stream: h = 0, previous sample s = 0, t = 0."""

@@ -83,6 +83,13 @@ def _check_range(name: str, rng: Any, limit: int, unit: str) -> tuple[int, int]:
     return r0, r1
 
 
+def frozen_copy(a: np.ndarray) -> np.ndarray:
+    """A private, C-contiguous, read-only copy of `a` (what compiled code may keep pointers into)."""
+    c = np.array(a, copy=True, order="C")
+    c.flags.writeable = False
+    return c
+
+
 class KernelMatrix:
     """A weight matrix prepared for the C kernels: dense (M, N) float32 or a validated BlockSparseMatrix, with
     values stored as fp32 or fp16 (IEEE binary16; arithmetic stays fp32). Immutable and shareable between threads.
@@ -97,6 +104,10 @@ class KernelMatrix:
         eng = _native.engine()
         self.storage = storage
         if isinstance(w, BlockSparseMatrix):
+            # Private read-only copies, validated after copying: the C kernels index with them, so nothing the
+            # caller later does to its own arrays can make a kernel read out of bounds.
+            w = BlockSparseMatrix(tuple(w.shape), tuple(w.block), frozen_copy(w.row_ptr), frozen_copy(w.col_idx),
+                                  frozen_copy(w.values))
             w.validate("KernelMatrix")
             if tuple(w.block) not in BLOCK_SHAPES:
                 raise ValueError(f"KernelMatrix: expected a block shape in {BLOCK_SHAPES} (or a dense matrix), "
@@ -112,7 +123,7 @@ class KernelMatrix:
             self.dense = True
             self.shape, self.block = tuple(w.shape), (1, int(w.shape[1]))
             self.row_ptr = self.col_idx = None
-            values = np.ascontiguousarray(w)
+            values = frozen_copy(w)
         else:
             raise TypeError(f"KernelMatrix: expected a float32 numpy array or a BlockSparseMatrix, found {_describe(w)}")
         if max(self.shape) >= 2**31 or values.size >= 2**62:

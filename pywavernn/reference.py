@@ -70,6 +70,20 @@ def sigmoid_ref(x: np.ndarray) -> np.ndarray:
 
 # --- conditioning (§2) ----------------------------------------------------------------------------------------------
 
+def _frame_independent_matmul(w: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """w (M, C) @ z (C, F), summed over c = 0, 1, ... in that order, one float32 multiply-add per element.
+
+    Why not BLAS: a BLAS product's rounding depends on the shape it is given (blocking, kernel choice), so the
+    conditioning of frame j computed from a few frames (streaming) could differ in the last bit from the same
+    frame computed over the whole utterance, and a sampled byte could flip. Elementwise float32 arithmetic
+    gives frame j the same value whatever else is in the window.
+    """
+    out = np.zeros((w.shape[0], z.shape[1]), F32)
+    for c in range(w.shape[1]):
+        out += w[:, c:c + 1] * z[c:c + 1, :]
+    return out
+
+
 def _conv1d_same_replicate(z: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
     """torch.nn.Conv1d(padding=(k-1)//2, padding_mode='replicate') on z (C_in, F) -> (C_out, F)."""
     k = weight.shape[2]
@@ -78,19 +92,23 @@ def _conv1d_same_replicate(z: np.ndarray, weight: np.ndarray, bias: np.ndarray) 
     padded = np.pad(z, ((0, 0), (pad, pad)), mode="edge")  # 'edge' repeats the edge frame
     out = np.repeat(bias[:, None], n_frames, axis=1)
     for tap in range(k):  # cross-correlation: output frame f sees padded frames f .. f + k - 1
-        out += weight[:, :, tap] @ padded[:, tap:tap + n_frames]
+        out += _frame_independent_matmul(weight[:, :, tap], padded[:, tap:tap + n_frames])
     return out
 
 
 def conditioning_ref(model: Model, mel: np.ndarray) -> np.ndarray:
-    """The frame-rate conditioning network: log-mel (F, n_mels) -> g (F, 3H) float32 (§2)."""
+    """The frame-rate conditioning network: log-mel (F, n_mels) -> g (F, 3H) float32 (§2).
+
+    Each frame's value does not depend on how many frames are passed (see _frame_independent_matmul), which
+    is what lets streaming reproduce the offline samples exactly.
+    """
     mel = features.check_mel(mel, model.model_config.n_mels)
     z = np.ascontiguousarray(mel.T, dtype=F32)
     for i in range(len(model.model_config.cond_kernels)):
         w = model.dense(f"cond.conv{i}.weight")
         b = model.dense(f"cond.conv{i}.bias")
         z = np.maximum(_conv1d_same_replicate(z, w, b), F32(0))
-    g = model.dense("cond.proj.weight") @ z + model.dense("cond.proj.bias")[:, None]
+    g = _frame_independent_matmul(model.dense("cond.proj.weight"), z) + model.dense("cond.proj.bias")[:, None]
     return np.ascontiguousarray(g.T, dtype=F32)
 
 

@@ -32,11 +32,13 @@ import numpy as np
 from pywavernn import _native, subscale
 from pywavernn.engine import MATRICES, VECTORS, _prepare
 from pywavernn.format import Model, pack_block_sparse
-from pywavernn.kernels import MAX_RHS, N_CLASSES, STORAGES, KernelMatrix, _check_f32, _describe, _isa_id
+from pywavernn.kernels import (MAX_RHS, N_CLASSES, STORAGES, KernelMatrix, _check_f32, _describe, _isa_id,
+                               frozen_copy)
 
 
 def _f32(a) -> np.ndarray:
-    return np.ascontiguousarray(a, dtype=np.float32)
+    """A private read-only float32 copy: the C loop keeps pointers into it."""
+    return frozen_copy(np.asarray(a, dtype=np.float32))
 
 
 def _for_columns(w, storage: str = "fp32") -> KernelMatrix:

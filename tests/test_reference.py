@@ -234,3 +234,16 @@ def test_rejects_a_model_that_breaks_the_input_mask(golden):
     broken = dataclasses.replace(golden["model"], weights=weights)
     with pytest.raises(ValueError, match="gru.W_in"):
         ref.generate_ref(broken, golden["mel"], golden["uniforms"])
+
+
+def test_conditioning_of_a_frame_does_not_depend_on_the_window():
+    """Streaming relies on it: g[j] from any window holding frames j - L .. j + L (or up to an utterance edge)
+    must equal, bit for bit, g[j] over the whole utterance. A BLAS product would round by its shape."""
+    model = random_model(ModelConfig(hidden_size=256, out_hidden=64, cond_channels=128, cond_kernels=(5, 3)),
+                         seed=8)
+    mel = np.random.default_rng(8).normal(-4.0, 2.0, (60, 80)).astype(np.float32)
+    whole = ref.conditioning_ref(model, mel)
+    lookahead = model.model_config.cond_lookahead
+    for j in range(60):
+        lo, hi = max(0, j - lookahead), min(60, j + lookahead + 1)
+        assert np.array_equal(ref.conditioning_ref(model, mel[lo:hi])[j - lo], whole[j]), j

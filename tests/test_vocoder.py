@@ -63,6 +63,34 @@ def test_stream_equals_offline(model, chunks, seed):
     assert np.array_equal(np.concatenate(pieces), offline)
 
 
+def test_stream_equals_offline_one_frame_at_a_time_on_a_wider_model():
+    # Wide enough (C = 64, H = 128) that a BLAS product's rounding would depend on the window's frame count;
+    # the conditioning network must give each frame the same bits however many frames it is given.
+    wide = random_model(ModelConfig(hidden_size=128, out_hidden=64, cond_channels=64, cond_kernels=(5, 3)),
+                        seed=4)
+    mel = _mel(23, 5)
+    voc = Vocoder(wide)
+    stream = voc.stream(seed=5)
+    pieces = [stream.push(mel[j:j + 1]) for j in range(mel.shape[0])] + [stream.finish()]
+    assert np.array_equal(np.concatenate(pieces), voc.vocode(mel, seed=5))
+
+
+def test_a_vocoder_is_unaffected_by_later_changes_to_the_callers_arrays():
+    from pywavernn.format import pack_block_sparse
+
+    m = random_model(CFG, seed=11, density=0.5)
+    voc = Vocoder(m)
+    mel = _mel(4)
+    before = voc.vocode(mel, seed=1)
+    r = m.weights["gru.R"]
+    writable = pack_block_sparse(np.ascontiguousarray(m.dense("gru.R")), *r.block)
+    m.weights["gru.R"] = writable
+    voc2 = Vocoder(m)
+    writable.col_idx[:] = 2**30  # after validation: the engine must hold its own copy
+    m.weights["gru.W_in"] = np.ones_like(m.dense("gru.W_in"))
+    assert np.array_equal(voc2.vocode(mel, seed=1), before)
+
+
 def test_stream_memory_is_bounded(model):
     voc = Vocoder(model)
     stream = voc.stream(seed=0)
