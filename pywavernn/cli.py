@@ -5,7 +5,8 @@
     pywavernn vocode MEL.npy -o out.wav [--model MODEL] [--seed S] [--backend cpu|reference]
     pywavernn resynth IN.wav -o out.wav [--model MODEL] [--seed S]
 
-Without --model the bundled model is used. Errors in what the user passed (bad files, wrong shapes, NaN
+Without --model the bundled model is used (none ships yet: README says how to get one).
+Errors in what the user passed (bad files, wrong shapes, NaN
 features) are printed as one line, `pywavernn: error: ...`, with exit status 2; nothing half-written is left.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -96,6 +98,16 @@ def cmd_resynth(args) -> int:
     return 0
 
 
+def _check_output_path(path: str) -> None:
+    """Refuse an unusable output path before any work is done, not after minutes of vocoding."""
+    target = Path(path)
+    if target.is_dir():
+        raise ValueError(f"{path}: expected an output file name, found a directory")
+    parent = target.parent if str(target.parent) else Path(".")
+    if not parent.is_dir():
+        raise ValueError(f"{path}: the output directory {parent} does not exist")
+
+
 def _save_npy_atomic(path: str, array: np.ndarray) -> None:
     from pywavernn._atomic import atomic_write
 
@@ -145,9 +157,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if getattr(args, "output", None) is not None:
+            _check_output_path(args.output)
         return args.func(args)
-    except (ValueError, TypeError, FileNotFoundError, ImportError) as exc:
+    except (ValueError, TypeError, OSError, ImportError) as exc:  # OSError: FileNotFoundError, permissions, ...
         print(f"pywavernn: error: {exc}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("pywavernn: error: out of memory (is the input or the model's feature config unusually large?)",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("pywavernn: interrupted", file=sys.stderr)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,10 +78,16 @@ class FeatureConfig:
             raise ValueError(
                 f"sample_rate: pywavernn models run at {SUPPORTED_SAMPLE_RATE} Hz, found {self.sample_rate}"
             )
-        _check_int("n_fft", self.n_fft, 16)
+        _check_int("n_fft", self.n_fft, 16, 65536)  # bounded: a model file must not make us allocate terabytes
         _check_int("win_length", self.win_length, 1, self.n_fft)
-        _check_int("hop_length", self.hop_length, 1)
+        _check_int("hop_length", self.hop_length, 1, 65536)
         _check_int("n_mels", self.n_mels, 1, self.n_fft // 2 + 1)
+        for name in ("fmin", "fmax", "log_floor", "power"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"{name}: expected a finite number, found {value!r}")
+        if not isinstance(self.center, bool):
+            raise ValueError(f"center: expected true or false, found {self.center!r}")
         if not (0.0 <= self.fmin < self.fmax <= self.sample_rate / 2):
             raise ValueError(
                 f"fmin/fmax: expected 0 <= fmin < fmax <= {self.sample_rate / 2}, found {self.fmin}, {self.fmax}"

@@ -208,6 +208,9 @@ def log_mel(audio, cfg: FeatureConfig = FeatureConfig()) -> np.ndarray:
 
 # ----------------------------------------------------------------------------------------------- validator
 
+MAX_LOG_MEL = 1e4  # far beyond any real log-mel (e^10000), far below what overflows the conditioning network
+
+
 def check_mel(mel, n_mels: int) -> np.ndarray:
     """Validate a log-mel handed to the vocoder; return it as float32, C-contiguous, shape (F, n_mels).
 
@@ -244,4 +247,8 @@ def check_mel(mel, n_mels: int) -> np.ndarray:
             f"mel: expected all values finite, found {n_nan} NaN and {n_inf} inf "
             f"(first at frame {j}, bin {k}: {out[j, k]})"
         )
+    peak = float(np.abs(out).max())
+    if peak > MAX_LOG_MEL:  # natural-log magnitudes live in about [-12, 12]; this is not a log-mel
+        raise ValueError(f"mel: expected natural-log mel magnitudes (|value| <= {MAX_LOG_MEL:g}), found |value| up "
+                         f"to {peak:.3g}; was a linear (not log) spectrogram passed?")
     return out

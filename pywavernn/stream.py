@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from pywavernn import features
-from pywavernn.reference import conditioning_ref
+from pywavernn.vocoder import conditioning
 
 
 class Stream:
@@ -82,7 +82,7 @@ class Stream:
         lo = max(0, g_end - self._lookahead)
         hi = min(self._n_frames, g_ready + self._lookahead)
         window = self._mel[lo - self._mel_start: hi - self._mel_start]
-        g_new = conditioning_ref(self._model, window)[g_end - lo: g_ready - lo]
+        g_new = conditioning(self._model, window)[g_end - lo: g_ready - lo]
         self._g = np.concatenate([self._g, g_new])
 
     def _advance(self, g_ready: int, final: bool) -> np.ndarray:

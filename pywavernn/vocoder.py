@@ -53,6 +53,19 @@ def _as_model(model: ModelLike) -> fmt.Model:
     raise TypeError(f"model: expected a path, a pywavernn.format.Model or None, found {type(model).__name__}")
 
 
+def conditioning(model: fmt.Model, mel: np.ndarray) -> np.ndarray:
+    """The frame-rate conditioning g (F, 3H) of a checked mel, computed once per utterance; finite or a clear
+    error (finite but huge mel values can overflow the conditioning network)."""
+    from pywavernn import reference
+
+    with np.errstate(over="ignore", invalid="ignore"):
+        g = reference.conditioning_ref(model, mel)
+    if not np.isfinite(g).all():
+        raise ValueError(f"mel: values up to |{float(np.abs(mel).max()):.3g}| overflow the conditioning network; "
+                         "expected a log-mel spectrogram (typically within [-12, 5])")
+    return g
+
+
 def _with_progress(samples: np.ndarray, progress: Callable[[int], None] | None) -> np.ndarray:
     if progress is not None:
         progress(samples.shape[0])
@@ -61,6 +74,9 @@ def _with_progress(samples: np.ndarray, progress: Callable[[int], None] | None) 
 
 def draw_uniforms(n_samples: int, seed: int | np.random.Generator | None) -> np.ndarray:
     """The (T, 2) float32 uniforms every backend consumes (coarse, fine per sample)."""
+    if not (seed is None or isinstance(seed, np.random.Generator)
+            or (isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) and seed >= 0)):
+        raise ValueError(f"seed: expected a non-negative integer, a numpy Generator or None, found {seed!r}")
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     return rng.random((n_samples, 2), dtype=np.float32)
 
@@ -139,13 +155,13 @@ class Vocoder:
 
         mel = features.check_mel(mel, self.model_config.n_mels)
         uniforms = draw_uniforms(mel.shape[0] * self.hop_length, seed)
+        g = conditioning(self.model, mel)  # frame rate, once per utterance (the reference recomputes its own)
         if self._engine is None and self._subscale:
             from pywavernn.reference_subscale import generate_subscale_ref
 
             return _with_progress(generate_subscale_ref(self.model, mel, uniforms), progress)
         if self._engine is None:
             return reference.generate_ref(self.model, mel, uniforms, progress=progress)
-        g = reference.conditioning_ref(self.model, mel)  # frame rate, once per utterance
         if progress is None or self.backend == "cuda" or self._subscale:  # one call for the whole utterance
             return _with_progress(self._engine.generate(g, uniforms), progress)
         state, pieces = self._engine.new_state(), []
@@ -179,12 +195,16 @@ class Vocoder:
         from pywavernn import reference
 
         mel = features.check_mel(mel, self.model_config.n_mels)
+        audio_int16 = np.asarray(audio_int16)
+        if audio_int16.shape != (mel.shape[0] * self.hop_length,):
+            raise ValueError(f"audio_int16: expected shape ({mel.shape[0] * self.hop_length},) = frames x hop, "
+                             f"found {audio_int16.shape}")
         if self._subscale:
             from pywavernn.reference_subscale import nll_subscale_ref
 
             return nll_subscale_ref(self.model, mel, audio_int16)
         if self.backend == "cpu":
-            return self._engine.nll(reference.conditioning_ref(self.model, mel), audio_int16)
+            return self._engine.nll(conditioning(self.model, mel), audio_int16)
         return reference.nll_ref(self.model, mel, audio_int16)
 
     def __repr__(self) -> str:

@@ -118,3 +118,11 @@ def test_resynth_real_speech_with_exported_random_torch_model(shared_data, tmp_p
     assert sr == 24000
     assert abs(data.shape[0] - round(info.frames * 24000 / info.samplerate)) <= 1
     assert np.abs(data.astype(np.int32)).max() > 0  # noise, but audio was produced
+
+
+def test_unusable_output_paths_fail_before_any_work(model_path, tmp_path, capsys):
+    np.save(tmp_path / "mel.npy", np.zeros((2, 80), np.float32))
+    (tmp_path / "dir.wav").mkdir()
+    for out, message in ((tmp_path / "dir.wav", "directory"), (tmp_path / "nope" / "o.wav", "does not exist")):
+        assert run_cli("vocode", tmp_path / "mel.npy", "-o", out, "--model", model_path) == 2
+        assert message in capsys.readouterr().err

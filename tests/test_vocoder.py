@@ -184,3 +184,44 @@ def test_model_argument_errors(tmp_path):
         Vocoder(42)
     with pytest.raises(FileNotFoundError):
         Vocoder(tmp_path / "missing.safetensors")
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("hop_length", 10**12, "hop_length"),
+    ("n_fft", 2**40, "n_fft"),
+    ("center", "no", "center"),
+    ("log_floor", float("inf"), "log_floor"),
+])
+def test_feature_config_refuses_values_a_model_file_could_smuggle_in(field, value, message):
+    from pywavernn.config import FeatureConfig
+
+    with pytest.raises(ValueError, match=message):
+        FeatureConfig.from_dict({**FeatureConfig().to_dict(), field: value})
+
+
+def test_huge_but_finite_mel_is_a_clear_error_on_every_backend(model):
+    mel = np.full((3, 80), 3e38, np.float32)
+    for backend in ("cpu", "reference"):
+        with pytest.raises(ValueError, match="natural-log mel"):
+            Vocoder(model, backend=backend).vocode(mel)
+
+
+def test_conditioning_overflow_is_a_clear_error():
+    from pywavernn.vocoder import conditioning
+
+    loud = random_model(CFG, seed=1, scale=1e30)
+    with pytest.raises(ValueError, match="overflow the conditioning network"):
+        conditioning(loud, np.full((2, 80), 1e3, np.float32))
+
+
+@pytest.mark.parametrize("seed", [-1, 1.5, "7", True])
+def test_bad_seed_is_named(model, seed):
+    with pytest.raises(ValueError, match="seed"):
+        Vocoder(model).vocode(_mel(2), seed=seed)
+
+
+def test_nll_requires_frames_times_hop_samples_on_every_backend(model):
+    audio = np.zeros(599, np.int16)
+    for backend in ("cpu", "reference"):
+        with pytest.raises(ValueError, match="frames x hop"):
+            Vocoder(model, backend=backend).nll(_mel(2), audio)
