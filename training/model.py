@@ -285,22 +285,7 @@ class WaveRNN(nn.Module):
         """A WaveRNN holding a pywavernn Model's weights (block-sparse matrices are unpacked)."""
         model.validate()
         net = cls(model.model_config, model.feature_config)
-        hidden = model.model_config.hidden_size
-
-        def t(name):
-            return torch.from_numpy(np.array(model.dense(name), dtype=np.float32))
-
-        with torch.no_grad():
-            for i, conv in enumerate(net.cond_convs):
-                conv.weight.copy_(t(f"cond.conv{i}.weight"))
-                conv.bias.copy_(t(f"cond.conv{i}.bias"))
-            net.gru.weight_ih_l0.copy_(swap_gates_ur(torch.cat([t("gru.W_in"), t("cond.proj.weight")], 1), hidden))
-            net.gru.bias_ih_l0.copy_(swap_gates_ur(t("cond.proj.bias"), hidden))
-            net.gru.weight_hh_l0.copy_(swap_gates_ur(t("gru.R"), hidden))
-            net.gru.bias_hh_l0.copy_(swap_gates_ur(t("gru.b_R"), hidden))
-            for i, layer in enumerate((net.O1, net.O2, net.O3, net.O4), start=1):
-                layer.weight.copy_(t(f"out.O{i}"))
-                layer.bias.copy_(t(f"out.b{i}"))
+        copy_shared_weights_(net, model)
         return net
 
     def to_model(self, feature_config: FeatureConfig | None = None, provenance: dict | None = None) -> Model:
@@ -326,3 +311,27 @@ class WaveRNN(nn.Module):
         model = Model(self.model_config, feature_config, weights, dict(provenance or {}))
         model.validate()
         return model
+
+
+def model_tensor(model: Model, name: str) -> torch.Tensor:
+    """A model file weight as a float32 torch tensor (block-sparse matrices unpacked)."""
+    return torch.from_numpy(np.array(model.dense(name), dtype=np.float32))
+
+
+def copy_shared_weights_(net: nn.Module, model: Model, extra_input_columns: tuple = ()) -> None:
+    """Copy what every WaveRNN variant shares (conditioning convs, the GRU, the output heads) from a Model into a
+    twin, in torch's layout: weight_ih = [W_in | cond.proj | *extra_input_columns], gates permuted to r, z, n."""
+    hidden = model.model_config.hidden_size
+    with torch.no_grad():
+        for i, conv in enumerate(net.cond_convs):
+            conv.weight.copy_(model_tensor(model, f"cond.conv{i}.weight"))
+            conv.bias.copy_(model_tensor(model, f"cond.conv{i}.bias"))
+        ih = torch.cat([model_tensor(model, "gru.W_in"), model_tensor(model, "cond.proj.weight"),
+                        *extra_input_columns], 1)
+        net.gru.weight_ih_l0.copy_(swap_gates_ur(ih, hidden))
+        net.gru.bias_ih_l0.copy_(swap_gates_ur(model_tensor(model, "cond.proj.bias"), hidden))
+        net.gru.weight_hh_l0.copy_(swap_gates_ur(model_tensor(model, "gru.R"), hidden))
+        net.gru.bias_hh_l0.copy_(swap_gates_ur(model_tensor(model, "gru.b_R"), hidden))
+        for i, layer in enumerate((net.O1, net.O2, net.O3, net.O4), start=1):
+            layer.weight.copy_(model_tensor(model, f"out.O{i}"))
+            layer.bias.copy_(model_tensor(model, f"out.b{i}"))

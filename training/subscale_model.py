@@ -25,6 +25,7 @@ C conditioning channels, C_x context channels, D context layers, R = 2**D recept
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -36,7 +37,8 @@ from pywavernn import subscale
 from pywavernn.audio import coarse_fine_join, scale_byte
 from pywavernn.config import N_CLASSES, FeatureConfig, ModelConfig
 from pywavernn.format import Model, coarse_rows_of_gates
-from training.model import PREV_COARSE, PREV_FINE, WaveRNN, sample_from_logits, swap_gates_ur
+from training.model import (PREV_COARSE, PREV_FINE, WaveRNN, copy_shared_weights_, model_tensor, sample_from_logits,
+                            swap_gates_ur)
 
 
 class SubscaleWaveRNN(nn.Module):
@@ -274,24 +276,9 @@ class SubscaleWaveRNN(nn.Module):
         """A SubscaleWaveRNN holding a subscale Model's weights (block-sparse matrices are unpacked)."""
         model.validate()
         net = cls(model.model_config, model.feature_config)
-        hidden = model.model_config.hidden_size
-
-        def t(name):
-            return torch.from_numpy(np.array(model.dense(name), dtype=np.float32))
-
+        t = functools.partial(model_tensor, model)
+        copy_shared_weights_(net, model, (t("subscale.proj.weight"), t("subscale.proj.bias").T))
         with torch.no_grad():
-            for i, conv in enumerate(net.cond_convs):
-                conv.weight.copy_(t(f"cond.conv{i}.weight"))
-                conv.bias.copy_(t(f"cond.conv{i}.bias"))
-            ih = torch.cat([t("gru.W_in"), t("cond.proj.weight"), t("subscale.proj.weight"),
-                            t("subscale.proj.bias").T], dim=1)
-            net.gru.weight_ih_l0.copy_(swap_gates_ur(ih, hidden))
-            net.gru.bias_ih_l0.copy_(swap_gates_ur(t("cond.proj.bias"), hidden))
-            net.gru.weight_hh_l0.copy_(swap_gates_ur(t("gru.R"), hidden))
-            net.gru.bias_hh_l0.copy_(swap_gates_ur(t("gru.b_R"), hidden))
-            for i, layer in enumerate((net.O1, net.O2, net.O3, net.O4), start=1):
-                layer.weight.copy_(t(f"out.O{i}"))
-                layer.bias.copy_(t(f"out.b{i}"))
             net.ctx_embed.weight.copy_(t("subscale.embed.weight"))
             net.ctx_biases[0].copy_(t("subscale.embed.bias"))
             for i, conv in enumerate(net.ctx_convs):
