@@ -13,6 +13,9 @@ shape and sparsity), nor of the conditioning network (frame rate, run once per u
 g). The subscale context network (embedding, dilated layers, projection) runs inside the timed loop.
 
     python -m benchmarks.bench_subscale            # H 512, 1024 x dense, 95% 16x1; fp32 and fp16 -> results/bench_subscale.*
+                                                   # each sparse row again with the context projection
+                                                   # (subscale.proj.weight) pruned at the same sparsity as R
+                                                   # ("+ ctx proj", docs/format.md §9); --no-sparse-proj skips those
     python -m benchmarks.bench_subscale --quick    # fp32 only, short runs -> results/bench_subscale_quick.*
 
 Letters: H hidden units, K output-head hidden units (256 here), B subscale factor, F future horizon, C_x context
@@ -45,12 +48,14 @@ FACTOR, HORIZON, CHANNELS, LAYERS = 16, 2, 32, 4
 STEP_RTOL = 1e-4
 
 
-def build_models(hidden: int, density: float | None):
-    """(plain, subscale) random models of the same H, K, sparsity (16x1 blocks)."""
+def build_models(hidden: int, density: float | None, proj_density: float | None = None):
+    """(plain, subscale) random models of the same H, K, sparsity (16x1 blocks); proj_density (subscale only):
+    subscale.proj.weight block-sparse at that kept fraction (the other weights are those without it)."""
     base = dict(hidden_size=hidden, out_hidden=OUT_HIDDEN, cond_channels=16, block_shape=(16, 1))
     plain = random_model(ModelConfig(**base), seed=0, density=density)
     sub = random_model(ModelConfig(**base, subscale_factor=FACTOR, subscale_horizon=HORIZON,
-                                   subscale_channels=CHANNELS, subscale_layers=LAYERS), seed=0, density=density)
+                                   subscale_channels=CHANNELS, subscale_layers=LAYERS), seed=0, density=density,
+                      proj_density=proj_density)
     return plain, sub
 
 
@@ -92,9 +97,12 @@ def validate(plain, sub, storage: str) -> None:
             raise RuntimeError(f"plain engine fast mode: logits differ by {err:.3g} (relative)")
 
 
-def bench(hidden: int, density: float | None, storages, n_frames: int, rounds: int, min_s: float) -> list[dict]:
-    plain, sub = build_models(hidden, density)
+def bench(hidden: int, density: float | None, storages, n_frames: int, rounds: int, min_s: float,
+          proj_density: float | None = None) -> list[dict]:
+    plain, sub = build_models(hidden, density, proj_density)
     label = f"dense-{hidden}" if density is None else f"sparse-{hidden} {100 * (1 - density):.0f}% 16x1"
+    if proj_density is not None:
+        label += f" + ctx proj {100 * (1 - proj_density):.0f}%"
     rows = []
     for storage in storages:
         validate(plain, sub, storage)
@@ -106,7 +114,8 @@ def bench(hidden: int, density: float | None, storages, n_frames: int, rounds: i
                  Candidate("subscale", lambda: sub_eng.generate(g_s, u_s), work=n)]
         res = interleaved_medians(cands, rounds=rounds, min_seconds=min_s)
         p, s = res["plain"]["rate"], res["subscale"]["rate"]
-        rows.append({"model": label, "hidden": hidden, "density": density, "weights": storage, "samples": n,
+        rows.append({"model": label, "hidden": hidden, "density": density, "proj_density": proj_density,
+                     "weights": storage, "samples": n,
                      "B": FACTOR, "F": HORIZON, "C_x": CHANNELS, "D": LAYERS, "isa": sub_eng.isa, "threads": 1,
                      "plain_sps": p, "subscale_sps": s, "speedup": s / p, "plain_rt": p / SAMPLE_RATE,
                      "subscale_rt": s / SAMPLE_RATE, "timings": res})
@@ -120,6 +129,8 @@ def main(argv=None) -> None:
     ap.add_argument("--hidden", type=int, nargs="*", default=[512, 1024])
     ap.add_argument("--density", type=float, nargs="*", default=[None, 0.05], help="kept fraction (None: dense)")
     ap.add_argument("--weights", nargs="*", choices=["fp32", "fp16"], default=None)
+    ap.add_argument("--no-sparse-proj", dest="sparse_proj", action="store_false",
+                    help="skip the rows with the context projection pruned like R")
     args = ap.parse_args(argv)
     storages = args.weights or (["fp32"] if args.quick else ["fp32", "fp16"])
     n_frames, rounds, min_s = (16, 3, 0.2) if args.quick else (80, 7, 0.5)
@@ -127,11 +138,15 @@ def main(argv=None) -> None:
     for hidden in args.hidden:
         for density in args.density:
             rows += bench(hidden, density, storages, n_frames, rounds, min_s)
+            if density is not None and args.sparse_proj:
+                rows += bench(hidden, density, storages, n_frames, rounds, min_s, proj_density=density)
     table = format_table(rows, [("model", "model", ""), ("weights", "weights", ""), ("plain_sps", "plain samples/s", ",.0f"),
                                 ("subscale_sps", "subscale B=16 samples/s", ",.0f"), ("speedup", "x plain", ".2f"),
                                 ("plain_rt", "plain x real time", ".2f"), ("subscale_rt", "subscale x real time", ".2f")])
     note = (f"\n\nOne thread, fast mode, T = {n_frames * 300} samples per call, medians of {rounds} interleaved rounds; "
-            f"subscale B = {FACTOR}, F = {HORIZON}, C_x = {CHANNELS}, D = {LAYERS}, context network included.")
+            f"subscale B = {FACTOR}, F = {HORIZON}, C_x = {CHANNELS}, D = {LAYERS}, context network included; "
+            f"'+ ctx proj': subscale.proj.weight (3H x C_x) also 16x1 block-sparse at the sparsity of R (the "
+            f"plain engine has no context network: its column is the same model as the row above).")
     path = write_report("bench_subscale_quick" if args.quick else "bench_subscale", machine_description(), rows,
                         table + note)
     print(table + note)

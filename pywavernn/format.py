@@ -33,6 +33,8 @@ FORMAT_MAGIC = "pywavernn"
 FORMAT_VERSION = 1
 # Matrices a file may store in block-CSR layout (docs/format.md §6); everything else is always dense.
 SPARSE_CAPABLE = ("gru.R", "out.O1", "out.O2", "out.O3", "out.O4")
+# Further matrices a subscale model (subscale_factor > 1, docs/format.md §9) may store in block-CSR layout.
+SUBSCALE_SPARSE_CAPABLE = ("subscale.proj.weight",)
 SPARSE_PARTS = ("row_ptr", "col_idx", "values")
 _METADATA_KEYS = {"format", "format_version", "model_config", "feature_config", "sparse", "provenance"}
 # safetensors dtype names of the arrays we store.
@@ -225,6 +227,12 @@ def subscale_weight_shapes(model_config: ModelConfig) -> dict[str, tuple[int, ..
     return shapes
 
 
+def sparse_capable(model_config: ModelConfig) -> tuple[str, ...]:
+    """The matrices a model with this config may store block-sparse: SPARSE_CAPABLE, plus
+    SUBSCALE_SPARSE_CAPABLE for a subscale model (docs/format.md §6, §9)."""
+    return SPARSE_CAPABLE + (SUBSCALE_SPARSE_CAPABLE if model_config.subscale_factor > 1 else ())
+
+
 def coarse_rows_of_gates(hidden_size: int) -> np.ndarray:
     """Rows g*H + j (gate g in u, r, e; j < H/2) of W_in whose c_t column must be zero (docs/format.md §3)."""
     h = hidden_size
@@ -265,9 +273,10 @@ class Model:
             raise KeyError(f"no weight named {name!r}; the model has {sorted(self.weights)}") from None
 
     def sparsity(self) -> dict[str, float]:
-        """Fraction of zero weights in each SPARSE_CAPABLE matrix (zeros inside stored blocks count as zero)."""
+        """Fraction of zero weights in each sparse-capable matrix (`sparse_capable(model_config)`; zeros inside
+        stored blocks count as zero)."""
         out = {}
-        for name in SPARSE_CAPABLE:
+        for name in sparse_capable(self.model_config):
             w = self._weight(name)
             values = w.values if isinstance(w, BlockSparseMatrix) else w
             total = w.shape[0] * w.shape[1]
@@ -290,7 +299,8 @@ class Model:
         shapes = expected_weight_shapes(self.model_config)
         _check_name_set(set(shapes), set(self.weights), "weights")
         for name, shape in shapes.items():
-            _validate_weight(name, self.weights[name], shape, self.model_config.block_shape)
+            _validate_weight(name, self.weights[name], shape, self.model_config.block_shape,
+                             sparse_capable(self.model_config))
         _check_input_mask(self.dense("gru.W_in"), self.model_config.hidden_size)
 
     def to_sparse(self, names: Iterable[str] = SPARSE_CAPABLE, block: tuple[int, int] | None = None) -> "Model":
@@ -300,9 +310,10 @@ class Model:
         already sparse is repacked with it, since all block-sparse matrices of a model share one block shape.
         """
         names = tuple(names)
-        unknown = sorted(set(names) - set(SPARSE_CAPABLE))
+        capable = sparse_capable(self.model_config)
+        unknown = sorted(set(names) - set(capable))
         if unknown:
-            raise ValueError(f"to_sparse: {unknown} may not be block-sparse; expected names from {SPARSE_CAPABLE}")
+            raise ValueError(f"to_sparse: {unknown} may not be block-sparse; expected names from {capable}")
         block = _check_pair("to_sparse", "block", tuple(block)) if block is not None \
             else self.model_config.block_shape
         config = dataclasses.replace(self.model_config, block_shape=block)
@@ -327,10 +338,11 @@ def _check_name_set(expected: set[str], found: set[str], what: str) -> None:
                          f"missing {missing}, unexpected {unexpected}")
 
 
-def _validate_weight(name: str, w: Any, shape: tuple[int, ...], block: tuple[int, int]) -> None:
+def _validate_weight(name: str, w: Any, shape: tuple[int, ...], block: tuple[int, int],
+                     capable: tuple[str, ...] = SPARSE_CAPABLE) -> None:
     if isinstance(w, BlockSparseMatrix):
-        if name not in SPARSE_CAPABLE:
-            raise ValueError(f"{name}: expected a dense array (only {SPARSE_CAPABLE} may be block-sparse)")
+        if name not in capable:
+            raise ValueError(f"{name}: expected a dense array (only {capable} may be block-sparse)")
         if tuple(w.shape) != shape:
             raise ValueError(f"{name}: expected shape {shape}, found {tuple(w.shape)}")
         if tuple(w.block) != block:
@@ -460,11 +472,12 @@ def _parse_sparse_metadata(sparse: Any, model_config: ModelConfig) -> dict[str, 
     if not isinstance(sparse, dict):
         raise ValueError(f"metadata 'sparse': expected a JSON object, found {type(sparse).__name__}")
     shapes = expected_weight_shapes(model_config)
+    capable = sparse_capable(model_config)
     blocks = {}
     for name, entry in sparse.items():
-        if name not in SPARSE_CAPABLE:
+        if name not in capable:
             raise ValueError(f"metadata 'sparse': {name!r} may not be block-sparse; expected names from "
-                             f"{SPARSE_CAPABLE}")
+                             f"{capable}")
         if not isinstance(entry, dict) or set(entry) != {"shape", "block"}:
             raise ValueError(f"metadata 'sparse' {name!r}: expected {{\"shape\": [M, N], \"block\": [BH, BW]}}, "
                              f"found {entry!r}")

@@ -40,6 +40,7 @@ from pywavernn.reference import (
     cond_at,
     conditioning_ref,
     gru_step_ref,
+    matvec_ref,
     output_head_ref,
 )
 
@@ -94,7 +95,8 @@ def context_ref(model: Model, values: np.ndarray, real: np.ndarray, i: int, s: i
     top = i + horizon
     k0 = max(0, top - subscale.context_receptive_field(model.model_config) + 1)
     a = context_features_ref(model, context_input_ref(values, real, s, k0, top), s)
-    return model.weights["subscale.proj.weight"] @ a[-1] + model.weights["subscale.proj.bias"][s]
+    # subscale.proj.weight may be block-sparse (docs/format.md §9): matvec_ref sums each row's kept blocks.
+    return matvec_ref(model.weights["subscale.proj.weight"], a[-1]) + model.weights["subscale.proj.bias"][s]
 
 
 def _real_mask(n_samples: int, factor: int) -> np.ndarray:

@@ -1,11 +1,13 @@
 """The CPU Subscale WaveRNN engine: a subscale model's weights prepared for the C kernels, and the lockstep
 generation loop of docs/format.md §9 run in C (pywavernn/_kernels/c/subscale_sampler.c).
 
-What it is: `SubscaleEngine(model)` holds immutable prepared weights (the WaveRNN step's five large matrices in
-fp32 or fp16 storage, block-CSR as pywavernn.engine.CpuEngine prepares them, dense ones stored as all-kept 16x1
-blocks for the faster B-column kernel; the context network fp32, likewise) and generates a whole utterance per call without the GIL. After the warm-up all B
-sub-tensors advance together: each step multiplies R, O1..O4 and the context projection by the B active streams'
-vectors at once (the B-right-hand-side gemm kernels), so each weight is read from memory once per B samples.
+What it is: `SubscaleEngine(model)` holds immutable prepared weights (the WaveRNN step's five large matrices in fp32
+or fp16 storage, block-CSR as pywavernn.engine.CpuEngine prepares them, dense ones stored as all-kept 16x1 blocks
+for the faster B-column kernel; the context network fp32, likewise, its projection subscale.proj.weight block-CSR as
+stored when the model has it block-sparse, docs/format.md §9) and generates a whole utterance per call without the
+GIL. After the warm-up all B sub-tensors advance together: each step multiplies R, O1..O4 and the context projection
+by the B active streams' vectors at once (the B-right-hand-side gemm kernels), so each weight is read from memory
+once per B samples.
 What it is not: streaming (one call generates the utterance from t = 0), multi-threaded, nor the conditioning
 network (frame rate: pywavernn.reference.conditioning_ref gives g).
 
@@ -42,7 +44,9 @@ def _f32(a) -> np.ndarray:
 
 
 def _for_columns(w, storage: str = "fp32") -> KernelMatrix:
-    """A matrix prepared for the B-column products. A dense matrix whose rows split into 16s is stored as 16x1
+    """A matrix prepared for the B-column products. A BlockSparseMatrix (R, O1..O4, the context projection when
+    the model stores them sparse) keeps its blocks (repacked only to a kernel block shape, as
+    pywavernn.engine prepares it). A dense matrix whose rows split into 16s is stored as 16x1
     blocks, all kept: the 16x1 gemm keeps 8 accumulators per 4 columns in registers and needs no horizontal sums,
     where the dense gemm keeps 4 and reduces every row (measured ~2x (R) to ~4x (the context projection, 32
     columns) faster for 16 right-hand sides on AVX2). The products are the same up to float32 summation order."""
@@ -87,6 +91,7 @@ class SubscaleEngine:
         vecs[w_in] = _f32(vecs[w_in].T)  # (3, 3H): the loop reads each input's weights over contiguous rows
         self._vecs = tuple(vecs)
         w = model.weights
+        # subscale.proj.weight may be a BlockSparseMatrix (format.sparse_capable): its gemm skips pruned blocks.
         ctx = [_for_columns(w["subscale.embed.weight"]), _for_columns(w["subscale.proj.weight"])]
         for layer in range(self.layers):
             conv = w[f"subscale.conv{layer}.weight"]

@@ -73,13 +73,17 @@ def _fan_in(name: str, shapes: dict[str, tuple[int, ...]], hidden_size: int) -> 
 
 
 def random_model(model_config: ModelConfig | None = None, feature_config: FeatureConfig | None = None,
-                 seed: int = 0, density: float | None = None, scale: float | None = None) -> Model:
+                 seed: int = 0, density: float | None = None, scale: float | None = None,
+                 proj_density: float | None = None) -> Model:
     """A random, valid float32 model (the W_in mask applied), the same for the same arguments.
 
     model_config    default ModelConfig(); feature_config default FeatureConfig(n_mels=model_config.n_mels).
     density         None: all weights dense. Otherwise a fraction in [0, 1]: each SPARSE_CAPABLE matrix keeps
                     exactly round(density * n_blocks) randomly chosen model_config.block_shape blocks and is
                     stored as a BlockSparseMatrix.
+    proj_density    None: subscale.proj.weight dense. A fraction in [0, 1] (subscale models only): it is pruned
+                    and stored block-sparse like `density` (docs/format.md §9), after the SPARSE_CAPABLE matrices,
+                    so the other weights are those of the same call without it.
     scale           None: each tensor uniform in +-1/sqrt(fan_in) (PyTorch default init; 1/sqrt(H) for the
                     GRU tensors). A number: every tensor uniform in +-scale.
     """
@@ -87,6 +91,10 @@ def random_model(model_config: ModelConfig | None = None, feature_config: Featur
     feature_config = feature_config if feature_config is not None else FeatureConfig(n_mels=model_config.n_mels)
     if density is not None:
         density = _check_density(density)
+    if proj_density is not None:
+        proj_density = _check_density(proj_density)
+        if model_config.subscale_factor <= 1:
+            raise ValueError("proj_density: only a subscale model (subscale_factor > 1) has subscale.proj.weight")
     if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0):
         raise ValueError(f"scale: expected a positive number, found {scale!r}")
     rng = np.random.default_rng(seed)
@@ -100,7 +108,13 @@ def random_model(model_config: ModelConfig | None = None, feature_config: Featur
         bh, bw = model_config.block_shape
         for name in SPARSE_CAPABLE:
             weights[name] = pack_block_sparse(_prune_blocks(rng, weights[name], bh, bw, density), bh, bw)
+    if proj_density is not None:
+        bh, bw = model_config.block_shape
+        proj = _prune_blocks(rng, weights["subscale.proj.weight"], bh, bw, proj_density)
+        weights["subscale.proj.weight"] = pack_block_sparse(proj, bh, bw)
     provenance = {"source": "pywavernn.testing.random_model", "seed": seed, "density": density}
+    if proj_density is not None:
+        provenance["proj_density"] = proj_density
     model = Model(model_config, feature_config, weights, provenance)
     model.validate()
     return model

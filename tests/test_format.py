@@ -311,3 +311,58 @@ def test_validate_catches_bad_in_memory_matrix():
     model.weights["gru.R"] = fmt.BlockSparseMatrix(r.shape, r.block, r.row_ptr, col_idx, r.values)
     with pytest.raises(ValueError, match="gru.R.col_idx: expected block columns"):
         model.validate()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Subscale models: the context projection may be block-sparse (docs/format.md §9)
+# ---------------------------------------------------------------------------------------------------------
+
+SUBSCALE_SMALL = ModelConfig(hidden_size=16, out_hidden=8, cond_channels=8, cond_kernels=(3, 1), n_mels=8,
+                             block_shape=(4, 4), subscale_factor=4, subscale_horizon=1, subscale_channels=8,
+                             subscale_layers=1)
+
+
+def test_sparse_capable_adds_context_projection_for_subscale_models_only():
+    assert fmt.sparse_capable(SMALL) == fmt.SPARSE_CAPABLE
+    assert fmt.sparse_capable(SUBSCALE_SMALL) == fmt.SPARSE_CAPABLE + ("subscale.proj.weight",)
+    with pytest.raises(ValueError, match="proj_density"):
+        random_model(SMALL, SMALL_FEATURES, proj_density=0.5)
+
+
+def test_subscale_sparse_projection_round_trip(tmp_path):
+    model = random_model(SUBSCALE_SMALL, SMALL_FEATURES, seed=3, density=0.5, proj_density=0.25)
+    proj = model.weights["subscale.proj.weight"]
+    assert model.is_sparse("subscale.proj.weight") and proj.block == (4, 4) and proj.shape == (48, 8)
+    assert proj.nnz_blocks == round(0.25 * 12 * 2)
+    assert model.sparsity()["subscale.proj.weight"] == pytest.approx(0.75)
+    assert not model.is_sparse("subscale.embed.weight")
+    path = tmp_path / "m.safetensors"
+    fmt.save_model(model, path)
+    loaded = fmt.load_model(path)
+    assert loaded.is_sparse("subscale.proj.weight")
+    for name in model.weights:
+        assert np.array_equal(loaded.dense(name).view(np.uint32), model.dense(name).view(np.uint32))
+    assert "block-sparse 4x4" in next(line for line in fmt.describe(loaded).splitlines()
+                                      if "subscale.proj.weight" in line)
+
+
+def test_subscale_to_sparse_and_validation_of_projection():
+    dense = random_model(SUBSCALE_SMALL, SMALL_FEATURES, seed=5)
+    assert dense.sparsity()["subscale.proj.weight"] == 0.0
+    sparse = dense.to_sparse(["gru.R", "subscale.proj.weight"])
+    assert sparse.is_sparse("subscale.proj.weight") and not sparse.is_sparse("out.O1")
+    assert np.array_equal(sparse.dense("subscale.proj.weight"), dense.dense("subscale.proj.weight"))
+    sparse.validate()
+    assert not dense.to_sparse().is_sparse("subscale.proj.weight")  # the default names are unchanged
+    with pytest.raises(ValueError, match="may not be block-sparse"):
+        dense.to_sparse(["subscale.embed.weight"])
+    with pytest.raises(ValueError, match="divide"):
+        dense.to_sparse(["subscale.proj.weight"], block=(4, 3))  # C_x = 8 is not a multiple of 3
+    wrong = dict(sparse.weights)
+    wrong["subscale.proj.weight"] = fmt.pack_block_sparse(dense.dense("subscale.proj.weight"), 2, 2)
+    with pytest.raises(ValueError, match="subscale.proj.weight: expected the model config's block shape"):
+        fmt.Model(sparse.model_config, sparse.feature_config, wrong).validate()
+    plain_sparse = dict(sparse.weights)
+    plain_sparse["subscale.embed.weight"] = fmt.pack_block_sparse(dense.dense("subscale.embed.weight"), 4, 4)
+    with pytest.raises(ValueError, match="subscale.embed.weight: expected a dense array"):
+        fmt.Model(sparse.model_config, sparse.feature_config, plain_sparse).validate()

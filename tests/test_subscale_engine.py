@@ -3,12 +3,13 @@ subscale reference (pywavernn/reference_subscale.py), end to end and per sample.
 
 Exact mode gives the very samples of generate_subscale_ref for 2,100 samples (7 frames x hop 300; B = 16 pads the
 last position) on small random models: B = 2, 4, 16, F = 1..3, D = 0 and 3 context layers, dense, 16x1-sparse and
-4x4-sparse, on every ISA available here; the schedule step of every sample, the state after it and its logits
-agree with the reference's trace within float32 rounding. Fast mode: the same shapes, and the samples agree with
-the reference up to the first step where a draw falls within a hair of a class edge (none in practice: the fast
-approximations are within ~1 ulp), with the state of every earlier sample within tolerance. Also: the property the
-active-subset products rely on (a gemm column does not depend on the other columns), fp16 storage equals fp32
-storage of the rounded weights, and invalid input raises TypeError / ValueError before C runs.
+4x4-sparse, with the context projection subscale.proj.weight dense or block-sparse, on every ISA available here; the
+schedule step of every sample, the state after it and its logits agree with the reference's trace within float32
+rounding. Fast mode: the same shapes, and the samples agree with the reference up to the first step where a draw
+falls within a hair of a class edge (none in practice: the fast approximations are within ~1 ulp), with the state of
+every earlier sample within tolerance. Also: the property the active-subset products rely on (a gemm column does not
+depend on the other columns), fp16 storage equals fp32 storage of the rounded weights, and invalid input raises
+TypeError / ValueError before C runs.
 
 Run: pytest tests/test_subscale_engine.py
 Letters: B subscale factor, F future horizon, D context layers, H hidden units, T samples.
@@ -39,26 +40,30 @@ N_FRAMES = 7  # x hop 300 = 2,100 samples
 STEP_TOL = 1e-5  # h and logits vs the reference: float32 products summed in another order (observed ~1.2e-7)
 EDGE_TOL = 1e-4  # a draw this close (relative) to a class edge may fall either way under fast arithmetic
 
-# (B, F, D, density, block)
-CASES = [(4, 1, 3, None, (16, 1)), (16, 2, 3, None, (16, 1)), (4, 1, 3, 0.3, (16, 1)), (16, 2, 3, 0.3, (16, 1)),
-         (8, 3, 3, 0.5, (4, 4)), (2, 1, 0, None, (16, 1))]
+# (B, F, D, density, block, proj_density): proj_density None keeps subscale.proj.weight dense
+CASES = [(4, 1, 3, None, (16, 1), None), (16, 2, 3, None, (16, 1), None), (4, 1, 3, 0.3, (16, 1), None),
+         (16, 2, 3, 0.3, (16, 1), None), (8, 3, 3, 0.5, (4, 4), None), (2, 1, 0, None, (16, 1), None),
+         (16, 2, 3, 0.3, (16, 1), 0.25), (8, 3, 3, 0.5, (4, 4), 0.5)]
 
 
-def _setup(factor, horizon, layers=3, density=None, block=(16, 1), hidden=32, seed=1, n_frames=N_FRAMES):
+def _setup(factor, horizon, layers=3, density=None, block=(16, 1), hidden=32, seed=1, n_frames=N_FRAMES,
+           proj_density=None):
     cfg = ModelConfig(hidden_size=hidden, out_hidden=32, cond_channels=16, block_shape=block,
                       subscale_factor=factor, subscale_horizon=horizon, subscale_channels=16,
                       subscale_layers=layers)
-    model = random_model(cfg, seed=seed, density=density)
+    model = random_model(cfg, seed=seed, density=density, proj_density=proj_density)
     hop = model.feature_config.hop_length
     mel = np.random.default_rng(seed + 1).standard_normal((n_frames, cfg.n_mels)).astype(np.float32)
     uniforms = np.random.default_rng(seed + 2).random((n_frames * hop, 2), dtype=np.float32)
     return model, mel, uniforms
 
 
-@pytest.fixture(scope="module", params=CASES, ids=lambda c: f"B{c[0]}-F{c[1]}-D{c[2]}-d{c[3]}-{c[4][0]}x{c[4][1]}")
+@pytest.fixture(scope="module", params=CASES, ids=lambda c: f"B{c[0]}-F{c[1]}-D{c[2]}-d{c[3]}-{c[4][0]}x{c[4][1]}"
+                                                           + (f"-proj{c[5]}" if c[5] is not None else ""))
 def case(request):
-    factor, horizon, layers, density, block = request.param
-    model, mel, uniforms = _setup(factor, horizon, layers, density, block)
+    factor, horizon, layers, density, block, proj_density = request.param
+    model, mel, uniforms = _setup(factor, horizon, layers, density, block, proj_density=proj_density)
+    assert model.is_sparse("subscale.proj.weight") == (proj_density is not None)
     samples, steps = rs.generate_subscale_ref(model, mel, uniforms, trace=True)
     return model, conditioning_ref(model, mel), uniforms, samples, steps
 
@@ -78,6 +83,25 @@ def test_exact_mode_matches_reference_samples_and_steps(case):
         assert mismatch.size == 0, f"{isa}: {mismatch.size} samples differ, first at t = {mismatch[:1]}"
         np.testing.assert_array_equal(got["step"], steps["step"])
         _assert_close(got, steps, np.ones(want.shape[0], bool), isa)
+
+
+def test_sparse_projection_changes_context_and_matches_dense_copy():
+    """A block-sparse subscale.proj.weight is the dense matrix with its pruned blocks zero: the engine and the
+    reference give the samples of the same model with the pruned projection stored dense, and pruning it changes
+    the samples (so the sparse matrix is really the one used)."""
+    model, mel, uniforms = _setup(4, 1, density=0.3, proj_density=0.25, n_frames=3)
+    assert model.is_sparse("subscale.proj.weight")
+    assert model.sparsity()["subscale.proj.weight"] == pytest.approx(0.75)
+    dense_copy = Model(model.model_config, model.feature_config,
+                       {**model.weights, "subscale.proj.weight": model.dense("subscale.proj.weight")}, {})
+    g = conditioning_ref(model, mel)
+    want = rs.generate_subscale_ref(model, mel, uniforms)
+    np.testing.assert_array_equal(rs.generate_subscale_ref(dense_copy, mel, uniforms), want)
+    unpruned = _setup(4, 1, density=0.3, n_frames=3)[0]
+    assert not np.array_equal(rs.generate_subscale_ref(unpruned, mel, uniforms), want)
+    for isa in ISAS:
+        np.testing.assert_array_equal(SubscaleEngine(model, exact=True, isa=isa).generate(g, uniforms), want)
+        np.testing.assert_array_equal(SubscaleEngine(dense_copy, exact=True, isa=isa).generate(g, uniforms), want)
 
 
 def _near_edge(logits: np.ndarray, u: float, k_a: int, k_b: int) -> bool:
@@ -101,6 +125,37 @@ def test_fast_mode_agrees_up_to_draws_at_class_edges(case):
             logits, u, a, b = ((steps["logits_c"][t], uniforms[t, 0], c_got, c_want) if c_got != c_want else
                                (steps["logits_f"][t], uniforms[t, 1], f_got, f_want))
             assert _near_edge(logits, float(u), a, b), f"fast {isa}: sample {t} differs away from a class edge"
+
+
+def test_projection_pruned_in_training_twin_runs_block_sparse():
+    """training.pruning prunes subscale.proj.weight as columns of the twin's fused gru.weight_ih_l0 (torch gate
+    order); the exported matrix is then block-sparse in the spec's gate order, and the engine runs it."""
+    torch = pytest.importorskip("torch")
+    from training.pruning import Pruner, subscale_proj_target
+    from training.subscale_model import SubscaleWaveRNN
+
+    model, mel, uniforms = _setup(4, 1, density=0.5, n_frames=3)  # H = 32, C_x = 16, 16x1 blocks
+    net = SubscaleWaveRNN.from_model(model)
+    target = net.proj_prune_target(0.75)
+    before = net.gru.weight_ih_l0.detach().clone()
+    pruner = Pruner(dict(net.named_parameters()), [target], t0=0, duration=1, prune_every=1, block=(16, 1))
+    assert pruner.update(1)
+    assert pruner.mask_sparsity() == pruner.actual_sparsity() == {"subscale.proj.weight": 0.75}
+    after = net.gru.weight_ih_l0.detach()
+    outside = torch.ones(after.shape[1], dtype=torch.bool)
+    outside[target.index[1]] = False
+    assert torch.equal(after[:, outside], before[:, outside])  # W_in, cond.proj, proj.bias untouched
+    assert pruner.state_dict()["targets"][0][-2:] == (target.col_start, target.col_stop)
+    with pytest.raises(ValueError, match="BH dividing H"):  # a 16-row block would straddle two gates of H = 40
+        subscale_proj_target(40, target.index[1], 0.5, (16, 1))
+
+    pruned = net.to_model(model.feature_config).to_sparse(["gru.R", "subscale.proj.weight"])
+    proj = pruned.weights["subscale.proj.weight"]
+    assert proj.nnz_blocks == 24 and pruned.sparsity()["subscale.proj.weight"] == 0.75  # 96 x 16: 6 x 16 blocks
+    g = conditioning_ref(pruned, mel)
+    want = rs.generate_subscale_ref(pruned, mel, uniforms)
+    for isa in ISAS:
+        np.testing.assert_array_equal(SubscaleEngine(pruned, exact=True, isa=isa).generate(g, uniforms), want)
 
 
 @pytest.mark.parametrize("block", [(16, 1), (4, 4), (1, 1)])

@@ -9,7 +9,12 @@ What it is not: an optimizer, or the export to block-CSR (training/export.py pac
 Matrices pruned (names of docs/format.md §6, with the recurrent matrix split into its gates):
   gru.R_u, gru.R_r, gru.R_e   the u/r/e thirds of R (each H x H), each ranked SEPARATELY, so a gate with large
                               weights cannot take the other gates' share of the kept blocks;
-  out.O1 .. out.O4            optionally (prune_outputs), each ranked on its own.
+  out.O1 .. out.O4            optionally (prune_outputs), each ranked on its own;
+  subscale.proj.weight        a subscale model's context projection (3H x C_x, docs/format.md §9), optionally
+                              (`subscale_proj_target`): columns of the twin's fused gru.weight_ih_l0, ranked on
+                              its own over all 3H rows. Its torch rows are in gate order r, z, n, a whole-gate
+                              permutation of the spec's u, r, e, so BH must divide H: then every block lies in one
+                              gate and the pruned blocks are blocks of the exported (spec-order) matrix too.
 torch.nn.GRU stores weight_hh_l0 with its gates in the order r, z, n (z is the update gate u, n the candidate e),
 so R_u is rows [H, 2H), R_r rows [0, H) and R_e rows [2H, 3H) of weight_hh_l0; `gate_rows` is that mapping.
 
@@ -114,13 +119,21 @@ def block_keep_mask(weight: torch.Tensor, block: tuple[int, int], sparsity: floa
 
 @dataclass(frozen=True)
 class PruneTarget:
-    """One matrix ranked on its own: rows [row_start, row_stop) of `param_name` (a 2-D parameter)."""
+    """One matrix ranked on its own: rows [row_start, row_stop) and columns [col_start, col_stop) (None: to the
+    last) of `param_name` (a 2-D parameter)."""
 
-    name: str  # spec name: gru.R_u, ..., out.O4
+    name: str  # spec name: gru.R_u, ..., out.O4, subscale.proj.weight
     param_name: str  # the nn.Module parameter that holds it
     row_start: int
     row_stop: int
     sparsity: float  # final target Z of this matrix
+    col_start: int = 0
+    col_stop: int | None = None
+
+    @property
+    def index(self) -> tuple[slice, slice]:
+        """The target's entries of its parameter: param[target.index]."""
+        return slice(self.row_start, self.row_stop), slice(self.col_start, self.col_stop)
 
 
 def gate_rows(gate: str, hidden_size: int) -> tuple[int, int]:
@@ -176,6 +189,19 @@ def wavernn_targets(params: Mapping[str, nn.Parameter], hidden_size: int, sparsi
     return targets
 
 
+def subscale_proj_target(hidden_size: int, columns: slice, sparsity: float, block: tuple[int, int],
+                         param_name: str = "gru.weight_ih_l0") -> PruneTarget:
+    """The PruneTarget of a subscale model's context projection subscale.proj.weight (3H x C_x): columns
+    `columns` (start and stop given) of the fused input weight `param_name`, all 3H rows (torch gate order).
+    ValueError unless BH divides H (a block must not straddle two gates, see the module docstring)."""
+    check_schedule(sparsity, 0, 1, 1)
+    if hidden_size % block[0]:
+        raise ValueError(f"subscale.proj.weight: block {block[0]}x{block[1]} must have BH dividing H = {hidden_size} "
+                         f"(each block within one gate)")
+    return PruneTarget("subscale.proj.weight", param_name, 0, 3 * hidden_size, float(sparsity),
+                       int(columns.start), int(columns.stop))
+
+
 # ---------------------------------------------------------------------------------------------------- pruner
 
 class Pruner:
@@ -201,7 +227,7 @@ class Pruner:
             p = self.params[t.param_name]
             if p.dim() != 2:
                 raise ValueError(f"{t.name}: expected a 2-D weight, found shape {tuple(p.shape)}")
-            check_block((t.row_stop - t.row_start, p.shape[1]), self.block, t.name)
+            check_block(tuple(p[t.index].shape), self.block, t.name)
         self.masks = {n: torch.ones_like(p, dtype=torch.bool) for n, p in self.params.items()}
         self.step = 0  # step of the last mask update (0: never updated, all ones)
 
@@ -222,10 +248,10 @@ class Pruner:
         if due:
             sparsity = self.sparsity_at(step)
             for t in self.targets:
-                rows = slice(t.row_start, t.row_stop)
+                idx = t.index
                 mask = self.masks[t.param_name]
-                mask[rows] = block_keep_mask(self.params[t.param_name][rows], self.block, sparsity[t.name],
-                                             previous=mask[rows])
+                mask[idx] = block_keep_mask(self.params[t.param_name][idx], self.block, sparsity[t.name],
+                                            previous=mask[idx])
             self.step = step
         self.apply()
         return due
@@ -259,7 +285,7 @@ class Pruner:
         """Fraction of exactly-zero weights in each target matrix now."""
         out = {}
         for t in self.targets:
-            w = self.params[t.param_name].detach()[t.row_start:t.row_stop]
+            w = self.params[t.param_name].detach()[t.index]
             out[t.name] = 1.0 - int(torch.count_nonzero(w)) / w.numel()
         return out
 
@@ -267,7 +293,7 @@ class Pruner:
         """Fraction of masked-out entries in each target matrix."""
         out = {}
         for t in self.targets:
-            m = self.masks[t.param_name][t.row_start:t.row_stop]
+            m = self.masks[t.param_name][t.index]
             out[t.name] = 1.0 - int(m.sum()) / m.numel()
         return out
 
@@ -276,7 +302,9 @@ class Pruner:
         return {
             "step": self.step,
             "masks": {n: m.detach().cpu().clone() for n, m in self.masks.items()},
-            "targets": [(t.name, t.param_name, t.row_start, t.row_stop, t.sparsity) for t in self.targets],
+            "targets": [(t.name, t.param_name, t.row_start, t.row_stop, t.sparsity)
+                        + (() if t.col_start == 0 and t.col_stop is None else (t.col_start, t.col_stop))
+                        for t in self.targets],
             "schedule": {"t0": self.t0, "duration": self.duration, "prune_every": self.prune_every,
                          "block": list(self.block)},
         }

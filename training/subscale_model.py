@@ -39,6 +39,7 @@ from pywavernn.config import N_CLASSES, FeatureConfig, ModelConfig
 from pywavernn.format import Model, coarse_rows_of_gates
 from training.model import (PREV_COARSE, PREV_FINE, WaveRNN, copy_shared_weights_, model_tensor, sample_from_logits,
                             swap_gates_ur)
+from training.pruning import PruneTarget, subscale_proj_target
 
 
 class SubscaleWaveRNN(nn.Module):
@@ -100,6 +101,13 @@ class SubscaleWaveRNN(nn.Module):
         """Columns of weight_ih: W_in, cond.proj, subscale.proj, subscale.proj.bias^T."""
         c, cx = self.model_config.cond_channels, self.model_config.subscale_channels
         return slice(0, 3), slice(3, 3 + c), slice(3 + c, 3 + c + cx), slice(3 + c + cx, None)
+
+    def proj_prune_target(self, sparsity: float) -> PruneTarget:
+        """A training.pruning.PruneTarget for subscale.proj.weight (its columns of gru.weight_ih_l0), to hand to
+        training.pruning.Pruner with the other targets; after training, `to_model().to_sparse([...,
+        "subscale.proj.weight"])` stores it block-sparse (docs/format.md §9)."""
+        return subscale_proj_target(self.model_config.hidden_size, self._column_slices[2], sparsity,
+                                    self.model_config.block_shape)
 
     def context_layers(self, x: torch.Tensor, subs: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
         """Embedding and dilated layers: x (M, P, 2B) masked inputs of sub-tensors subs (M,) -> (M, C_x, P).
