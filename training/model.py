@@ -195,10 +195,7 @@ class WaveRNN(nn.Module):
                  fine: torch.Tensor | None = None) -> torch.Tensor:
         """Teacher-forced NLL in bits per 16-bit sample (§5), averaged over batch and time; differentiable."""
         coarse, fine = self._check_inputs(mel, audio, coarse, fine)
-        logits_c, logits_f = self(mel, coarse=coarse, fine=fine)
-        nats = (nnf.cross_entropy(logits_c.reshape(-1, N_CLASSES), coarse.reshape(-1))
-                + nnf.cross_entropy(logits_f.reshape(-1, N_CLASSES), fine.reshape(-1)))
-        return nats / math.log(2.0)
+        return dual_softmax_bits(*self(mel, coarse=coarse, fine=fine), coarse, fine)
 
     # --- free-running generation (§3, §4) ---------------------------------------------------------------------
 
@@ -335,3 +332,11 @@ def copy_shared_weights_(net: nn.Module, model: Model, extra_input_columns: tupl
         for i, layer in enumerate((net.O1, net.O2, net.O3, net.O4), start=1):
             layer.weight.copy_(model_tensor(model, f"out.O{i}"))
             layer.bias.copy_(model_tensor(model, f"out.b{i}"))
+
+
+def dual_softmax_bits(logits_c: torch.Tensor, logits_f: torch.Tensor, coarse: torch.Tensor,
+                      fine: torch.Tensor) -> torch.Tensor:
+    """Mean -log2 P(c_t) - log2 P(f_t | c_t) over batch and time (docs/format.md §5); differentiable."""
+    nats = (nnf.cross_entropy(logits_c.reshape(-1, N_CLASSES), coarse.reshape(-1))
+            + nnf.cross_entropy(logits_f.reshape(-1, N_CLASSES), fine.reshape(-1)))
+    return nats / math.log(2.0)

@@ -37,8 +37,8 @@ from pywavernn import subscale
 from pywavernn.audio import coarse_fine_join, scale_byte
 from pywavernn.config import N_CLASSES, FeatureConfig, ModelConfig
 from pywavernn.format import Model, coarse_rows_of_gates
-from training.model import (PREV_COARSE, PREV_FINE, WaveRNN, copy_shared_weights_, model_tensor, sample_from_logits,
-                            swap_gates_ur)
+from training.model import (PREV_COARSE, PREV_FINE, WaveRNN, copy_shared_weights_, dual_softmax_bits, model_tensor,
+                            sample_from_logits, swap_gates_ur)
 from training.pruning import PruneTarget, subscale_proj_target
 
 
@@ -160,10 +160,7 @@ class SubscaleWaveRNN(nn.Module):
                  fine: torch.Tensor | None = None) -> torch.Tensor:
         """Teacher-forced NLL in bits per 16-bit sample, averaged over batch and time; differentiable."""
         coarse, fine = self._check_inputs(mel, audio, coarse, fine)
-        logits_c, logits_f = self(mel, coarse=coarse, fine=fine)
-        nats = (nnf.cross_entropy(logits_c.reshape(-1, N_CLASSES), coarse.reshape(-1))
-                + nnf.cross_entropy(logits_f.reshape(-1, N_CLASSES), fine.reshape(-1)))
-        return nats / math.log(2.0)
+        return dual_softmax_bits(*self(mel, coarse=coarse, fine=fine), coarse, fine)
 
     # --- lockstep generation ----------------------------------------------------------------------------------
 
