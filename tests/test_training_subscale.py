@@ -48,7 +48,8 @@ STEPS, INTERRUPT_AT = 12, 8
 
 def subscale_config(**changes) -> TrainConfig:
     d = TINY.to_dict()
-    d.update({"model": SUBSCALE_MODEL, "window_frames": 4, "steps": STEPS, "checkpoint_every": 4})
+    d.update({"model": SUBSCALE_MODEL, "window_frames": 4, "steps": STEPS, "checkpoint_every": 4,
+              "pruning": {**d["pruning"], "subscale_proj": 0.5}})
     d.update(changes)
     return TrainConfig.from_dict(d)
 
@@ -92,6 +93,10 @@ def test_rq3_pair_differs_only_in_the_subscale_fields():
     ({"model": {**SUBSCALE_MODEL, "subscale_horizon": 0}}, "subscale_horizon"),
     ({"model": {**SUBSCALE_MODEL, "subscale_factor": 8}, "window_frames": 3}, "multiple of 2"),
     ({"model": {**SUBSCALE_MODEL, "subscale_factor": 3}}, "power of two"),
+    ({"model": TINY.model.to_dict()}, "only a subscale model"),
+    ({"model": {**SUBSCALE_MODEL, "subscale_channels": 6}}, r"block 4x4 does not divide subscale.proj.weight"),
+    ({"pruning": {"target_sparsity": 0.5, "t0": 2, "S": 6, "prune_every": 2, "block": [4, 4],
+                  "subscale_proj": 1.0}}, "pruning"),
 ])
 def test_impossible_subscale_configs_are_value_errors(change, match):
     with pytest.raises(ValueError, match=match):
@@ -141,9 +146,14 @@ def _rows(path: Path) -> list[tuple]:
 def test_run_is_pruned_and_logs_held_out_nll(uninterrupted_run):
     ckpt = load_checkpoint(uninterrupted_run / "checkpoint.pt")
     assert ckpt["step"] == STEPS and ckpt["config"]["model"]["subscale_factor"] == B
-    assert set(ckpt["pruner"]["masks"]) == {"gru.weight_hh_l0", "O1.weight", "O2.weight", "O3.weight", "O4.weight"}
+    assert set(ckpt["pruner"]["masks"]) == {"gru.weight_hh_l0", "O1.weight", "O2.weight", "O3.weight", "O4.weight",
+                                            "gru.weight_ih_l0"}
     w = ckpt["model"]["gru.weight_hh_l0"]
     assert float((w == 0).float().mean()) == 0.5
+    # The context projection's columns of weight_ih are pruned to pruning.subscale_proj; the other columns are not.
+    net = SubscaleWaveRNN(TrainConfig.from_dict(ckpt["config"]).model, FEATURES)
+    proj = ckpt["model"]["gru.weight_ih_l0"][:, net._column_slices[2]]
+    assert float((proj == 0).float().mean()) == 0.5
     assert ckpt["data"]["valid_is_train"] is False and np.isfinite(ckpt["metrics"]["valid_bits"])
     rows = _rows(uninterrupted_run / "log.csv")
     assert [r[0] for r in rows] == [str(s) for s in range(2, STEPS + 1, 2)]
@@ -183,6 +193,7 @@ def test_export_writes_a_subscale_model_that_vocodes(tmp_path, uninterrupted_run
     assert mc.block_shape == (4, 4) and model.feature_config == FEATURES
     assert all(model.is_sparse(n) for n in ("gru.R", "out.O1", "out.O2", "out.O3", "out.O4"))
     assert model.sparsity()["gru.R"] == 0.5
+    assert model.is_sparse("subscale.proj.weight") and model.sparsity()["subscale.proj.weight"] == 0.5
     assert model.provenance["training"]["step"] == STEPS
     # The file holds the checkpoint's weights: it gives the torch model's NLL back.
     net = SubscaleWaveRNN(mc, FEATURES)

@@ -13,7 +13,8 @@ JSON layout (every section optional except where a field has no default; "commen
      "optimiser": {"lr", "betas", "eps", "weight_decay", "grad_clip", "schedule": "cosine"|"step"|"constant",
                    "warmup_steps", "min_lr", "step_size", "gamma"},
      "batch_size", "window_frames", "steps", "eval_every", "valid_batches", "checkpoint_every", "log_every",
-     "pruning": {"target_sparsity", "t0", "S", "prune_every", "block", "prune_outputs", "per_matrix"},
+     "pruning": {"target_sparsity", "t0", "S", "prune_every", "block", "prune_outputs", "per_matrix",
+                 "subscale_proj"},
      "data": {"valid_fraction", "min_peak"}}
 
 A model with subscale_factor B > 1 trains a Subscale WaveRNN (docs/format.md §9; needs subscale_horizon >= 1 and
@@ -109,6 +110,9 @@ class PruningConfig:
     prune_every      steps between mask updates during the ramp.
     block            [BH, BW]; None: the model config's block_shape.
     per_matrix       overrides by name: gru.R (all gates), gru.R_u / gru.R_r / gru.R_e, out.O1 .. out.O4.
+    subscale_proj    target of a subscale model's context projection subscale.proj.weight (3H x C_x), pruned on
+                     the same ramp and block shape; 0 keeps it dense. Its cost per sample rivals a sparse R's
+                     (docs/format.md §9), so a sparse subscale model should prune it too.
     """
 
     target_sparsity: float = 0.0
@@ -118,6 +122,7 @@ class PruningConfig:
     block: tuple[int, int] | None = None
     prune_outputs: bool = False
     per_matrix: dict = field(default_factory=dict)
+    subscale_proj: float = 0.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.prune_outputs, bool):
@@ -127,6 +132,7 @@ class PruningConfig:
         try:
             check_schedule(self.target_sparsity, self.t0, self.S, self.prune_every)
             resolve_targets(self.target_sparsity, self.prune_outputs, self.per_matrix)
+            check_schedule(self.subscale_proj, self.t0, self.S, self.prune_every)
         except ValueError as exc:
             raise ValueError(f"pruning: {exc}") from None
         if self.block is not None:
@@ -142,11 +148,11 @@ class PruningConfig:
 
     @property
     def enabled(self) -> bool:
-        return any(z > 0 for z in self.sparsities.values())
+        return self.subscale_proj > 0 or any(z > 0 for z in self.sparsities.values())
 
     def __hash__(self) -> int:  # per_matrix is a dict; frozen dataclasses hash their fields
         return hash((self.target_sparsity, self.t0, self.S, self.prune_every, self.block, self.prune_outputs,
-                     tuple(sorted(self.per_matrix.items()))))
+                     tuple(sorted(self.per_matrix.items())), self.subscale_proj))
 
 
 @dataclass(frozen=True)
@@ -198,6 +204,9 @@ class TrainConfig:
                              f"({self.features.n_mels})")
         if self.model.subscale_factor > 1:
             self._check_subscale()
+        elif self.pruning.subscale_proj > 0:
+            raise ValueError(f"pruning.subscale_proj = {self.pruning.subscale_proj}: only a subscale model "
+                             f"(model.subscale_factor > 1) has a context projection to prune")
         if self.pruning.block is not None and self.pruning.block != self.model.block_shape:
             raise ValueError(f"pruning.block {list(self.pruning.block)} differs from model.block_shape "
                              f"{list(self.model.block_shape)}; give the block shape in one place")
@@ -228,7 +237,12 @@ class TrainConfig:
         shapes = {name: (m.hidden_size, m.hidden_size) for name in RECURRENT_NAMES}
         shapes.update({"out.O1": (m.out_hidden, m.half), "out.O3": (m.out_hidden, m.half),
                        "out.O2": (N_CLASSES, m.out_hidden), "out.O4": (N_CLASSES, m.out_hidden)})
-        for name, z in self.pruning.sparsities.items():
+        targets = dict(self.pruning.sparsities)
+        if self.pruning.subscale_proj > 0:
+            # Blocks never straddle gates: BH must divide H (training.pruning.subscale_proj_target).
+            shapes["subscale.proj.weight"] = (m.hidden_size, m.subscale_channels)
+            targets["subscale.proj.weight"] = self.pruning.subscale_proj
+        for name, z in targets.items():
             rows, cols = shapes[name]
             if z > 0 and (rows % bh or cols % bw):
                 raise ValueError(

@@ -198,6 +198,8 @@ def make_pruner(net: WaveRNN | SubscaleWaveRNN, cfg: TrainConfig) -> Pruner:
     params = dict(net.named_parameters())
     targets = wavernn_targets(params, cfg.model.hidden_size, cfg.pruning.sparsities, RECURRENT_PARAM, OUTPUT_PARAMS)
     p = cfg.pruning
+    if p.subscale_proj > 0:
+        targets.append(net.proj_prune_target(p.subscale_proj))
     return Pruner(params, targets, p.t0, p.S, p.prune_every, cfg.model.block_shape)
 
 
@@ -542,14 +544,15 @@ def export_checkpoint(ckpt_path, out_path, dense: bool = False):
     net.load_state_dict(ckpt["model"])
     z = cfg.pruning.sparsities
     sparse_names = (["gru.R"] if any(z[n] > 0 for n in RECURRENT_NAMES) else []) + \
-        [n for n in OUTPUT_NAMES if z[n] > 0]
+        [n for n in OUTPUT_NAMES if z[n] > 0] + (["subscale.proj.weight"] if cfg.pruning.subscale_proj > 0 else [])
     step, end = int(ckpt["step"]), cfg.pruning.t0 + cfg.pruning.S
     if sparse_names and step < end:
         warnings.warn(f"{ckpt_path}: step {step} is before the end of the pruning ramp ({end}); the model is "
                       f"less sparse than its target", stacklevel=2)
     provenance = {"training": {
         "step": step, "data": ckpt["data"], "valid_bits": ckpt["metrics"].get("valid_bits"),
-        "pruning": {"targets": z, "block": list(cfg.model.block_shape), "t0": cfg.pruning.t0, "S": cfg.pruning.S},
+        "pruning": {"targets": {**z, **({"subscale.proj.weight": cfg.pruning.subscale_proj} if is_subscale(cfg) else {})},
+                    "block": list(cfg.model.block_shape), "t0": cfg.pruning.t0, "S": cfg.pruning.S},
         "config_sha256": hashlib.sha256(json.dumps(ckpt["config"], sort_keys=True).encode()).hexdigest(),
     }}
     use_sparse = bool(sparse_names) and not dense
