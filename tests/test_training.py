@@ -404,8 +404,14 @@ def test_export_writes_a_loadable_file_at_the_trained_sparsity(tmp_path, uninter
     with torch.no_grad():
         assert float(net.nll_bits(mel, audio)) == float(back.nll_bits(mel, audio))
     dense = tmp_path / "dense.safetensors"
-    assert main(["export", str(uninterrupted_run / "checkpoint.pt"), "-o", str(dense), "--dense"]) == 0
+    assert main(["export", str(uninterrupted_run / "checkpoint.pt"), "-o", str(dense), "--dense",
+                 "--note", "licence=research use only", "--note", "data = a test set"]) == 0
     assert not load_model(dense).is_sparse("gru.R")
+    assert load_model(dense).provenance["notes"] == {"licence": "research use only", "data": "a test set"}
+    capsys.readouterr()
+    bad = tmp_path / "bad.safetensors"
+    assert main(["export", str(uninterrupted_run / "checkpoint.pt"), "-o", str(bad), "--note", "licence"]) == 2
+    assert "KEY=TEXT" in capsys.readouterr().err and not bad.exists()
 
 
 # ------------------------------------------------------------------------------------------- distributed

@@ -530,11 +530,12 @@ def _run(trainer: Trainer, out_dir: Path, ckpt_path: Path, resumed: bool, progre
 
 # --------------------------------------------------------------------------------------------------- export
 
-def export_checkpoint(ckpt_path, out_path, dense: bool = False):
+def export_checkpoint(ckpt_path, out_path, dense: bool = False, notes: dict | None = None):
     """Write a checkpoint's model to a pywavernn model file; returns the pywavernn.format.Model written.
 
     The pruned matrices (gru.R when any gate is pruned, and each pruned O1..O4) are stored block-sparse with the
-    training block shape unless dense=True; the rest dense.
+    training block shape unless dense=True; the rest dense. `notes` ({key: text}, e.g. the licence terms the
+    training data impose) are stored in the file's provenance under "notes", where `pywavernn info` shows them.
     """
     from training.export import export_model
 
@@ -555,6 +556,8 @@ def export_checkpoint(ckpt_path, out_path, dense: bool = False):
                     "block": list(cfg.model.block_shape), "t0": cfg.pruning.t0, "S": cfg.pruning.S},
         "config_sha256": hashlib.sha256(json.dumps(ckpt["config"], sort_keys=True).encode()).hexdigest(),
     }}
+    if notes:
+        provenance["notes"] = dict(notes)
     use_sparse = bool(sparse_names) and not dense
     return export_model(net, cfg.features, out_path, provenance=provenance,
                         sparse=cfg.model.block_shape if use_sparse else None,
@@ -578,14 +581,26 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("checkpoint")
     e.add_argument("-o", "--output", required=True)
     e.add_argument("--dense", action="store_true", help="store every matrix dense")
+    e.add_argument("--note", action="append", default=[], metavar="KEY=TEXT",
+                   help="a provenance note stored in the file (repeatable), e.g. --note 'licence=research use only'")
     return p
+
+
+def _notes(pairs: list[str]) -> dict[str, str]:
+    notes = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.strip() or not text.strip():
+            raise ValueError(f"--note: expected KEY=TEXT with both parts non-empty, found {pair!r}")
+        notes[key.strip()] = text.strip()
+    return notes
 
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command == "export":
-            model = export_checkpoint(args.checkpoint, args.output, dense=args.dense)
+            model = export_checkpoint(args.checkpoint, args.output, dense=args.dense, notes=_notes(args.note))
             sparsity = ", ".join(f"{k} {v:.1%}" for k, v in model.sparsity().items())
             print(f"wrote {args.output} (sparsity: {sparsity})")
             return 0
