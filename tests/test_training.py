@@ -86,11 +86,26 @@ def run_cli(*args, timeout=180) -> subprocess.CompletedProcess:
 # ---------------------------------------------------------------------------------------------------- config
 
 def test_example_configs_load_and_round_trip():
-    for path in sorted(CONFIGS.glob("*.json")):
+    paths = sorted(CONFIGS.rglob("*.json"))
+    assert len(paths) >= 8  # configs/ and configs/experiments/
+    for path in paths:
         cfg = TrainConfig.from_json_file(path)
         assert TrainConfig.from_json(cfg.to_json()) == cfg, path.name
     default = TrainConfig.from_json_file(CONFIGS / "sparse_default.json")
     assert default.model.block_shape == (16, 1) and default.pruning.sparsities["gru.R_u"] == 0.95
+    # The RQ2 pair (docs/experiments.md) has equal nonzero weights in R and O1..O4 once pruned.
+    dense, sparse = (TrainConfig.from_json_file(CONFIGS / "experiments" / f"rq2_{n}.json")
+                     for n in ("dense128", "sparse256"))
+
+    def nonzeros(cfg):
+        m, z = cfg.model, cfg.pruning.sparsities
+        r = sum(m.hidden_size ** 2 * (1 - z[f"gru.R_{g}"]) for g in "ure")
+        heads = sum(m.out_hidden * m.half * (1 - z[n]) for n in ("out.O1", "out.O3"))
+        return r, heads + sum(256 * m.out_hidden * (1 - z[n]) for n in ("out.O2", "out.O4"))
+
+    assert nonzeros(dense) == nonzeros(sparse)
+    assert {k: v for k, v in dense.to_dict().items() if k not in ("model", "pruning", "comment")} == \
+        {k: v for k, v in sparse.to_dict().items() if k not in ("model", "pruning", "comment")}
 
 
 @pytest.mark.parametrize("change, match", [
