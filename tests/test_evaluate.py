@@ -178,3 +178,47 @@ def test_evaluate_reports_a_missing_id(tmp_path, capsys):
     rc = evaluate.main([str(tmp_path / "m.safetensors"), "--data", str(tmp_path), "--list",
                         str(tmp_path / "ids.txt"), "--out", str(tmp_path / "o")])
     assert rc == 2 and "no audio file for id 'nope'" in capsys.readouterr().err
+
+
+def test_evaluate_scores_a_subscale_model_with_its_reference_nll(tmp_path):
+    """A subscale model vocodes through the subscale engine and gets a teacher-forced NLL (the PyTorch twin's):
+    the reference's bits (pywavernn.reference_subscale) on the audio zero-padded to whole frames, averaged over
+    the file's real samples."""
+    pytest.importorskip("torch")
+    from pywavernn import features as feat
+    from pywavernn.audio import float_to_int16, load_audio
+    from pywavernn.format import load_model
+    from pywavernn.audio import coarse_fine_split
+    from pywavernn.reference_subscale import teacher_forced_logits_subscale_ref
+    from training import evaluate
+
+    data = tmp_path / "data"
+    data.mkdir()
+    save_audio(data / "utt0.wav", voiced(0.4, sr=24000, seed=3), 24000)
+    mc = ModelConfig(hidden_size=32, out_hidden=16, cond_channels=8, cond_kernels=(3, 3), n_mels=80,
+                     subscale_factor=4, subscale_horizon=1, subscale_channels=8, subscale_layers=2)
+    model_path = tmp_path / "sub.safetensors"
+    save_model(random_model(mc, seed=2), model_path)
+    out = tmp_path / "out"
+    assert evaluate.main([str(model_path), "--data", str(data), "--out", str(out), "--no-mos", "--figures", "0"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert "SubscaleWaveRNN" in report["nll"]
+    rec = report["files"][0]
+    assert rec["pywavernn"]["stoi"] is not None and not rec["errors"]
+    model = load_model(model_path)
+    wav = load_audio(data / "utt0.wav", 24000)
+    mel = feat.log_mel(wav, model.feature_config)
+    n = wav.shape[0]
+    total = mel.shape[0] * model.feature_config.hop_length
+    assert total > n  # 0.4 s is not whole frames: the padding path is exercised
+    audio = float_to_int16(np.pad(wav, (0, total - n)))
+    lc, lf = teacher_forced_logits_subscale_ref(model, mel, audio)
+    c, f = coarse_fine_split(audio)
+
+    def bits(logits, k):
+        z = logits.astype(np.float64)
+        z = z - z.max(axis=1, keepdims=True)
+        return np.log(np.exp(z).sum(axis=1)) - z[np.arange(k.size), k]
+
+    want = float(np.mean((bits(lc, c) + bits(lf, f))[:n]) / np.log(2.0))
+    assert rec["nll_bits"] == pytest.approx(want, abs=1e-4)

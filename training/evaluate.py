@@ -127,9 +127,44 @@ def _guarded(timer: _Timer, name: str, errors: list, label: str, fn, *args):
 
 
 def _nll(engine, model, mel, audio):
+    if isinstance(engine, _TorchSubscaleNLL):
+        return engine.nll(mel, float_to_int16(audio))
     from pywavernn.reference import conditioning_ref
 
     return engine.nll(conditioning_ref(model, mel), float_to_int16(audio))
+
+
+class _TorchSubscaleNLL:
+    """The teacher-forced NLL of a subscale model (the C engine only generates): the PyTorch twin's logits, which
+    match pywavernn.reference_subscale's within 4e-6 (tests/test_subscale_model.py), in float32.
+
+    A subscale model folds whole frames (F * hop samples), so the audio is zero-padded to that length and the
+    bits are averaged over its first n (real) samples. Near the end a sample's logits see up to F positions of
+    earlier sub-tensors ahead of it (docs/format.md §9), some of them in the padding: the last ~F * B samples
+    are conditioned on zeros there, as they would be at the end of any generated utterance."""
+
+    def __init__(self, model: fmt.Model):
+        import torch
+
+        from training.subscale_model import SubscaleWaveRNN
+
+        self.torch = torch
+        self.hop = model.feature_config.hop_length
+        self.net = SubscaleWaveRNN.from_model(model).eval()
+
+    def nll(self, mel: np.ndarray, audio_int16: np.ndarray) -> float:
+        torch = self.torch
+        n, total = audio_int16.shape[0], mel.shape[0] * self.hop
+        padded = np.zeros(total, np.int16)
+        padded[:min(n, total)] = audio_int16[:total]
+        u = torch.from_numpy(padded.astype(np.int32) + 32768)[None]
+        coarse, fine = u >> 8, u & 255
+        with torch.no_grad():
+            logits_c, logits_f = self.net(torch.from_numpy(np.ascontiguousarray(mel))[None], coarse=coarse,
+                                          fine=fine)
+            nats = -(torch.log_softmax(logits_c.double(), -1).gather(-1, coarse[..., None].long())
+                     + torch.log_softmax(logits_f.double(), -1).gather(-1, fine[..., None].long()))
+        return float(nats[0, :min(n, total), 0].mean() / np.log(2.0))
 
 
 def evaluate_file(path: Path, voc: Vocoder, nll_engine, mos, seed: int, timer: _Timer) -> tuple[dict, dict]:
@@ -251,6 +286,11 @@ def _load_mos(enabled: bool):
 def _nll_engine(voc: Vocoder, enabled: bool):
     if not enabled:
         return None, "disabled (--no-nll)"
+    if voc.model.model_config.subscale_factor > 1:
+        try:
+            return _TorchSubscaleNLL(voc.model), "training.subscale_model.SubscaleWaveRNN logits (torch, float32)"
+        except Exception as exc:  # noqa: BLE001 - torch absent: report why
+            return None, f"unavailable: {type(exc).__name__}: {exc}"
     try:
         from pywavernn.engine import CpuEngine
 
