@@ -1,0 +1,87 @@
+"""Model-file benchmark: samples/s of trained model files through the public API (pywavernn.Vocoder), each on
+1 and 2 threads, all timed in the same interleaved rounds.
+
+What it is: the speed half of the experiments in docs/experiments.md (RQ3/RQ5: a Subscale WaveRNN against the plain
+WaveRNN of the same size) and the bundled model's real-time factor in README and docs/quality.md. Every vocoder
+generates from the same real log-mel (a speech file's, or a fixed random one when none is given), fast mode,
+fp32 weights; the time covers `Vocoder.vocode` whole: conditioning network, upsampling, the sampling loop (and a
+subscale model's context network). Before timing, each vocoder is checked to give the same samples on 1 and
+2 threads (samples never depend on the thread count).
+What it is not: a test (nothing asserts a speed) and not a kernel benchmark (bench_kernels.py).
+
+    python -m benchmarks.bench_models MODEL.safetensors [MODEL ...] [--audio FILE] [--threads 1 2] [--name NAME]
+    python -m benchmarks.bench_models          # the bundled model on ../shared/data/asterisk-en/digits_1.flac
+
+Writes results/bench_models[_NAME].json and .md. Letters: T samples per call.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks.harness import Candidate, format_table, interleaved_medians, machine_description, write_report
+from pywavernn import audio as pa
+from pywavernn.vocoder import Vocoder, bundled_model_path
+
+SAMPLE_RATE = 24000
+DEFAULT_AUDIO = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "asterisk-en" / "digits_1.flac"
+
+
+def _mel(voc: Vocoder, audio_path: Path | None, seconds: float) -> np.ndarray:
+    if audio_path is not None and audio_path.is_file():
+        wav = pa.load_audio(audio_path, voc.sample_rate)
+        reps = int(np.ceil(seconds * voc.sample_rate / wav.shape[0]))
+        return voc.mel(np.tile(wav, reps)[: int(seconds * voc.sample_rate)])
+    rng = np.random.default_rng(0)
+    n_frames = int(seconds * voc.sample_rate / voc.feature_config.hop_length)
+    return (rng.standard_normal((n_frames, voc.model_config.n_mels)) - 6.0).astype(np.float32)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("models", nargs="*", help="model files (default: the bundled model)")
+    ap.add_argument("--audio", type=Path, default=DEFAULT_AUDIO, help="speech whose mel is vocoded")
+    ap.add_argument("--seconds", type=float, default=4.0, help="audio per call (default 4 s)")
+    ap.add_argument("--threads", type=int, nargs="*", default=[1, 2])
+    ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--name", default="", help="suffix of the result files")
+    args = ap.parse_args(argv)
+    paths = [Path(p) for p in args.models] or [bundled_model_path()]
+    cands, meta = [], {}
+    for path in paths:
+        base = Vocoder(str(path))
+        mel = _mel(base, args.audio, args.seconds)
+        want = base.vocode(mel, seed=0)
+        mc = base.model_config
+        for t in args.threads:
+            voc = Vocoder(str(path), threads=t)
+            if not np.array_equal(voc.vocode(mel, seed=0), want):
+                raise RuntimeError(f"{path.name}: threads={t} gives other samples than threads=1")
+            name = f"{path.stem} x{t}"
+            cands.append(Candidate(name, (lambda v=voc, m=mel: v.vocode(m, seed=0)), work=want.shape[0]))
+            meta[name] = {"model": path.name, "threads": t, "hidden": mc.hidden_size,
+                          "subscale_factor": mc.subscale_factor, "sparsity": base.model.sparsity(),
+                          "samples": int(want.shape[0])}
+    res = interleaved_medians(cands, rounds=args.rounds, min_seconds=0.5)
+    rows = []
+    for c in cands:
+        m, rate = meta[c.name], res[c.name]["rate"]
+        one = res[f"{Path(m['model']).stem} x1"]["rate"] if 1 in args.threads else None
+        rows.append({**m, "samples_per_s": rate, "x_real_time": rate / SAMPLE_RATE,
+                     "x_one_thread": rate / one if one else None, "timings": res[c.name]})
+    table = format_table(rows, [("model", "model", ""), ("subscale_factor", "B", ""), ("threads", "threads", ""),
+                                ("samples_per_s", "samples/s", ",.0f"), ("x_real_time", "x real time", ".2f"),
+                                ("x_one_thread", "x 1 thread", ".2f")])
+    note = (f"\n\nVocoder.vocode of {args.seconds:g} s of speech ({args.audio.name if args.audio else 'random mel'}), "
+            f"fast mode, fp32 weights, medians of {args.rounds} interleaved rounds; conditioning network included.")
+    path = write_report("bench_models" + (f"_{args.name}" if args.name else ""), machine_description(), rows,
+                        table + note)
+    print(table + note)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
