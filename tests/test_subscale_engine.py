@@ -243,3 +243,32 @@ def test_validation():
             engine.generate(g, bad_u)
     # Nothing above reached C; the engine still works.
     assert engine.generate(g, uniforms).shape == (600,)
+
+
+@pytest.mark.parametrize("n", [1, 7, 8, 9, 96, 101])
+def test_elementwise_subscale_kernels_give_the_bits_of_their_definition(n):
+    """cond_ctx and gru_input_t (the loop's per-stream elementwise terms, one copy per ISA) compute exactly the
+    float32 expressions of pwr_kernels.h in their order (NumPy float32 arithmetic is IEEE single, no contraction),
+    on every ISA, for lengths and unit ranges that are and are not multiples of the AVX2 width."""
+    eng = _native.engine()
+    rng = np.random.default_rng(n)
+    g0, g1, bias, q0 = (rng.standard_normal(n).astype(np.float32) for _ in range(4))
+    a = np.float32(rng.random())
+    want = (g0 + a * (g1 - g0)) + (q0 + bias)
+    hidden = 2 * n
+    w_in_t = rng.standard_normal((3, 3 * hidden)).astype(np.float32)
+    x3 = rng.standard_normal(3).astype(np.float32)
+    qg = rng.standard_normal(3 * hidden).astype(np.float32)
+    for isa in ISAS:
+        q = q0.copy()
+        eng.cond_ctx(kernels._isa_id(isa), g0, g1, float(a), bias, q, n)
+        np.testing.assert_array_equal(q, want, err_msg=f"cond_ctx {isa}")
+        for with_x2, (j0, j1) in ((False, (0, n)), (True, (n, hidden)), (True, (1, hidden - 2))):
+            gi = np.full(3 * hidden, np.nan, np.float32)
+            eng.gru_input_t(kernels._isa_id(isa), w_in_t, x3, with_x2, qg, gi, hidden, j0, j1)
+            v = x3[0] * w_in_t[0] + x3[1] * w_in_t[1]
+            if with_x2:
+                v = v + x3[2] * w_in_t[2]
+            rows = np.concatenate([np.arange(j0, j1) + gate * hidden for gate in range(3)])
+            np.testing.assert_array_equal(gi[rows], (v + qg)[rows], err_msg=f"gru_input_t {isa} {with_x2}")
+            assert np.isnan(np.delete(gi, rows)).all(), f"gru_input_t {isa}: wrote outside its units"
