@@ -8,12 +8,16 @@ stored when the model has it block-sparse, docs/format.md §9) and generates a w
 GIL. After the warm-up all B sub-tensors advance together: each step multiplies R, O1..O4 and the context projection
 by the B active streams' vectors at once (the B-right-hand-side gemm kernels), so each weight is read from memory
 once per B samples.
-What it is not: streaming (one call generates the utterance from t = 0), multi-threaded, nor the conditioning
-network (frame rate: pywavernn.reference.conditioning_ref gives g).
+Threads (threads=N): the B streams are split into N contiguous ranges, one per thread of a persistent OpenMP team
+that meets once per schedule step; each stream's arithmetic is unchanged, so the samples are the same for every N
+(at most B threads are used; one without OpenMP; a team sharing its cores with other work finishes the call on one
+thread).
+What it is not: streaming (one call generates the utterance from t = 0), nor the conditioning network (frame rate:
+pywavernn.reference.conditioning_ref gives g).
 
     from pywavernn.subscale_engine import SubscaleEngine
     from pywavernn.reference import conditioning_ref
-    engine = SubscaleEngine(model, weights="fp16")
+    engine = SubscaleEngine(model, weights="fp16", threads=2)
     g = conditioning_ref(model, mel)                                     # (F, 3H) float32
     u = np.random.default_rng(seed).random((len(g) * hop, 2), dtype=np.float32)
     audio = engine.generate(g, u)                                        # int16, F * hop samples
@@ -62,15 +66,20 @@ class SubscaleEngine:
     weights  "fp32" or "fp16" storage for R, O1..O4 (arithmetic is fp32 either way); the context network is fp32.
     exact    True: libm exp/tanh (the samples of pywavernn.reference_subscale); False: fast approximations.
     isa      None: pywavernn.selected_isa(); or a name from pywavernn.kernels.available_isas().
+    threads  an int >= 1: threads of the loop's team, each owning a contiguous range of the B streams (min(threads,
+             B) are used; 1 without OpenMP). The samples never depend on it.
     """
 
-    def __init__(self, model: Model, weights: str = "fp32", exact: bool = False, isa: str | None = None):
+    def __init__(self, model: Model, weights: str = "fp32", exact: bool = False, isa: str | None = None,
+                 threads: int = 1):
         if not isinstance(model, Model):
             raise TypeError(f"model: expected a pywavernn.format.Model, found {type(model).__name__}")
         if weights not in STORAGES:
             raise ValueError(f"weights: expected one of {sorted(STORAGES)}, found {weights!r}")
         if not isinstance(exact, (bool, np.bool_)):
             raise TypeError(f"exact: expected a bool, found {type(exact).__name__}")
+        if isinstance(threads, (bool, np.bool_)) or not isinstance(threads, (int, np.integer)) or threads < 1:
+            raise ValueError(f"threads: expected an integer >= 1, found {threads!r}")
         cfg = model.model_config
         factor, horizon = subscale.check_model_config(cfg)
         if factor > MAX_RHS:
@@ -82,6 +91,8 @@ class SubscaleEngine:
         self.factor, self.horizon = factor, horizon
         self.channels, self.layers = cfg.subscale_channels, cfg.subscale_layers
         self.storage, self.exact = weights, bool(exact)
+        # The team's size: a thread owns at least one stream, and without OpenMP there is one.
+        self.threads = min(int(threads), factor) if _native.openmp_enabled() else 1
         self._isa = _isa_id(isa)
         self.isa = _native.engine().isa_name(self._isa)
         self._kmats = tuple(_for_columns(model.weights[name], weights) for name in MATRICES)
@@ -140,7 +151,7 @@ class SubscaleEngine:
                          logits_c=np.empty((n_samples, N_CLASSES), np.float32),
                          logits_f=np.empty((n_samples, N_CLASSES), np.float32), step=np.empty(n_samples, np.int64))
             buffers = (trace["h"], trace["logits_c"], trace["logits_f"], trace["step"])
-        _native.engine().generate_subscale(self._isa, self.exact, self._dims, self._mats, self._vecs,
+        _native.engine().generate_subscale(self._isa, self.exact, self.threads, self._dims, self._mats, self._vecs,
                                            self._ctx_mats, self._ctx_vecs, g, g.shape[0], uniforms, out, buffers)
         return out
 

@@ -7,9 +7,13 @@ last position) on small random models: B = 2, 4, 16, F = 1..3, D = 0 and 3 conte
 schedule step of every sample, the state after it and its logits agree with the reference's trace within float32
 rounding. Fast mode: the same shapes, and the samples agree with the reference up to the first step where a draw
 falls within a hair of a class edge (none in practice: the fast approximations are within ~1 ulp), with the state of
-every earlier sample within tolerance. Also: the property the active-subset products rely on (a gemm column does not
-depend on the other columns), fp16 storage equals fp32 storage of the rounded weights, and invalid input raises
-TypeError / ValueError before C runs.
+every earlier sample within tolerance. Threads: with threads = 1..4 (and B, more than B) the trace (samples, steps,
+states, logits) is identical to threads = 1, exact and fast, and in exact mode the samples are the reference's
+(B = 2, 4, 16; dense, 16x1, 4x4); on an oversubscribed runner the team may finish on one thread (the serial
+fallback), which must not change a sample either. Also: the property the active-subset products rely on (a gemm
+column does not depend on the other columns), the loop's elementwise kernels give the bits of their definition,
+fp16 storage equals fp32 storage of the rounded weights, and invalid input raises TypeError / ValueError before C
+runs.
 
 Run: pytest tests/test_subscale_engine.py
 Letters: B subscale factor, F future horizon, D context layers, H hidden units, T samples.
@@ -102,6 +106,40 @@ def test_sparse_projection_changes_context_and_matches_dense_copy():
     for isa in ISAS:
         np.testing.assert_array_equal(SubscaleEngine(model, exact=True, isa=isa).generate(g, uniforms), want)
         np.testing.assert_array_equal(SubscaleEngine(dense_copy, exact=True, isa=isa).generate(g, uniforms), want)
+
+
+THREAD_CASES = [(b, *kind) for b in (2, 4, 16)
+                for kind in ((None, (16, 1)), (0.3, (16, 1)), (0.5, (4, 4)))]  # (B, density, block)
+
+
+@pytest.mark.parametrize("factor,density,block", THREAD_CASES,
+                         ids=[f"B{b}-{'dense' if d is None else f'{k[0]}x{k[1]}'}" for b, d, k in THREAD_CASES])
+def test_thread_count_does_not_change_samples_or_trace(factor, density, block):
+    model, mel, uniforms = _setup(factor, 1 if factor < 16 else 2, 3, density, block, n_frames=3)
+    g = conditioning_ref(model, mel)
+    want = rs.generate_subscale_ref(model, mel, uniforms)
+    for isa in ISAS:
+        for exact in (True, False):
+            one = SubscaleEngine(model, exact=exact, isa=isa).trace(g, uniforms)
+            if exact:
+                np.testing.assert_array_equal(one["samples"], want, err_msg=f"{isa} threads=1")
+            for threads in sorted({2, 3, 4, factor, factor + 1}):
+                engine = SubscaleEngine(model, exact=exact, isa=isa, threads=threads)
+                assert engine.threads == (min(threads, factor) if _native.openmp_enabled() else 1)
+                got = engine.trace(g, uniforms)
+                for key in ("samples", "step", "h", "logits_c", "logits_f"):
+                    np.testing.assert_array_equal(got[key], one[key],
+                                                  err_msg=f"{isa} exact={exact} threads={threads}: {key}")
+                np.testing.assert_array_equal(engine.generate(g, uniforms), one["samples"])
+
+
+def test_threads_validation():
+    model = _setup(4, 1, n_frames=2)[0]
+    for bad in (0, -1, 1.5, "2", True, None, np.float32(2)):
+        with pytest.raises(ValueError, match=r"threads: expected an integer >= 1, found"):
+            SubscaleEngine(model, threads=bad)
+    assert SubscaleEngine(model, threads=np.int64(2)).threads in (1, 2)
+    assert SubscaleEngine(model).threads == 1
 
 
 def _near_edge(logits: np.ndarray, u: float, k_a: int, k_b: int) -> bool:

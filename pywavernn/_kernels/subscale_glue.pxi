@@ -5,11 +5,11 @@
 from pywavernn._kernels.subscale_sampler cimport pwr_subscale_net, pwr_subscale_trace, pwr_generate_subscale
 
 
-def generate_subscale(int isa, bint exact, tuple dims, tuple mats, tuple vecs, tuple ctx_mats, tuple ctx_vecs, g,
-                      int n_frames, uniforms, out, trace=None):
-    """dims = (H, K, hop, B, F, C_x, D); mats = (R, O1, O2, O3, O4) KernelMatrix; vecs = (w_in_t (3, 3H), b_R, b1, b2, b3,
-    b4) float32; ctx_mats = (embed, proj, conv_prev_0, conv_cur_0, ..., conv_prev_{D-1}, conv_cur_{D-1})
-    KernelMatrix (dense fp32); ctx_vecs = (embed_bias (B, C_x), conv_bias (D, B, C_x) (at least one element),
+def generate_subscale(int isa, bint exact, int nthreads, tuple dims, tuple mats, tuple vecs, tuple ctx_mats,
+                      tuple ctx_vecs, g, int n_frames, uniforms, out, trace=None):
+    """nthreads >= 1 (the team's size; the loop uses at most B); dims = (H, K, hop, B, F, C_x, D); mats = (R, O1,
+    O2, O3, O4) KernelMatrix; vecs = (w_in_t (3, 3H), b_R, b1, b2, b3, b4) float32; ctx_mats = (embed, proj,
+    conv_prev_0, conv_cur_0, ..., conv_prev_{D-1}, conv_cur_{D-1}) KernelMatrix (dense fp32); ctx_vecs = (embed_bias (B, C_x), conv_bias (D, B, C_x) (at least one element),
     proj_bias (B, 3H)); out int16 (T,); trace None or (h (T, H) | None, logits_c | None, logits_f | None,
     step int64 (T,) | None)."""
     cdef const pwr_kernel_table *t = _table(isa)
@@ -50,6 +50,6 @@ def generate_subscale(int isa, bint exact, tuple dims, tuple mats, tuple vecs, t
     cdef int16_t *op = <int16_t *>_ptr(out)
     cdef int rc
     with nogil:
-        rc = pwr_generate_subscale(&net, t, exact, gp, n_frames, up, op, trp)
+        rc = pwr_generate_subscale(&net, t, exact, nthreads, gp, n_frames, up, op, trp)
     if rc != 0:
         raise MemoryError("pywavernn: could not allocate the subscale loop's scratch memory")

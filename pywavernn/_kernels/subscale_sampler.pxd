@@ -25,6 +25,6 @@ cdef extern from "subscale_sampler.h" nogil:
         float *logits_c
         float *logits_f
         int64_t *step
-    int pwr_generate_subscale(const pwr_subscale_net *net, const pwr_kernel_table *table, int exact,
+    int pwr_generate_subscale(const pwr_subscale_net *net, const pwr_kernel_table *table, int exact, int nthreads,
                               const float *g, int32_t n_frames, const float *uniforms, int16_t *out,
                               const pwr_subscale_trace *trace)

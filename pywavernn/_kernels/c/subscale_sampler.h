@@ -2,10 +2,14 @@
  * lockstep, one network step per schedule step, every matrix product taken over the active streams at once with
  * the B-right-hand-side kernels of pwr_kernels.h (gemm: X (B, N), Y (B, M)).
  *
- * Plain C, no Python.h; runs without the GIL and never calls back into Python. One thread (the B columns of a
- * step are the parallelism this loop exploits; threads over rows are future work). Weights (pwr_subscale_net)
+ * Plain C, no Python.h; runs without the GIL and never calls back into Python. Weights (pwr_subscale_net)
  * are immutable and shareable between calls; all per-stream state lives in the call's scratch, so a call
  * generates one whole utterance (no streaming continuation yet).
+ *
+ * Threads: one OpenMP parallel region per call (a persistent team); the threads partition the B streams into
+ * contiguous ranges and meet at one spin barrier per schedule step (pwr_barrier.h). Each stream's arithmetic is
+ * the same whatever the thread count, so the samples do not depend on it; a team whose barriers keep sleeping
+ * (other work holds its cores) hands the rest of the call to its first thread. Without OpenMP one thread.
  *
  * Letters: H hidden units, K output-head hidden units, B subscale factor (streams), F future horizon, C_x context
  * channels, D context layers, T samples, N = ceil(T / B) positions, hop samples per frame.
@@ -48,12 +52,14 @@ typedef struct {
 /* Generate T = n_frames * hop samples of one utterance: out[t] (int16) for every t, sample t drawing
  * uniforms[2t] (coarse) and uniforms[2t + 1] (fine); g (n_frames, 3H) is the frame-rate conditioning, upsampled
  * per docs/format.md §2. exact != 0: libm exp/tanh (the arithmetic of pywavernn.reference_subscale); 0: the fast
- * approximations. trace may be NULL.
+ * approximations. nthreads: threads of the call's team (values below 1 mean 1; at most B are used, and fewer
+ * when OpenMP gives a smaller team or was not built). trace may be NULL.
  * Preconditions (checked by pywavernn/subscale_engine.py): every matrix valid for its kernel table entry with
  * the shapes above; H even; B a power of two, 2 <= B <= PWR_MAX_RHS; F >= 1; 0 <= D <= PWR_SUBSCALE_MAX_LAYERS;
  * C_x >= 1; T >= B; uniforms in [0, 1); table non-NULL; out has T entries and trace buffers room for T samples.
  * Returns 0, or -1 if scratch memory could not be allocated (nothing written). */
-int pwr_generate_subscale(const pwr_subscale_net *net, const pwr_kernel_table *table, int exact, const float *g,
-                          int32_t n_frames, const float *uniforms, int16_t *out, const pwr_subscale_trace *trace);
+int pwr_generate_subscale(const pwr_subscale_net *net, const pwr_kernel_table *table, int exact, int nthreads,
+                          const float *g, int32_t n_frames, const float *uniforms, int16_t *out,
+                          const pwr_subscale_trace *trace);
 
 #endif
