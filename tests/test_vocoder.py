@@ -175,8 +175,8 @@ def test_subscale_model_runs_on_both_backends_with_the_same_samples():
     assert ref.shape == (900,) and np.array_equal(ref, cpu) and seen == [900]
     with pytest.raises(ValueError, match="subscale"):
         Vocoder(sub).stream()
-    with pytest.raises(ValueError, match="one thread"):
-        Vocoder(sub, threads=2)
+    for threads in (2, 3, 5):  # the streams split over threads (5 > B uses 4): the same samples
+        assert np.array_equal(Vocoder(sub, exact=True, threads=threads).vocode(mel, seed=4), ref)
 
 
 def test_model_argument_errors(tmp_path):
