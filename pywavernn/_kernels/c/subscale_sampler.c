@@ -60,7 +60,8 @@ typedef struct {
     float *h, *rh, *gi, *q, *yc, *yf, *hid, *lc, *lf;   /* (B, .) per-stream step buffers */
     float *top, *ring;                                  /* context chains: (B, C_x), rings of all layers */
     int32_t *chain_next, *last_i, *pc, *pf, *ct;        /* (B) each: chain position, last position, c/f samples */
-    uint8_t *coarse, *fine;                             /* the folded sequence (N B) bytes */
+    uint8_t *coarse, *fine;                             /* the folded sequence, last W positions (W B) bytes */
+    int64_t W;                                          /* position k lives in slot k mod W */
     size_t ring_layer_offset[PWR_SUBSCALE_MAX_LAYERS];  /* offset of layer l's rings (B streams x d_l x C_x) */
     void *mem;
 } scratch;
@@ -71,7 +72,14 @@ typedef struct {
     int32_t *idx;
 } compact;
 
-static int alloc_scratch(const pwr_subscale_net *net, int64_t n_pos, scratch *sc) {
+/* Positions of the folded sequence kept: at step n positions n - (B - 1)(F + 1) .. n are read or written, and
+ * position p, written at step >= p, is read for the last time at step <= p - F + (B - 1)(F + 1) (the context of
+ * stream B - 1), possibly by another thread in the step that writes position p + W; so W > (B - 1)(F + 1) - F
+ * suffices. Twice that keeps it obviously safe. */
+static int64_t folded_window(const pwr_subscale_net *net) { return 2 * ((int64_t)net->B + 1) * (net->F + 1); }
+
+static int alloc_scratch(const pwr_subscale_net *net, scratch *sc) {
+    const int64_t n_pos = folded_window(net);
     const size_t B = (size_t)net->B, H = (size_t)net->H, K = (size_t)net->K, Cx = (size_t)net->Cx;
     size_t ring = 0;
     for (int32_t l = 0; l < net->D; l++) {
@@ -103,6 +111,7 @@ static int alloc_scratch(const pwr_subscale_net *net, int64_t n_pos, scratch *sc
     sc->ct = ip; ip += B;
     sc->coarse = (uint8_t *)ip;
     sc->fine = sc->coarse + (size_t)n_pos * B;
+    sc->W = n_pos;
     return 0;
 }
 
@@ -131,18 +140,18 @@ static inline void product(const pwr_kernel_table *tb, const pwr_matrix *w, cons
 
 /* One context position for each of the nr streams idx[r], at position chain_next[idx[r]]; advances each chain. */
 static void context_round(const pwr_subscale_net *net, const pwr_kernel_table *tb, scratch *sc, const compact *cp,
-                          int32_t nr, int64_t n_pos, int64_t T) {
+                          int32_t nr, int64_t T) {
     const int32_t B = net->B, Cx = net->Cx;
     for (int32_t r = 0; r < nr; r++) { /* x_k^(s): [c, f] of sub-tensors z < s at position k, when real */
         const int32_t s = cp->idx[r];
         const int64_t k = sc->chain_next[s];
         float *x = cp->xin + (size_t)r * 2 * B;
         memset(x, 0, sizeof(float) * 2 * (size_t)B);
-        if (k < n_pos)
-            for (int32_t z = 0; z < s && k * B + z < T; z++) {
-                x[2 * z] = scale_byte(sc->coarse[k * B + z]);
-                x[2 * z + 1] = scale_byte(sc->fine[k * B + z]);
-            }
+        const size_t slot = (size_t)(k % sc->W) * (size_t)B;
+        for (int32_t z = 0; z < s && (T < 0 || k * B + z < T); z++) { /* T < 0: every position read is real */
+            x[2 * z] = scale_byte(sc->coarse[slot + z]);
+            x[2 * z + 1] = scale_byte(sc->fine[slot + z]);
+        }
     }
     product(tb, &net->embed, cp->xin, nr, cp->cur);
     for (int32_t r = 0; r < nr; r++) {
@@ -176,7 +185,7 @@ static void context_round(const pwr_subscale_net *net, const pwr_kernel_table *t
 
 /* Step 1: context chains of streams lo..hi up to position (their i) + F, then q = cond(t) + ctx per stream. */
 static void context_step(const pwr_subscale_net *net, const pwr_kernel_table *tb, scratch *sc, const compact *cp,
-                         int64_t n, int32_t lo, int32_t hi, const float *g, int32_t n_frames, int64_t n_pos,
+                         int64_t n, int32_t lo, int32_t hi, const float *g, int64_t g_first, int64_t g_end,
                          int64_t T) {
     const int32_t F = net->F, H3 = 3 * net->H;
     for (;;) {
@@ -184,14 +193,15 @@ static void context_step(const pwr_subscale_net *net, const pwr_kernel_table *tb
         for (int32_t s = lo; s <= hi; s++)
             if (sc->chain_next[s] <= n - (int64_t)s * (F + 1) + F) cp->idx[nr++] = s;
         if (!nr) break;
-        context_round(net, tb, sc, cp, nr, n_pos, T);
+        context_round(net, tb, sc, cp, nr, T);
     }
     product(tb, &net->proj, sc->top + (size_t)lo * net->Cx, hi - lo + 1, sc->q + (size_t)lo * H3);
     for (int32_t s = lo; s <= hi; s++) {
         const int64_t t = (n - (int64_t)s * (F + 1)) * net->B + s;
-        const int32_t j = (int32_t)(t / net->hop);
+        const int64_t j = t / net->hop;
         const float a = (float)(int32_t)(t % net->hop) / (float)net->hop;
-        const float *g0 = g + (size_t)j * H3, *g1 = g + (size_t)(j + 1 < n_frames ? j + 1 : n_frames - 1) * H3;
+        const float *g0 = g + (size_t)(j - g_first) * H3;
+        const float *g1 = g + (size_t)((j + 1 < g_end ? j + 1 : g_end - 1) - g_first) * H3;
         tb->cond_ctx(g0, g1, a, net->proj_bias + (size_t)s * H3, sc->q + (size_t)s * H3, H3);
     }
 }
@@ -206,17 +216,20 @@ static void head(const pwr_kernel_table *tb, const pwr_matrix *oa, const float *
                                      ob->m / ob->bh);
 }
 
-/* What every thread of a call shares (read-only but for the per-stream rows of sc and the samples). */
+/* What every thread of a call shares (read-only but for the per-stream rows of sc and the samples). Arrays indexed
+ * by frame or true time hold a window: g row 0 is frame g_first, uniforms row 0, out[0] and trace row 0 are
+ * sample t_first. */
 typedef struct {
     const pwr_subscale_net *net;
     const pwr_kernel_table *tb;
     int exact;
     const float *g;
-    int32_t n_frames;
+    int64_t g_first, g_end;
     const float *uniforms;
     int16_t *out;
+    int64_t t_first;
     const pwr_subscale_trace *trace;
-    int64_t T, n_pos, n_steps;
+    int64_t T, n_first, n_end;
     scratch *sc;
     atomic_llong serial_step; /* the step after whose barrier thread 0 goes on alone; -1: none */
 } call;
@@ -230,7 +243,7 @@ static void run_step(call *c, const compact *cp, int64_t n, int32_t lo, int32_t 
     const int exact = c->exact;
     const int32_t na = hi - lo + 1;
     const pwr_subscale_trace *trace = c->trace;
-    context_step(net, tb, sc, cp, n, lo, hi, c->g, c->n_frames, c->n_pos, c->T);
+    context_step(net, tb, sc, cp, n, lo, hi, c->g, c->g_first, c->g_end, c->T);
     tb->gemm[net->R.shape][net->R.storage](&net->R, sc->h + (size_t)lo * H, na, net->b_R, sc->rh + (size_t)lo * H3,
                                            0, net->R.m / net->R.bh);
     for (int32_t s = lo; s <= hi; s++) {
@@ -243,7 +256,8 @@ static void run_step(call *c, const compact *cp, int64_t n, int32_t lo, int32_t 
     head(tb, &net->O1, net->b1, &net->O2, net->b2, sc->yc, sc->hid, sc->lc, K, half, lo, na);
     for (int32_t s = lo; s <= hi; s++) {
         const int64_t t = (n - (int64_t)s * (F + 1)) * B + s;
-        sc->ct[s] = tb->sample_softmax(sc->lc + (size_t)s * N_CLASSES, c->uniforms[2 * t], cdf, exact);
+        sc->ct[s] = tb->sample_softmax(sc->lc + (size_t)s * N_CLASSES, c->uniforms[2 * (t - c->t_first)], cdf,
+                                       exact);
         const float x[3] = {scale_byte(sc->pc[s]), scale_byte(sc->pf[s]), scale_byte(sc->ct[s])};
         float *gi = sc->gi + (size_t)s * H3, *h = sc->h + (size_t)s * H;
         tb->gru_input_t(net->w_in_t, x, 1, sc->q + (size_t)s * H3, gi, H, half, H);
@@ -254,21 +268,24 @@ static void run_step(call *c, const compact *cp, int64_t n, int32_t lo, int32_t 
     for (int32_t s = lo; s <= hi; s++) {
         const int64_t i = n - (int64_t)s * (F + 1), t = i * B + s;
         const int32_t c_t = sc->ct[s];
-        const int32_t f_t = tb->sample_softmax(sc->lf + (size_t)s * N_CLASSES, c->uniforms[2 * t + 1], cdf, exact);
-        sc->coarse[t] = (uint8_t)c_t; /* folded index i B + s is the true time t */
-        sc->fine[t] = (uint8_t)f_t;
+        const int32_t f_t = tb->sample_softmax(sc->lf + (size_t)s * N_CLASSES, c->uniforms[2 * (t - c->t_first) + 1],
+                                               cdf, exact);
+        const size_t slot = (size_t)(i % sc->W) * (size_t)B + (size_t)s; /* folded index i B + s is true time t */
+        sc->coarse[slot] = (uint8_t)c_t;
+        sc->fine[slot] = (uint8_t)f_t;
         sc->pc[s] = c_t;
         sc->pf[s] = f_t;
-        c->out[t] = (int16_t)(((c_t << 8) | f_t) - 32768);
+        c->out[t - c->t_first] = (int16_t)(((c_t << 8) | f_t) - 32768);
         if (trace) {
-            if (trace->h) memcpy(trace->h + (size_t)t * H, sc->h + (size_t)s * H, sizeof(float) * (size_t)H);
+            const size_t k = (size_t)(t - c->t_first);
+            if (trace->h) memcpy(trace->h + k * H, sc->h + (size_t)s * H, sizeof(float) * (size_t)H);
             if (trace->logits_c)
-                memcpy(trace->logits_c + (size_t)t * N_CLASSES, sc->lc + (size_t)s * N_CLASSES,
+                memcpy(trace->logits_c + k * N_CLASSES, sc->lc + (size_t)s * N_CLASSES,
                        sizeof(float) * N_CLASSES);
             if (trace->logits_f)
-                memcpy(trace->logits_f + (size_t)t * N_CLASSES, sc->lf + (size_t)s * N_CLASSES,
+                memcpy(trace->logits_f + k * N_CLASSES, sc->lf + (size_t)s * N_CLASSES,
                        sizeof(float) * N_CLASSES);
-            if (trace->step) trace->step[t] = n;
+            if (trace->step) trace->step[k] = n;
         }
     }
 }
@@ -282,7 +299,7 @@ static void run_loop(call *c, const compact *cp, spin_barrier *bar, int tid, int
     spin_barrier solo, *team = NULL; /* once thread 0 finishes alone: its barrier, and the team's to release */
     barrier_init(&solo, 1);
     long window_sleeps = 0;
-    for (int64_t n = 0; n < c->n_steps; n++) {
+    for (int64_t n = c->n_first; n < c->n_end; n++) {
         int32_t lo = -1, hi = -1;
         for (int32_t s = s0; s < s1; s++) {
             const int64_t i = n - (int64_t)s * (F + 1);
@@ -293,7 +310,7 @@ static void run_loop(call *c, const compact *cp, spin_barrier *bar, int tid, int
         }
         if (lo >= 0) run_step(c, cp, n, lo, hi, cdf);
         if (bar->n == 1) continue;
-        if (tid == 0 && team_oversubscribed(bar, n, &window_sleeps))
+        if (tid == 0 && team_oversubscribed(bar, n - c->n_first, &window_sleeps))
             atomic_store_explicit(&c->serial_step, n, memory_order_relaxed); /* read by all after the barrier */
         barrier_wait(bar, &w);
         if (atomic_load_explicit(&c->serial_step, memory_order_relaxed) == n) {
@@ -313,38 +330,79 @@ static void run_loop(call *c, const compact *cp, spin_barrier *bar, int tid, int
     }
 }
 
-int pwr_generate_subscale(const pwr_subscale_net *net, const pwr_kernel_table *tb, int exact, int nthreads,
-                          const float *g, int32_t n_frames, const float *uniforms, int16_t *out,
-                          const pwr_subscale_trace *trace) {
-    const int32_t B = net->B, F = net->F;
-    const int64_t T = (int64_t)n_frames * net->hop, n_pos = (T + B - 1) / B;
-    const int nt = nthreads < 1 ? 1 : nthreads > B ? B : nthreads; /* a thread owns at least one stream */
+struct pwr_subscale_run {
     scratch sc;
     compact cp[PWR_MAX_RHS];
-    if (alloc_scratch(net, n_pos, &sc) != 0) return -1;
-    void *cmem = alloc_compact(net, nt, cp);
-    if (!cmem) {
-        free(sc.mem);
-        return -1;
+    void *cmem;
+    int nt;
+    int64_t next_step;
+};
+
+pwr_subscale_run *pwr_subscale_run_new(const pwr_subscale_net *net, int nthreads) {
+    pwr_subscale_run *run = calloc(1, sizeof *run);
+    if (!run) return NULL;
+    run->nt = nthreads < 1 ? 1 : nthreads > net->B ? net->B : nthreads; /* a thread owns at least one stream */
+    if (alloc_scratch(net, &run->sc) != 0) {
+        free(run);
+        return NULL;
     }
-    for (int32_t s = 0; s < B; s++) sc.last_i[s] = (int32_t)((T - 1 - s) / B), sc.pc[s] = 128, sc.pf[s] = 0;
-    call c = {net, tb, exact, g, n_frames, uniforms, out, trace, T, n_pos, n_pos + (int64_t)(B - 1) * (F + 1), &sc};
+    run->cmem = alloc_compact(net, run->nt, run->cp);
+    if (!run->cmem) {
+        free(run->sc.mem);
+        free(run);
+        return NULL;
+    }
+    for (int32_t s = 0; s < net->B; s++) run->sc.pc[s] = 128, run->sc.pf[s] = 0;
+    return run;
+}
+
+void pwr_subscale_run_free(pwr_subscale_run *run) {
+    if (!run) return;
+    free(run->cmem);
+    free(run->sc.mem);
+    free(run);
+}
+
+int64_t pwr_subscale_run_next_step(const pwr_subscale_run *run) { return run->next_step; }
+
+void pwr_subscale_advance(pwr_subscale_run *run, const pwr_subscale_net *net, const pwr_kernel_table *tb, int exact,
+                          const float *g, int64_t g_first, int64_t g_end, int64_t T, const float *uniforms,
+                          int16_t *out, int64_t t_first, const pwr_subscale_trace *trace, int64_t n_end) {
+    scratch *sc = &run->sc;
+    for (int32_t s = 0; s < net->B; s++) /* last real position; while T is unknown every position is real */
+        sc->last_i[s] = T < 0 ? INT32_MAX : (int32_t)((T - 1 - s) / net->B);
+    if (n_end <= run->next_step) return;
+    call c = {net, tb, exact, g, g_first, g_end, uniforms, out, t_first, trace, T, run->next_step, n_end, sc};
     atomic_init(&c.serial_step, -1);
     spin_barrier bar;
     barrier_init(&bar, 1);
 #if PWR_HAVE_OPENMP
-    if (nt > 1) {
+    if (run->nt > 1) {
         bar.n = 0;
-#pragma omp parallel num_threads(nt)
+#pragma omp parallel num_threads(run->nt)
         {
 #pragma omp single
             bar.n = omp_get_num_threads(); /* the team may be smaller than asked; implicit barrier follows */
-            run_loop(&c, &cp[omp_get_thread_num()], &bar, omp_get_thread_num(), bar.n);
+            run_loop(&c, &run->cp[omp_get_thread_num()], &bar, omp_get_thread_num(), bar.n);
         }
     } else
 #endif
-        run_loop(&c, &cp[0], &bar, 0, 1);
-    free(cmem);
-    free(sc.mem);
+        run_loop(&c, &run->cp[0], &bar, 0, 1);
+    run->next_step = n_end;
+}
+
+int64_t pwr_subscale_n_steps(const pwr_subscale_net *net, int64_t T) {
+    return (T + net->B - 1) / net->B + (int64_t)(net->B - 1) * (net->F + 1);
+}
+
+int pwr_generate_subscale(const pwr_subscale_net *net, const pwr_kernel_table *tb, int exact, int nthreads,
+                          const float *g, int32_t n_frames, const float *uniforms, int16_t *out,
+                          const pwr_subscale_trace *trace) {
+    const int64_t T = (int64_t)n_frames * net->hop;
+    pwr_subscale_run *run = pwr_subscale_run_new(net, nthreads);
+    if (!run) return -1;
+    pwr_subscale_advance(run, net, tb, exact, g, 0, n_frames, T, uniforms, out, 0, trace,
+                         pwr_subscale_n_steps(net, T));
+    pwr_subscale_run_free(run);
     return 0;
 }
