@@ -173,11 +173,12 @@ class Vocoder:
     def stream(self, seed: int | np.random.Generator | None = 0):
         """A streaming utterance: `push(mel_chunk) -> samples`, then `finish() -> samples` (cpu backend).
 
-        The samples equal `vocode(whole_mel, seed)`; latency is (cond_lookahead + 1) frames.
+        The samples equal `vocode(whole_mel, seed)`; latency is (cond_lookahead + 1) frames, plus about
+        (B - 1)(F + 1) B samples for a subscale model (pywavernn/stream.py).
         """
-        from pywavernn.stream import Stream
+        from pywavernn.stream import open_stream
 
-        return Stream(self, seed)
+        return open_stream(self, seed)
 
     def resynthesize(self, audio: np.ndarray, seed: int | np.random.Generator | None = 0, *,
                      progress: Callable[[int], None] | None = None) -> np.ndarray:

@@ -11,7 +11,8 @@ every earlier sample within tolerance. Threads: with threads = 1..4 (and B, more
 states, logits) is identical to threads = 1, exact and fast, and in exact mode the samples are the reference's
 (B = 2, 4, 16; dense, 16x1, 4x4); on an oversubscribed runner the team may finish on one thread (the serial
 fallback), which must not change a sample either. Also: the property the active-subset products rely on (a gemm
-column does not depend on the other columns), the loop's elementwise kernels give the bits of their definition,
+column does not depend on the other columns), a run advanced over any split of the schedule (the streaming
+primitive) gives the samples of one call, the loop's elementwise kernels give the bits of their definition,
 fp16 storage equals fp32 storage of the rounded weights, and invalid input raises TypeError / ValueError before C
 runs.
 
@@ -310,3 +311,37 @@ def test_elementwise_subscale_kernels_give_the_bits_of_their_definition(n):
             rows = np.concatenate([np.arange(j0, j1) + gate * hidden for gate in range(3)])
             np.testing.assert_array_equal(gi[rows], (v + qg)[rows], err_msg=f"gru_input_t {isa} {with_x2}")
             assert np.isnan(np.delete(gi, rows)).all(), f"gru_input_t {isa}: wrote outside its units"
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_advance_in_pieces_equals_generate(threads):
+    """A run advanced over any split of the schedule, with windows trimmed to what is still needed, gives the
+    samples of one generate call; windows that do not cover the steps raise ValueError before C runs."""
+    model, mel, uniforms = _setup(8, 2, 3, 0.5, (4, 4), n_frames=4)
+    g = conditioning_ref(model, mel)
+    engine = SubscaleEngine(model, threads=threads)
+    want = engine.generate(g, uniforms)
+    total, hop = uniforms.shape[0], engine.hop
+    n_steps = engine.n_steps(total)
+    run, got = engine.new_run(), np.zeros(total, np.int16)
+    cuts = sorted(set(np.random.default_rng(threads).integers(0, n_steps, 6).tolist()) | {n_steps})
+    for n_end in cuts:
+        first = engine.first_pending(run.next_step)
+        j0 = first // hop
+        engine.advance(run, np.ascontiguousarray(g[j0:]), j0, total, np.ascontiguousarray(uniforms[first:]), first,
+                       got[first:], n_end)  # a view: C writes sample t at got[t]
+        done = min(engine.first_pending(n_end), total)
+        np.testing.assert_array_equal(got[:done], want[:done])  # everything before first_pending is final
+        assert run.next_step == n_end
+    np.testing.assert_array_equal(got, want)
+
+    run = engine.new_run()
+    with pytest.raises(ValueError, match="needs frame"):  # end unknown: the steps must not reach the last frame
+        engine.advance(run, g, 0, None, uniforms, 0, np.zeros(total, np.int16), n_steps)
+    with pytest.raises(ValueError, match="uniforms"):
+        engine.advance(run, g, 0, total, uniforms[:10], 0, np.zeros(total, np.int16), 5)
+    with pytest.raises(ValueError, match="out"):
+        engine.advance(run, g, 0, total, uniforms, 0, np.zeros(3, np.int16), 5)
+    with pytest.raises(ValueError, match="n_samples"):
+        engine.advance(run, g, 0, total + 1, uniforms, 0, np.zeros(total, np.int16), 5)
+    assert run.next_step == 0
