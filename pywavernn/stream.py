@@ -16,19 +16,19 @@ numpy Generator in order, which gives the same numbers in chunks as in one call.
         play(stream.push(chunk))
     play(stream.finish())
 
-Subscale models (SubscaleStream; docs/format.md §9). The C loop keeps its state in a run between calls and runs
-the schedule steps n whose samples have their conditioning: stream 0 leads, drawing sample t = n B at step n, which
+Subscale models (SubscaleStream; docs/format.md §9). The C loop keeps its state in a run between calls and runs the
+schedule steps n whose samples have their conditioning: stream 0 leads, drawing sample t = n B at step n, which
 interpolates frames floor(n B / hop) and + 1, so step n runs once g of that next frame is final, i.e. once
 n B < (g_end - 1) hop; the last steps (and the utterance-end clamp) wait for finish(). A sample is final once its
 own stream has produced it, and the samples come out in true-time order, so output lags the leading stream by the
-schedule's skew: stream s runs s (F + 1) steps behind stream 0, so sample t is out about (B - 1)(F + 1) B samples
-after stream 0 passed it. Latency: (L + 1) frames of mel plus about (B - 1)(F + 1) B samples (B = 16, F = 2: 720
-samples, 2.4 frames of hop 300). Memory is bounded likewise: the run (per stream: state and context chains, and
-the last 2 (B + 1)(F + 1) positions of the folded sequence), the generated-but-not-final samples, and g and mel
-from the first pending sample's frame on.
+schedule's skew: stream s runs s (F_h + 1) steps behind stream 0, so sample t is out about (B - 1)(F_h + 1) B
+samples after stream 0 passed it. Latency: (L + 1) frames of mel plus about (B - 1)(F_h + 1) B samples
+(B = 16, F_h = 2: 720 samples, 2.4 frames of hop 300). Memory is bounded likewise: the run (per stream: state and
+context chains, and the last 2 (B + 1)(F_h + 1) positions of the folded sequence), the generated-but-not-final
+samples, and g and mel from the first pending sample's frame on.
 
 Letters: F frames, hop samples per frame, L lookahead frames, H hidden units; subscale models: B subscale factor,
-F future horizon (the subscale letters of docs/format.md §9).
+F_h future horizon (subscale_horizon: the F of docs/format.md §9).
 """
 
 from __future__ import annotations
