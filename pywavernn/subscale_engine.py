@@ -8,12 +8,17 @@ stored when the model has it block-sparse, docs/format.md §9) and generates a w
 GIL. After the warm-up all B sub-tensors advance together: each step multiplies R, O1..O4 and the context projection
 by the B active streams' vectors at once (the B-right-hand-side gemm kernels), so each weight is read from memory
 once per B samples.
-What it is not: streaming (one call generates the utterance from t = 0), multi-threaded, nor the conditioning
-network (frame rate: pywavernn.reference.conditioning_ref gives g).
+Threads (threads=N): the B streams are split into N contiguous ranges, one per thread of a persistent OpenMP team
+that meets once per schedule step; each stream's arithmetic is unchanged, so the samples are the same for every N
+(at most B threads are used; one without OpenMP; a team sharing its cores with other work finishes the call on one
+thread).
+Streaming: `new_run()` and `advance(...)` run the schedule in pieces as the conditioning arrives, with the samples
+of one `generate` call (pywavernn/stream.py builds Vocoder.stream on them).
+What it is not: the conditioning network (frame rate: pywavernn.reference.conditioning_ref gives g).
 
     from pywavernn.subscale_engine import SubscaleEngine
     from pywavernn.reference import conditioning_ref
-    engine = SubscaleEngine(model, weights="fp16")
+    engine = SubscaleEngine(model, weights="fp16", threads=2)
     g = conditioning_ref(model, mel)                                     # (F, 3H) float32
     u = np.random.default_rng(seed).random((len(g) * hop, 2), dtype=np.float32)
     audio = engine.generate(g, u)                                        # int16, F * hop samples
@@ -62,15 +67,20 @@ class SubscaleEngine:
     weights  "fp32" or "fp16" storage for R, O1..O4 (arithmetic is fp32 either way); the context network is fp32.
     exact    True: libm exp/tanh (the samples of pywavernn.reference_subscale); False: fast approximations.
     isa      None: pywavernn.selected_isa(); or a name from pywavernn.kernels.available_isas().
+    threads  an int >= 1: threads of the loop's team, each owning a contiguous range of the B streams (min(threads,
+             B) are used; 1 without OpenMP). The samples never depend on it.
     """
 
-    def __init__(self, model: Model, weights: str = "fp32", exact: bool = False, isa: str | None = None):
+    def __init__(self, model: Model, weights: str = "fp32", exact: bool = False, isa: str | None = None,
+                 threads: int = 1):
         if not isinstance(model, Model):
             raise TypeError(f"model: expected a pywavernn.format.Model, found {type(model).__name__}")
         if weights not in STORAGES:
             raise ValueError(f"weights: expected one of {sorted(STORAGES)}, found {weights!r}")
         if not isinstance(exact, (bool, np.bool_)):
             raise TypeError(f"exact: expected a bool, found {type(exact).__name__}")
+        if isinstance(threads, (bool, np.bool_)) or not isinstance(threads, (int, np.integer)) or threads < 1:
+            raise ValueError(f"threads: expected an integer >= 1, found {threads!r}")
         cfg = model.model_config
         factor, horizon = subscale.check_model_config(cfg)
         if factor > MAX_RHS:
@@ -82,6 +92,8 @@ class SubscaleEngine:
         self.factor, self.horizon = factor, horizon
         self.channels, self.layers = cfg.subscale_channels, cfg.subscale_layers
         self.storage, self.exact = weights, bool(exact)
+        # The team's size: a thread owns at least one stream, and without OpenMP there is one.
+        self.threads = min(int(threads), factor) if _native.openmp_enabled() else 1
         self._isa = _isa_id(isa)
         self.isa = _native.engine().isa_name(self._isa)
         self._kmats = tuple(_for_columns(model.weights[name], weights) for name in MATRICES)
@@ -140,7 +152,7 @@ class SubscaleEngine:
                          logits_c=np.empty((n_samples, N_CLASSES), np.float32),
                          logits_f=np.empty((n_samples, N_CLASSES), np.float32), step=np.empty(n_samples, np.int64))
             buffers = (trace["h"], trace["logits_c"], trace["logits_f"], trace["step"])
-        _native.engine().generate_subscale(self._isa, self.exact, self._dims, self._mats, self._vecs,
+        _native.engine().generate_subscale(self._isa, self.exact, self.threads, self._dims, self._mats, self._vecs,
                                            self._ctx_mats, self._ctx_vecs, g, g.shape[0], uniforms, out, buffers)
         return out
 
@@ -154,6 +166,66 @@ class SubscaleEngine:
         schedule).
         """
         return self._run(g, uniforms, None)
+
+    # --- streaming (pywavernn/stream.py) ----------------------------------------------------------------------
+
+    def n_steps(self, n_samples: int) -> int:
+        """Schedule steps of an utterance of n_samples: ceil(n_samples / B) + (B - 1)(F + 1)."""
+        return -(-n_samples // self.factor) + (self.factor - 1) * (self.horizon + 1)
+
+    def first_pending(self, n: int) -> int:
+        """The first true time t not generated by schedule steps [0, n) (samples t' < t are all final): stream s has
+        generated positions below max(0, n - s(F + 1)), so t = min over s of that position times B, plus s."""
+        return min(max(0, n - s * (self.horizon + 1)) * self.factor + s for s in range(self.factor))
+
+    def new_run(self):
+        """A fresh resumable generation (the C loop's state between `advance` calls; one user at a time)."""
+        return _native.engine().SubscaleRun(self.threads, self._dims, self._mats, self._vecs, self._ctx_mats,
+                                            self._ctx_vecs)
+
+    def advance(self, run, g: np.ndarray, g_first: int, n_samples: int | None, uniforms: np.ndarray, t_first: int,
+                out: np.ndarray, n_end: int) -> None:
+        """Run schedule steps [run.next_step, n_end) of one utterance, writing each sample t they generate to
+        out[t - t_first] (the samples of `generate`, whatever the split into calls).
+
+        g: conditioning of frames [g_first, g_first + len(g)); uniforms, out: rows from sample t_first (float32
+        (., 2), int16 (.)). n_samples: the utterance's T once known (then g must reach its last frame, F = T / hop),
+        or None while unknown; then every step n < n_end must have n B < (g_first + len(g) - 1) hop, so no sample
+        of these steps needs a frame that is not final. Every window must cover the samples the steps generate:
+        from first_pending(run.next_step) to the last (ValueError otherwise; C trusts these checks).
+        """
+        n0 = run.next_step
+        if n_end <= n0:
+            return
+        g_end = g_first + g.shape[0]
+        if not (isinstance(g, np.ndarray) and g.dtype == np.float32 and g.flags.c_contiguous and g.ndim == 2
+                and g.shape[1] == 3 * self.hidden and g.shape[0] >= 1):
+            raise TypeError(f"g: expected a C-contiguous float32 array (>= 1, {3 * self.hidden}), found {_describe(g)}")
+        if n_samples is None:
+            last = (n_end - 1) * self.factor  # stream 0 leads: its sample at the last step
+            if last >= (g_end - 1) * self.hop:
+                raise ValueError(f"n_end: steps up to {n_end - 1} reach sample {last}, which needs frame "
+                                 f"{last // self.hop + 1}; g holds frames up to {g_end - 1} and the end is unknown")
+            total = -1
+        else:
+            if g_end * self.hop != n_samples or n_end > self.n_steps(n_samples) or n_samples < self.factor:
+                raise ValueError(f"n_samples: expected frames up to the end ({g_end} x hop {self.hop}), at least B = "
+                                 f"{self.factor} samples and n_end <= {self.n_steps(n_samples)}; found n_samples "
+                                 f"{n_samples}, n_end {n_end}")
+            last, total = min(n_samples - 1, (n_end - 1) * self.factor), n_samples
+        first = self.first_pending(n0)
+        if not (0 <= g_first <= first // self.hop and t_first <= first):
+            raise ValueError(f"g_first, t_first: expected at most frame {first // self.hop} and sample {first} (the "
+                             f"first sample still to generate), found {g_first} and {t_first}")
+        if not (isinstance(uniforms, np.ndarray) and uniforms.dtype == np.float32 and uniforms.flags.c_contiguous
+                and uniforms.ndim == 2 and uniforms.shape[1] == 2 and uniforms.shape[0] > last - t_first):
+            raise ValueError(f"uniforms: expected C-contiguous float32 ({last - t_first + 1}+, 2), found "
+                             f"{_describe(uniforms)}")
+        if not (isinstance(out, np.ndarray) and out.dtype == np.int16 and out.flags.c_contiguous and out.ndim == 1
+                and out.flags.writeable and out.shape[0] > last - t_first):
+            raise ValueError(f"out: expected a writable C-contiguous int16 array ({last - t_first + 1}+,), found "
+                             f"{_describe(out)}")
+        run.advance(self._isa, self.exact, g, g_first, g_end, total, uniforms, out, t_first, n_end)
 
     def trace(self, g: np.ndarray, uniforms: np.ndarray) -> dict:
         """generate, also recording per sample (by true time t): "h" (T, H) the stream's state after sample t,

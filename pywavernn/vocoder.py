@@ -88,7 +88,9 @@ class Vocoder:
     backend: "cpu" (compiled kernels, default), "reference" (NumPy) or "cuda" (GPU; ValueError saying why if
              it is not available here).
     weights: storage precision of the matrices on the cpu backend, "fp32" or "fp16" (arithmetic stays fp32).
-    threads: threads for one stream on the cpu backend.
+    threads: threads for one utterance on the cpu backend (plain models: each product's rows split over a team;
+             subscale models: the B sub-tensor streams split over a team, at most B used). Samples never depend on
+             it.
     exact:   cpu backend only: use libm expf/tanhf instead of the fast approximations (bit-comparable to reference).
     """
 
@@ -113,9 +115,7 @@ class Vocoder:
         if backend == "cpu" and self._subscale:
             from pywavernn.subscale_engine import SubscaleEngine  # compiled; imported only when asked for
 
-            if threads != 1:
-                raise ValueError(f"threads: the subscale engine runs on one thread, found threads={threads}")
-            self._engine = SubscaleEngine(self.model, weights=weights, exact=exact)
+            self._engine = SubscaleEngine(self.model, weights=weights, exact=exact, threads=threads)
         elif backend == "cpu":
             from pywavernn.engine import CpuEngine
 
@@ -173,11 +173,12 @@ class Vocoder:
     def stream(self, seed: int | np.random.Generator | None = 0):
         """A streaming utterance: `push(mel_chunk) -> samples`, then `finish() -> samples` (cpu backend).
 
-        The samples equal `vocode(whole_mel, seed)`; latency is (cond_lookahead + 1) frames.
+        The samples equal `vocode(whole_mel, seed)`; latency is (cond_lookahead + 1) frames, plus about
+        (B - 1)(F + 1) B samples for a subscale model (pywavernn/stream.py).
         """
-        from pywavernn.stream import Stream
+        from pywavernn.stream import open_stream
 
-        return Stream(self, seed)
+        return open_stream(self, seed)
 
     def resynthesize(self, audio: np.ndarray, seed: int | np.random.Generator | None = 0, *,
                      progress: Callable[[int], None] | None = None) -> np.ndarray:

@@ -7,9 +7,14 @@ last position) on small random models: B = 2, 4, 16, F = 1..3, D = 0 and 3 conte
 schedule step of every sample, the state after it and its logits agree with the reference's trace within float32
 rounding. Fast mode: the same shapes, and the samples agree with the reference up to the first step where a draw
 falls within a hair of a class edge (none in practice: the fast approximations are within ~1 ulp), with the state of
-every earlier sample within tolerance. Also: the property the active-subset products rely on (a gemm column does not
-depend on the other columns), fp16 storage equals fp32 storage of the rounded weights, and invalid input raises
-TypeError / ValueError before C runs.
+every earlier sample within tolerance. Threads: with threads = 1..4 (and B, more than B) the trace (samples, steps,
+states, logits) is identical to threads = 1, exact and fast, and in exact mode the samples are the reference's
+(B = 2, 4, 16; dense, 16x1, 4x4); on an oversubscribed runner the team may finish on one thread (the serial
+fallback), which must not change a sample either. Also: the property the active-subset products rely on (a gemm
+column does not depend on the other columns), a run advanced over any split of the schedule (the streaming
+primitive) gives the samples of one call, the loop's elementwise kernels give the bits of their definition,
+fp16 storage equals fp32 storage of the rounded weights, and invalid input raises TypeError / ValueError before C
+runs.
 
 Run: pytest tests/test_subscale_engine.py
 Letters: B subscale factor, F future horizon, D context layers, H hidden units, T samples.
@@ -102,6 +107,40 @@ def test_sparse_projection_changes_context_and_matches_dense_copy():
     for isa in ISAS:
         np.testing.assert_array_equal(SubscaleEngine(model, exact=True, isa=isa).generate(g, uniforms), want)
         np.testing.assert_array_equal(SubscaleEngine(dense_copy, exact=True, isa=isa).generate(g, uniforms), want)
+
+
+THREAD_CASES = [(b, *kind) for b in (2, 4, 16)
+                for kind in ((None, (16, 1)), (0.3, (16, 1)), (0.5, (4, 4)))]  # (B, density, block)
+
+
+@pytest.mark.parametrize("factor,density,block", THREAD_CASES,
+                         ids=[f"B{b}-{'dense' if d is None else f'{k[0]}x{k[1]}'}" for b, d, k in THREAD_CASES])
+def test_thread_count_does_not_change_samples_or_trace(factor, density, block):
+    model, mel, uniforms = _setup(factor, 1 if factor < 16 else 2, 3, density, block, n_frames=3)
+    g = conditioning_ref(model, mel)
+    want = rs.generate_subscale_ref(model, mel, uniforms)
+    for isa in ISAS:
+        for exact in (True, False):
+            one = SubscaleEngine(model, exact=exact, isa=isa).trace(g, uniforms)
+            if exact:
+                np.testing.assert_array_equal(one["samples"], want, err_msg=f"{isa} threads=1")
+            for threads in sorted({2, 3, 4, factor, factor + 1}):
+                engine = SubscaleEngine(model, exact=exact, isa=isa, threads=threads)
+                assert engine.threads == (min(threads, factor) if _native.openmp_enabled() else 1)
+                got = engine.trace(g, uniforms)
+                for key in ("samples", "step", "h", "logits_c", "logits_f"):
+                    np.testing.assert_array_equal(got[key], one[key],
+                                                  err_msg=f"{isa} exact={exact} threads={threads}: {key}")
+                np.testing.assert_array_equal(engine.generate(g, uniforms), one["samples"])
+
+
+def test_threads_validation():
+    model = _setup(4, 1, n_frames=2)[0]
+    for bad in (0, -1, 1.5, "2", True, None, np.float32(2)):
+        with pytest.raises(ValueError, match=r"threads: expected an integer >= 1, found"):
+            SubscaleEngine(model, threads=bad)
+    assert SubscaleEngine(model, threads=np.int64(2)).threads in (1, 2)
+    assert SubscaleEngine(model).threads == 1
 
 
 def _near_edge(logits: np.ndarray, u: float, k_a: int, k_b: int) -> bool:
@@ -243,3 +282,66 @@ def test_validation():
             engine.generate(g, bad_u)
     # Nothing above reached C; the engine still works.
     assert engine.generate(g, uniforms).shape == (600,)
+
+
+@pytest.mark.parametrize("n", [1, 7, 8, 9, 96, 101])
+def test_elementwise_subscale_kernels_give_the_bits_of_their_definition(n):
+    """cond_ctx and gru_input_t (the loop's per-stream elementwise terms, one copy per ISA) compute exactly the
+    float32 expressions of pwr_kernels.h in their order (NumPy float32 arithmetic is IEEE single, no contraction),
+    on every ISA, for lengths and unit ranges that are and are not multiples of the AVX2 width."""
+    eng = _native.engine()
+    rng = np.random.default_rng(n)
+    g0, g1, bias, q0 = (rng.standard_normal(n).astype(np.float32) for _ in range(4))
+    a = np.float32(rng.random())
+    want = (g0 + a * (g1 - g0)) + (q0 + bias)
+    hidden = 2 * n
+    w_in_t = rng.standard_normal((3, 3 * hidden)).astype(np.float32)
+    x3 = rng.standard_normal(3).astype(np.float32)
+    qg = rng.standard_normal(3 * hidden).astype(np.float32)
+    for isa in ISAS:
+        q = q0.copy()
+        eng.cond_ctx(kernels._isa_id(isa), g0, g1, float(a), bias, q, n)
+        np.testing.assert_array_equal(q, want, err_msg=f"cond_ctx {isa}")
+        for with_x2, (j0, j1) in ((False, (0, n)), (True, (n, hidden)), (True, (1, hidden - 2))):
+            gi = np.full(3 * hidden, np.nan, np.float32)
+            eng.gru_input_t(kernels._isa_id(isa), w_in_t, x3, with_x2, qg, gi, hidden, j0, j1)
+            v = x3[0] * w_in_t[0] + x3[1] * w_in_t[1]
+            if with_x2:
+                v = v + x3[2] * w_in_t[2]
+            rows = np.concatenate([np.arange(j0, j1) + gate * hidden for gate in range(3)])
+            np.testing.assert_array_equal(gi[rows], (v + qg)[rows], err_msg=f"gru_input_t {isa} {with_x2}")
+            assert np.isnan(np.delete(gi, rows)).all(), f"gru_input_t {isa}: wrote outside its units"
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_advance_in_pieces_equals_generate(threads):
+    """A run advanced over any split of the schedule, with windows trimmed to what is still needed, gives the
+    samples of one generate call; windows that do not cover the steps raise ValueError before C runs."""
+    model, mel, uniforms = _setup(8, 2, 3, 0.5, (4, 4), n_frames=4)
+    g = conditioning_ref(model, mel)
+    engine = SubscaleEngine(model, threads=threads)
+    want = engine.generate(g, uniforms)
+    total, hop = uniforms.shape[0], engine.hop
+    n_steps = engine.n_steps(total)
+    run, got = engine.new_run(), np.zeros(total, np.int16)
+    cuts = sorted(set(np.random.default_rng(threads).integers(0, n_steps, 6).tolist()) | {n_steps})
+    for n_end in cuts:
+        first = engine.first_pending(run.next_step)
+        j0 = first // hop
+        engine.advance(run, np.ascontiguousarray(g[j0:]), j0, total, np.ascontiguousarray(uniforms[first:]), first,
+                       got[first:], n_end)  # a view: C writes sample t at got[t]
+        done = min(engine.first_pending(n_end), total)
+        np.testing.assert_array_equal(got[:done], want[:done])  # everything before first_pending is final
+        assert run.next_step == n_end
+    np.testing.assert_array_equal(got, want)
+
+    run = engine.new_run()
+    with pytest.raises(ValueError, match="needs frame"):  # end unknown: the steps must not reach the last frame
+        engine.advance(run, g, 0, None, uniforms, 0, np.zeros(total, np.int16), n_steps)
+    with pytest.raises(ValueError, match="uniforms"):
+        engine.advance(run, g, 0, total, uniforms[:10], 0, np.zeros(total, np.int16), 5)
+    with pytest.raises(ValueError, match="out"):
+        engine.advance(run, g, 0, total, uniforms, 0, np.zeros(3, np.int16), 5)
+    with pytest.raises(ValueError, match="n_samples"):
+        engine.advance(run, g, 0, total + 1, uniforms, 0, np.zeros(total, np.int16), 5)
+    assert run.next_step == 0

@@ -1,4 +1,5 @@
-"""The public Vocoder: backends agree, seeds reproduce, streaming equals offline, threads may share a Vocoder.
+"""The public Vocoder: backends agree, seeds reproduce, streaming equals offline (plain and subscale models, any
+chunking and thread count; subscale latency and memory bounded), threads may share a Vocoder.
 
 Small random models (pywavernn.testing.random_model); the kernels themselves are tested in test_kernels.py and
 the engine against the reference step by step in test_engine.py.
@@ -173,10 +174,58 @@ def test_subscale_model_runs_on_both_backends_with_the_same_samples():
     seen = []
     cpu = Vocoder(sub, exact=True).vocode(mel, seed=4, progress=seen.append)
     assert ref.shape == (900,) and np.array_equal(ref, cpu) and seen == [900]
-    with pytest.raises(ValueError, match="subscale"):
-        Vocoder(sub).stream()
-    with pytest.raises(ValueError, match="one thread"):
-        Vocoder(sub, threads=2)
+    for threads in (2, 3, 5):  # the streams split over threads (5 > B uses 4): the same samples
+        assert np.array_equal(Vocoder(sub, exact=True, threads=threads).vocode(mel, seed=4), ref)
+
+
+SUB_CASES = [(4, 1, 2, (1, 1)), (16, 2, 2, (16, 1)), (2, 3, 0, (16, 1))]  # (B, F, D, block)
+
+
+@pytest.fixture(scope="module", params=SUB_CASES, ids=[f"B{c[0]}-F{c[1]}-D{c[2]}" for c in SUB_CASES])
+def sub_model(request):
+    from dataclasses import replace
+
+    factor, horizon, layers, block = request.param
+    cfg = replace(CFG, block_shape=block, subscale_factor=factor, subscale_horizon=horizon, subscale_channels=8,
+                  subscale_layers=layers)
+    return random_model(cfg, seed=factor + horizon, density=None if block == (1, 1) else 0.5)
+
+
+@settings(max_examples=10)
+@given(chunks=st.lists(st.integers(0, 6), min_size=1, max_size=7), seed=st.integers(0, 2**31),
+       threads=st.integers(1, 3), exact=st.booleans())
+def test_subscale_stream_equals_offline(sub_model, chunks, seed, threads, exact):
+    if sum(chunks) == 0:
+        chunks = chunks + [1]
+    mel = _mel(sum(chunks), seed % 100)
+    voc = Vocoder(sub_model, threads=threads, exact=exact)
+    offline = voc.vocode(mel, seed=seed)
+    stream = voc.stream(seed=seed)
+    pieces, at = [], 0
+    for n in chunks:
+        pieces.append(stream.push(mel[at:at + n]))
+        at += n
+        assert stream.samples_out == sum(p.shape[0] for p in pieces)
+    pieces.append(stream.finish())
+    assert np.array_equal(np.concatenate(pieces), offline)
+
+
+def test_subscale_stream_latency_and_memory_are_bounded(sub_model):
+    """Samples come out once the lagging stream has them: at most (B - 1)(F + 1) B + B samples behind the last
+    sample whose conditioning is final; mel, g and the pending samples stay bounded."""
+    cfg = sub_model.model_config
+    factor, horizon, hop, look = cfg.subscale_factor, cfg.subscale_horizon, 300, cfg.cond_lookahead
+    lag = (factor - 1) * (horizon + 1) * factor + factor
+    stream = Vocoder(sub_model).stream(seed=0)
+    for i in range(30):
+        stream.push(_mel(2, i))
+        ready = (2 * (i + 1) - look - 1) * hop  # samples whose next frame's g is final
+        assert ready - lag <= stream.samples_out <= max(0, ready)
+        assert stream._mel.shape[0] <= 2 * look + 2
+        assert stream._g.shape[0] <= lag // hop + 4
+        assert stream._pending.shape[0] <= lag and stream._u.shape[0] <= lag
+    before = stream.samples_out
+    assert before + stream.finish().shape[0] == stream.samples_out == 60 * hop
 
 
 def test_model_argument_errors(tmp_path):

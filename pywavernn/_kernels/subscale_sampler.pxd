@@ -25,6 +25,16 @@ cdef extern from "subscale_sampler.h" nogil:
         float *logits_c
         float *logits_f
         int64_t *step
-    int pwr_generate_subscale(const pwr_subscale_net *net, const pwr_kernel_table *table, int exact,
+    int pwr_generate_subscale(const pwr_subscale_net *net, const pwr_kernel_table *table, int exact, int nthreads,
                               const float *g, int32_t n_frames, const float *uniforms, int16_t *out,
                               const pwr_subscale_trace *trace)
+    ctypedef struct pwr_subscale_run:
+        pass
+    pwr_subscale_run *pwr_subscale_run_new(const pwr_subscale_net *net, int nthreads)
+    void pwr_subscale_run_free(pwr_subscale_run *run)
+    int64_t pwr_subscale_run_next_step(const pwr_subscale_run *run)
+    int64_t pwr_subscale_n_steps(const pwr_subscale_net *net, int64_t T)
+    void pwr_subscale_advance(pwr_subscale_run *run, const pwr_subscale_net *net, const pwr_kernel_table *table,
+                              int exact, const float *g, int64_t g_first, int64_t g_end, int64_t T,
+                              const float *uniforms, int16_t *out, int64_t t_first, const pwr_subscale_trace *trace,
+                              int64_t n_end)

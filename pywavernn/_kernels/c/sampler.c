@@ -18,110 +18,18 @@
 #define _DEFAULT_SOURCE /* syscall() under -std=c11 */
 #include "sampler.h"
 
-#include <limits.h>
+#include "pwr_barrier.h"
+
 #include <math.h>
-#include <sched.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #if PWR_HAVE_OPENMP
 #include <omp.h>
 #endif
-#if defined(__linux__)
-#include <linux/futex.h>
-#include <sys/syscall.h>
-#include <time.h>
-#include <unistd.h>
-#endif
 
 #define N_CLASSES 256
 #define LN2 0.69314718055994530942
 #define UNIT_ALIGN 8 /* hidden units are split in multiples of 8 (one AVX2 vector) */
-
-typedef struct {
-    atomic_int count;
-    atomic_int sense;
-    atomic_int sleepers; /* threads asleep (or about to sleep) on sense */
-    atomic_long sleeps;  /* waits that ended in sleep, ever: the sign of an oversubscribed machine */
-    atomic_int serial;   /* set by thread 0: the team hands the rest of the call to thread 0 */
-    atomic_int done;     /* set by thread 0 when a serial finish is over */
-    int n;
-} spin_barrier;
-
-typedef struct {
-    int sense;
-} waiter; /* one thread's side of a barrier */
-
-static void barrier_init(spin_barrier *b, int n) {
-    atomic_init(&b->count, 0);
-    atomic_init(&b->sense, 0);
-    atomic_init(&b->sleepers, 0);
-    atomic_init(&b->sleeps, 0);
-    atomic_init(&b->serial, 0);
-    atomic_init(&b->done, 0);
-    b->n = n;
-}
-
-static inline void cpu_relax(void) {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield");
-#endif
-}
-
-/* Sleeping while *addr == val (Linux futex, 1 ms at most, so even a lost wake-up only costs time), elsewhere a
- * yield of the core. */
-static void sleep_while_equal(atomic_int *addr, int val) {
-#if defined(__linux__)
-    const struct timespec limit = {0, 1000000};
-    syscall(SYS_futex, (int *)addr, FUTEX_WAIT_PRIVATE, val, &limit, NULL, 0);
-#else
-    (void)addr;
-    (void)val;
-    sched_yield();
-#endif
-}
-
-static void wake_all(atomic_int *addr) {
-#if defined(__linux__)
-    syscall(SYS_futex, (int *)addr, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
-#else
-    (void)addr;
-#endif
-}
-
-#define SPIN_LIMIT 2048 /* pause instructions before sleeping: ~50 us on a 2026 x86 core, longer than any phase */
-/* A team whose barriers slept SERIAL_AFTER_SLEEPS times within SERIAL_WINDOW steps is sharing its cores with
- * other work; spinning teammates then only slow each other, so the rest of the call runs on thread 0. */
-#define SERIAL_WINDOW 256
-#define SERIAL_AFTER_SLEEPS 8
-
-/* Sense-reversing barrier. A waiter spins (the normal case: phases take microseconds and every thread has a
- * core), then sleeps on a futex, so on an oversubscribed machine (another process holding a core) a waiter stops
- * keeping the thread it waits for off the core. The sleepers count and sense are sequentially consistent (store,
- * then load the other's), so either the releaser sees a sleeper and wakes it or the sleeper sees the new sense. */
-static void barrier_wait(spin_barrier *b, waiter *w) {
-    if (b->n == 1) return;
-    const int s = !w->sense;
-    w->sense = s;
-    if (atomic_fetch_add_explicit(&b->count, 1, memory_order_acq_rel) == b->n - 1) {
-        atomic_store_explicit(&b->count, 0, memory_order_relaxed);
-        atomic_store(&b->sense, s);
-        if (atomic_load(&b->sleepers) > 0) wake_all(&b->sense);
-        return;
-    }
-    for (int spins = 0; spins < SPIN_LIMIT; spins++) {
-        if (atomic_load_explicit(&b->sense, memory_order_acquire) == s) return;
-        cpu_relax();
-    }
-    atomic_fetch_add_explicit(&b->sleeps, 1, memory_order_relaxed);
-    while (atomic_load(&b->sense) != s) {
-        atomic_fetch_add(&b->sleepers, 1);
-        if (atomic_load(&b->sense) != s) sleep_while_equal(&b->sense, !s);
-        atomic_fetch_sub(&b->sleepers, 1);
-    }
-}
 
 typedef struct { int32_t lo, hi; } range;
 
@@ -211,9 +119,7 @@ static shares split_work(const pwr_wavernn *net, int tid, int nth) {
 
 /* Thread 0, before a step's last barrier: ask the team to go serial when its barriers keep sleeping. */
 static void watch_team(spin_barrier *bar, int64_t i, long *window_sleeps) {
-    const long sleeps = atomic_load_explicit(&bar->sleeps, memory_order_relaxed);
-    if (i % SERIAL_WINDOW == 0) *window_sleeps = sleeps;
-    else if (sleeps - *window_sleeps >= SERIAL_AFTER_SLEEPS) atomic_store_explicit(&bar->serial, 1, memory_order_relaxed);
+    if (team_oversubscribed(bar, i, window_sleeps)) atomic_store_explicit(&bar->serial, 1, memory_order_relaxed);
 }
 
 static void run_loop(const pwr_wavernn *net, const pwr_kernel_table *tb, int exact, const float *g,

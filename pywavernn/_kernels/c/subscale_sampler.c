@@ -1,5 +1,6 @@
 /* subscale_sampler.c: the Subscale WaveRNN generation loop (see subscale_sampler.h). Compiled once; every matrix
- * product goes through the ISA's kernel table (gemm over the active streams), the rest is plain C.
+ * product goes through the ISA's kernel table (gemm over the active streams), and so do the per-stream elementwise
+ * terms (cond_ctx, gru_input_t); the rest is plain C.
  *
  * Streams. Sub-tensor s is stream s: row s of every (B, .) buffer. At step n it is at position i = n - s(F + 1)
  * and is active while 0 <= i <= last_i[s] (its last real position, t = i B + s < T). The active streams always
@@ -7,6 +8,15 @@
  * since last_i[s] + s(F + 1) increases with s), so each product runs on rows lo..hi of its buffers and inactive
  * rows are never read or written. The gemm kernels compute every right-hand side with its own accumulators in
  * the same order whatever their number or position, so a stream's values do not depend on the active set.
+ *
+ * Threads. Thread t of nt owns streams [t B / nt, (t + 1) B / nt) (nt <= B) and does everything for them: the
+ * active range above is taken within its own streams, its products run on its own rows, and its context rounds
+ * use its own compact buffers. Within a step no stream reads what another stream writes in that step (step 5
+ * below), so one barrier a step (after the step's samples are written) gives every thread the samples of earlier
+ * steps. A stream's arithmetic is that of the one-thread loop, so the samples do not depend on the thread count.
+ * When the team's barriers keep sleeping (pwr_barrier.h), thread 0 names a step; after that step's barrier thread 0
+ * takes over all streams and the others leave (a step number, not a flag: a thread late to read it cannot take it
+ * for the barrier before).
  *
  * One step (docs/format.md §3, §9), for the active range:
  *   1 context: advance each active stream's context chain to position i + F (one position a step once running;
@@ -16,17 +26,24 @@
  *   3 hid_c = relu(O1 y_c + b1), logits_c = O2 hid_c + b2 (gemm); c_t = sample(logits_c, uniforms[t].coarse)
  *   4 fine rows of gi with c_t; fine gate update; hid_f, logits_f (gemm); f_t = sample(logits_f, uniforms[t].fine)
  *   5 the step's samples enter the folded sequence. The context chains read only positions generated at earlier
- *     steps (the schedule guarantees it, pywavernn/subscale.py), and step 1 runs before any sample of this step
- *     is written, so the lockstep of §9 holds.
+ *     steps (stream s reads sub-tensors z < s at positions up to n - s(F + 1) + F, while stream z writes position
+ *     n - z(F + 1) >= n - s(F + 1) + F + 1; pywavernn/subscale.py), so the lockstep of §9 holds whatever order,
+ *     or thread, the streams of a step run in.
  *
  * Context chain of stream s (§9): per layer l = 1..D a ring of the last d_l = 2^(l-1) activations a_{l-1}
  * (zeros before position 0, which is the left zero padding of the definition); slot k mod d_l holds a_{l-1}[k - d_l]
  * until position k replaces it with a_{l-1}[k]. top[s] holds a_D at the chain's latest position.
  */
+#define _DEFAULT_SOURCE /* syscall() under -std=c11 (pwr_barrier.h) */
 #include "subscale_sampler.h"
+
+#include "pwr_barrier.h"
 
 #include <stdlib.h>
 #include <string.h>
+#if PWR_HAVE_OPENMP
+#include <omp.h>
+#endif
 
 #define N_CLASSES 256
 
@@ -38,26 +55,39 @@ static void relu_rows(float *v, size_t n) {
     for (size_t i = 0; i < n; i++) v[i] = relu(v[i]);
 }
 
+/* Per-stream state, shared by the team (each thread writes only its own streams' rows). */
 typedef struct {
     float *h, *rh, *gi, *q, *yc, *yf, *hid, *lc, *lf;   /* (B, .) per-stream step buffers */
     float *top, *ring;                                  /* context chains: (B, C_x), rings of all layers */
-    float *xin, *cur, *prev, *y0, *y1;                  /* compact buffers of one context round */
-    int32_t *chain_next, *last_i, *idx;                 /* (B) each */
-    uint8_t *coarse, *fine;                             /* the folded sequence (N B) bytes */
+    int32_t *chain_next, *last_i, *pc, *pf, *ct;        /* (B) each: chain position, last position, c/f samples */
+    uint8_t *coarse, *fine;                             /* the folded sequence, last W positions (W B) bytes */
+    int64_t W;                                          /* position k lives in slot k mod W */
     size_t ring_layer_offset[PWR_SUBSCALE_MAX_LAYERS];  /* offset of layer l's rings (B streams x d_l x C_x) */
     void *mem;
 } scratch;
 
-static int alloc_scratch(const pwr_subscale_net *net, int64_t n_pos, scratch *sc) {
+/* One thread's compact buffers of a context round, with room for all B streams (the serial fallback). */
+typedef struct {
+    float *xin, *cur, *prev, *y0, *y1;
+    int32_t *idx;
+} compact;
+
+/* Positions of the folded sequence kept: at step n positions n - (B - 1)(F + 1) .. n are read or written, and
+ * position p, written at step >= p, is read for the last time at step <= p - F + (B - 1)(F + 1) (the context of
+ * stream B - 1), possibly by another thread in the step that writes position p + W; so W > (B - 1)(F + 1) - F
+ * suffices. Twice that keeps it obviously safe. */
+static int64_t folded_window(const pwr_subscale_net *net) { return 2 * ((int64_t)net->B + 1) * (net->F + 1); }
+
+static int alloc_scratch(const pwr_subscale_net *net, scratch *sc) {
+    const int64_t n_pos = folded_window(net);
     const size_t B = (size_t)net->B, H = (size_t)net->H, K = (size_t)net->K, Cx = (size_t)net->Cx;
     size_t ring = 0;
     for (int32_t l = 0; l < net->D; l++) {
         sc->ring_layer_offset[l] = ring;
         ring += B * ((size_t)1 << l) * Cx;
     }
-    const size_t n_f = B * (3 * H) * 3 + B * H * 2 + B * K + B * N_CLASSES * 2 + B * Cx + ring + B * 2 * B +
-                       4 * B * Cx;
-    const size_t bytes = n_f * sizeof(float) + 3 * B * sizeof(int32_t) + 2 * (size_t)n_pos * B;
+    const size_t n_f = B * (3 * H) * 3 + B * H * 2 + B * K + B * N_CLASSES * 2 + B * Cx + ring;
+    const size_t bytes = n_f * sizeof(float) + 5 * B * sizeof(int32_t) + 2 * (size_t)n_pos * B;
     char *p = calloc(1, bytes); /* zeroed: h = 0 and every ring starts with zero activations */
     if (!p) return -1;
     sc->mem = p;
@@ -73,18 +103,34 @@ static int alloc_scratch(const pwr_subscale_net *net, int64_t n_pos, scratch *sc
     sc->lf = f; f += B * N_CLASSES;
     sc->top = f; f += B * Cx;
     sc->ring = f; f += ring;
-    sc->xin = f; f += B * 2 * B;
-    sc->cur = f; f += B * Cx;
-    sc->prev = f; f += B * Cx;
-    sc->y0 = f; f += B * Cx;
-    sc->y1 = f; f += B * Cx;
     int32_t *ip = (int32_t *)f;
     sc->chain_next = ip; ip += B;
     sc->last_i = ip; ip += B;
-    sc->idx = ip; ip += B;
+    sc->pc = ip; ip += B;
+    sc->pf = ip; ip += B;
+    sc->ct = ip; ip += B;
     sc->coarse = (uint8_t *)ip;
     sc->fine = sc->coarse + (size_t)n_pos * B;
+    sc->W = n_pos;
     return 0;
+}
+
+/* nt sets of compact buffers in one block (returned, to free), or NULL. */
+static void *alloc_compact(const pwr_subscale_net *net, int nt, compact *cp) {
+    const size_t B = (size_t)net->B, Cx = (size_t)net->Cx, per = B * 2 * B + 4 * B * Cx;
+    float *f = malloc(((size_t)nt * per) * sizeof(float) + (size_t)nt * B * sizeof(int32_t));
+    if (!f) return NULL;
+    int32_t *ip = (int32_t *)(f + (size_t)nt * per);
+    for (int k = 0; k < nt; k++) {
+        float *p = f + (size_t)k * per;
+        cp[k].xin = p; p += B * 2 * B;
+        cp[k].cur = p; p += B * Cx;
+        cp[k].prev = p; p += B * Cx;
+        cp[k].y0 = p; p += B * Cx;
+        cp[k].y1 = p;
+        cp[k].idx = ip + (size_t)k * B;
+    }
+    return f;
 }
 
 /* Y = W X for nr right-hand sides, all rows, no bias (W of any shape and storage in the table). */
@@ -93,85 +139,71 @@ static inline void product(const pwr_kernel_table *tb, const pwr_matrix *w, cons
 }
 
 /* One context position for each of the nr streams idx[r], at position chain_next[idx[r]]; advances each chain. */
-static void context_round(const pwr_subscale_net *net, const pwr_kernel_table *tb, scratch *sc, int32_t nr,
-                          int64_t n_pos, int64_t T) {
+static void context_round(const pwr_subscale_net *net, const pwr_kernel_table *tb, scratch *sc, const compact *cp,
+                          int32_t nr, int64_t T) {
     const int32_t B = net->B, Cx = net->Cx;
     for (int32_t r = 0; r < nr; r++) { /* x_k^(s): [c, f] of sub-tensors z < s at position k, when real */
-        const int32_t s = sc->idx[r];
+        const int32_t s = cp->idx[r];
         const int64_t k = sc->chain_next[s];
-        float *x = sc->xin + (size_t)r * 2 * B;
+        float *x = cp->xin + (size_t)r * 2 * B;
         memset(x, 0, sizeof(float) * 2 * (size_t)B);
-        if (k < n_pos)
-            for (int32_t z = 0; z < s && k * B + z < T; z++) {
-                x[2 * z] = scale_byte(sc->coarse[k * B + z]);
-                x[2 * z + 1] = scale_byte(sc->fine[k * B + z]);
-            }
+        const size_t slot = (size_t)(k % sc->W) * (size_t)B;
+        for (int32_t z = 0; z < s && (T < 0 || k * B + z < T); z++) { /* T < 0: every position read is real */
+            x[2 * z] = scale_byte(sc->coarse[slot + z]);
+            x[2 * z + 1] = scale_byte(sc->fine[slot + z]);
+        }
     }
-    product(tb, &net->embed, sc->xin, nr, sc->cur);
+    product(tb, &net->embed, cp->xin, nr, cp->cur);
     for (int32_t r = 0; r < nr; r++) {
-        const float *b = net->embed_bias + (size_t)sc->idx[r] * Cx;
-        float *a = sc->cur + (size_t)r * Cx;
+        const float *b = net->embed_bias + (size_t)cp->idx[r] * Cx;
+        float *a = cp->cur + (size_t)r * Cx;
         for (int32_t c = 0; c < Cx; c++) a[c] = relu(a[c] + b[c]);
     }
     for (int32_t l = 0; l < net->D; l++) {
         const int64_t d = (int64_t)1 << l;
         for (int32_t r = 0; r < nr; r++) { /* a_l[k - d] out of the ring, a_l[k] into its slot */
-            const int32_t s = sc->idx[r];
+            const int32_t s = cp->idx[r];
             float *slot = sc->ring + sc->ring_layer_offset[l] + ((size_t)s * d + (size_t)(sc->chain_next[s] % d)) * Cx;
-            memcpy(sc->prev + (size_t)r * Cx, slot, sizeof(float) * (size_t)Cx);
-            memcpy(slot, sc->cur + (size_t)r * Cx, sizeof(float) * (size_t)Cx);
+            memcpy(cp->prev + (size_t)r * Cx, slot, sizeof(float) * (size_t)Cx);
+            memcpy(slot, cp->cur + (size_t)r * Cx, sizeof(float) * (size_t)Cx);
         }
-        product(tb, &net->conv_prev[l], sc->prev, nr, sc->y0);
-        product(tb, &net->conv_cur[l], sc->cur, nr, sc->y1);
+        product(tb, &net->conv_prev[l], cp->prev, nr, cp->y0);
+        product(tb, &net->conv_cur[l], cp->cur, nr, cp->y1);
         for (int32_t r = 0; r < nr; r++) {
-            const float *b = net->conv_bias + ((size_t)l * B + (size_t)sc->idx[r]) * Cx;
-            const float *y0 = sc->y0 + (size_t)r * Cx, *y1 = sc->y1 + (size_t)r * Cx;
-            float *a = sc->cur + (size_t)r * Cx;
+            const float *b = net->conv_bias + ((size_t)l * B + (size_t)cp->idx[r]) * Cx;
+            const float *y0 = cp->y0 + (size_t)r * Cx, *y1 = cp->y1 + (size_t)r * Cx;
+            float *a = cp->cur + (size_t)r * Cx;
             for (int32_t c = 0; c < Cx; c++) a[c] = relu((y0[c] + y1[c]) + b[c]);
         }
     }
     for (int32_t r = 0; r < nr; r++) {
-        const int32_t s = sc->idx[r];
-        memcpy(sc->top + (size_t)s * Cx, sc->cur + (size_t)r * Cx, sizeof(float) * (size_t)Cx);
+        const int32_t s = cp->idx[r];
+        memcpy(sc->top + (size_t)s * Cx, cp->cur + (size_t)r * Cx, sizeof(float) * (size_t)Cx);
         sc->chain_next[s]++;
     }
 }
 
 /* Step 1: context chains of streams lo..hi up to position (their i) + F, then q = cond(t) + ctx per stream. */
-static void context_step(const pwr_subscale_net *net, const pwr_kernel_table *tb, scratch *sc, int64_t n,
-                         int32_t lo, int32_t hi, const float *g, int32_t n_frames, int64_t n_pos, int64_t T) {
+static void context_step(const pwr_subscale_net *net, const pwr_kernel_table *tb, scratch *sc, const compact *cp,
+                         int64_t n, int32_t lo, int32_t hi, const float *g, int64_t g_first, int64_t g_end,
+                         int64_t T) {
     const int32_t F = net->F, H3 = 3 * net->H;
     for (;;) {
         int32_t nr = 0;
         for (int32_t s = lo; s <= hi; s++)
-            if (sc->chain_next[s] <= n - (int64_t)s * (F + 1) + F) sc->idx[nr++] = s;
+            if (sc->chain_next[s] <= n - (int64_t)s * (F + 1) + F) cp->idx[nr++] = s;
         if (!nr) break;
-        context_round(net, tb, sc, nr, n_pos, T);
+        context_round(net, tb, sc, cp, nr, T);
     }
     product(tb, &net->proj, sc->top + (size_t)lo * net->Cx, hi - lo + 1, sc->q + (size_t)lo * H3);
     for (int32_t s = lo; s <= hi; s++) {
         const int64_t t = (n - (int64_t)s * (F + 1)) * net->B + s;
-        const int32_t j = (int32_t)(t / net->hop);
+        const int64_t j = t / net->hop;
         const float a = (float)(int32_t)(t % net->hop) / (float)net->hop;
-        const float *g0 = g + (size_t)j * H3, *g1 = g + (size_t)(j + 1 < n_frames ? j + 1 : n_frames - 1) * H3;
-        const float *pb = net->proj_bias + (size_t)s * H3;
-        float *q = sc->q + (size_t)s * H3;
-        for (int32_t r = 0; r < H3; r++) q[r] = (g0[r] + a * (g1[r] - g0[r])) + (q[r] + pb[r]);
+        const float *g0 = g + (size_t)(j - g_first) * H3;
+        const float *g1 = g + (size_t)((j + 1 < g_end ? j + 1 : g_end - 1) - g_first) * H3;
+        tb->cond_ctx(g0, g1, a, net->proj_bias + (size_t)s * H3, sc->q + (size_t)s * H3, H3);
     }
-}
-
-/* Rows g H + j (g = 0, 1, 2; j in [j0, j1)) of gi = ((x0 w0 + x1 w1) + x2 w2) + q; the x2 term only when
- * with_x2 (the coarse rows' c_t weight is zero by the mask, and the spec skips it). */
-static void input_rows(const pwr_subscale_net *net, const float *q, const float x[3], int with_x2, float *gi,
-                       int32_t j0, int32_t j1) {
-    const int32_t H = net->H;
-    for (int32_t gate = 0; gate < 3; gate++)
-        for (int32_t j = j0; j < j1; j++) {
-            const int32_t r = gate * H + j;
-            float v = x[0] * net->w_in_t[r] + x[1] * net->w_in_t[3 * H + r];
-            if (with_x2) v = v + x[2] * net->w_in_t[6 * H + r];
-            gi[r] = v + q[r];
-        }
 }
 
 /* hid = relu(Oa y + ba), logits = Ob hid + bb over rows lo..hi (y is (B, H/2)). */
@@ -184,70 +216,193 @@ static void head(const pwr_kernel_table *tb, const pwr_matrix *oa, const float *
                                      ob->m / ob->bh);
 }
 
-int pwr_generate_subscale(const pwr_subscale_net *net, const pwr_kernel_table *tb, int exact, const float *g,
-                          int32_t n_frames, const float *uniforms, int16_t *out, const pwr_subscale_trace *trace) {
-    const int32_t B = net->B, F = net->F, H = net->H, half = H / 2, K = net->K, H3 = 3 * H;
-    const int64_t T = (int64_t)n_frames * net->hop, n_pos = (T + B - 1) / B;
-    const int64_t n_steps = n_pos + (int64_t)(B - 1) * (F + 1);
-    scratch sc;
-    if (alloc_scratch(net, n_pos, &sc) != 0) return -1;
-    for (int32_t s = 0; s < B; s++) sc.last_i[s] = (int32_t)((T - 1 - s) / B);
-    int32_t pc[PWR_MAX_RHS], pf[PWR_MAX_RHS], ct[PWR_MAX_RHS];
-    for (int32_t s = 0; s < B; s++) pc[s] = 128, pf[s] = 0;
-    const pwr_gemm_fn mm_r = tb->gemm[net->R.shape][net->R.storage];
-    float cdf[N_CLASSES];
+/* What every thread of a call shares (read-only but for the per-stream rows of sc and the samples). Arrays indexed
+ * by frame or true time hold a window: g row 0 is frame g_first, uniforms row 0, out[0] and trace row 0 are
+ * sample t_first. */
+typedef struct {
+    const pwr_subscale_net *net;
+    const pwr_kernel_table *tb;
+    int exact;
+    const float *g;
+    int64_t g_first, g_end;
+    const float *uniforms;
+    int16_t *out;
+    int64_t t_first;
+    const pwr_subscale_trace *trace;
+    int64_t T, n_first, n_end;
+    scratch *sc;
+    atomic_llong serial_step; /* the step after whose barrier thread 0 goes on alone; -1: none */
+} call;
 
-    for (int64_t n = 0; n < n_steps; n++) {
+/* Schedule step n for the active streams lo..hi (all of them owned by the calling thread). */
+static void run_step(call *c, const compact *cp, int64_t n, int32_t lo, int32_t hi, float *cdf) {
+    const pwr_subscale_net *net = c->net;
+    const pwr_kernel_table *tb = c->tb;
+    scratch *sc = c->sc;
+    const int32_t B = net->B, F = net->F, H = net->H, half = H / 2, K = net->K, H3 = 3 * H;
+    const int exact = c->exact;
+    const int32_t na = hi - lo + 1;
+    const pwr_subscale_trace *trace = c->trace;
+    context_step(net, tb, sc, cp, n, lo, hi, c->g, c->g_first, c->g_end, c->T);
+    tb->gemm[net->R.shape][net->R.storage](&net->R, sc->h + (size_t)lo * H, na, net->b_R, sc->rh + (size_t)lo * H3,
+                                           0, net->R.m / net->R.bh);
+    for (int32_t s = lo; s <= hi; s++) {
+        const float x[3] = {scale_byte(sc->pc[s]), scale_byte(sc->pf[s]), 0.0f};
+        float *gi = sc->gi + (size_t)s * H3, *h = sc->h + (size_t)s * H;
+        tb->gru_input_t(net->w_in_t, x, 0, sc->q + (size_t)s * H3, gi, H, 0, half);
+        tb->gru_gates(sc->rh + (size_t)s * H3, gi, h, H, 0, half, exact);
+        memcpy(sc->yc + (size_t)s * half, h, sizeof(float) * (size_t)half);
+    }
+    head(tb, &net->O1, net->b1, &net->O2, net->b2, sc->yc, sc->hid, sc->lc, K, half, lo, na);
+    for (int32_t s = lo; s <= hi; s++) {
+        const int64_t t = (n - (int64_t)s * (F + 1)) * B + s;
+        sc->ct[s] = tb->sample_softmax(sc->lc + (size_t)s * N_CLASSES, c->uniforms[2 * (t - c->t_first)], cdf,
+                                       exact);
+        const float x[3] = {scale_byte(sc->pc[s]), scale_byte(sc->pf[s]), scale_byte(sc->ct[s])};
+        float *gi = sc->gi + (size_t)s * H3, *h = sc->h + (size_t)s * H;
+        tb->gru_input_t(net->w_in_t, x, 1, sc->q + (size_t)s * H3, gi, H, half, H);
+        tb->gru_gates(sc->rh + (size_t)s * H3, gi, h, H, half, H, exact);
+        memcpy(sc->yf + (size_t)s * half, h + half, sizeof(float) * (size_t)half);
+    }
+    head(tb, &net->O3, net->b3, &net->O4, net->b4, sc->yf, sc->hid, sc->lf, K, half, lo, na);
+    for (int32_t s = lo; s <= hi; s++) {
+        const int64_t i = n - (int64_t)s * (F + 1), t = i * B + s;
+        const int32_t c_t = sc->ct[s];
+        const int32_t f_t = tb->sample_softmax(sc->lf + (size_t)s * N_CLASSES, c->uniforms[2 * (t - c->t_first) + 1],
+                                               cdf, exact);
+        const size_t slot = (size_t)(i % sc->W) * (size_t)B + (size_t)s; /* folded index i B + s is true time t */
+        sc->coarse[slot] = (uint8_t)c_t;
+        sc->fine[slot] = (uint8_t)f_t;
+        sc->pc[s] = c_t;
+        sc->pf[s] = f_t;
+        c->out[t - c->t_first] = (int16_t)(((c_t << 8) | f_t) - 32768);
+        if (trace) {
+            const size_t k = (size_t)(t - c->t_first);
+            if (trace->h) memcpy(trace->h + k * H, sc->h + (size_t)s * H, sizeof(float) * (size_t)H);
+            if (trace->logits_c)
+                memcpy(trace->logits_c + k * N_CLASSES, sc->lc + (size_t)s * N_CLASSES,
+                       sizeof(float) * N_CLASSES);
+            if (trace->logits_f)
+                memcpy(trace->logits_f + k * N_CLASSES, sc->lf + (size_t)s * N_CLASSES,
+                       sizeof(float) * N_CLASSES);
+            if (trace->step) trace->step[k] = n;
+        }
+    }
+}
+
+/* Thread tid of nth: every schedule step for its own streams, one barrier a step (none alone). */
+static void run_loop(call *c, const compact *cp, spin_barrier *bar, int tid, int nth) {
+    const int32_t B = c->net->B, F = c->net->F;
+    int32_t s0 = (int32_t)((int64_t)B * tid / nth), s1 = (int32_t)((int64_t)B * (tid + 1) / nth);
+    float cdf[N_CLASSES];
+    waiter w = {0};
+    spin_barrier solo, *team = NULL; /* once thread 0 finishes alone: its barrier, and the team's to release */
+    barrier_init(&solo, 1);
+    long window_sleeps = 0;
+    for (int64_t n = c->n_first; n < c->n_end; n++) {
         int32_t lo = -1, hi = -1;
-        for (int32_t s = 0; s < B; s++) {
+        for (int32_t s = s0; s < s1; s++) {
             const int64_t i = n - (int64_t)s * (F + 1);
-            if (i >= 0 && i <= sc.last_i[s]) {
+            if (i >= 0 && i <= c->sc->last_i[s]) {
                 if (lo < 0) lo = s;
                 hi = s;
             }
         }
-        if (lo < 0) continue; /* an idle step (padded tail) */
-        const int32_t na = hi - lo + 1;
-        context_step(net, tb, &sc, n, lo, hi, g, n_frames, n_pos, T);
-        mm_r(&net->R, sc.h + (size_t)lo * H, na, net->b_R, sc.rh + (size_t)lo * H3, 0, net->R.m / net->R.bh);
-        for (int32_t s = lo; s <= hi; s++) {
-            const float x[3] = {scale_byte(pc[s]), scale_byte(pf[s]), 0.0f};
-            float *gi = sc.gi + (size_t)s * H3, *h = sc.h + (size_t)s * H;
-            input_rows(net, sc.q + (size_t)s * H3, x, 0, gi, 0, half);
-            tb->gru_gates(sc.rh + (size_t)s * H3, gi, h, H, 0, half, exact);
-            memcpy(sc.yc + (size_t)s * half, h, sizeof(float) * (size_t)half);
-        }
-        head(tb, &net->O1, net->b1, &net->O2, net->b2, sc.yc, sc.hid, sc.lc, K, half, lo, na);
-        for (int32_t s = lo; s <= hi; s++) {
-            const int64_t t = (n - (int64_t)s * (F + 1)) * B + s;
-            ct[s] = tb->sample_softmax(sc.lc + (size_t)s * N_CLASSES, uniforms[2 * t], cdf, exact);
-            const float x[3] = {scale_byte(pc[s]), scale_byte(pf[s]), scale_byte(ct[s])};
-            float *gi = sc.gi + (size_t)s * H3, *h = sc.h + (size_t)s * H;
-            input_rows(net, sc.q + (size_t)s * H3, x, 1, gi, half, H);
-            tb->gru_gates(sc.rh + (size_t)s * H3, gi, h, H, half, H, exact);
-            memcpy(sc.yf + (size_t)s * half, h + half, sizeof(float) * (size_t)half);
-        }
-        head(tb, &net->O3, net->b3, &net->O4, net->b4, sc.yf, sc.hid, sc.lf, K, half, lo, na);
-        for (int32_t s = lo; s <= hi; s++) {
-            const int64_t i = n - (int64_t)s * (F + 1), t = i * B + s;
-            const int32_t f_t = tb->sample_softmax(sc.lf + (size_t)s * N_CLASSES, uniforms[2 * t + 1], cdf, exact);
-            sc.coarse[t] = (uint8_t)ct[s]; /* folded index i B + s is the true time t */
-            sc.fine[t] = (uint8_t)f_t;
-            pc[s] = ct[s];
-            pf[s] = f_t;
-            out[t] = (int16_t)(((ct[s] << 8) | f_t) - 32768);
-            if (trace) {
-                if (trace->h) memcpy(trace->h + (size_t)t * H, sc.h + (size_t)s * H, sizeof(float) * (size_t)H);
-                if (trace->logits_c)
-                    memcpy(trace->logits_c + (size_t)t * N_CLASSES, sc.lc + (size_t)s * N_CLASSES,
-                           sizeof(float) * N_CLASSES);
-                if (trace->logits_f)
-                    memcpy(trace->logits_f + (size_t)t * N_CLASSES, sc.lf + (size_t)s * N_CLASSES,
-                           sizeof(float) * N_CLASSES);
-                if (trace->step) trace->step[t] = n;
+        if (lo >= 0) run_step(c, cp, n, lo, hi, cdf);
+        if (bar->n == 1) continue;
+        if (tid == 0 && team_oversubscribed(bar, n - c->n_first, &window_sleeps))
+            atomic_store_explicit(&c->serial_step, n, memory_order_relaxed); /* read by all after the barrier */
+        barrier_wait(bar, &w);
+        if (atomic_load_explicit(&c->serial_step, memory_order_relaxed) == n) {
+            if (tid != 0) { /* thread 0 finishes the call alone (same kernels per stream, same samples) */
+                while (!atomic_load(&bar->done)) sleep_while_equal(&bar->done, 0);
+                return;
             }
+            team = bar;
+            bar = &solo;
+            s0 = 0;
+            s1 = B;
         }
     }
-    free(sc.mem);
+    if (team) {
+        atomic_store(&team->done, 1);
+        wake_all(&team->done);
+    }
+}
+
+struct pwr_subscale_run {
+    scratch sc;
+    compact cp[PWR_MAX_RHS];
+    void *cmem;
+    int nt;
+    int64_t next_step;
+};
+
+pwr_subscale_run *pwr_subscale_run_new(const pwr_subscale_net *net, int nthreads) {
+    pwr_subscale_run *run = calloc(1, sizeof *run);
+    if (!run) return NULL;
+    run->nt = nthreads < 1 ? 1 : nthreads > net->B ? net->B : nthreads; /* a thread owns at least one stream */
+    if (alloc_scratch(net, &run->sc) != 0) {
+        free(run);
+        return NULL;
+    }
+    run->cmem = alloc_compact(net, run->nt, run->cp);
+    if (!run->cmem) {
+        free(run->sc.mem);
+        free(run);
+        return NULL;
+    }
+    for (int32_t s = 0; s < net->B; s++) run->sc.pc[s] = 128, run->sc.pf[s] = 0;
+    return run;
+}
+
+void pwr_subscale_run_free(pwr_subscale_run *run) {
+    if (!run) return;
+    free(run->cmem);
+    free(run->sc.mem);
+    free(run);
+}
+
+int64_t pwr_subscale_run_next_step(const pwr_subscale_run *run) { return run->next_step; }
+
+void pwr_subscale_advance(pwr_subscale_run *run, const pwr_subscale_net *net, const pwr_kernel_table *tb, int exact,
+                          const float *g, int64_t g_first, int64_t g_end, int64_t T, const float *uniforms,
+                          int16_t *out, int64_t t_first, const pwr_subscale_trace *trace, int64_t n_end) {
+    scratch *sc = &run->sc;
+    for (int32_t s = 0; s < net->B; s++) /* last real position; while T is unknown every position is real */
+        sc->last_i[s] = T < 0 ? INT32_MAX : (int32_t)((T - 1 - s) / net->B);
+    if (n_end <= run->next_step) return;
+    call c = {net, tb, exact, g, g_first, g_end, uniforms, out, t_first, trace, T, run->next_step, n_end, sc};
+    atomic_init(&c.serial_step, -1);
+    spin_barrier bar;
+    barrier_init(&bar, 1);
+#if PWR_HAVE_OPENMP
+    if (run->nt > 1) {
+        bar.n = 0;
+#pragma omp parallel num_threads(run->nt)
+        {
+#pragma omp single
+            bar.n = omp_get_num_threads(); /* the team may be smaller than asked; implicit barrier follows */
+            run_loop(&c, &run->cp[omp_get_thread_num()], &bar, omp_get_thread_num(), bar.n);
+        }
+    } else
+#endif
+        run_loop(&c, &run->cp[0], &bar, 0, 1);
+    run->next_step = n_end;
+}
+
+int64_t pwr_subscale_n_steps(const pwr_subscale_net *net, int64_t T) {
+    return (T + net->B - 1) / net->B + (int64_t)(net->B - 1) * (net->F + 1);
+}
+
+int pwr_generate_subscale(const pwr_subscale_net *net, const pwr_kernel_table *tb, int exact, int nthreads,
+                          const float *g, int32_t n_frames, const float *uniforms, int16_t *out,
+                          const pwr_subscale_trace *trace) {
+    const int64_t T = (int64_t)n_frames * net->hop;
+    pwr_subscale_run *run = pwr_subscale_run_new(net, nthreads);
+    if (!run) return -1;
+    pwr_subscale_advance(run, net, tb, exact, g, 0, n_frames, T, uniforms, out, 0, trace,
+                         pwr_subscale_n_steps(net, T));
+    pwr_subscale_run_free(run);
     return 0;
 }
