@@ -5,7 +5,8 @@
     pywavernn vocode MEL.npy -o out.wav [--model MODEL] [--seed S] [--backend cpu|reference]
     pywavernn resynth IN.wav -o out.wav [--model MODEL] [--seed S]
 
-Without --model the bundled model is used (none ships yet: README says how to get one).
+Without --model the bundled model is used (pywavernn/data/default.safetensors: a Sparse WaveRNN trained on a
+synthetic voice, for research and demonstration use only; its card is pywavernn/data/README.md).
 Errors in what the user passed (bad files, wrong shapes, NaN
 features) are printed as one line, `pywavernn: error: ...`, with exit status 2; nothing half-written is left.
 """
