@@ -11,6 +11,12 @@ What it is not: a test (nothing asserts a speed) and not a kernel benchmark (ben
 
     python -m benchmarks.bench_models MODEL.safetensors [MODEL ...] [--audio FILE] [--threads 1 2] [--name NAME]
     python -m benchmarks.bench_models          # the bundled model on ../shared/data/asterisk-en/digits_1.flac
+    python -m benchmarks.bench_models --like training/configs/experiments/rq2_sparse256.json [CFG ...]
+
+--like CFG: a random model shaped as the training config CFG exports (its ModelConfig, feature config and each
+matrix's final sparsity, in its block shape), for speed figures of runs whose trained files are not at hand:
+the engine's speed depends on the shapes and the nonzero blocks, not on the values. Needs the training extra
+(torch), since it reads the config through training.config.
 
 Writes results/bench_models[_NAME].json and .md. Letters: T samples per call.
 """
@@ -40,16 +46,45 @@ def _mel(voc: Vocoder, audio_path: Path | None, seconds: float) -> np.ndarray:
     return (rng.standard_normal((n_frames, voc.model_config.n_mels)) - 6.0).astype(np.float32)
 
 
+def model_like(config_path: Path, seed: int = 0):
+    """A random pywavernn Model with the shapes, block shape and final per-matrix sparsity of a training config."""
+    from pywavernn.testing import random_model
+    from training.config import TrainConfig
+
+    cfg = TrainConfig.from_json_file(config_path)
+    z = cfg.pruning.sparsities
+    densities = {}
+    gates = [z[n] for n in ("gru.R_u", "gru.R_r", "gru.R_e")]
+    if any(gates):
+        densities["gru.R"] = 1.0 - sum(gates) / 3.0
+    densities.update({n: 1.0 - z[n] for n in ("out.O1", "out.O2", "out.O3", "out.O4") if z[n] > 0})
+    if cfg.model.subscale_factor > 1 and cfg.pruning.subscale_proj > 0:
+        densities["subscale.proj.weight"] = 1.0 - cfg.pruning.subscale_proj
+    return random_model(cfg.model, cfg.features, seed=seed, densities=densities)
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("models", nargs="*", help="model files (default: the bundled model)")
+    ap.add_argument("--like", type=Path, nargs="*", default=[], metavar="CFG",
+                    help="training configs: random models shaped like their exports (see above)")
     ap.add_argument("--audio", type=Path, default=DEFAULT_AUDIO, help="speech whose mel is vocoded")
     ap.add_argument("--seconds", type=float, default=4.0, help="audio per call (default 4 s)")
     ap.add_argument("--threads", type=int, nargs="*", default=[1, 2])
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--name", default="", help="suffix of the result files")
     args = ap.parse_args(argv)
-    paths = [Path(p) for p in args.models] or [bundled_model_path()]
+    import tempfile
+
+    from pywavernn.format import save_model
+
+    paths = [Path(p) for p in args.models]
+    tmp = tempfile.TemporaryDirectory()
+    for cfg in args.like:
+        path = Path(tmp.name) / f"like_{cfg.stem}.safetensors"
+        save_model(model_like(cfg), path)
+        paths.append(path)
+    paths = paths or [bundled_model_path()]
     cands, meta = [], {}
     for path in paths:
         base = Vocoder(str(path))

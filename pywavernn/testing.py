@@ -74,7 +74,7 @@ def _fan_in(name: str, shapes: dict[str, tuple[int, ...]], hidden_size: int) -> 
 
 def random_model(model_config: ModelConfig | None = None, feature_config: FeatureConfig | None = None,
                  seed: int = 0, density: float | None = None, scale: float | None = None,
-                 proj_density: float | None = None) -> Model:
+                 proj_density: float | None = None, densities: dict[str, float] | None = None) -> Model:
     """A random, valid float32 model (the W_in mask applied), the same for the same arguments.
 
     model_config    default ModelConfig(); feature_config default FeatureConfig(n_mels=model_config.n_mels).
@@ -84,6 +84,9 @@ def random_model(model_config: ModelConfig | None = None, feature_config: Featur
     proj_density    None: subscale.proj.weight dense. A fraction in [0, 1] (subscale models only): it is pruned
                     and stored block-sparse like `density` (docs/format.md §9), after the SPARSE_CAPABLE matrices,
                     so the other weights are those of the same call without it.
+    densities       per-matrix kept fractions {name: fraction} for SPARSE_CAPABLE names (and
+                    subscale.proj.weight), overriding `density` / `proj_density` for those names; a matrix named
+                    in neither stays dense. For shaping a random model like a trained one (benchmarks).
     scale           None: each tensor uniform in +-1/sqrt(fan_in) (PyTorch default init; 1/sqrt(H) for the
                     GRU tensors). A number: every tensor uniform in +-scale.
     """
@@ -104,17 +107,27 @@ def random_model(model_config: ModelConfig | None = None, feature_config: Featur
         bound = float(scale) if scale is not None else 1.0 / np.sqrt(_fan_in(name, shapes, model_config.hidden_size))
         weights[name] = _nonzero_uniform(rng, shape, bound)
     weights["gru.W_in"][coarse_rows_of_gates(model_config.hidden_size), 2] = 0.0
-    if density is not None:
-        bh, bw = model_config.block_shape
-        for name in SPARSE_CAPABLE:
-            weights[name] = pack_block_sparse(_prune_blocks(rng, weights[name], bh, bw, density), bh, bw)
+    per_matrix = {name: density for name in SPARSE_CAPABLE if density is not None}
     if proj_density is not None:
-        bh, bw = model_config.block_shape
+        per_matrix["subscale.proj.weight"] = proj_density
+    for name, value in (densities or {}).items():
+        if name not in (*SPARSE_CAPABLE, "subscale.proj.weight") or name not in shapes:
+            raise ValueError(f"densities: {name!r} is not a block-sparse-capable matrix of this model; expected "
+                             f"one of {[n for n in (*SPARSE_CAPABLE, 'subscale.proj.weight') if n in shapes]}")
+        per_matrix[name] = _check_density(value)
+    bh, bw = model_config.block_shape
+    for name in SPARSE_CAPABLE:
+        if name in per_matrix:
+            weights[name] = pack_block_sparse(_prune_blocks(rng, weights[name], bh, bw, per_matrix[name]), bh, bw)
+    if "subscale.proj.weight" in per_matrix:
+        proj_density = per_matrix["subscale.proj.weight"]
         proj = _prune_blocks(rng, weights["subscale.proj.weight"], bh, bw, proj_density)
         weights["subscale.proj.weight"] = pack_block_sparse(proj, bh, bw)
     provenance = {"source": "pywavernn.testing.random_model", "seed": seed, "density": density}
     if proj_density is not None:
         provenance["proj_density"] = proj_density
+    if densities:
+        provenance["densities"] = {k: float(v) for k, v in densities.items()}
     model = Model(model_config, feature_config, weights, provenance)
     model.validate()
     return model

@@ -93,6 +93,24 @@ def test_random_model_density_is_exact_and_mask_applied():
     assert not model.dense("gru.W_in")[fmt.coarse_rows_of_gates(16), 2].any()
 
 
+
+def test_random_model_per_matrix_densities():
+    model = random_model(SUBSCALE_SMALL, SMALL_FEATURES, seed=4,
+                         densities={"gru.R": 0.25, "out.O1": 0.5, "subscale.proj.weight": 0.5})
+    assert model.sparsity()["gru.R"] == pytest.approx(0.75)
+    assert model.sparsity()["out.O1"] == pytest.approx(0.5)
+    assert model.sparsity()["subscale.proj.weight"] == pytest.approx(0.5)
+    assert not model.is_sparse("out.O2") and not model.is_sparse("out.O4")
+    # the same draws as `density` for the matrices it names
+    assert np.array_equal(random_model(SMALL, SMALL_FEATURES, seed=4, densities=dict.fromkeys(fmt.SPARSE_CAPABLE, 0.25))
+                          .dense("gru.R"), random_model(SMALL, SMALL_FEATURES, seed=4, density=0.25).dense("gru.R"))
+    with pytest.raises(ValueError, match="not a block-sparse-capable matrix"):
+        random_model(SMALL, SMALL_FEATURES, densities={"subscale.proj.weight": 0.5})
+    with pytest.raises(ValueError, match="not a block-sparse-capable matrix"):
+        random_model(SMALL, SMALL_FEATURES, densities={"gru.W_in": 0.5})
+    with pytest.raises(ValueError):
+        random_model(SMALL, SMALL_FEATURES, densities={"gru.R": 1.5})
+
 def test_to_sparse_keeps_values_and_records_block():
     dense = random_model(SMALL, SMALL_FEATURES, seed=5)
     sparse = dense.to_sparse(block=(8, 4))
