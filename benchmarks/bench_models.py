@@ -74,30 +74,22 @@ def main(argv=None) -> None:
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--name", default="", help="suffix of the result files")
     args = ap.parse_args(argv)
-    import tempfile
-
-    from pywavernn.format import save_model
-
-    paths = [Path(p) for p in args.models]
-    tmp = tempfile.TemporaryDirectory()
-    for cfg in args.like:
-        path = Path(tmp.name) / f"like_{cfg.stem}.safetensors"
-        save_model(model_like(cfg), path)
-        paths.append(path)
-    paths = paths or [bundled_model_path()]
+    sources = [(Path(p).name, str(p)) for p in args.models]  # (label, what Vocoder is given)
+    sources += [(f"like_{cfg.stem}", model_like(cfg)) for cfg in args.like]
+    sources = sources or [(bundled_model_path().name, str(bundled_model_path()))]
     cands, meta = [], {}
-    for path in paths:
-        base = Vocoder(str(path))
+    for label, source in sources:
+        base = Vocoder(source)
         mel = _mel(base, args.audio, args.seconds)
         want = base.vocode(mel, seed=0)
         mc = base.model_config
         for t in args.threads:
-            voc = Vocoder(str(path), threads=t)
+            voc = Vocoder(source, threads=t)
             if not np.array_equal(voc.vocode(mel, seed=0), want):
-                raise RuntimeError(f"{path.name}: threads={t} gives other samples than threads=1")
-            name = f"{path.stem} x{t}"
+                raise RuntimeError(f"{label}: threads={t} gives other samples than threads=1")
+            name = f"{Path(label).stem} x{t}"
             cands.append(Candidate(name, (lambda v=voc, m=mel: v.vocode(m, seed=0)), work=want.shape[0]))
-            meta[name] = {"model": path.name, "threads": t, "hidden": mc.hidden_size,
+            meta[name] = {"model": label, "threads": t, "hidden": mc.hidden_size,
                           "subscale_factor": mc.subscale_factor, "sparsity": base.model.sparsity(),
                           "samples": int(want.shape[0])}
     res = interleaved_medians(cands, rounds=args.rounds, min_seconds=0.5)

@@ -19,6 +19,7 @@ import numpy as np
 from pywavernn.config import FeatureConfig, ModelConfig
 from pywavernn.format import (
     SPARSE_CAPABLE, BlockSparseMatrix, Model, coarse_rows_of_gates, expected_weight_shapes, pack_block_sparse,
+    sparse_capable,
 )
 
 
@@ -107,22 +108,19 @@ def random_model(model_config: ModelConfig | None = None, feature_config: Featur
         bound = float(scale) if scale is not None else 1.0 / np.sqrt(_fan_in(name, shapes, model_config.hidden_size))
         weights[name] = _nonzero_uniform(rng, shape, bound)
     weights["gru.W_in"][coarse_rows_of_gates(model_config.hidden_size), 2] = 0.0
-    per_matrix = {name: density for name in SPARSE_CAPABLE if density is not None}
+    capable = sparse_capable(model_config)
+    per_matrix = dict.fromkeys(SPARSE_CAPABLE, density) if density is not None else {}
     if proj_density is not None:
         per_matrix["subscale.proj.weight"] = proj_density
     for name, value in (densities or {}).items():
-        if name not in (*SPARSE_CAPABLE, "subscale.proj.weight") or name not in shapes:
+        if name not in capable:
             raise ValueError(f"densities: {name!r} is not a block-sparse-capable matrix of this model; expected "
-                             f"one of {[n for n in (*SPARSE_CAPABLE, 'subscale.proj.weight') if n in shapes]}")
+                             f"one of {list(capable)}")
         per_matrix[name] = _check_density(value)
     bh, bw = model_config.block_shape
-    for name in SPARSE_CAPABLE:
+    for name in capable:  # SPARSE_CAPABLE first, then the context projection: the draws of `density` alone
         if name in per_matrix:
             weights[name] = pack_block_sparse(_prune_blocks(rng, weights[name], bh, bw, per_matrix[name]), bh, bw)
-    if "subscale.proj.weight" in per_matrix:
-        proj_density = per_matrix["subscale.proj.weight"]
-        proj = _prune_blocks(rng, weights["subscale.proj.weight"], bh, bw, proj_density)
-        weights["subscale.proj.weight"] = pack_block_sparse(proj, bh, bw)
     provenance = {"source": "pywavernn.testing.random_model", "seed": seed, "density": density}
     if proj_density is not None:
         provenance["proj_density"] = proj_density

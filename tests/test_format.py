@@ -93,7 +93,6 @@ def test_random_model_density_is_exact_and_mask_applied():
     assert not model.dense("gru.W_in")[fmt.coarse_rows_of_gates(16), 2].any()
 
 
-
 def test_random_model_per_matrix_densities():
     model = random_model(SUBSCALE_SMALL, SMALL_FEATURES, seed=4,
                          densities={"gru.R": 0.25, "out.O1": 0.5, "subscale.proj.weight": 0.5})
@@ -110,6 +109,7 @@ def test_random_model_per_matrix_densities():
         random_model(SMALL, SMALL_FEATURES, densities={"gru.W_in": 0.5})
     with pytest.raises(ValueError):
         random_model(SMALL, SMALL_FEATURES, densities={"gru.R": 1.5})
+
 
 def test_to_sparse_keeps_values_and_records_block():
     dense = random_model(SMALL, SMALL_FEATURES, seed=5)
