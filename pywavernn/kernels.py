@@ -263,3 +263,20 @@ def sample_softmax(logits: np.ndarray, u: float, *, exact: bool = True, isa: str
     if not 0.0 <= u32 < 1.0:
         raise ValueError(f"u: expected a float in [0, 1) (as float32), found {u!r}")
     return int(_native.engine().sample_softmax(_isa_id(isa), logits, float(u32), bool(exact)))
+
+
+def sample_softmax_rows(logits: np.ndarray, u: np.ndarray, *, exact: bool = True, isa: str | None = None) -> np.ndarray:
+    """sample_softmax for each row at once: k[r] = sample_softmax(logits[r], u[r]) as int32 (n,). logits float32
+    (n, 256), finite; u float32 (n,) in [0, 1). The subscale loop's draw for its B streams (the AVX2 copy runs 8
+    rows in parallel lanes with the one-row kernel's float32 operations, so the classes are the same)."""
+    if not isinstance(logits, np.ndarray) or logits.ndim != 2:
+        raise TypeError(f"logits: expected a float32 array (n, {N_CLASSES}), found {_describe(logits)}")
+    logits = _check_f32("logits", logits, (logits.shape[0], N_CLASSES))
+    if not np.isfinite(logits).all():
+        raise ValueError("logits: expected finite values")
+    u = _check_f32("u", u, (logits.shape[0],))
+    if not (np.all(u >= 0) and np.all(u < 1)):  # also rejects NaN
+        raise ValueError("u: expected values in [0, 1)")
+    k = np.empty(logits.shape[0], np.int32)
+    _native.engine().sample_softmax_rows(_isa_id(isa), logits, u, k, bool(exact))
+    return k

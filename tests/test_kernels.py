@@ -220,6 +220,37 @@ def test_sample_softmax_edges():
         assert K.sample_softmax(flat, 0.5, isa=isa) == 128
 
 
+
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(0, 20), flat_row=st.booleans())
+def test_sample_softmax_rows_is_the_one_row_draw_per_row(seed, n, flat_row):
+    """The batched draw (the subscale loop's, 8 rows per AVX2 register) returns, row by row, exactly the class of
+    the one-row kernel: same ISA, same mode, any row count (a partial last group of 8 included)."""
+    rng = np.random.default_rng(seed)
+    scales = rng.choice(np.array([0.01, 1.0, 5.0, 30.0, 200.0], np.float32), size=(n, 1))
+    logits = (scales * rng.standard_normal((n, 256))).astype(np.float32)
+    u = rng.random(n, dtype=np.float32)
+    if n:
+        u[0] = 0.0
+        u[-1] = np.float32(0.99999994)
+        if flat_row:
+            logits[n // 2] = 0.0  # ties everywhere: the first index above the threshold must win
+    for isa in ISAS:
+        for exact in (True, False):
+            got = K.sample_softmax_rows(logits, u, exact=exact, isa=isa)
+            want = [K.sample_softmax(logits[r], float(u[r]), exact=exact, isa=isa) for r in range(n)]
+            assert got.dtype == np.int32 and got.tolist() == want, (isa, exact)
+
+
+def test_sample_softmax_rows_validation():
+    with pytest.raises(TypeError, match=r"\(n, 256\)"):
+        K.sample_softmax_rows(np.zeros(256, np.float32), np.zeros(1, np.float32))
+    with pytest.raises(ValueError, match="shape"):
+        K.sample_softmax_rows(np.zeros((3, 256), np.float32), np.zeros(2, np.float32))
+    with pytest.raises(ValueError, match="finite"):
+        K.sample_softmax_rows(np.full((2, 256), np.inf, np.float32), np.zeros(2, np.float32))
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        K.sample_softmax_rows(np.zeros((2, 256), np.float32), np.array([0.5, 1.0], np.float32))
+
 # --- validation at the Python edge -----------------------------------------------------------------------------
 
 def _bsr():

@@ -151,6 +151,18 @@ def sample_softmax(int isa, logits, float u, bint exact):
     return t.sample_softmax(<const float *>_ptr(logits), u, scratch, exact)
 
 
+def sample_softmax_rows(int isa, logits, u, k, bint exact):
+    """logits float32 (n, 256), u float32 (n,), k int32 (n,) out; all C-contiguous (pywavernn/kernels.py checks)."""
+    cdef const pwr_kernel_table *t = _table(isa)
+    cdef float scratch[8 * 256]
+    cdef const float *lp = <const float *>_ptr(logits)
+    cdef const float *up = <const float *>_ptr(u)
+    cdef int32_t *kp = <int32_t *>_ptr(k)
+    cdef int32_t n = logits.shape[0]
+    with nogil:
+        t.sample_softmax_rows(lp, n, up, 1, kp, scratch, exact)
+
+
 # ------------------------------------------------------------------------------------------------------------
 # The sampling loop (c/sampler.h). pywavernn/engine.py has validated the model, g, uniforms / audio, the state and
 # every output buffer (shapes, dtypes, C-contiguity, no sharing between the items of a batch).

@@ -22,6 +22,8 @@ cdef extern from "pwr_kernels.h" nogil:
                                         float *gi, int32_t H, int32_t j0, int32_t j1)
     ctypedef void (*pwr_map_fn)(const float *x, float *y, int32_t n)
     ctypedef int (*pwr_sample_fn)(const float *logits, float u, float *scratch, int exact)
+    ctypedef void (*pwr_sample_rows_fn)(const float *logits, int32_t n, const float *u, int32_t u_stride,
+                                        int32_t *k, float *scratch, int exact)
     ctypedef struct pwr_kernel_table:
         const char *isa
         pwr_gemv_fn gemv[4][2]
@@ -34,5 +36,6 @@ cdef extern from "pwr_kernels.h" nogil:
         pwr_map_fn fast_tanh
         pwr_map_fn fast_exp
         pwr_sample_fn sample_softmax
+        pwr_sample_rows_fn sample_softmax_rows
     const pwr_kernel_table *pwr_kernel_table_for(int isa)
     int pwr_shape_of(int32_t bh, int32_t bw, int is_dense)

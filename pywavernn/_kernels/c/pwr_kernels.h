@@ -86,6 +86,11 @@ typedef void (*pwr_map_fn)(const float *x, float *y, int32_t n);
  * exact != 0: p = expf(l - max l); exact == 0: the fast exp (max relative error stated at pwr_fast_exp).
  * scratch has 256 floats (the cdf). */
 typedef int (*pwr_sample_fn)(const float *logits, float u, float *scratch, int exact);
+/* The same draw for each of n rows of logits (n, 256) row-major: k[r] = sample(logits + 256 r, u[r * u_stride])
+ * for r < n, the class pwr_sample_fn returns for that row (bit-identical arithmetic; the AVX2 copy runs 8 rows in
+ * parallel lanes). scratch has 8 * 256 floats. */
+typedef void (*pwr_sample_rows_fn)(const float *logits, int32_t n, const float *u, int32_t u_stride, int32_t *k,
+                                   float *scratch, int exact);
 
 typedef struct {
     const char *isa;
@@ -97,6 +102,7 @@ typedef struct {
     pwr_gru_input_t_fn gru_input_t;
     pwr_map_fn fast_sigmoid, fast_tanh, fast_exp;
     pwr_sample_fn sample_softmax;
+    pwr_sample_rows_fn sample_softmax_rows;
 } pwr_kernel_table;
 
 /* The kernel table of `isa` (a pwr_isa_id), or NULL when that ISA was not built. Does not check CPU support:

@@ -23,7 +23,9 @@
  *     F + 1 positions on a stream's first step), batched over the streams that need a position, then
  *     ctx = proj a_D (one gemm over the active rows) + proj.bias[s]
  *   2 rh = R h + b_R (gemm); coarse rows of gi = ((x0 w0 + x1 w1) + q), q = cond(t) + ctx; coarse gate update
- *   3 hid_c = relu(O1 y_c + b1), logits_c = O2 hid_c + b2 (gemm); c_t = sample(logits_c, uniforms[t].coarse)
+ *   3 hid_c = relu(O1 y_c + b1), logits_c = O2 hid_c + b2 (gemm); c_t = sample(logits_c, uniforms[t].coarse),
+ *     one draw per active stream, all in one call (sample_softmax_rows: the streams' serial running sums side by
+ *     side in vector lanes)
  *   4 fine rows of gi with c_t; fine gate update; hid_f, logits_f (gemm); f_t = sample(logits_f, uniforms[t].fine)
  *   5 the step's samples enter the folded sequence. The context chains read only positions generated at earlier
  *     steps (stream s reads sub-tensors z < s at positions up to n - s(F + 1) + F, while stream z writes position
@@ -254,10 +256,13 @@ static void run_step(call *c, const compact *cp, int64_t n, int32_t lo, int32_t 
         memcpy(sc->yc + (size_t)s * half, h, sizeof(float) * (size_t)half);
     }
     head(tb, &net->O1, net->b1, &net->O2, net->b2, sc->yc, sc->hid, sc->lc, K, half, lo, na);
-    for (int32_t s = lo; s <= hi; s++) {
+    float u[PWR_MAX_RHS];
+    for (int32_t s = lo; s <= hi; s++) { /* the streams' coarse uniforms, then all their draws at once */
         const int64_t t = (n - (int64_t)s * (F + 1)) * B + s;
-        sc->ct[s] = tb->sample_softmax(sc->lc + (size_t)s * N_CLASSES, c->uniforms[2 * (t - c->t_first)], cdf,
-                                       exact);
+        u[s - lo] = c->uniforms[2 * (t - c->t_first)];
+    }
+    tb->sample_softmax_rows(sc->lc + (size_t)lo * N_CLASSES, na, u, 1, sc->ct + lo, cdf, exact);
+    for (int32_t s = lo; s <= hi; s++) {
         const float x[3] = {scale_byte(sc->pc[s]), scale_byte(sc->pf[s]), scale_byte(sc->ct[s])};
         float *gi = sc->gi + (size_t)s * H3, *h = sc->h + (size_t)s * H;
         tb->gru_input_t(net->w_in_t, x, 1, sc->q + (size_t)s * H3, gi, H, half, H);
@@ -265,11 +270,15 @@ static void run_step(call *c, const compact *cp, int64_t n, int32_t lo, int32_t 
         memcpy(sc->yf + (size_t)s * half, h + half, sizeof(float) * (size_t)half);
     }
     head(tb, &net->O3, net->b3, &net->O4, net->b4, sc->yf, sc->hid, sc->lf, K, half, lo, na);
+    int32_t ft[PWR_MAX_RHS];
+    for (int32_t s = lo; s <= hi; s++) {
+        const int64_t t = (n - (int64_t)s * (F + 1)) * B + s;
+        u[s - lo] = c->uniforms[2 * (t - c->t_first) + 1];
+    }
+    tb->sample_softmax_rows(sc->lf + (size_t)lo * N_CLASSES, na, u, 1, ft, cdf, exact);
     for (int32_t s = lo; s <= hi; s++) {
         const int64_t i = n - (int64_t)s * (F + 1), t = i * B + s;
-        const int32_t c_t = sc->ct[s];
-        const int32_t f_t = tb->sample_softmax(sc->lf + (size_t)s * N_CLASSES, c->uniforms[2 * (t - c->t_first) + 1],
-                                               cdf, exact);
+        const int32_t c_t = sc->ct[s], f_t = ft[s - lo];
         const size_t slot = (size_t)(i % sc->W) * (size_t)B + (size_t)s; /* folded index i B + s is true time t */
         sc->coarse[slot] = (uint8_t)c_t;
         sc->fine[slot] = (uint8_t)f_t;
@@ -294,7 +303,7 @@ static void run_step(call *c, const compact *cp, int64_t n, int32_t lo, int32_t 
 static void run_loop(call *c, const compact *cp, spin_barrier *bar, int tid, int nth) {
     const int32_t B = c->net->B, F = c->net->F;
     int32_t s0 = (int32_t)((int64_t)B * tid / nth), s1 = (int32_t)((int64_t)B * (tid + 1) / nth);
-    float cdf[N_CLASSES];
+    float cdf[8 * N_CLASSES]; /* sample_softmax_rows' scratch */
     waiter w = {0};
     spin_barrier solo, *team = NULL; /* once thread 0 finishes alone: its barrier, and the team's to release */
     barrier_init(&solo, 1);
