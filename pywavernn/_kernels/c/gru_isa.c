@@ -119,15 +119,30 @@ void PWR_FN(gru_gates)(const float *rh, const float *gi, float *h, int32_t H, in
         return;
     }
 #if defined(PWR_ISA_AVX2) && PWR_ISA_AVX2
+    /* Two passes over chunks of GATE_CHUNK units: first u and r (independent of each other), then e (which waits for
+     * r) and h. In one pass every 8 units form one chain exp -> divide -> exp -> divide ~90 cycles long, longer than
+     * the out-of-order window covers; split, each pass is a stream of independent work (measured 8.5 -> 5.9 cycles
+     * a unit on the 2-vCPU EPYC). Every element sees exactly the one-pass operations, so h is bit-identical. */
+    enum { GATE_CHUNK = 128 };
     const __m256 one = _mm256_set1_ps(1.0f);
-    for (; j + 8 <= j1; j += 8) {
-        const __m256 u = fast_sigmoid_8(_mm256_add_ps(_mm256_loadu_ps(gi_u + j), _mm256_loadu_ps(rh_u + j)));
-        const __m256 r = fast_sigmoid_8(_mm256_add_ps(_mm256_loadu_ps(gi_r + j), _mm256_loadu_ps(rh_r + j)));
-        const __m256 e = fast_tanh_8(_mm256_add_ps(_mm256_loadu_ps(gi_e + j),
-                                                   _mm256_mul_ps(r, _mm256_loadu_ps(rh_e + j))));
-        const __m256 hv = _mm256_add_ps(_mm256_mul_ps(u, _mm256_loadu_ps(h + j)),
-                                        _mm256_mul_ps(_mm256_sub_ps(one, u), e));
-        _mm256_storeu_ps(h + j, hv);
+    float ub[GATE_CHUNK], rb[GATE_CHUNK];
+    while (j + 8 <= j1) {
+        const int32_t end = j + GATE_CHUNK <= j1 ? j + GATE_CHUNK : j + (j1 - j) / 8 * 8;
+        for (int32_t k = j; k < end; k += 8) {
+            _mm256_storeu_ps(ub + (k - j), fast_sigmoid_8(_mm256_add_ps(_mm256_loadu_ps(gi_u + k),
+                                                                        _mm256_loadu_ps(rh_u + k))));
+            _mm256_storeu_ps(rb + (k - j), fast_sigmoid_8(_mm256_add_ps(_mm256_loadu_ps(gi_r + k),
+                                                                        _mm256_loadu_ps(rh_r + k))));
+        }
+        for (int32_t k = j; k < end; k += 8) {
+            const __m256 u = _mm256_loadu_ps(ub + (k - j)), r = _mm256_loadu_ps(rb + (k - j));
+            const __m256 e = fast_tanh_8(_mm256_add_ps(_mm256_loadu_ps(gi_e + k),
+                                                       _mm256_mul_ps(r, _mm256_loadu_ps(rh_e + k))));
+            const __m256 hv = _mm256_add_ps(_mm256_mul_ps(u, _mm256_loadu_ps(h + k)),
+                                            _mm256_mul_ps(_mm256_sub_ps(one, u), e));
+            _mm256_storeu_ps(h + k, hv);
+        }
+        j = end;
     }
 #endif
     for (; j < j1; j++) {
