@@ -21,6 +21,18 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("PYWAVERNN_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 
+@pytest.fixture
+def forced_handover():
+    """A function every -> None that makes the threaded C loops hand all their work to thread 0 for `every` steps
+    every `every` steps (c/sampler.h: pwr_set_test_handover), as they do on their own when their barriers keep
+    sleeping; switched off again after the test."""
+    from pywavernn import _native
+
+    _native.engine()._set_test_handover(0)
+    yield _native.engine()._set_test_handover
+    _native.engine()._set_test_handover(0)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """../shared/data (the project's speech sets); tests that need it skip cleanly without it."""

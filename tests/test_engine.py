@@ -77,6 +77,27 @@ def test_thread_count_and_chunking_do_not_change_samples(hidden):
         assert state.t == len(uniforms)
 
 
+@pytest.mark.skipif(not _native.openmp_enabled(), reason="built without OpenMP: every loop runs on one thread")
+def test_handover_to_thread_zero_and_back_keeps_samples(forced_handover):
+    """The team hands all rows to thread 0 for a stretch of steps and takes them back (what it does when its
+    barriers keep sleeping on a busy machine), here forced every 100 steps: samples, NLL and a streamed run across
+    calls are those of one thread, and the hand-overs did happen."""
+    model, mel, uniforms = _setup(0.4, (16, 1), hidden=96)
+    g = conditioning_ref(model, mel)
+    audio = generate_ref(model, mel, uniforms)
+    want = CpuEngine(model, threads=1).generate(g, uniforms)
+    want_nll = CpuEngine(model, threads=1).nll(g, audio)
+    forced_handover(100)
+    before = _native.engine().handover_count()
+    engine = CpuEngine(model, threads=2)
+    np.testing.assert_array_equal(engine.generate(g, uniforms), want)
+    assert engine.nll(g, audio) == want_nll
+    state = engine.new_state()
+    parts = [engine.generate(g, uniforms[a:b], state) for a, b in ((0, 450), (450, 1234), (1234, len(uniforms)))]
+    np.testing.assert_array_equal(np.concatenate(parts), want)
+    assert _native.engine().handover_count() - before >= 3 * 5  # 2,100 steps: solo at 100-200, 300-400, ...
+
+
 def _rounded_to_fp16(model: Model) -> Model:
     weights = dict(model.weights)
     for name in ("gru.R", "out.O1", "out.O2", "out.O3", "out.O4"):

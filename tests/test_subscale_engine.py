@@ -134,6 +134,30 @@ def test_thread_count_does_not_change_samples_or_trace(factor, density, block):
                 np.testing.assert_array_equal(engine.generate(g, uniforms), one["samples"])
 
 
+@pytest.mark.skipif(not _native.openmp_enabled(), reason="built without OpenMP: every loop runs on one thread")
+def test_handover_to_thread_zero_and_back_keeps_samples(forced_handover):
+    """Thread 0 takes every stream for a stretch of steps and hands them back (what the team does when its
+    barriers keep sleeping), forced every 20 steps: the trace and samples are those of one thread, also when the
+    schedule is advanced in pieces, and the hand-overs did happen."""
+    model, mel, uniforms = _setup(16, 2, 3, 0.3, (16, 1), n_frames=4)
+    g = conditioning_ref(model, mel)
+    one = SubscaleEngine(model).trace(g, uniforms)
+    forced_handover(20)
+    before = _native.engine().handover_count()
+    for threads in (2, 3):
+        engine = SubscaleEngine(model, threads=threads)
+        got = engine.trace(g, uniforms)
+        for key in ("samples", "step", "h", "logits_c", "logits_f"):
+            np.testing.assert_array_equal(got[key], one[key], err_msg=f"threads={threads}: {key}")
+        run, out = engine.new_run(), np.zeros(len(uniforms), np.int16)
+        total = len(uniforms)
+        for n_end in (37, 90, engine.n_steps(total)):
+            engine.advance(run, g, 0, total, uniforms, 0, out, n_end)
+        np.testing.assert_array_equal(out, one["samples"])
+    n_steps = SubscaleEngine(model).n_steps(len(uniforms))  # 75 positions + 45 warm-up steps = 120
+    assert _native.engine().handover_count() - before >= 2 * (n_steps // 40)
+
+
 def test_threads_validation():
     model = _setup(4, 1, n_frames=2)[0]
     for bad in (0, -1, 1.5, "2", True, None, np.float32(2)):

@@ -170,7 +170,18 @@ def sample_softmax_rows(int isa, logits, u, k, bint exact):
 from libc.stdint cimport int16_t, int64_t
 from libc.stdlib cimport malloc, free
 from pywavernn._kernels.sampler cimport (pwr_wavernn, pwr_stream, pwr_trace, pwr_utterance, pwr_generate_traced,
-                                         pwr_teacher_forced, pwr_generate_batch)
+                                         pwr_teacher_forced, pwr_generate_batch, pwr_set_test_handover,
+                                         pwr_handover_count)
+
+
+def _set_test_handover(int every):
+    """Tests only (c/sampler.h): every > 0 forces the threaded loops' hand-over to thread 0 every `every` steps."""
+    pwr_set_test_handover(every)
+
+
+def handover_count():
+    """Solo stretches begun in this process by the threaded loops (c/sampler.h: pwr_handover_count)."""
+    return pwr_handover_count()
 
 
 cdef void _fill_net(pwr_wavernn *net, tuple mats, tuple vecs, int H, int K, int hop):

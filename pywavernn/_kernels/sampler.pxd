@@ -39,3 +39,5 @@ cdef extern from "sampler.h" nogil:
                            double *nll_bits, const pwr_trace *trace)
     int pwr_generate_batch(const pwr_wavernn *net, const pwr_kernel_table *table, int exact, int nthreads,
                            const pwr_utterance *items, int32_t n_items)
+    void pwr_set_test_handover(int every)
+    long pwr_handover_count()

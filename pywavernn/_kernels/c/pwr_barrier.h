@@ -1,11 +1,13 @@
 /* pwr_barrier.h: the spin-then-sleep barrier of the persistent OpenMP teams (sampler.c, subscale_sampler.c) and
- * the serial-fallback rule they share. Internal header (static inline functions), plain C11 atomics, no OpenMP.
+ * the solo-stretch hand-over they share. Internal header (static inline functions), plain C11 atomics, no OpenMP.
  *
  * A waiter spins (the normal case: a phase takes microseconds and every thread has a core), then sleeps on a
  * futex, so on an oversubscribed machine (another process holding a core) a waiter stops keeping the thread it
  * waits for off the core. A team whose barriers keep sleeping (SERIAL_AFTER_SLEEPS sleeps within SERIAL_WINDOW
- * steps) is sharing its cores with other work: the caller then hands the rest of the call to thread 0 (the
- * `serial` / `done` fields are for that hand-over; how and when is the caller's protocol).
+ * steps) is sharing its cores with other work: thread 0 then takes all the work for a stretch of steps while the
+ * others sleep, and hands it back at the stretch's end (see `handover` below). A stretch doubles each time the
+ * team falls back again, so a machine that stays oversubscribed costs a few short retries per call, and a passing
+ * disturbance (a process that runs for a moment, a hypervisor pause) costs one stretch, not the rest of the call.
  *
  * Include it before any system header, after `#define _DEFAULT_SOURCE` (syscall() under -std=c11).
  */
@@ -28,8 +30,6 @@ typedef struct {
     atomic_int sense;
     atomic_int sleepers; /* threads asleep (or about to sleep) on sense */
     atomic_long sleeps;  /* waits that ended in sleep, ever: the sign of an oversubscribed machine */
-    atomic_int serial;   /* set by thread 0: the team hands the rest of the call to thread 0 */
-    atomic_int done;     /* set by thread 0 when a serial finish is over */
     int n;
 } spin_barrier;
 
@@ -42,8 +42,6 @@ static inline void barrier_init(spin_barrier *b, int n) {
     atomic_init(&b->sense, 0);
     atomic_init(&b->sleepers, 0);
     atomic_init(&b->sleeps, 0);
-    atomic_init(&b->serial, 0);
-    atomic_init(&b->done, 0);
     b->n = n;
 }
 
@@ -107,16 +105,91 @@ static inline void barrier_wait(spin_barrier *b, waiter *w) {
     }
 }
 
+/* Forces the hand-over for tests (sampler.h: pwr_set_test_handover): when > 0, thread 0 requests a solo stretch of
+ * that many steps every that many steps, whatever the barriers do. 0 in normal use. */
+extern int pwr_test_handover_every;
+/* Solo stretches begun in this process, all loops together (sampler.h: pwr_handover_count): a diagnostic for
+ * benchmarks and tests. */
+extern atomic_long pwr_handovers;
+
 /* Whether the team's barriers slept SERIAL_AFTER_SLEEPS times since the start of the current window of
  * SERIAL_WINDOW steps (step i; *window_sleeps is the caller's window start count). Thread 0 calls it once a
  * step. */
 static inline int team_oversubscribed(spin_barrier *bar, int64_t i, long *window_sleeps) {
     const long sleeps = atomic_load_explicit(&bar->sleeps, memory_order_relaxed);
+    const int every = pwr_test_handover_every;
+    if (every > 0) return i > 0 && i % every == 0;
     if (i % SERIAL_WINDOW == 0) {
         *window_sleeps = sleeps;
         return 0;
     }
     return sleeps - *window_sleeps >= SERIAL_AFTER_SLEEPS;
 }
+
+/* The solo-stretch hand-over of a loop over steps n, which every thread of the team runs:
+ *   thread 0, before step n's last barrier:  if (team_oversubscribed(...)) handover_request(ho, n);
+ *   every thread, after that barrier:        if (handover_requested(ho, n)) ...
+ *     thread 0 goes on alone (all rows or streams, a barrier of one) until step handover_stretch_end(ho, n, end);
+ *     the others call handover_wait(ho, n): it returns the step at which they rejoin, or -1 when thread 0
+ *     finished the call alone; they continue at that step with their own share, as if never gone.
+ *   thread 0, at the start of that step: handover_resume(ho, n, bar, &window_sleeps) after publishing whatever
+ *     per-thread state the others must re-read, then back to its own share and the team barrier;
+ *   thread 0, after the loop, if still alone: handover_finish(ho).
+ * The rejoin step is stored after everything thread 0 wrote while alone and read before anything the others
+ * read (sequentially consistent atomics), so they see the state of every step before it. The team barrier's
+ * sense is untouched while thread 0 is alone (a barrier of one returns before touching its waiter), so it is
+ * consistent again when the team re-forms. */
+typedef struct {
+    atomic_llong solo_step;   /* the step after whose last barrier thread 0 goes on alone; -1: none yet */
+    atomic_llong rejoin_step; /* where the others rejoin: <= the solo step while none is set; INT64_MAX: over */
+    atomic_int phase;         /* bumped whenever rejoin_step is set: what the others sleep on */
+    int64_t stretch;          /* thread 0's: the length of the next solo stretch */
+} handover;
+
+static inline void handover_init(handover *h) {
+    atomic_init(&h->solo_step, -1);
+    atomic_init(&h->rejoin_step, -1);
+    atomic_init(&h->phase, 0);
+    h->stretch = pwr_test_handover_every > 0 ? pwr_test_handover_every : SERIAL_WINDOW;
+}
+
+static inline void handover_request(handover *h, int64_t n) {
+    atomic_store_explicit(&h->solo_step, n, memory_order_relaxed); /* ordered by the barrier that follows */
+}
+
+static inline int handover_requested(handover *h, int64_t n) {
+    return atomic_load_explicit(&h->solo_step, memory_order_relaxed) == n;
+}
+
+/* Thread 0: the first step after the solo stretch that starts after step n (the team re-forms there), or end;
+ * each stretch is twice the last (outside tests). */
+static inline int64_t handover_stretch_end(handover *h, int64_t n, int64_t end) {
+    atomic_fetch_add_explicit(&pwr_handovers, 1, memory_order_relaxed);
+    const int64_t stop = n + 1 + h->stretch;
+    if (pwr_test_handover_every <= 0 && h->stretch < ((int64_t)1 << 40)) h->stretch *= 2;
+    return stop < end ? stop : end;
+}
+
+static inline int64_t handover_wait(handover *h, int64_t n) {
+    for (;;) {
+        const int phase = atomic_load(&h->phase);
+        const int64_t r = atomic_load(&h->rejoin_step);
+        if (r > n) return r == INT64_MAX ? -1 : r;
+        sleep_while_equal(&h->phase, phase);
+    }
+}
+
+static inline void handover_publish(handover *h, int64_t r) {
+    atomic_store(&h->rejoin_step, r);
+    atomic_fetch_add(&h->phase, 1);
+    wake_all(&h->phase);
+}
+
+static inline void handover_resume(handover *h, int64_t n, spin_barrier *team, long *window_sleeps) {
+    *window_sleeps = atomic_load_explicit(&team->sleeps, memory_order_relaxed); /* a fresh window from here */
+    handover_publish(h, n);
+}
+
+static inline void handover_finish(handover *h) { handover_publish(h, INT64_MAX); }
 
 #endif

@@ -117,14 +117,9 @@ static shares split_work(const pwr_wavernn *net, int tid, int nth) {
                     split_units(half, half, tid, nth)};
 }
 
-/* Thread 0, before a step's last barrier: ask the team to go serial when its barriers keep sleeping. */
-static void watch_team(spin_barrier *bar, int64_t i, long *window_sleeps) {
-    if (team_oversubscribed(bar, i, window_sleeps)) atomic_store_explicit(&bar->serial, 1, memory_order_relaxed);
-}
-
 static void run_loop(const pwr_wavernn *net, const pwr_kernel_table *tb, int exact, const float *g,
                      int32_t n_frames, int64_t n, pwr_stream *s, const loop_io *io, const buffers *bf,
-                     spin_barrier *bar, int tid, int nth) {
+                     spin_barrier *bar, handover *ho, int tid, int nth) {
     const int32_t H = net->H, half = H / 2, hop = net->hop;
     shares sh = split_work(net, tid, nth);
     const pwr_gemv_fn mv_r = tb->gemv[net->R.shape][net->R.storage], mv_1 = tb->gemv[net->O1.shape][net->O1.storage],
@@ -136,12 +131,21 @@ static void run_loop(const pwr_wavernn *net, const pwr_kernel_table *tb, int exa
     float cdf[N_CLASSES];
     float *h = s->h;
     waiter w = {0};
-    spin_barrier solo, *team = NULL; /* once thread 0 finishes alone: its barrier, and the team's to release */
+    spin_barrier solo, *team = bar; /* thread 0 alone: a barrier of one */
     barrier_init(&solo, 1);
     long window_sleeps = 0;
+    int64_t solo_end = -1; /* thread 0, while alone: the step at which the team re-forms */
     int32_t c_prev = s->prev_c, f_prev = s->prev_f;
     const int64_t t0 = s->t; /* read once: thread 0 updates *s after the loop */
     for (int64_t i = 0; i < n; i++) {
+        if (i == solo_end) { /* back to the team: the others re-read the previous samples, then own rows again */
+            s->prev_c = c_prev;
+            s->prev_f = f_prev;
+            handover_resume(ho, i, team, &window_sleeps);
+            bar = team;
+            sh = split_work(net, tid, nth);
+            solo_end = -1;
+        }
         const int64_t t = t0 + i;
         const int32_t j = (int32_t)(t / hop);
         const float a = (float)(int32_t)(t % hop) / (float)hop;
@@ -169,16 +173,20 @@ static void run_loop(const pwr_wavernn *net, const pwr_kernel_table *tb, int exa
         relu_rows(bf->hid_f, sh.o3.lo * net->O3.bh, sh.o3.hi * net->O3.bh);
         barrier_wait(bar, &w);
         mv_4(&net->O4, bf->hid_f, net->b4, bf->logits_f, sh.o4.lo, sh.o4.hi);
-        if (tid == 0 && bar->n > 1) watch_team(bar, i, &window_sleeps); /* read by all after the barrier */
+        if (tid == 0 && bar->n > 1 && team_oversubscribed(bar, i, &window_sleeps)) handover_request(ho, i);
         barrier_wait(bar, &w);
-        if (bar->n > 1 && atomic_load_explicit(&bar->serial, memory_order_relaxed)) {
-            if (tid != 0) { /* thread 0 finishes the call alone (same kernels per row, same samples) */
-                while (!atomic_load(&bar->done)) sleep_while_equal(&bar->done, 0);
-                return;
+        if (bar->n > 1 && handover_requested(ho, i)) {
+            if (tid != 0) { /* thread 0 runs every row for a while (same kernels per row, same samples) */
+                const int64_t rejoin = handover_wait(ho, i);
+                if (rejoin < 0) return;
+                c_prev = s->prev_c; /* the samples of step rejoin - 1, published by thread 0 */
+                f_prev = s->prev_f;
+                i = rejoin - 1;
+                continue;
             }
-            team = bar;
             bar = &solo;
             sh = split_work(net, 0, 1);
+            solo_end = handover_stretch_end(ho, i, n);
         }
         const int32_t f_t = audio ? u_true & 255 : tb->sample_softmax(bf->logits_f, uniforms[2 * i + 1], cdf, exact);
         if (bookkeeping) record_step(io, bf, h, H, i, c_t, f_t);
@@ -190,10 +198,7 @@ static void run_loop(const pwr_wavernn *net, const pwr_kernel_table *tb, int exa
         s->prev_f = f_prev;
         s->t += n;
     }
-    if (team) {
-        atomic_store(&team->done, 1);
-        wake_all(&team->done);
-    }
+    if (bar == &solo) handover_finish(ho); /* thread 0 ended the call alone: release the others */
 }
 
 /* Scratch of one stream (6H + 2K + 512 floats), or NULL. */
@@ -205,6 +210,13 @@ static float *alloc_scratch(const pwr_wavernn *net, buffers *bf) {
     return mem;
 }
 
+int pwr_test_handover_every = 0;
+atomic_long pwr_handovers = 0;
+
+void pwr_set_test_handover(int every) { pwr_test_handover_every = every > 0 ? every : 0; }
+
+long pwr_handover_count(void) { return atomic_load(&pwr_handovers); }
+
 static int run_stream(const pwr_wavernn *net, const pwr_kernel_table *table, int exact, int nthreads,
                       const float *g, int32_t n_frames, int64_t n, pwr_stream *s, const loop_io *io) {
     buffers bf;
@@ -213,6 +225,8 @@ static int run_stream(const pwr_wavernn *net, const pwr_kernel_table *table, int
     if (n > 0) {
         spin_barrier bar;
         barrier_init(&bar, 1);
+        handover ho;
+        handover_init(&ho);
 #if PWR_HAVE_OPENMP
         if (nthreads > 1) {
             bar.n = 0;
@@ -220,13 +234,13 @@ static int run_stream(const pwr_wavernn *net, const pwr_kernel_table *table, int
             {
 #pragma omp single
                 bar.n = omp_get_num_threads(); /* the team may be smaller than asked; implicit barrier follows */
-                run_loop(net, table, exact, g, n_frames, n, s, io, &bf, &bar, omp_get_thread_num(), bar.n);
+                run_loop(net, table, exact, g, n_frames, n, s, io, &bf, &bar, &ho, omp_get_thread_num(), bar.n);
             }
         } else
 #endif
         {
             (void)nthreads;
-            run_loop(net, table, exact, g, n_frames, n, s, io, &bf, &bar, 0, 1);
+            run_loop(net, table, exact, g, n_frames, n, s, io, &bf, &bar, &ho, 0, 1);
         }
     }
     free(mem);

@@ -87,4 +87,14 @@ typedef struct {
 int pwr_generate_batch(const pwr_wavernn *net, const pwr_kernel_table *table, int exact, int nthreads,
                        const pwr_utterance *items, int32_t n_items);
 
+/* Tests only: every > 0 makes every threaded loop (this one and subscale_sampler.c) hand all its work to thread 0
+ * for `every` steps every `every` steps, as it does on its own when its barriers keep sleeping (pwr_barrier.h), so
+ * the hand-over and the team's return can be checked to leave every sample unchanged; 0 (the default) turns it
+ * off. Process-wide: set it only while no loop runs. */
+void pwr_set_test_handover(int every);
+
+/* Solo stretches begun in this process so far, by every threaded loop (each time a team's barriers kept sleeping,
+ * or the test setting above asked for one): how often the machine made a team fall back to one thread. */
+long pwr_handover_count(void);
+
 #endif

@@ -15,8 +15,9 @@
  * below), so one barrier a step (after the step's samples are written) gives every thread the samples of earlier
  * steps. A stream's arithmetic is that of the one-thread loop, so the samples do not depend on the thread count.
  * When the team's barriers keep sleeping (pwr_barrier.h), thread 0 names a step; after that step's barrier thread 0
- * takes over all streams and the others leave (a step number, not a flag: a thread late to read it cannot take it
- * for the barrier before).
+ * takes over all streams for a stretch of steps while the others sleep, then hands their streams back (a step
+ * number, not a flag: a thread late to read it cannot take it for the barrier before). All per-stream state lives
+ * in the shared scratch, so a stream continues on its own thread exactly where thread 0 left it.
  *
  * One step (docs/format.md §3, §9), for the active range:
  *   1 context: advance each active stream's context chain to position i + F (one position a step once running;
@@ -233,7 +234,7 @@ typedef struct {
     const pwr_subscale_trace *trace;
     int64_t T, n_first, n_end;
     scratch *sc;
-    atomic_llong serial_step; /* the step after whose barrier thread 0 goes on alone; -1: none */
+    handover ho; /* thread 0 alone for a stretch of steps (pwr_barrier.h) */
 } call;
 
 /* Schedule step n for the active streams lo..hi (all of them owned by the calling thread). */
@@ -302,13 +303,22 @@ static void run_step(call *c, const compact *cp, int64_t n, int32_t lo, int32_t 
 /* Thread tid of nth: every schedule step for its own streams, one barrier a step (none alone). */
 static void run_loop(call *c, const compact *cp, spin_barrier *bar, int tid, int nth) {
     const int32_t B = c->net->B, F = c->net->F;
-    int32_t s0 = (int32_t)((int64_t)B * tid / nth), s1 = (int32_t)((int64_t)B * (tid + 1) / nth);
+    const int32_t own0 = (int32_t)((int64_t)B * tid / nth), own1 = (int32_t)((int64_t)B * (tid + 1) / nth);
+    int32_t s0 = own0, s1 = own1;
     float cdf[8 * N_CLASSES]; /* sample_softmax_rows' scratch */
     waiter w = {0};
-    spin_barrier solo, *team = NULL; /* once thread 0 finishes alone: its barrier, and the team's to release */
+    spin_barrier solo, *team = bar; /* thread 0 alone: a barrier of one */
     barrier_init(&solo, 1);
     long window_sleeps = 0;
+    int64_t solo_end = -1; /* thread 0, while alone: the step at which the team re-forms */
     for (int64_t n = c->n_first; n < c->n_end; n++) {
+        if (n == solo_end) { /* back to the team: each thread's own streams, as before the stretch */
+            handover_resume(&c->ho, n, team, &window_sleeps);
+            bar = team;
+            s0 = own0;
+            s1 = own1;
+            solo_end = -1;
+        }
         int32_t lo = -1, hi = -1;
         for (int32_t s = s0; s < s1; s++) {
             const int64_t i = n - (int64_t)s * (F + 1);
@@ -319,24 +329,22 @@ static void run_loop(call *c, const compact *cp, spin_barrier *bar, int tid, int
         }
         if (lo >= 0) run_step(c, cp, n, lo, hi, cdf);
         if (bar->n == 1) continue;
-        if (tid == 0 && team_oversubscribed(bar, n - c->n_first, &window_sleeps))
-            atomic_store_explicit(&c->serial_step, n, memory_order_relaxed); /* read by all after the barrier */
+        if (tid == 0 && team_oversubscribed(bar, n - c->n_first, &window_sleeps)) handover_request(&c->ho, n);
         barrier_wait(bar, &w);
-        if (atomic_load_explicit(&c->serial_step, memory_order_relaxed) == n) {
-            if (tid != 0) { /* thread 0 finishes the call alone (same kernels per stream, same samples) */
-                while (!atomic_load(&bar->done)) sleep_while_equal(&bar->done, 0);
-                return;
+        if (handover_requested(&c->ho, n)) {
+            if (tid != 0) { /* thread 0 runs every stream for a while (same kernels per stream, same samples) */
+                const int64_t rejoin = handover_wait(&c->ho, n);
+                if (rejoin < 0) return;
+                n = rejoin - 1;
+                continue;
             }
-            team = bar;
             bar = &solo;
             s0 = 0;
             s1 = B;
+            solo_end = handover_stretch_end(&c->ho, n, c->n_end);
         }
     }
-    if (team) {
-        atomic_store(&team->done, 1);
-        wake_all(&team->done);
-    }
+    if (bar == &solo) handover_finish(&c->ho); /* thread 0 ended the call alone: release the others */
 }
 
 struct pwr_subscale_run {
@@ -382,7 +390,7 @@ void pwr_subscale_advance(pwr_subscale_run *run, const pwr_subscale_net *net, co
         sc->last_i[s] = T < 0 ? INT32_MAX : (int32_t)((T - 1 - s) / net->B);
     if (n_end <= run->next_step) return;
     call c = {net, tb, exact, g, g_first, g_end, uniforms, out, t_first, trace, T, run->next_step, n_end, sc};
-    atomic_init(&c.serial_step, -1);
+    handover_init(&c.ho);
     spin_barrier bar;
     barrier_init(&bar, 1);
 #if PWR_HAVE_OPENMP
