@@ -17,6 +17,7 @@ from typing import Any
 
 SUPPORTED_SAMPLE_RATE = 24000
 N_CLASSES = 256  # coarse and fine are 8 bits each
+SUBSCALE_PREVIOUS = ("sub_tensor", "time")  # the values of ModelConfig.subscale_previous
 
 
 def dataclass_from_dict(cls, data: Any, what: str, convert: dict[str, Any] | None = None):
@@ -134,9 +135,13 @@ class ModelConfig:
     subscale_horizon F of the subscale model (>= 1 to run one; pywavernn.subscale checks); 0 for the plain WaveRNN.
     subscale_channels C_x: channels of the subscale context network (used only when B > 1).
     subscale_layers  D: its dilated kernel-2 layers, dilations 1, 2, ..., 2**(D-1) (used only when B > 1).
+    subscale_previous which earlier sample the GRU input x_t of a subscale sample (i, s) carries (docs/format.md §9):
+                     "sub_tensor", its own sub-tensor's (i - 1, s) (the paper's; the default), or "time", the sample
+                     just before it in true time, t - 1 = (i, s - 1), for s >= 1 (sub-tensor 0 keeps its own).
 
-    The two subscale_ context fields are left out of to_dict() for a plain model at their defaults, so plain files
-    are written exactly as before they existed, and a file without them loads with the defaults.
+    The two subscale_ context fields are left out of to_dict() for a plain model at their defaults, and
+    subscale_previous for any model at its default, so files are written exactly as before they existed, and a
+    file without them loads with the defaults.
     """
 
     hidden_size: int = 512
@@ -149,6 +154,7 @@ class ModelConfig:
     subscale_horizon: int = 0
     subscale_channels: int = 32
     subscale_layers: int = 4
+    subscale_previous: str = "sub_tensor"
     n_classes: int = field(default=N_CLASSES)
 
     def __post_init__(self) -> None:
@@ -175,6 +181,9 @@ class ModelConfig:
         _check_int("subscale_horizon", self.subscale_horizon, 0)
         _check_int("subscale_channels", self.subscale_channels, 1)
         _check_int("subscale_layers", self.subscale_layers, 0, 16)
+        if self.subscale_previous not in SUBSCALE_PREVIOUS:
+            raise ValueError(f"subscale_previous: expected one of {', '.join(map(repr, SUBSCALE_PREVIOUS))}, "
+                             f"found {self.subscale_previous!r}")
         if self.n_classes != N_CLASSES:
             raise ValueError(f"n_classes: expected {N_CLASSES} (8-bit coarse and fine), found {self.n_classes}")
 
@@ -195,6 +204,8 @@ class ModelConfig:
             for name in _SUBSCALE_CONTEXT_FIELDS:
                 if d[name] == _SUBSCALE_CONTEXT_DEFAULTS[name]:
                     del d[name]
+        if d["subscale_previous"] == "sub_tensor":
+            del d["subscale_previous"]
         return d
 
     @classmethod

@@ -99,6 +99,17 @@ def context_ref(model: Model, values: np.ndarray, real: np.ndarray, i: int, s: i
     return matvec_ref(model.weights["subscale.proj.weight"], a[-1]) + model.weights["subscale.proj.bias"][s]
 
 
+def _previous_bytes(coarse: np.ndarray, fine: np.ndarray, i: int, s: int, factor: int,
+                    previous: str) -> tuple[int, int]:
+    """(c, f) of the sample x_t of (i, s) carries (subscale.previous_sample), from the true-time bytes; the
+    constants before the sub-tensor's first sample."""
+    k, z = subscale.previous_sample(i, s, factor, previous)
+    if k < 0:
+        return PREV_COARSE, PREV_FINE
+    t = int(subscale.sample_time(k, z, factor))
+    return coarse[t], fine[t]
+
+
 def _real_mask(n_samples: int, factor: int) -> np.ndarray:
     n = subscale.n_positions(n_samples, factor)
     return subscale.sample_time(np.arange(n)[:, None], np.arange(factor)[None, :], factor) < n_samples
@@ -119,15 +130,15 @@ def teacher_forced_logits_subscale_ref(model: Model, mel: np.ndarray,
     values = subscale.fold(np.stack([BYTE_INPUT[coarse], BYTE_INPUT[fine]], axis=1), factor)
     real = _real_mask(n_samples, factor)
 
+    previous = model.model_config.subscale_previous
     states = np.empty((n_samples, model.model_config.hidden_size), dtype=F32)
     for s in range(factor):
         h = np.zeros(model.model_config.hidden_size, dtype=F32)
-        c_prev, f_prev = PREV_COARSE, PREV_FINE
         for i, t in enumerate(range(s, n_samples, factor)):
             q = cond_at(g, t, hop) + context_ref(model, values, real, i, s)
+            c_prev, f_prev = _previous_bytes(coarse, fine, i, s, factor, previous)
             x = np.array([BYTE_INPUT[c_prev], BYTE_INPUT[f_prev], BYTE_INPUT[coarse[t]]], dtype=F32)
             h = states[t] = gru_step_ref(model, h, x, q)
-            c_prev, f_prev = coarse[t], fine[t]
     half, w = model.model_config.half, model.weights
     logits_c = output_head_ref(states[:, :half].T, w["out.O1"], w["out.b1"], w["out.O2"], w["out.b2"])
     logits_f = output_head_ref(states[:, half:].T, w["out.O3"], w["out.b3"], w["out.O4"], w["out.b4"])
@@ -147,9 +158,10 @@ def nll_subscale_ref(model: Model, mel: np.ndarray, audio_int16: np.ndarray) -> 
 def generate_subscale_ref(model: Model, mel: np.ndarray, uniforms: np.ndarray, trace: bool = False):
     """Free-running generation: log-mel (F, n_mels), uniforms (F * hop, 2) float32 -> int16 samples (F * hop,).
 
-    Sample t = i * B + s uses uniforms[t]; each sub-tensor's state starts at h = 0 with previous sample s = 0
-    (c = 128, f = 0). With trace=True returns (samples, trace): float32 "h" (T, H) (the state after sample t),
-    "logits_c", "logits_f" (T, 256), and int64 "step" (T,) (the step that generated sample t).
+    Sample t = i * B + s uses uniforms[t]; each sub-tensor's state starts at h = 0, and its GRU input carries the
+    sample subscale.previous_sample names (c = 128, f = 0 where there is none). With trace=True returns
+    (samples, trace): float32 "h" (T, H) (the state after sample t), "logits_c", "logits_f" (T, 256), and int64
+    "step" (T,) (the step that generated sample t).
     """
     factor, horizon = _check_subscale_model(model)
     hop, hidden = model.feature_config.hop_length, model.model_config.hidden_size
@@ -161,6 +173,7 @@ def generate_subscale_ref(model: Model, mel: np.ndarray, uniforms: np.ndarray, t
     values = np.full((n, factor, 2), np.nan, dtype=F32)  # NaN: not generated yet (a leak would poison the logits)
     coarse, fine = np.zeros((n, factor), np.int64), np.zeros((n, factor), np.int64)
     h = np.zeros((factor, hidden), dtype=F32)
+    previous = model.model_config.subscale_previous
     steps = {"h": np.empty((n_samples, hidden), F32), "logits_c": np.empty((n_samples, N_CLASSES), F32),
              "logits_f": np.empty((n_samples, N_CLASSES), F32), "step": np.empty(n_samples, np.int64)}
 
@@ -170,7 +183,10 @@ def generate_subscale_ref(model: Model, mel: np.ndarray, uniforms: np.ndarray, t
             if i < 0:
                 continue
             t = int(subscale.sample_time(i, s, factor))
-            c_prev, f_prev = (coarse[i - 1, s], fine[i - 1, s]) if i else (PREV_COARSE, PREV_FINE)
+            k, z = subscale.previous_sample(i, s, factor, previous)
+            if k >= 0 and np.isnan(values[k, z, 0]):  # a schedule error: never for a valid previous_sample
+                raise RuntimeError(f"sample ({i}, {s}) reads ({k}, {z}) before it was generated")
+            c_prev, f_prev = (coarse[k, z], fine[k, z]) if k >= 0 else (PREV_COARSE, PREV_FINE)
             q = cond_at(g, t, hop) + context_ref(model, values, real, i, s)
             h[s], c_t, f_t, logits_c, logits_f = _generate_step(model, h[s], c_prev, f_prev, q, *uniforms[t])
             steps["h"][t], steps["logits_c"][t], steps["logits_f"][t], steps["step"][t] = h[s], logits_c, logits_f, step

@@ -3,7 +3,8 @@
 What it is: the index arithmetic every subscale implementation shares. `fold` / `unfold` turn a sequence of T
 samples into B sub-tensors of N = ceil(T / B) positions and back; `step_of` / `position_at` / `schedule` say which
 sub-tensor is at which position at each generation step; `may_depend` / `dependency_mask` / `context_input_mask`
-say which samples a sample may see; `context_macs_per_sample` / `gru_macs_per_sample` size the two networks.
+say which samples a sample may see, `previous_sample` which one its GRU input carries; `context_macs_per_sample` /
+`gru_macs_per_sample` size the two networks.
 What it is not: any of the maths (pywavernn/reference_subscale.py, training/subscale_model.py). Plain Python + NumPy.
 
 Definitions (docs/format.md §9). Sample t = i * B + s is position i of sub-tensor s (0 <= s < B, 0 <= i < N); the
@@ -157,6 +158,20 @@ def dependency_mask(i: int, s: int, n_samples: int, factor: int, horizon: int) -
     n = n_positions(n_samples, factor)
     k, z = np.arange(n)[:, None], np.arange(factor)[None, :]
     return may_depend(i, s, k, z, horizon) & (sample_time(k, z, factor) < n_samples)
+
+
+def previous_sample(i, s, factor: int, previous: str = "sub_tensor"):
+    """(k, z): the earlier sample whose bytes the GRU input x_t of sample (i, s) carries (docs/format.md §9), or
+    (-1, s) before sub-tensor s's first sample (the constants c = 128, f = 0 then). previous is the model config's
+    `subscale_previous`: "sub_tensor", its own past (i - 1, s); "time", the sample just before it in true time,
+    (i, s - 1), for s >= 1 (a dependency z < s, k <= i + F that the schedule makes F + 1 steps old), and (i - 1, 0)
+    for s = 0, whose true-time predecessor (i - 1, B - 1) comes later. Works on arrays."""
+    if previous not in ("sub_tensor", "time"):
+        raise ValueError(f"previous: expected 'sub_tensor' or 'time', found {previous!r}")
+    i, s = np.asarray(i), np.asarray(s)
+    if previous == "sub_tensor":
+        return i - 1, s
+    return np.where(s > 0, i, i - 1), np.where(s > 0, s - 1, s)
 
 
 def context_input_mask(s: int, factor: int) -> np.ndarray:

@@ -59,6 +59,8 @@ def test_fold_keeps_trailing_axes():
     (lambda: ModelConfig(subscale_factor=6, subscale_horizon=1), "power of two"),
     (lambda: subscale.check_model_config(ModelConfig(subscale_factor=4, subscale_horizon=0)), "horizon"),
     (lambda: subscale.check_model_config(ModelConfig()), "B >= 2"),
+    (lambda: ModelConfig(subscale_factor=4, subscale_horizon=1, subscale_previous="next"),
+     "subscale_previous: expected one of 'sub_tensor', 'time', found 'next'"),
 ])
 def test_bad_input_is_a_clear_error(call, match):
     with pytest.raises(ValueError, match=match):
@@ -112,6 +114,28 @@ def test_a_lag_of_f_would_not_do(horizon):
     i, s = 3, 2
     for lag, available in ((horizon, False), (horizon + 1, True)):
         assert ((i + horizon + (s - 1) * lag) < (i + s * lag)) == available
+
+
+@given(case=schedules, previous=st.sampled_from(["sub_tensor", "time"]))
+def test_previous_sample_is_an_allowed_dependency_generated_before(case, previous):
+    """The sample a GRU input carries (subscale.previous_sample) may be seen, exists by the step that reads it, is
+    real whenever the reader is, and with "time" is sample t - 1 for every sub-tensor but the first."""
+    factor, horizon, extra = case
+    n_samples = factor + extra
+    n = subscale.n_positions(n_samples, factor)
+    i, s = np.meshgrid(np.arange(n), np.arange(factor), indexing="ij")
+    t = subscale.sample_time(i, s, factor)
+    real = t < n_samples
+    k, z = subscale.previous_sample(i, s, factor, previous)
+    has = k >= 0
+    assert np.all(has == ((i > 0) | ((s > 0) if previous == "time" else False)))
+    assert np.all(subscale.may_depend(i, s, k, z, horizon)[has])
+    assert np.all(subscale.step_of(k, z, horizon)[has] < subscale.step_of(i, s, horizon)[has])
+    assert np.all(subscale.sample_time(k, z, factor)[has & real] < n_samples)
+    want = np.where(s > 0, t - 1, t - factor) if previous == "time" else t - factor
+    np.testing.assert_array_equal(subscale.sample_time(k, z, factor)[has], want[has])
+    with pytest.raises(ValueError, match="previous: expected 'sub_tensor' or 'time', found 'next'"):
+        subscale.previous_sample(0, 0, factor, "next")
 
 
 def test_context_input_mask_matches_may_depend():
@@ -184,6 +208,11 @@ def test_plain_config_json_is_unchanged_and_old_files_load():
     assert ModelConfig.from_dict(d) == ModelConfig()
     sub = dataclasses.replace(SMALL, subscale_channels=5)
     assert ModelConfig.from_dict(json.loads(sub.to_json())) == sub
+    # subscale_previous is written only when not the default, so subscale files from before it are unchanged too
+    assert "subscale_previous" not in sub.to_dict() and sub.subscale_previous == "sub_tensor"
+    by_time = dataclasses.replace(SMALL, subscale_previous="time")
+    assert by_time.to_dict()["subscale_previous"] == "time"
+    assert ModelConfig.from_dict(json.loads(by_time.to_json())) == by_time
 
 
 def test_subscale_weights_are_listed_only_for_subscale_models():

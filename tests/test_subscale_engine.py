@@ -45,17 +45,20 @@ N_FRAMES = 7  # x hop 300 = 2,100 samples
 STEP_TOL = 1e-5  # h and logits vs the reference: float32 products summed in another order (observed ~1.2e-7)
 EDGE_TOL = 1e-4  # a draw this close (relative) to a class edge may fall either way under fast arithmetic
 
-# (B, F, D, density, block, proj_density): proj_density None keeps subscale.proj.weight dense
-CASES = [(4, 1, 3, None, (16, 1), None), (16, 2, 3, None, (16, 1), None), (4, 1, 3, 0.3, (16, 1), None),
-         (16, 2, 3, 0.3, (16, 1), None), (8, 3, 3, 0.5, (4, 4), None), (2, 1, 0, None, (16, 1), None),
-         (16, 2, 3, 0.3, (16, 1), 0.25), (8, 3, 3, 0.5, (4, 4), 0.5)]
+# (B, F, D, density, block, proj_density, previous): proj_density None keeps subscale.proj.weight dense; previous
+# is the config's subscale_previous (which earlier sample the GRU input carries)
+CASES = [(4, 1, 3, None, (16, 1), None, "sub_tensor"), (16, 2, 3, None, (16, 1), None, "sub_tensor"),
+         (4, 1, 3, 0.3, (16, 1), None, "sub_tensor"), (16, 2, 3, 0.3, (16, 1), None, "sub_tensor"),
+         (8, 3, 3, 0.5, (4, 4), None, "sub_tensor"), (2, 1, 0, None, (16, 1), None, "sub_tensor"),
+         (16, 2, 3, 0.3, (16, 1), 0.25, "sub_tensor"), (8, 3, 3, 0.5, (4, 4), 0.5, "sub_tensor"),
+         (4, 1, 3, None, (16, 1), None, "time"), (16, 2, 3, 0.3, (16, 1), 0.25, "time")]
 
 
 def _setup(factor, horizon, layers=3, density=None, block=(16, 1), hidden=32, seed=1, n_frames=N_FRAMES,
-           proj_density=None):
+           proj_density=None, previous="sub_tensor"):
     cfg = ModelConfig(hidden_size=hidden, out_hidden=32, cond_channels=16, block_shape=block,
                       subscale_factor=factor, subscale_horizon=horizon, subscale_channels=16,
-                      subscale_layers=layers)
+                      subscale_layers=layers, subscale_previous=previous)
     model = random_model(cfg, seed=seed, density=density, proj_density=proj_density)
     hop = model.feature_config.hop_length
     mel = np.random.default_rng(seed + 1).standard_normal((n_frames, cfg.n_mels)).astype(np.float32)
@@ -64,10 +67,12 @@ def _setup(factor, horizon, layers=3, density=None, block=(16, 1), hidden=32, se
 
 
 @pytest.fixture(scope="module", params=CASES, ids=lambda c: f"B{c[0]}-F{c[1]}-D{c[2]}-d{c[3]}-{c[4][0]}x{c[4][1]}"
-                                                           + (f"-proj{c[5]}" if c[5] is not None else ""))
+                                                           + (f"-proj{c[5]}" if c[5] is not None else "")
+                                                           + ("-prev_time" if c[6] == "time" else ""))
 def case(request):
-    factor, horizon, layers, density, block, proj_density = request.param
-    model, mel, uniforms = _setup(factor, horizon, layers, density, block, proj_density=proj_density)
+    factor, horizon, layers, density, block, proj_density, previous = request.param
+    model, mel, uniforms = _setup(factor, horizon, layers, density, block, proj_density=proj_density,
+                                  previous=previous)
     assert model.is_sparse("subscale.proj.weight") == (proj_density is not None)
     samples, steps = rs.generate_subscale_ref(model, mel, uniforms, trace=True)
     return model, conditioning_ref(model, mel), uniforms, samples, steps
@@ -109,14 +114,17 @@ def test_sparse_projection_changes_context_and_matches_dense_copy():
         np.testing.assert_array_equal(SubscaleEngine(dense_copy, exact=True, isa=isa).generate(g, uniforms), want)
 
 
-THREAD_CASES = [(b, *kind) for b in (2, 4, 16)
-                for kind in ((None, (16, 1)), (0.3, (16, 1)), (0.5, (4, 4)))]  # (B, density, block)
+THREAD_CASES = ([(b, *kind, "sub_tensor") for b in (2, 4, 16)
+                 for kind in ((None, (16, 1)), (0.3, (16, 1)), (0.5, (4, 4)))]
+                + [(4, 0.3, (16, 1), "time"), (16, 0.5, (4, 4), "time")])  # (B, density, block, previous)
 
 
-@pytest.mark.parametrize("factor,density,block", THREAD_CASES,
-                         ids=[f"B{b}-{'dense' if d is None else f'{k[0]}x{k[1]}'}" for b, d, k in THREAD_CASES])
-def test_thread_count_does_not_change_samples_or_trace(factor, density, block):
-    model, mel, uniforms = _setup(factor, 1 if factor < 16 else 2, 3, density, block, n_frames=3)
+@pytest.mark.parametrize("factor,density,block,previous", THREAD_CASES,
+                         ids=[f"B{b}-{'dense' if d is None else f'{k[0]}x{k[1]}'}"
+                              + ("-prev_time" if p == "time" else "") for b, d, k, p in THREAD_CASES])
+def test_thread_count_does_not_change_samples_or_trace(factor, density, block, previous):
+    """Also with previous = "time", where stream s reads stream s - 1's sample, often written by another thread."""
+    model, mel, uniforms = _setup(factor, 1 if factor < 16 else 2, 3, density, block, n_frames=3, previous=previous)
     g = conditioning_ref(model, mel)
     want = rs.generate_subscale_ref(model, mel, uniforms)
     for isa in ISAS:
@@ -135,11 +143,12 @@ def test_thread_count_does_not_change_samples_or_trace(factor, density, block):
 
 
 @pytest.mark.skipif(not _native.openmp_enabled(), reason="built without OpenMP: every loop runs on one thread")
-def test_handover_to_thread_zero_and_back_keeps_samples(forced_handover):
+@pytest.mark.parametrize("previous", ["sub_tensor", "time"])
+def test_handover_to_thread_zero_and_back_keeps_samples(forced_handover, previous):
     """Thread 0 takes every stream for a stretch of steps and hands them back (what the team does when its
     barriers keep sleeping), forced every 20 steps: the trace and samples are those of one thread, also when the
     schedule is advanced in pieces, and the hand-overs did happen."""
-    model, mel, uniforms = _setup(16, 2, 3, 0.3, (16, 1), n_frames=4)
+    model, mel, uniforms = _setup(16, 2, 3, 0.3, (16, 1), n_frames=4, previous=previous)
     g = conditioning_ref(model, mel)
     one = SubscaleEngine(model).trace(g, uniforms)
     forced_handover(20)

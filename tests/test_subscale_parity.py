@@ -31,7 +31,7 @@ from training.subscale_model import SubscaleWaveRNN  # noqa: E402
 TOL = 1e-4
 HOP, N_FRAMES = 300, 7
 N_SAMPLES = HOP * N_FRAMES  # 2100: B = 16 pads the last position
-CASES = [(4, 1), (16, 2)]
+CASES = [(4, 1, "sub_tensor"), (16, 2, "sub_tensor"), (4, 1, "time"), (16, 2, "time")]  # (B, F, subscale_previous)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -42,15 +42,15 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def config(factor: int, horizon: int) -> ModelConfig:
+def config(factor: int, horizon: int, previous: str = "sub_tensor") -> ModelConfig:
     return ModelConfig(hidden_size=64, out_hidden=32, cond_channels=16, cond_kernels=(3, 3), subscale_factor=factor,
-                       subscale_horizon=horizon, subscale_channels=16, subscale_layers=3)
+                       subscale_horizon=horizon, subscale_channels=16, subscale_layers=3, subscale_previous=previous)
 
 
-def make_net(factor: int, horizon: int, seed: int = 0) -> SubscaleWaveRNN:
+def make_net(factor: int, horizon: int, seed: int = 0, previous: str = "sub_tensor") -> SubscaleWaveRNN:
     """Default init scaled up (x2, x3 for the heads) so the distributions are far from uniform."""
     torch.manual_seed(seed)
-    net = SubscaleWaveRNN(config(factor, horizon), FeatureConfig(hop_length=HOP))
+    net = SubscaleWaveRNN(config(factor, horizon, previous), FeatureConfig(hop_length=HOP))
     with torch.no_grad():
         for name, p in net.named_parameters():
             p.mul_(3.0 if name.startswith("O") else 2.0)
@@ -77,10 +77,10 @@ def torch_logits(net, mel, audio):
     return lc[0].numpy(), lf[0].numpy()
 
 
-@pytest.mark.parametrize("factor, horizon", CASES)
-def test_teacher_forced_logits_match_reference(inputs, factor, horizon):
+@pytest.mark.parametrize("factor, horizon, previous", CASES)
+def test_teacher_forced_logits_match_reference(inputs, factor, horizon, previous):
     mel, audio, _ = inputs
-    net = make_net(factor, horizon)
+    net = make_net(factor, horizon, previous=previous)
     model = net.to_model()
     lc_t, lf_t = torch_logits(net, mel, audio)
     lc_r, lf_r = rs.teacher_forced_logits_subscale_ref(model, mel, audio)
@@ -92,10 +92,10 @@ def test_teacher_forced_logits_match_reference(inputs, factor, horizon):
     assert nll_t == pytest.approx(rs.nll_subscale_ref(model, mel, audio), rel=1e-5)
 
 
-@pytest.mark.parametrize("factor, horizon", CASES)
-def test_free_running_generation_is_identical(inputs, factor, horizon):
+@pytest.mark.parametrize("factor, horizon, previous", CASES)
+def test_free_running_generation_is_identical(inputs, factor, horizon, previous):
     mel, _, uniforms = inputs
-    net = make_net(factor, horizon)
+    net = make_net(factor, horizon, previous=previous)
     model = net.to_model()
     uniforms = safe_uniforms(model, mel, uniforms)
     samples_t, trace_t = net.generate(mel, uniforms, trace=True)
@@ -123,10 +123,11 @@ def test_export_load_round_trip(tmp_path, inputs):
     assert np.abs(lc_t - lc_r).max() < TOL
 
 
-def test_twin_teacher_forcing_is_leak_free(inputs):
+@pytest.mark.parametrize("previous", ["sub_tensor", "time"])
+def test_twin_teacher_forcing_is_leak_free(inputs, previous):
     mel, audio, _ = inputs
     factor, horizon = 4, 2
-    net = make_net(factor, horizon, seed=3)
+    net = make_net(factor, horizon, seed=3, previous=previous)
     lc, lf = torch_logits(net, mel, audio)
     t = np.arange(N_SAMPLES)
     for t0 in (0, 401, 1002, 1403, 2099):
@@ -137,6 +138,9 @@ def test_twin_teacher_forcing_is_leak_free(inputs):
         np.testing.assert_array_equal(lc2[~allowed], lc[~allowed])
         np.testing.assert_array_equal(lf2[~allowed & (t != t0)], lf[~allowed & (t != t0)])
         assert np.abs(lf2[t0] - lf[t0]).max() > 1e-3
+        k, z = subscale.previous_sample(t // factor, t % factor, factor, previous)
+        for t1 in np.flatnonzero((k == t0 // factor) & (z == t0 % factor)):  # the GRU inputs that carry t0 see it
+            assert np.abs(lc2[t1] - lc[t1]).max() > 1e-6, (t0, t1)
 
 
 def test_input_mask_survives_an_optimizer_step(inputs):

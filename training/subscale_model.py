@@ -148,8 +148,12 @@ class SubscaleWaveRNN(nn.Module):
 
         cond = self.upsample(self.conditioning_features(mel), n_samples)
         folded_c, folded_f = self._fold(coarse, n_pos), self._fold(fine, n_pos)  # (N, B, P)
-        x = self.byte_input[torch.stack([nnf.pad(folded_c[..., :-1], (1, 0), value=PREV_COARSE),
-                                         nnf.pad(folded_f[..., :-1], (1, 0), value=PREV_FINE), folded_c], dim=3)]
+        prev_c = nnf.pad(folded_c[..., :-1], (1, 0), value=PREV_COARSE)  # (i - 1, s): the sub-tensor's own past
+        prev_f = nnf.pad(folded_f[..., :-1], (1, 0), value=PREV_FINE)
+        if self.model_config.subscale_previous == "time":  # s >= 1: (i, s - 1), sample t - 1 (subscale.previous_sample)
+            prev_c = torch.cat([prev_c[:, :1], folded_c[:, :-1]], dim=1)
+            prev_f = torch.cat([prev_f[:, :1], folded_f[:, :-1]], dim=1)
+        x = self.byte_input[torch.stack([prev_c, prev_f, folded_c], dim=3)]
         one_hot = torch.eye(b, device=coarse.device)[None, :, None, :].expand(n_batch, b, n_pos, b)
         inputs = torch.cat([x, self._fold(cond, n_pos), ctx, one_hot], dim=3)
         states, _ = self.gru(inputs.reshape(n_batch * b, n_pos, -1))
@@ -223,9 +227,9 @@ class SubscaleWaveRNN(nn.Module):
             g0, g1 = g[j], g[(j + 1).clamp(max=n_frames - 1)]
             q = ((g0 + a * (g1 - g0)) + self._context_step(values, real, pos, subs, w)).view(-1, 3, 2, half)
 
-            prev = np.where(pos_np > 0, pos_np - 1, 0)
-            c_prev = np.where(pos_np > 0, coarse[prev, subs_np], PREV_COARSE)
-            f_prev = np.where(pos_np > 0, fine[prev, subs_np], PREV_FINE)
+            k, z = subscale.previous_sample(pos_np, subs_np, b, self.model_config.subscale_previous)
+            c_prev = np.where(k >= 0, coarse[np.maximum(k, 0), z], PREV_COARSE)
+            f_prev = np.where(k >= 0, fine[np.maximum(k, 0), z], PREV_FINE)
             x0, x1 = self.byte_input[torch.from_numpy(c_prev)], self.byte_input[torch.from_numpy(f_prev)]
             x01 = (x0[:, None] * w["W_in"][:, 0] + x1[:, None] * w["W_in"][:, 1]).view(-1, 3, 2, half)
             hs = h[subs]

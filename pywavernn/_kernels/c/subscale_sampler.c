@@ -24,6 +24,8 @@
  *     F + 1 positions on a stream's first step), batched over the streams that need a position, then
  *     ctx = proj a_D (one gemm over the active rows) + proj.bias[s]
  *   2 rh = R h + b_R (gemm); coarse rows of gi = ((x0 w0 + x1 w1) + q), q = cond(t) + ctx; coarse gate update
+ *     (x0, x1: the stream's own previous sample, or with prev_time and s >= 1 sample (i, s - 1) from the folded
+ *     sequence, written at step n - (F + 1))
  *   3 hid_c = relu(O1 y_c + b1), logits_c = O2 hid_c + b2 (gemm); c_t = sample(logits_c, uniforms[t].coarse),
  *     one draw per active stream, all in one call (sample_softmax_rows: the streams' serial running sums side by
  *     side in vector lanes)
@@ -249,8 +251,20 @@ static void run_step(call *c, const compact *cp, int64_t n, int32_t lo, int32_t 
     context_step(net, tb, sc, cp, n, lo, hi, c->g, c->g_first, c->g_end, c->T);
     tb->gemm[net->R.shape][net->R.storage](&net->R, sc->h + (size_t)lo * H, na, net->b_R, sc->rh + (size_t)lo * H3,
                                            0, net->R.m / net->R.bh);
+    int32_t pc[PWR_MAX_RHS], pf[PWR_MAX_RHS]; /* the previous sample x_t carries, per active stream */
     for (int32_t s = lo; s <= hi; s++) {
-        const float x[3] = {scale_byte(sc->pc[s]), scale_byte(sc->pf[s]), 0.0f};
+        const int64_t i = n - (int64_t)s * (F + 1);
+        if (net->prev_time && s > 0) { /* (i, s - 1), written F + 1 steps ago; still in the window (W > F + 1) */
+            const size_t slot = (size_t)(i % sc->W) * (size_t)B + (size_t)(s - 1);
+            pc[s - lo] = sc->coarse[slot];
+            pf[s - lo] = sc->fine[slot];
+        } else { /* the stream's own previous sample (i - 1, s), or the constants before its first */
+            pc[s - lo] = sc->pc[s];
+            pf[s - lo] = sc->pf[s];
+        }
+    }
+    for (int32_t s = lo; s <= hi; s++) {
+        const float x[3] = {scale_byte(pc[s - lo]), scale_byte(pf[s - lo]), 0.0f};
         float *gi = sc->gi + (size_t)s * H3, *h = sc->h + (size_t)s * H;
         tb->gru_input_t(net->w_in_t, x, 0, sc->q + (size_t)s * H3, gi, H, 0, half);
         tb->gru_gates(sc->rh + (size_t)s * H3, gi, h, H, 0, half, exact);
@@ -264,7 +278,7 @@ static void run_step(call *c, const compact *cp, int64_t n, int32_t lo, int32_t 
     }
     tb->sample_softmax_rows(sc->lc + (size_t)lo * N_CLASSES, na, u, 1, sc->ct + lo, cdf, exact);
     for (int32_t s = lo; s <= hi; s++) {
-        const float x[3] = {scale_byte(sc->pc[s]), scale_byte(sc->pf[s]), scale_byte(sc->ct[s])};
+        const float x[3] = {scale_byte(pc[s - lo]), scale_byte(pf[s - lo]), scale_byte(sc->ct[s])};
         float *gi = sc->gi + (size_t)s * H3, *h = sc->h + (size_t)s * H;
         tb->gru_input_t(net->w_in_t, x, 1, sc->q + (size_t)s * H3, gi, H, half, H);
         tb->gru_gates(sc->rh + (size_t)s * H3, gi, h, H, half, H, exact);
