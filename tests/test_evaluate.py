@@ -222,3 +222,12 @@ def test_evaluate_scores_a_subscale_model_with_its_reference_nll(tmp_path):
 
     want = float(np.mean((bits(lc, c) + bits(lf, f))[:n]) / np.log(2.0))
     assert rec["nll_bits"] == pytest.approx(want, abs=1e-4)
+    # the same bits by sub-tensor s = t mod 4: sums per file, means pooled over files in the summary and table
+    s = np.arange(n) % 4
+    by_sub = report["mean"]["nll_by_subtensor"]
+    assert rec["nll_by_subtensor"]["count"] == by_sub["count"] == np.bincount(s).tolist()
+    for name, (logits, k) in (("coarse", (lc, c)), ("fine", (lf, f))):
+        want_s = np.bincount(s, weights=bits(logits, k)[:n] / np.log(2.0)) / np.bincount(s)
+        np.testing.assert_allclose(by_sub[name], want_s, atol=1e-4)
+    np.testing.assert_allclose(np.dot(by_sub["total"], by_sub["count"]) / n, want, atol=1e-4)
+    assert "NLL by sub-tensor" in (out / "report.md").read_text()

@@ -127,6 +127,7 @@ def _guarded(timer: _Timer, name: str, errors: list, label: str, fn, *args):
 
 
 def _nll(engine, model, mel, audio):
+    """bits per sample, or for a subscale model (bits, its per-sub-tensor sums: _TorchSubscaleNLL.nll)."""
     if isinstance(engine, _TorchSubscaleNLL):
         return engine.nll(mel, float_to_int16(audio))
     from pywavernn.reference import conditioning_ref
@@ -152,7 +153,8 @@ class _TorchSubscaleNLL:
         self.hop = model.feature_config.hop_length
         self.net = SubscaleWaveRNN.from_model(model).eval()
 
-    def nll(self, mel: np.ndarray, audio_int16: np.ndarray) -> float:
+    def nll(self, mel: np.ndarray, audio_int16: np.ndarray) -> tuple[float, dict]:
+        """(bits per sample, {"coarse", "fine": bits summed by sub-tensor s = t mod B, "count": samples of each})."""
         torch = self.torch
         n, total = audio_int16.shape[0], mel.shape[0] * self.hop
         padded = np.zeros(total, np.int16)
@@ -162,9 +164,13 @@ class _TorchSubscaleNLL:
         with torch.no_grad():
             logits_c, logits_f = self.net(torch.from_numpy(np.ascontiguousarray(mel))[None], coarse=coarse,
                                           fine=fine)
-            nats = -(torch.log_softmax(logits_c.double(), -1).gather(-1, coarse[..., None].long())
-                     + torch.log_softmax(logits_f.double(), -1).gather(-1, fine[..., None].long()))
-        return float(nats[0, :min(n, total), 0].mean() / np.log(2.0))
+            bits = [(-torch.log_softmax(logits.double(), -1).gather(-1, byte[..., None].long()))[0, :min(n, total), 0]
+                    .numpy() / np.log(2.0) for logits, byte in ((logits_c, coarse), (logits_f, fine))]
+        s = np.arange(bits[0].shape[0]) % self.net.factor
+        parts = {name: np.bincount(s, weights=b, minlength=self.net.factor).tolist()
+                 for name, b in zip(("coarse", "fine"), bits)}
+        parts["count"] = np.bincount(s, minlength=self.net.factor).tolist()
+        return float((bits[0] + bits[1]).mean()), parts
 
 
 def evaluate_file(path: Path, voc: Vocoder, nll_engine, mos, seed: int, timer: _Timer) -> tuple[dict, dict]:
@@ -177,6 +183,8 @@ def evaluate_file(path: Path, voc: Vocoder, nll_engine, mos, seed: int, timer: _
     rec = {"file": path.name, "seconds": n / cfg.sample_rate, "nll_bits": None}
     if nll_engine is not None:
         rec["nll_bits"] = _guarded(timer, "nll", errors, "nll", _nll, nll_engine, voc.model, mel, audio)
+        if isinstance(rec["nll_bits"], tuple):  # a subscale model: also its bits by sub-tensor
+            rec["nll_bits"], rec["nll_by_subtensor"] = rec["nll_bits"]
     resyn = int16_to_float(timer("vocode", voc.vocode, mel, seed)[:n])
     gl = timer("griffin_lim", metrics.griffin_lim_from_mel, mel, cfg, n, metrics.GRIFFIN_LIM_ITERS,
                metrics.GRIFFIN_LIM_MOMENTUM, seed)
@@ -201,8 +209,23 @@ def _mean(values) -> dict:
     return {"mean": float(np.mean(vals)) if vals else None, "n": len(vals)}
 
 
+def _by_subtensor(records: list[dict]) -> dict | None:
+    """A subscale model's teacher-forced bits per sample by sub-tensor s, pooled over every sample of every file:
+    where its NLL comes from (sub-tensor 0 sees no earlier sub-tensor; the others see their context)."""
+    parts = [r["nll_by_subtensor"] for r in records if r.get("nll_by_subtensor")]
+    if not parts:
+        return None
+    count = np.sum([p["count"] for p in parts], axis=0)
+    coarse, fine = (np.sum([p[k] for p in parts], axis=0) / np.maximum(count, 1) for k in ("coarse", "fine"))
+    return {"coarse": coarse.tolist(), "fine": fine.tolist(), "total": (coarse + fine).tolist(),
+            "count": count.tolist()}
+
+
 def summarise(records: list[dict]) -> dict:
     out = {"nll_bits": _mean(r["nll_bits"] for r in records)}
+    by_sub = _by_subtensor(records)
+    if by_sub is not None:
+        out["nll_by_subtensor"] = by_sub
     for system in SYSTEMS:
         names = ("mos",) if system == "original" else METRICS + ("mos",)
         out[system] = {name: _mean(r[system].get(name) for r in records) for name in names}
@@ -227,6 +250,12 @@ def markdown(report: dict) -> str:
         s = mean[system]
         cells = [_fmt(s[k]["mean"]) if k in s else "–" for k in METRICS + ("mos",)]
         lines.append(f"| {labels[system]} | " + " | ".join(cells) + " |")
+    by_sub = mean.get("nll_by_subtensor")
+    if by_sub:
+        lines += ["", "NLL by sub-tensor s = t mod B (teacher-forced, bits per sample, all files pooled):", "",
+                  "| s | coarse | fine | total |", "|---|---|---|---|"]
+        lines += [f"| {s} | {c:.3f} | {f:.3f} | {t:.3f} |"
+                  for s, (c, f, t) in enumerate(zip(by_sub["coarse"], by_sub["fine"], by_sub["total"]))]
     mos = report["mos"]
     lines += ["", f"MOS: {'DistillMOS ' + mos['version'] if mos['available'] else 'not computed: ' + mos['reason']}",
               "", "## Per file", "",
