@@ -6,7 +6,9 @@ WaveRNN of the same size) and the bundled model's real-time factor in README and
 generates from the same real log-mel (a speech file's, or a fixed random one when none is given), fast mode,
 fp32 weights; the time covers `Vocoder.vocode` whole: conditioning network, upsampling, the sampling loop (and a
 subscale model's context network). Before timing, each vocoder is checked to give the same samples on 1 and
-2 threads (samples never depend on the thread count).
+2 threads (samples never depend on the thread count). The report counts the threaded loops' hand-overs to one
+thread during the timing (pwr_barrier.h: a team whose barriers keep sleeping, i.e. a core taken by other work,
+runs on thread 0 alone for a stretch): a count above zero means the 2-thread figures met a busy machine.
 What it is not: a test (nothing asserts a speed) and not a kernel benchmark (bench_kernels.py).
 
     python -m benchmarks.bench_models MODEL.safetensors [MODEL ...] [--audio FILE] [--threads 1 2] [--name NAME]
@@ -29,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.harness import Candidate, format_table, interleaved_medians, machine_description, write_report
+from pywavernn import _native
 from pywavernn import audio as pa
 from pywavernn.vocoder import Vocoder, bundled_model_path
 
@@ -92,7 +95,10 @@ def main(argv=None) -> None:
             meta[name] = {"model": label, "threads": t, "hidden": mc.hidden_size,
                           "subscale_factor": mc.subscale_factor, "sparsity": base.model.sparsity(),
                           "samples": int(want.shape[0])}
+    count = _native.engine().handover_count if _native.available() else (lambda: 0)
+    handovers = count()
     res = interleaved_medians(cands, rounds=args.rounds, min_seconds=0.5)
+    handovers = count() - handovers
     rows = []
     for c in cands:
         m, rate = meta[c.name], res[c.name]["rate"]
@@ -103,9 +109,10 @@ def main(argv=None) -> None:
                                 ("samples_per_s", "samples/s", ",.0f"), ("x_real_time", "x real time", ".2f"),
                                 ("x_one_thread", "x 1 thread", ".2f")])
     note = (f"\n\nVocoder.vocode of {args.seconds:g} s of speech ({args.audio.name if args.audio else 'random mel'}), "
-            f"fast mode, fp32 weights, medians of {args.rounds} interleaved rounds; conditioning network included.")
+            f"fast mode, fp32 weights, medians of {args.rounds} interleaved rounds; conditioning network included. "
+            f"Hand-overs to one thread during the timing (a busy machine): {handovers}.")
     path = write_report("bench_models" + (f"_{args.name}" if args.name else ""), machine_description(), rows,
-                        table + note)
+                        table + note, extra={"handovers_during_timing": handovers})
     print(table + note)
     print(f"wrote {path}")
 

@@ -117,11 +117,13 @@ def format_table(rows: list[dict[str, Any]], columns: list[tuple[str, str, str]]
     return "\n".join(lines)
 
 
-def write_report(name: str, machine: dict, results: Any, table: str, out_dir: Path | None = None) -> Path:
-    """Write results/<name>.json and results/<name>.md (atomically) and return the JSON path."""
+def write_report(name: str, machine: dict, results: Any, table: str, out_dir: Path | None = None,
+                 extra: dict | None = None) -> Path:
+    """Write results/<name>.json and results/<name>.md (atomically) and return the JSON path; `extra` adds
+    top-level fields to the JSON."""
     out_dir = out_dir or RESULTS_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
-    payload = {"benchmark": name, "machine": machine, "results": results}
+    payload = {"benchmark": name, "machine": machine, "results": results, **(extra or {})}
     json_path = out_dir / f"{name}.json"
     md_path = out_dir / f"{name}.md"
     for path, text in ((json_path, json.dumps(payload, indent=2, sort_keys=True)),
