@@ -105,10 +105,11 @@ def test_impossible_subscale_configs_are_value_errors(change, match):
 
 # ---------------------------------------------------------------------------------------------------- loss
 
-def test_windowed_loss_is_the_models_nll_when_conditioning_is_constant(speech_dir, cache_dir):
+@pytest.mark.parametrize("previous", ["sub_tensor", "time"])
+def test_windowed_loss_is_the_models_nll_when_conditioning_is_constant(speech_dir, cache_dir, previous):
     """With the conditioning independent of the mel, SubscaleWindowedNLL must give SubscaleWaveRNN.nll_bits on
-    the window's samples: the rest of its path is the model's own forward."""
-    cfg = subscale_config()
+    the window's samples: the rest of its path is the model's own forward, for every model config."""
+    cfg = subscale_config(model={**SUBSCALE_MODEL, "subscale_previous": previous})
     torch.manual_seed(0)
     net = SubscaleWaveRNN(cfg.model, FEATURES)
     with torch.no_grad():

@@ -136,9 +136,21 @@ class SubscaleWaveRNN(nn.Module):
         """Teacher-forced logits: mel (N, F, n_mels) and audio int16 (N, F * hop), or its coarse and fine bytes,
         -> (logits_c, logits_f), each (N, T, 256) in true time order. Every sub-tensor starts at h = 0."""
         coarse, fine = self._check_inputs(mel, audio, coarse, fine)
-        n_batch, n_samples, b = coarse.shape[0], subscale.check_length(coarse.shape[1], self.factor), self.factor
-        n_pos = subscale.n_positions(n_samples, b)
+        n_batch, n_samples = coarse.shape[0], subscale.check_length(coarse.shape[1], self.factor)
+        n_pos = subscale.n_positions(n_samples, self.factor)
+        cond = self.upsample(self.conditioning_features(mel), n_samples)
+        logits = self.folded_logits(cond, coarse, fine)
+        logits = [lg.transpose(1, 2).reshape(n_batch, n_pos * self.factor, -1)[:, :n_samples] for lg in logits]
+        return logits[0], logits[1]
 
+    def folded_logits(self, cond: torch.Tensor, coarse: torch.Tensor,
+                      fine: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The teacher-forced body of `forward` from the upsampled conditioning features cond (N, T, C) and the
+        bytes (N, T) int64: (logits_c, logits_f), each (N, B, P, 256) in folded order ([:, s, i] is sample
+        i * B + s; a padded last position has logits too). training.train's loss calls it with the conditioning
+        of its windows, so the two cannot drift apart."""
+        n_batch, b = coarse.shape[0], self.factor
+        n_pos = subscale.n_positions(coarse.shape[1], b)
         values = self._fold(self.byte_input[torch.stack([coarse, fine], dim=2)], n_pos)  # (N, B, P, 2), pad 0
         by_position = values.transpose(1, 2).reshape(n_batch, 1, n_pos, 2 * b)  # row k: [c(k,0), f(k,0), ...]
         ctx_in = nnf.pad(by_position * self.ctx_mask[None, :, None, :], (0, 0, 0, self.horizon))  # (N, B, P+F, 2B)
@@ -146,19 +158,18 @@ class SubscaleWaveRNN(nn.Module):
         ctx = self.context_layers(ctx_in.reshape(n_batch * b, n_pos + self.horizon, 2 * b), subs)
         ctx = ctx[:, :, self.horizon:].transpose(1, 2).reshape(n_batch, b, n_pos, -1)  # position i + F
 
-        cond = self.upsample(self.conditioning_features(mel), n_samples)
         folded_c, folded_f = self._fold(coarse, n_pos), self._fold(fine, n_pos)  # (N, B, P)
         prev_c = nnf.pad(folded_c[..., :-1], (1, 0), value=PREV_COARSE)  # (i - 1, s): the sub-tensor's own past
         prev_f = nnf.pad(folded_f[..., :-1], (1, 0), value=PREV_FINE)
-        if self.model_config.subscale_previous == "time":  # s >= 1: (i, s - 1), sample t - 1 (subscale.previous_sample)
+        if self.model_config.subscale_previous == "time":  # s >= 1: (i, s - 1) (subscale.previous_sample)
             prev_c = torch.cat([prev_c[:, :1], folded_c[:, :-1]], dim=1)
             prev_f = torch.cat([prev_f[:, :1], folded_f[:, :-1]], dim=1)
         x = self.byte_input[torch.stack([prev_c, prev_f, folded_c], dim=3)]
         one_hot = torch.eye(b, device=coarse.device)[None, :, None, :].expand(n_batch, b, n_pos, b)
         inputs = torch.cat([x, self._fold(cond, n_pos), ctx, one_hot], dim=3)
         states, _ = self.gru(inputs.reshape(n_batch * b, n_pos, -1))
-        logits = self.heads(states.view(n_batch, b, n_pos, -1).transpose(1, 2).reshape(n_batch, n_pos * b, -1))
-        return logits[0][:, :n_samples], logits[1][:, :n_samples]
+        logits_c, logits_f = self.heads(states)
+        return logits_c.view(n_batch, b, n_pos, -1), logits_f.view(n_batch, b, n_pos, -1)
 
     def nll_bits(self, mel: torch.Tensor, audio: torch.Tensor | None = None, *, coarse: torch.Tensor | None = None,
                  fine: torch.Tensor | None = None) -> torch.Tensor:

@@ -123,8 +123,8 @@ class WindowedNLL(nn.Module):
 class SubscaleWindowedNLL(WindowedNLL):
     """Teacher-forced NLL in bits per 16-bit sample of a SubscaleWaveRNN on a batch of windows.
 
-    SubscaleWaveRNN.forward with the conditioning of WindowedNLL (cropped from the window's context frames); the
-    window is folded and teacher-forced as a whole utterance of T samples (h = 0 and the silent previous sample at
+    SubscaleWaveRNN.folded_logits (the body of its forward) with the conditioning of WindowedNLL (cropped from the
+    window's context frames); the window is folded and teacher-forced as a whole utterance of T samples (h = 0 and the silent previous sample at
     every sub-tensor's start, zero context outside the window), so `prev` is unused.
     """
 
@@ -135,26 +135,14 @@ class SubscaleWindowedNLL(WindowedNLL):
                 prev: torch.Tensor) -> torch.Tensor:
         net = self.net
         net.apply_input_mask()
-        n_batch, n_samples, b, f = audio.shape[0], audio.shape[1], net.factor, net.horizon
-        n_pos = n_samples // b  # TrainConfig makes T a multiple of B
+        n_samples = audio.shape[1]
+        n_pos = n_samples // net.factor  # TrainConfig makes T a multiple of B
         cond = net.upsample(self.conditioning(mel, crop, length, n_samples // net.hop + 1), n_samples)
         u = audio.to(torch.int32) + 32768
         coarse, fine = (u >> 8).long(), (u & 255).long()
-        # the body of SubscaleWaveRNN.forward with `cond` given
-        values = net._fold(net.byte_input[torch.stack([coarse, fine], dim=2)], n_pos)  # (N, B, P, 2)
-        by_position = values.transpose(1, 2).reshape(n_batch, 1, n_pos, 2 * b)
-        ctx_in = nnf.pad(by_position * net.ctx_mask[None, :, None, :], (0, 0, 0, f))  # (N, B, P + F, 2B)
-        subs = torch.arange(b, device=coarse.device).repeat(n_batch)
-        ctx = net.context_layers(ctx_in.reshape(n_batch * b, n_pos + f, 2 * b), subs)
-        ctx = ctx[:, :, f:].transpose(1, 2).reshape(n_batch, b, n_pos, -1)  # position i + F
-        folded_c, folded_f = net._fold(coarse, n_pos), net._fold(fine, n_pos)  # (N, B, P)
-        x = net.byte_input[torch.stack([nnf.pad(folded_c[..., :-1], (1, 0), value=PREV_COARSE),
-                                        nnf.pad(folded_f[..., :-1], (1, 0), value=PREV_FINE), folded_c], dim=3)]
-        one_hot = torch.eye(b, device=coarse.device)[None, :, None, :].expand(n_batch, b, n_pos, b)
-        inputs = torch.cat([x, net._fold(cond, n_pos), ctx, one_hot], dim=3)
-        states, _ = net.gru(inputs.reshape(n_batch * b, n_pos, -1))
-        # score in folded order (the loss is a mean, so the order of the samples does not matter)
-        logits_c, logits_f = net.heads(states)
+        logits_c, logits_f = net.folded_logits(cond, coarse, fine)  # (N, B, P, 256)
+        # scored in folded order (the loss is a mean, so the order of the samples does not matter)
+        folded_c, folded_f = net._fold(coarse, n_pos), net._fold(fine, n_pos)
         nats = (nnf.cross_entropy(logits_c.reshape(-1, N_CLASSES), folded_c.reshape(-1))
                 + nnf.cross_entropy(logits_f.reshape(-1, N_CLASSES), folded_f.reshape(-1)))
         return nats / LN2
