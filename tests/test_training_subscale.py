@@ -84,7 +84,7 @@ def test_rq3_pair_differs_only_in_the_subscale_fields():
     a, b = sub.to_dict(), plain.to_dict()
     assert sorted(k for k in a if a[k] != b[k]) == ["comment", "model"]
     assert {k for k in a["model"] if a["model"][k] != b["model"].get(k)} <= {
-        "subscale_factor", "subscale_horizon", "subscale_channels", "subscale_layers"}
+        "subscale_factor", "subscale_horizon", "subscale_channels", "subscale_layers", "subscale_previous"}
     assert (sub.window_frames * sub.features.hop_length) % sub.model.subscale_factor == 0
     assert "RQ3" in sub.comment and "RQ3" in plain.comment
 
