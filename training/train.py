@@ -334,6 +334,10 @@ class Dist:
 
     def close(self) -> None:
         if self.world_size > 1 and torch.distributed.is_initialized():
+            # every rank reaches teardown before any destroys its gloo pairs: a rank that tore down while its peer
+            # was still in a collective aborted with "terminate called without an active exception" (seen once
+            # in CI, 2-process test)
+            torch.distributed.barrier()
             torch.distributed.destroy_process_group()
 
 
