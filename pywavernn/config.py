@@ -204,7 +204,7 @@ class ModelConfig:
             for name in _SUBSCALE_CONTEXT_FIELDS:
                 if d[name] == _SUBSCALE_CONTEXT_DEFAULTS[name]:
                     del d[name]
-        if d["subscale_previous"] == "sub_tensor":
+        if d["subscale_previous"] == _SUBSCALE_PREVIOUS_DEFAULT:
             del d["subscale_previous"]
         return d
 
@@ -217,5 +217,6 @@ class ModelConfig:
 
 
 _SUBSCALE_CONTEXT_FIELDS = ("subscale_channels", "subscale_layers")
+_SUBSCALE_PREVIOUS_DEFAULT = ModelConfig.subscale_previous  # left out of to_dict(): files from before it match
 _SUBSCALE_CONTEXT_DEFAULTS = {f.name: f.default for f in dataclasses.fields(ModelConfig)
                               if f.name in _SUBSCALE_CONTEXT_FIELDS}

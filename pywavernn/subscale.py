@@ -31,6 +31,8 @@ import numbers
 
 import numpy as np
 
+from pywavernn.config import SUBSCALE_PREVIOUS
+
 # --- checks -------------------------------------------------------------------------------------------------------
 
 def _is_int(value) -> bool:
@@ -166,7 +168,7 @@ def previous_sample(i, s, factor: int, previous: str = "sub_tensor"):
     `subscale_previous`: "sub_tensor", its own past (i - 1, s); "time", the sample just before it in true time,
     (i, s - 1), for s >= 1 (a dependency z < s, k <= i + F that the schedule makes F + 1 steps old), and (i - 1, 0)
     for s = 0, whose true-time predecessor (i - 1, B - 1) comes later. Works on arrays."""
-    if previous not in ("sub_tensor", "time"):
+    if previous not in SUBSCALE_PREVIOUS:
         raise ValueError(f"previous: expected 'sub_tensor' or 'time', found {previous!r}")
     i, s = np.asarray(i), np.asarray(s)
     if previous == "sub_tensor":
