@@ -12,6 +12,7 @@ which runs entirely in C).
     y = kernels.gemv(w, x)                      # (M,) = W x
     Y = kernels.gemm(w, X)                      # X (B, N) -> Y (B, M): B right-hand sides, each contiguous
     k = kernels.sample_softmax(logits, u)       # docs/format.md §4
+    y = kernels.frame_matmul(w, z)              # (M, C) @ (C, F), bit-identical to the NumPy reference (§2)
 
 Letters: M x N matrix shape, BH x BW block shape, B right-hand sides (1..16), H hidden units.
 `isa=None` means the ISA pywavernn selected (pywavernn.selected_isa()); a name forces one that is built and
@@ -280,3 +281,28 @@ def sample_softmax_rows(logits: np.ndarray, u: np.ndarray, *, exact: bool = True
     k = np.empty(logits.shape[0], np.int32)
     _native.engine().sample_softmax_rows(_isa_id(isa), logits, u, k, bool(exact))
     return k
+
+
+def frame_matmul(w: np.ndarray, z: np.ndarray, isa: str | None = None) -> np.ndarray:
+    """w (M, C) @ z (C, F) as float32 (M, F), bit-identical to pywavernn.reference._frame_independent_matmul: each
+    element summed over c = 0, 1, ... from zero, a rounded multiply and a rounded add per term, so frame f's value
+    does not depend on the other frames. The conditioning network's products (pywavernn.vocoder.conditioning).
+    w must be C-contiguous; z may be a view with contiguous rows (e.g. a window of columns of a larger array),
+    other layouts are copied first."""
+    if not isinstance(w, np.ndarray) or w.ndim != 2:
+        raise TypeError(f"w: expected a float32 array (M, C), found {_describe(w)}")
+    w = _check_f32("w", w, w.shape)
+    if not isinstance(z, np.ndarray) or z.dtype != np.float32 or z.ndim != 2:
+        raise TypeError(f"z: expected a float32 array ({w.shape[1]}, F), found {_describe(z)}")
+    if z.shape[0] != w.shape[1]:
+        raise ValueError(f"z: expected {w.shape[1]} rows (w has {w.shape[1]} columns), found {z.shape[0]}")
+    if z.size and (z.strides[1] != 4 or z.strides[0] % 4 or z.strides[0] < 4 * z.shape[1]):
+        z = np.ascontiguousarray(z)  # the kernel reads rows of contiguous floats at a non-negative row stride
+    if max(w.shape[0], w.shape[1], z.shape[1]) > np.iinfo(np.int32).max:
+        raise ValueError(f"frame_matmul: dimensions must fit int32, found w {w.shape}, z {z.shape}")
+    y = np.empty((w.shape[0], z.shape[1]), np.float32)
+    if y.size and w.shape[1]:
+        _native.engine().frame_matmul(_isa_id(isa), w, z, y)
+    else:
+        y.fill(0.0)
+    return y

@@ -84,31 +84,35 @@ def _frame_independent_matmul(w: np.ndarray, z: np.ndarray) -> np.ndarray:
     return out
 
 
-def _conv1d_same_replicate(z: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
+def _conv1d_same_replicate(z: np.ndarray, weight: np.ndarray, bias: np.ndarray, matmul=None) -> np.ndarray:
     """torch.nn.Conv1d(padding=(k-1)//2, padding_mode='replicate') on z (C_in, F) -> (C_out, F)."""
+    matmul = matmul or _frame_independent_matmul
     k = weight.shape[2]
     pad = (k - 1) // 2
     n_frames = z.shape[1]
     padded = np.pad(z, ((0, 0), (pad, pad)), mode="edge")  # 'edge' repeats the edge frame
     out = np.repeat(bias[:, None], n_frames, axis=1)
     for tap in range(k):  # cross-correlation: output frame f sees padded frames f .. f + k - 1
-        out += _frame_independent_matmul(weight[:, :, tap], padded[:, tap:tap + n_frames])
+        out += matmul(np.ascontiguousarray(weight[:, :, tap]), padded[:, tap:tap + n_frames])
     return out
 
 
-def conditioning_ref(model: Model, mel: np.ndarray) -> np.ndarray:
+def conditioning_ref(model: Model, mel: np.ndarray, matmul=None) -> np.ndarray:
     """The frame-rate conditioning network: log-mel (F, n_mels) -> g (F, 3H) float32 (§2).
 
     Each frame's value does not depend on how many frames are passed (see _frame_independent_matmul), which
-    is what lets streaming reproduce the offline samples exactly.
+    is what lets streaming reproduce the offline samples exactly. matmul: a function with the very arithmetic
+    of _frame_independent_matmul (the default), e.g. the compiled pywavernn.kernels.frame_matmul that
+    pywavernn.vocoder.conditioning passes.
     """
+    matmul = matmul or _frame_independent_matmul
     mel = features.check_mel(mel, model.model_config.n_mels)
     z = np.ascontiguousarray(mel.T, dtype=F32)
     for i in range(len(model.model_config.cond_kernels)):
         w = model.dense(f"cond.conv{i}.weight")
         b = model.dense(f"cond.conv{i}.bias")
-        z = np.maximum(_conv1d_same_replicate(z, w, b), F32(0))
-    g = _frame_independent_matmul(model.dense("cond.proj.weight"), z) + model.dense("cond.proj.bias")[:, None]
+        z = np.maximum(_conv1d_same_replicate(z, w, b, matmul), F32(0))
+    g = matmul(model.dense("cond.proj.weight"), z) + model.dense("cond.proj.bias")[:, None]
     return np.ascontiguousarray(g.T, dtype=F32)
 
 

@@ -251,6 +251,57 @@ def test_sample_softmax_rows_validation():
     with pytest.raises(ValueError, match=r"\[0, 1\)"):
         K.sample_softmax_rows(np.zeros((2, 256), np.float32), np.array([0.5, 1.0], np.float32))
 
+@given(seed=st.integers(0, 2**32 - 1), m=st.integers(1, 13), c=st.integers(0, 40), f=st.integers(0, 70),
+       offset=st.integers(0, 5), special=st.booleans())
+def test_frame_matmul_is_the_reference_bit_for_bit(seed, m, c, f, offset, special):
+    """The conditioning network's compiled product gives the very bits of the NumPy definition
+    (reference._frame_independent_matmul) on every ISA: any shape (the AVX2 copy's 4-row x 16/8-frame tiles and
+    their row and frame tails), z a window of columns of a wider array (the convolution taps), values spanning
+    many magnitudes, and IEEE specials (inf, NaN, -0) that must propagate as NumPy's do."""
+    from pywavernn.reference import _frame_independent_matmul
+
+    rng = np.random.default_rng(seed)
+    w = (rng.standard_normal((m, c)) * 10.0 ** rng.integers(-3, 4, size=(m, c))).astype(np.float32)
+    wide = (rng.standard_normal((c, f + offset + 3)) * 10.0 ** rng.integers(-3, 4, size=(c, 1))).astype(np.float32)
+    if special and c and f:
+        wide[rng.integers(c), offset + rng.integers(f)] = rng.choice(np.array([np.inf, -np.inf, np.nan, -0.0],
+                                                                               np.float32))
+        w[rng.integers(m), rng.integers(c)] = -0.0
+    z = wide[:, offset:offset + f]
+    with np.errstate(invalid="ignore", over="ignore"):
+        want = _frame_independent_matmul(w, z)
+        for isa in ISAS:
+            got = K.frame_matmul(w, z, isa=isa)
+            assert got.dtype == np.float32 and got.shape == (m, f)
+            assert got.tobytes() == want.tobytes(), isa
+
+
+def test_frame_matmul_frames_do_not_depend_on_the_window():
+    """Frame j of a product over a window equals frame j over the whole sequence, bit for bit (what streaming
+    relies on), for windows that put j in a vector tile, a frame tail, or alone."""
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal((9, 37)).astype(np.float32)
+    z = rng.standard_normal((37, 61)).astype(np.float32)
+    for isa in ISAS:
+        full = K.frame_matmul(w, z, isa=isa)
+        for lo, hi in [(0, 61), (5, 22), (17, 18), (40, 61), (3, 11)]:
+            assert K.frame_matmul(w, z[:, lo:hi], isa=isa).tobytes() == full[:, lo:hi].tobytes(), (isa, lo, hi)
+
+
+def test_frame_matmul_validation():
+    with pytest.raises(TypeError, match=r"float32 array \(M, C\)"):
+        K.frame_matmul(np.zeros(3, np.float32), np.zeros((3, 2), np.float32))
+    with pytest.raises(TypeError, match="float32"):
+        K.frame_matmul(np.zeros((2, 3), np.float32), np.zeros((3, 2), np.float64))
+    with pytest.raises(ValueError, match="3 rows"):
+        K.frame_matmul(np.zeros((2, 3), np.float32), np.zeros((4, 2), np.float32))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        K.frame_matmul(np.zeros((3, 2), np.float32).T, np.zeros((3, 2), np.float32))
+    w, zt = np.arange(6, dtype=np.float32).reshape(2, 3), np.arange(6, dtype=np.float32).reshape(2, 3).T
+    assert K.frame_matmul(w, zt).tolist() == (w @ zt).tolist()  # any other layout of z is copied, not misread
+    assert K.frame_matmul(w, zt[:, ::-1]).tolist() == (w @ zt[:, ::-1]).tolist()
+    assert K.frame_matmul(np.zeros((2, 0), np.float32), np.zeros((0, 5), np.float32)).tolist() == [[0.0] * 5] * 2
+
 # --- validation at the Python edge -----------------------------------------------------------------------------
 
 def _bsr():

@@ -37,6 +37,20 @@ def test_cpu_exact_equals_reference(model):
     assert np.array_equal(ref, cpu)
 
 
+@pytest.mark.parametrize("frames", [1, 2, 17, 64])
+def test_conditioning_is_the_numpy_definition_bit_for_bit(model, frames):
+    """Vocoder's conditioning runs its products in the compiled kernel (kernels.frame_matmul); g must be the bits
+    of the NumPy reference (reference.conditioning_ref with its own matmul), or the same seed would not give the
+    reference backend's samples."""
+    from pywavernn import _native, vocoder
+    from pywavernn.reference import conditioning_ref
+
+    if not _native.available():  # pragma: no cover
+        pytest.skip("compiled extension not built")
+    mel = _mel(frames, seed=frames)
+    assert vocoder.conditioning(model, mel).tobytes() == conditioning_ref(model, mel).tobytes()
+
+
 def test_progress_chunks_do_not_change_samples(model):
     mel = _mel(90)  # 27,000 samples: two progress chunks
     voc = Vocoder(model)

@@ -163,6 +163,19 @@ def sample_softmax_rows(int isa, logits, u, k, bint exact):
         t.sample_softmax_rows(lp, n, up, 1, kp, scratch, exact)
 
 
+def frame_matmul(int isa, w, z, y):
+    """y (M, Fr) = w (M, C) @ z (C, Fr), frame-independent (c/pwr_kernels.h); float32, w and y C-contiguous, z with
+    contiguous rows and any row stride (pywavernn/kernels.py checks)."""
+    cdef const pwr_kernel_table *t = _table(isa)
+    cdef const float *wp = <const float *>_ptr(w)
+    cdef const float *zp = <const float *>_ptr(z)
+    cdef float *yp = <float *>_ptr(y)
+    cdef Py_ssize_t ldz = z.strides[0] // 4
+    cdef int32_t M = w.shape[0], C = w.shape[1], Fr = z.shape[1]
+    with nogil:
+        t.frame_matmul(wp, zp, ldz, yp, M, C, Fr)
+
+
 # ------------------------------------------------------------------------------------------------------------
 # The sampling loop (c/sampler.h). pywavernn/engine.py has validated the model, g, uniforms / audio, the state and
 # every output buffer (shapes, dtypes, C-contiguity, no sharing between the items of a batch).

@@ -1,5 +1,5 @@
 # Declarations of c/pwr_kernels.h (dense and block-sparse gemv/gemm, GRU gates, fast nonlinearities, sampling).
-from libc.stdint cimport int32_t
+from libc.stdint cimport int32_t, int64_t
 
 cdef extern from "pwr_kernels.h" nogil:
     enum: PWR_MAX_RHS
@@ -24,6 +24,8 @@ cdef extern from "pwr_kernels.h" nogil:
     ctypedef int (*pwr_sample_fn)(const float *logits, float u, float *scratch, int exact)
     ctypedef void (*pwr_sample_rows_fn)(const float *logits, int32_t n, const float *u, int32_t u_stride,
                                         int32_t *k, float *scratch, int exact)
+    ctypedef void (*pwr_frame_matmul_fn)(const float *w, const float *z, int64_t ldz, float *y, int32_t M,
+                                         int32_t C, int32_t Fr)
     ctypedef struct pwr_kernel_table:
         const char *isa
         pwr_gemv_fn gemv[4][2]
@@ -37,5 +39,6 @@ cdef extern from "pwr_kernels.h" nogil:
         pwr_map_fn fast_exp
         pwr_sample_fn sample_softmax
         pwr_sample_rows_fn sample_softmax_rows
+        pwr_frame_matmul_fn frame_matmul
     const pwr_kernel_table *pwr_kernel_table_for(int isa)
     int pwr_shape_of(int32_t bh, int32_t bw, int is_dense)

@@ -84,5 +84,6 @@ void PWR_FN(fast_tanh)(const float *, float *, int32_t);
 void PWR_FN(fast_exp)(const float *, float *, int32_t);
 int PWR_FN(sample_softmax)(const float *, float, float *, int);
 void PWR_FN(sample_softmax_rows)(const float *, int32_t, const float *, int32_t, int32_t *, float *, int);
+void PWR_FN(frame_matmul)(const float *, const float *, int64_t, float *, int32_t, int32_t, int32_t);
 
 #endif

@@ -82,6 +82,13 @@ typedef void (*pwr_gru_input_t_fn)(const float *w_in_t, const float *x3, int wit
                                    int32_t H, int32_t j0, int32_t j1);
 /* y[i] = f(x[i]) for i < n (fast approximations; x and y may be the same array). */
 typedef void (*pwr_map_fn)(const float *x, float *y, int32_t n);
+/* The conditioning network's frame-independent product (docs/format.md §2): y (M, Fr) row-major,
+ *   y[m, f] = sum over c = 0, 1, ..., C - 1 of w[m, c] * z[c, f]
+ * accumulated from +0 in that order, each term a rounded float32 multiply then a rounded add (no contraction), so
+ * every ISA gives the bits of pywavernn.reference._frame_independent_matmul and frame f's value does not depend on
+ * the other frames. w (M, C) row-major; row c of z starts at z + c * ldz (ldz >= Fr); y does not overlap w or z. */
+typedef void (*pwr_frame_matmul_fn)(const float *w, const float *z, int64_t ldz, float *y, int32_t M, int32_t C,
+                                    int32_t Fr);
 /* Softmax sampling per docs/format.md §4 from 256 logits and a uniform u in [0, 1): returns k in [0, 255].
  * exact != 0: p = expf(l - max l); exact == 0: the fast exp (max relative error stated at pwr_fast_exp).
  * scratch has 256 floats (the cdf). */
@@ -103,6 +110,7 @@ typedef struct {
     pwr_map_fn fast_sigmoid, fast_tanh, fast_exp;
     pwr_sample_fn sample_softmax;
     pwr_sample_rows_fn sample_softmax_rows;
+    pwr_frame_matmul_fn frame_matmul;
 } pwr_kernel_table;
 
 /* The kernel table of `isa` (a pwr_isa_id), or NULL when that ISA was not built. Does not check CPU support:
