@@ -228,7 +228,10 @@ int PWR_FN(sample_softmax)(const float *logits, float u, float *cdf, int exact) 
  * per-row steps of sample_softmax down the columns, so every lane does the same float32 operations in the same
  * order as the one-row kernel (max over the row, l - max, exp, the running sum in index order, the threshold
  * u * cdf[255], the first index above it). The running sum is a serial chain of 255 adds per row; 8 chains in one
- * register take the latency of one. A last group of fewer than 8 rows repeats its first row in the spare lanes.
+ * register take the latency of one, and in fast mode the exps are computed in the same loop, where they fill the
+ * adds' latency. The first index above the threshold is found by bisection of the (non-decreasing) running sums,
+ * which returns the index the linear scan would. A last group of fewer than 8 rows repeats its first row in the
+ * spare lanes.
  * scratch has 8 * 256 floats. */
 void PWR_FN(sample_softmax_rows)(const float *logits, int32_t n, const float *u, int32_t u_stride, int32_t *k,
                                  float *scratch, int exact) {
@@ -273,6 +276,7 @@ void PWR_FN(sample_softmax_rows)(const float *logits, int32_t n, const float *u,
                 _mm256_storeu_ps((float *)(col + c + q), v[q]);
             }
         }
+        __m256 acc;
         if (exact) {
             float d[8];
             for (int c = 0; c < 256; c++) {
@@ -280,26 +284,34 @@ void PWR_FN(sample_softmax_rows)(const float *logits, int32_t n, const float *u,
                 for (int q = 0; q < 8; q++) d[q] = expf(d[q]);
                 _mm256_storeu_ps((float *)(col + c), _mm256_loadu_ps(d));
             }
-        } else {
-            for (int c = 0; c < 256; c++)
-                _mm256_storeu_ps((float *)(col + c), fast_exp_8(_mm256_sub_ps(_mm256_loadu_ps((float *)(col + c)), mx)));
-        }
-        __m256 acc = _mm256_loadu_ps((float *)col);
-        for (int c = 1; c < 256; c++) { /* cdf[c] = cdf[c - 1] + p[c], per lane */
-            acc = _mm256_add_ps(acc, _mm256_loadu_ps((float *)(col + c)));
-            _mm256_storeu_ps((float *)(col + c), acc);
+            acc = _mm256_loadu_ps((float *)col);
+            for (int c = 1; c < 256; c++) { /* cdf[c] = cdf[c - 1] + p[c], per lane */
+                acc = _mm256_add_ps(acc, _mm256_loadu_ps((float *)(col + c)));
+                _mm256_storeu_ps((float *)(col + c), acc);
+            }
+        } else { /* the same p[c] and running sum in one pass: the exps (independent) overlap the serial adds */
+            acc = fast_exp_8(_mm256_sub_ps(_mm256_loadu_ps((float *)col), mx));
+            _mm256_storeu_ps((float *)col, acc);
+            for (int c = 1; c < 256; c++) {
+                acc = _mm256_add_ps(acc, fast_exp_8(_mm256_sub_ps(_mm256_loadu_ps((float *)(col + c)), mx)));
+                _mm256_storeu_ps((float *)(col + c), acc);
+            }
         }
         const __m256 thr = _mm256_mul_ps(_mm256_loadu_ps(uu), acc);
-        __m256i found = _mm256_setzero_si256(), idx = _mm256_set1_epi32(255);
-        for (int c = 0; c < 256; c++) { /* the first c with cdf[c] > threshold, per lane (255 if none) */
-            const __m256i gt = _mm256_castps_si256(_mm256_cmp_ps(_mm256_loadu_ps((float *)(col + c)), thr, _CMP_GT_OQ));
-            const __m256i first = _mm256_andnot_si256(found, gt);
-            idx = _mm256_blendv_epi8(idx, _mm256_set1_epi32(c), first);
-            found = _mm256_or_si256(found, gt);
-            if (_mm256_movemask_ps(_mm256_castsi256_ps(found)) == 0xff) break;
-        }
+        /* Per lane, the first c with cdf[c] > threshold (255 if none), found by bisection: each lane's cdf is a
+         * running sum of p >= 0, so it never decreases, and "cdf[c] > threshold" is false up to some index and true
+         * from it on. base counts the entries not above the threshold (8 halvings of 256, branch-free); that count
+         * is the index of the first one above it, the one the linear scan of sample_softmax returns. */
+        float th[8];
         int32_t out[8];
-        _mm256_storeu_si256((__m256i *)out, idx);
+        _mm256_storeu_ps(th, thr);
+        const float *cdf = (const float *)col;
+        for (int q = 0; q < 8; q++) {
+            int32_t base = 0;
+            for (int32_t step = 128; step >= 1; step >>= 1)
+                base += (cdf[(size_t)(base + step - 1) * 8 + (size_t)q] > th[q]) ? 0 : step;
+            out[q] = base < 256 ? base : 255;
+        }
         for (int q = 0; q < nr; q++) k[r + q] = out[q];
     }
 #endif
