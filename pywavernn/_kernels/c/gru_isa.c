@@ -88,9 +88,61 @@ static inline __m256 fast_tanh_8(__m256 x) {
     const __m256 r = _mm256_div_ps(_mm256_sub_ps(one, t), _mm256_add_ps(one, t));
     return _mm256_or_ps(r, _mm256_and_ps(x, sign));
 }
+/* The same functions on N vectors at once, each step applied to all N before the next (N a compile-time constant).
+ * One exp is a chain of ~20 dependent operations; written one vector after another, the chains fill the FP
+ * scheduler with operations that wait on each other. Interleaved, N operations are ready each cycle. Every lane
+ * sees exactly the operations of fast_exp_8, so the results are bit-identical. */
+PWR_INLINE void fast_exp_8n(__m256 *v, const int N) {
+    __m256 keep[4], fx[4], z[4], y[4];
+    for (int i = 0; i < N; i++) {
+        keep[i] = _mm256_cmp_ps(v[i], _mm256_set1_ps(EXP_LO), _CMP_GE_OQ);
+        v[i] = _mm256_min_ps(_mm256_max_ps(v[i], _mm256_set1_ps(EXP_LO)), _mm256_set1_ps(EXP_HI));
+    }
+    for (int i = 0; i < N; i++)
+        fx[i] = _mm256_floor_ps(_mm256_fmadd_ps(v[i], _mm256_set1_ps(LOG2EF), _mm256_set1_ps(0.5f)));
+    for (int i = 0; i < N; i++) v[i] = _mm256_fnmadd_ps(fx[i], _mm256_set1_ps(EXP_C1), v[i]);
+    for (int i = 0; i < N; i++) v[i] = _mm256_fnmadd_ps(fx[i], _mm256_set1_ps(EXP_C2), v[i]);
+    for (int i = 0; i < N; i++) {
+        z[i] = _mm256_mul_ps(v[i], v[i]);
+        y[i] = _mm256_fmadd_ps(_mm256_set1_ps(EXP_P0), v[i], _mm256_set1_ps(EXP_P1));
+    }
+    for (int i = 0; i < N; i++) y[i] = _mm256_fmadd_ps(y[i], v[i], _mm256_set1_ps(EXP_P2));
+    for (int i = 0; i < N; i++) y[i] = _mm256_fmadd_ps(y[i], v[i], _mm256_set1_ps(EXP_P3));
+    for (int i = 0; i < N; i++) y[i] = _mm256_fmadd_ps(y[i], v[i], _mm256_set1_ps(EXP_P4));
+    for (int i = 0; i < N; i++) y[i] = _mm256_fmadd_ps(y[i], v[i], _mm256_set1_ps(EXP_P5));
+    for (int i = 0; i < N; i++) y[i] = _mm256_add_ps(_mm256_fmadd_ps(y[i], z[i], v[i]), _mm256_set1_ps(1.0f));
+    for (int i = 0; i < N; i++) {
+        const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(fx[i]), _mm256_set1_epi32(127)), 23);
+        v[i] = _mm256_and_ps(_mm256_mul_ps(y[i], _mm256_castsi256_ps(e)), keep[i]);
+    }
+}
+PWR_INLINE void fast_sigmoid_8n(__m256 *v, const int N) {
+    const __m256 one = _mm256_set1_ps(1.0f);
+    for (int i = 0; i < N; i++) v[i] = _mm256_sub_ps(_mm256_setzero_ps(), v[i]);
+    fast_exp_8n(v, N);
+    for (int i = 0; i < N; i++) v[i] = _mm256_div_ps(one, _mm256_add_ps(one, v[i]));
+}
+PWR_INLINE void fast_tanh_8n(__m256 *v, const int N) {
+    const __m256 sign = _mm256_set1_ps(-0.0f), one = _mm256_set1_ps(1.0f);
+    __m256 x[4], t[4];
+    for (int i = 0; i < N; i++) {
+        x[i] = v[i];
+        t[i] = _mm256_mul_ps(_mm256_andnot_ps(sign, v[i]), _mm256_set1_ps(-2.0f));
+    }
+    fast_exp_8n(t, N);
+    for (int i = 0; i < N; i++)
+        v[i] = _mm256_or_ps(_mm256_div_ps(_mm256_sub_ps(one, t[i]), _mm256_add_ps(one, t[i])),
+                            _mm256_and_ps(x[i], sign));
+}
 #define PWR_MAP8(name, vec, scalar)                                                                           \
     void PWR_FN(name)(const float *x, float *y, int32_t n) {                                                  \
         int32_t i = 0;                                                                                        \
+        for (; i + 32 <= n; i += 32) { /* four vectors interleaved (the _8n forms), same bits */              \
+            __m256 v[4];                                                                                      \
+            for (int q = 0; q < 4; q++) v[q] = _mm256_loadu_ps(x + i + 8 * q);                                \
+            vec##n(v, 4);                                                                                     \
+            for (int q = 0; q < 4; q++) _mm256_storeu_ps(y + i + 8 * q, v[q]);                                \
+        }                                                                                                     \
         for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, vec(_mm256_loadu_ps(x + i)));                      \
         for (; i < n; i++) y[i] = scalar(x[i]);                                                               \
     }
@@ -128,13 +180,38 @@ void PWR_FN(gru_gates)(const float *rh, const float *gi, float *h, int32_t H, in
     float ub[GATE_CHUNK], rb[GATE_CHUNK];
     while (j + 8 <= j1) {
         const int32_t end = j + GATE_CHUNK <= j1 ? j + GATE_CHUNK : j + (j1 - j) / 8 * 8;
-        for (int32_t k = j; k < end; k += 8) {
+        int32_t k = j;
+        for (; k + 16 <= end; k += 16) { /* u and r of 16 units: four interleaved chains */
+            __m256 v[4] = {_mm256_add_ps(_mm256_loadu_ps(gi_u + k), _mm256_loadu_ps(rh_u + k)),
+                           _mm256_add_ps(_mm256_loadu_ps(gi_u + k + 8), _mm256_loadu_ps(rh_u + k + 8)),
+                           _mm256_add_ps(_mm256_loadu_ps(gi_r + k), _mm256_loadu_ps(rh_r + k)),
+                           _mm256_add_ps(_mm256_loadu_ps(gi_r + k + 8), _mm256_loadu_ps(rh_r + k + 8))};
+            fast_sigmoid_8n(v, 4);
+            _mm256_storeu_ps(ub + (k - j), v[0]);
+            _mm256_storeu_ps(ub + (k - j) + 8, v[1]);
+            _mm256_storeu_ps(rb + (k - j), v[2]);
+            _mm256_storeu_ps(rb + (k - j) + 8, v[3]);
+        }
+        for (; k < end; k += 8) {
             _mm256_storeu_ps(ub + (k - j), fast_sigmoid_8(_mm256_add_ps(_mm256_loadu_ps(gi_u + k),
                                                                         _mm256_loadu_ps(rh_u + k))));
             _mm256_storeu_ps(rb + (k - j), fast_sigmoid_8(_mm256_add_ps(_mm256_loadu_ps(gi_r + k),
                                                                         _mm256_loadu_ps(rh_r + k))));
         }
-        for (int32_t k = j; k < end; k += 8) {
+        for (k = j; k + 32 <= end; k += 32) { /* e and h of 32 units: four interleaved chains */
+            __m256 v[4];
+            for (int q = 0; q < 4; q++)
+                v[q] = _mm256_add_ps(_mm256_loadu_ps(gi_e + k + 8 * q),
+                                     _mm256_mul_ps(_mm256_loadu_ps(rb + (k - j) + 8 * q),
+                                                   _mm256_loadu_ps(rh_e + k + 8 * q)));
+            fast_tanh_8n(v, 4);
+            for (int q = 0; q < 4; q++) {
+                const __m256 u = _mm256_loadu_ps(ub + (k - j) + 8 * q);
+                _mm256_storeu_ps(h + k + 8 * q, _mm256_add_ps(_mm256_mul_ps(u, _mm256_loadu_ps(h + k + 8 * q)),
+                                                              _mm256_mul_ps(_mm256_sub_ps(one, u), v[q])));
+            }
+        }
+        for (; k < end; k += 8) {
             const __m256 u = _mm256_loadu_ps(ub + (k - j)), r = _mm256_loadu_ps(rb + (k - j));
             const __m256 e = fast_tanh_8(_mm256_add_ps(_mm256_loadu_ps(gi_e + k),
                                                        _mm256_mul_ps(r, _mm256_loadu_ps(rh_e + k))));
@@ -292,7 +369,17 @@ void PWR_FN(sample_softmax_rows)(const float *logits, int32_t n, const float *u,
         } else { /* the same p[c] and running sum in one pass: the exps (independent) overlap the serial adds */
             acc = fast_exp_8(_mm256_sub_ps(_mm256_loadu_ps((float *)col), mx));
             _mm256_storeu_ps((float *)col, acc);
-            for (int c = 1; c < 256; c++) {
+            int c = 1;
+            for (; c + 4 <= 256; c += 4) { /* four columns' exps interleaved (fast_exp_8n), then their adds */
+                __m256 p[4];
+                for (int q = 0; q < 4; q++) p[q] = _mm256_sub_ps(_mm256_loadu_ps((float *)(col + c + q)), mx);
+                fast_exp_8n(p, 4);
+                for (int q = 0; q < 4; q++) {
+                    acc = _mm256_add_ps(acc, p[q]);
+                    _mm256_storeu_ps((float *)(col + c + q), acc);
+                }
+            }
+            for (; c < 256; c++) {
                 acc = _mm256_add_ps(acc, fast_exp_8(_mm256_sub_ps(_mm256_loadu_ps((float *)(col + c)), mx)));
                 _mm256_storeu_ps((float *)(col + c), acc);
             }
