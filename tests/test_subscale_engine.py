@@ -12,7 +12,7 @@ states, logits) is identical to threads = 1, exact and fast, and in exact mode t
 (B = 2, 4, 16; dense, 16x1, 4x4); on an oversubscribed runner the team may finish on one thread (the serial
 fallback), which must not change a sample either. Also: the property the active-subset products rely on (a gemm
 column does not depend on the other columns), a run advanced over any split of the schedule (the streaming
-primitive) gives the samples of one call, the loop's elementwise kernels give the bits of their definition,
+primitive) gives the samples of one call, the loop's gate-input kernel gives the bits of its definition,
 fp16 storage equals fp32 storage of the rounded weights, and invalid input raises TypeError / ValueError before C
 runs.
 
@@ -317,32 +317,31 @@ def test_validation():
     assert engine.generate(g, uniforms).shape == (600,)
 
 
-@pytest.mark.parametrize("n", [1, 7, 8, 9, 96, 101])
-def test_elementwise_subscale_kernels_give_the_bits_of_their_definition(n):
-    """cond_ctx and gru_input_t (the loop's per-stream elementwise terms, one copy per ISA) compute exactly the
-    float32 expressions of pwr_kernels.h in their order (NumPy float32 arithmetic is IEEE single, no contraction),
-    on every ISA, for lengths and unit ranges that are and are not multiples of the AVX2 width."""
+@pytest.mark.parametrize("hidden", [1, 7, 8, 9, 96, 101])
+def test_gate_input_kernel_gives_the_bits_of_its_definition(hidden):
+    """gru_input_t (the loop's per-stream gate input, conditioning and context included, one copy per ISA) computes
+    exactly the float32 expressions of pwr_kernels.h in their order (NumPy float32 arithmetic is IEEE single, no
+    contraction), on every ISA, for lengths and unit ranges that are and are not multiples of the AVX2 width, and
+    writes only its units."""
     eng = _native.engine()
-    rng = np.random.default_rng(n)
-    g0, g1, bias, q0 = (rng.standard_normal(n).astype(np.float32) for _ in range(4))
+    rng = np.random.default_rng(hidden)
+    h3 = 3 * hidden
+    g0, g1, pq, bias = (rng.standard_normal(h3).astype(np.float32) for _ in range(4))
     a = np.float32(rng.random())
-    want = (g0 + a * (g1 - g0)) + (q0 + bias)
-    hidden = 2 * n
-    w_in_t = rng.standard_normal((3, 3 * hidden)).astype(np.float32)
+    q = (g0 + a * (g1 - g0)) + (pq + bias)
+    w_in_t = rng.standard_normal((3, h3)).astype(np.float32)
     x3 = rng.standard_normal(3).astype(np.float32)
-    qg = rng.standard_normal(3 * hidden).astype(np.float32)
+    half = max(hidden // 2, 1)
     for isa in ISAS:
-        q = q0.copy()
-        eng.cond_ctx(kernels._isa_id(isa), g0, g1, float(a), bias, q, n)
-        np.testing.assert_array_equal(q, want, err_msg=f"cond_ctx {isa}")
-        for with_x2, (j0, j1) in ((False, (0, n)), (True, (n, hidden)), (True, (1, hidden - 2))):
-            gi = np.full(3 * hidden, np.nan, np.float32)
-            eng.gru_input_t(kernels._isa_id(isa), w_in_t, x3, with_x2, qg, gi, hidden, j0, j1)
+        for with_x2, (j0, j1) in ((False, (0, half)), (True, (half, hidden)), (True, (1, max(hidden - 2, 1)))):
+            gi = np.full(h3, np.nan, np.float32)
+            eng.gru_input_t(kernels._isa_id(isa), w_in_t, x3, with_x2, g0, g1, float(a), pq, bias, gi, hidden,
+                            j0, j1)
             v = x3[0] * w_in_t[0] + x3[1] * w_in_t[1]
             if with_x2:
                 v = v + x3[2] * w_in_t[2]
-            rows = np.concatenate([np.arange(j0, j1) + gate * hidden for gate in range(3)])
-            np.testing.assert_array_equal(gi[rows], (v + qg)[rows], err_msg=f"gru_input_t {isa} {with_x2}")
+            rows = np.concatenate([np.arange(j0, j1) + gate * hidden for gate in range(3)]).astype(int)
+            np.testing.assert_array_equal(gi[rows], (v + q)[rows], err_msg=f"gru_input_t {isa} {with_x2}")
             assert np.isnan(np.delete(gi, rows)).all(), f"gru_input_t {isa}: wrote outside its units"
 
 

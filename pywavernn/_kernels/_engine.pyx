@@ -114,17 +114,12 @@ def gru_input(int isa, w_in, x3, g0, g1, float a, gi, int H, int j0, int j1):
                 <const float *>_ptr(g1), a, <float *>_ptr(gi), H, j0, j1)
 
 
-def cond_ctx(int isa, g0, g1, float a, bias, q, int n):
-    """The subscale loop's q = cond + ctx kernel (pwr_cond_ctx_fn) on float32 arrays of n+ elements, unchecked."""
-    cdef const pwr_kernel_table *t = _table(isa)
-    t.cond_ctx(<const float *>_ptr(g0), <const float *>_ptr(g1), a, <const float *>_ptr(bias), <float *>_ptr(q), n)
-
-
-def gru_input_t(int isa, w_in_t, x3, bint with_x2, q, gi, int H, int j0, int j1):
+def gru_input_t(int isa, w_in_t, x3, bint with_x2, g0, g1, float a, pq, bias, gi, int H, int j0, int j1):
     """The subscale loop's gate-input kernel (pwr_gru_input_t_fn) on float32 arrays, unchecked."""
     cdef const pwr_kernel_table *t = _table(isa)
-    t.gru_input_t(<const float *>_ptr(w_in_t), <const float *>_ptr(x3), with_x2, <const float *>_ptr(q),
-                  <float *>_ptr(gi), H, j0, j1)
+    t.gru_input_t(<const float *>_ptr(w_in_t), <const float *>_ptr(x3), with_x2, <const float *>_ptr(g0),
+                  <const float *>_ptr(g1), a, <const float *>_ptr(pq), <const float *>_ptr(bias), <float *>_ptr(gi),
+                  H, j0, j1)
 
 
 def fast_map(int isa, str which, x, y):

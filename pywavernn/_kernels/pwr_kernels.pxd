@@ -16,10 +16,9 @@ cdef extern from "pwr_kernels.h" nogil:
                                       int32_t j1, int exact)
     ctypedef void (*pwr_gru_input_fn)(const float *w_in, const float *x3, const float *g0, const float *g1,
                                       float a, float *gi, int32_t H, int32_t j0, int32_t j1)
-    ctypedef void (*pwr_cond_ctx_fn)(const float *g0, const float *g1, float a, const float *bias, float *q,
-                                     int32_t n)
-    ctypedef void (*pwr_gru_input_t_fn)(const float *w_in_t, const float *x3, int with_x2, const float *q,
-                                        float *gi, int32_t H, int32_t j0, int32_t j1)
+    ctypedef void (*pwr_gru_input_t_fn)(const float *w_in_t, const float *x3, int with_x2, const float *g0,
+                                        const float *g1, float a, const float *pq, const float *bias, float *gi,
+                                        int32_t H, int32_t j0, int32_t j1)
     ctypedef void (*pwr_map_fn)(const float *x, float *y, int32_t n)
     ctypedef int (*pwr_sample_fn)(const float *logits, float u, float *scratch, int exact)
     ctypedef void (*pwr_sample_rows_fn)(const float *logits, int32_t n, const float *u, int32_t u_stride,
@@ -32,7 +31,6 @@ cdef extern from "pwr_kernels.h" nogil:
         pwr_gemm_fn gemm[4][2]
         pwr_gru_gates_fn gru_gates
         pwr_gru_input_fn gru_input
-        pwr_cond_ctx_fn cond_ctx
         pwr_gru_input_t_fn gru_input_t
         pwr_map_fn fast_sigmoid
         pwr_map_fn fast_tanh

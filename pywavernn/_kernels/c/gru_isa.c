@@ -243,25 +243,11 @@ void PWR_FN(gru_input)(const float *w_in, const float *x3, const float *g0, cons
     }
 }
 
-/* The subscale loop's per-stream elementwise terms (pwr_kernels.h: pwr_cond_ctx_fn, pwr_gru_input_t_fn). The AVX2
+/* The subscale loop's gate input (pwr_kernels.h: pwr_gru_input_t_fn), conditioning and context included. The AVX2
  * copy does the very operations of the scalar body, lane by lane, with separate multiplies and adds (no FMA), so
  * its results are bit-identical to the generic copy's. */
-void PWR_FN(cond_ctx)(const float *g0, const float *g1, float a, const float *bias, float *q, int32_t n) {
-    int32_t r = 0;
-#if defined(PWR_ISA_AVX2) && PWR_ISA_AVX2
-    const __m256 av = _mm256_set1_ps(a);
-    for (; r + 8 <= n; r += 8) {
-        const __m256 v0 = _mm256_loadu_ps(g0 + r);
-        const __m256 cond = _mm256_add_ps(v0, _mm256_mul_ps(av, _mm256_sub_ps(_mm256_loadu_ps(g1 + r), v0)));
-        const __m256 ctx = _mm256_add_ps(_mm256_loadu_ps(q + r), _mm256_loadu_ps(bias + r));
-        _mm256_storeu_ps(q + r, _mm256_add_ps(cond, ctx));
-    }
-#endif
-    for (; r < n; r++) q[r] = (g0[r] + a * (g1[r] - g0[r])) + (q[r] + bias[r]);
-}
-
-void PWR_FN(gru_input_t)(const float *w_in_t, const float *x3, int with_x2, const float *q, float *gi, int32_t H,
-                         int32_t j0, int32_t j1) {
+void PWR_FN(gru_input_t)(const float *w_in_t, const float *x3, int with_x2, const float *g0, const float *g1, float a,
+                         const float *pq, const float *bias, float *gi, int32_t H, int32_t j0, int32_t j1) {
     const float x0 = x3[0], x1 = x3[1], x2 = x3[2];
     const float *w0 = w_in_t, *w1 = w_in_t + 3 * (size_t)H, *w2 = w_in_t + 6 * (size_t)H;
     for (int32_t gate = 0; gate < 3; gate++) {
@@ -269,17 +255,22 @@ void PWR_FN(gru_input_t)(const float *w_in_t, const float *x3, int with_x2, cons
         const int32_t end = gate * H + j1;
 #if defined(PWR_ISA_AVX2) && PWR_ISA_AVX2
         const __m256 v0 = _mm256_set1_ps(x0), v1 = _mm256_set1_ps(x1), v2 = _mm256_set1_ps(x2);
+        const __m256 av = _mm256_set1_ps(a);
         for (; r + 8 <= end; r += 8) {
+            const __m256 c0 = _mm256_loadu_ps(g0 + r);
+            const __m256 cond = _mm256_add_ps(c0, _mm256_mul_ps(av, _mm256_sub_ps(_mm256_loadu_ps(g1 + r), c0)));
+            const __m256 q = _mm256_add_ps(cond, _mm256_add_ps(_mm256_loadu_ps(pq + r), _mm256_loadu_ps(bias + r)));
             __m256 v = _mm256_add_ps(_mm256_mul_ps(v0, _mm256_loadu_ps(w0 + r)),
                                      _mm256_mul_ps(v1, _mm256_loadu_ps(w1 + r)));
             if (with_x2) v = _mm256_add_ps(v, _mm256_mul_ps(v2, _mm256_loadu_ps(w2 + r)));
-            _mm256_storeu_ps(gi + r, _mm256_add_ps(v, _mm256_loadu_ps(q + r)));
+            _mm256_storeu_ps(gi + r, _mm256_add_ps(v, q));
         }
 #endif
         for (; r < end; r++) {
+            const float q = (g0[r] + a * (g1[r] - g0[r])) + (pq[r] + bias[r]);
             float v = x0 * w0[r] + x1 * w1[r];
             if (with_x2) v = v + x2 * w2[r];
-            gi[r] = v + q[r];
+            gi[r] = v + q;
         }
     }
 }

@@ -77,8 +77,8 @@ PWR_DECL_MV(1x1)
 void PWR_FN(gru_gates)(const float *, const float *, float *, int32_t, int32_t, int32_t, int);
 void PWR_FN(gru_input)(const float *, const float *, const float *, const float *, float, float *, int32_t, int32_t,
                        int32_t);
-void PWR_FN(cond_ctx)(const float *, const float *, float, const float *, float *, int32_t);
-void PWR_FN(gru_input_t)(const float *, const float *, int, const float *, float *, int32_t, int32_t, int32_t);
+void PWR_FN(gru_input_t)(const float *, const float *, int, const float *, const float *, float, const float *,
+                         const float *, float *, int32_t, int32_t, int32_t);
 void PWR_FN(fast_sigmoid)(const float *, float *, int32_t);
 void PWR_FN(fast_tanh)(const float *, float *, int32_t);
 void PWR_FN(fast_exp)(const float *, float *, int32_t);

@@ -70,16 +70,16 @@ typedef void (*pwr_gru_gates_fn)(const float *rh, const float *gi, float *h, int
  * cond = g0 + a * (g1 - g0) (docs/format.md §2; float32). W_in is (3H, 3) row-major; g0, g1, gi have 3H floats. */
 typedef void (*pwr_gru_input_fn)(const float *w_in, const float *x3, const float *g0, const float *g1, float a,
                                  float *gi, int32_t H, int32_t j0, int32_t j1);
-/* Subscale (docs/format.md §9), one stream's conditioning plus context: on entry q holds proj a_D (3H); on exit
- *   q[r] = (g0[r] + a * (g1[r] - g0[r])) + (q[r] + bias[r])  for r < n
- * in exactly that float32 order (no contraction), so every ISA gives the same bits. */
-typedef void (*pwr_cond_ctx_fn)(const float *g0, const float *g1, float a, const float *bias, float *q, int32_t n);
-/* Subscale gate input from W_in transposed (3, 3H) row-major and q (3H) from pwr_cond_ctx_fn: for g = 0,1,2 and
- * j in [j0, j1), r = g*H + j,
- *   v = x3[0] * w_in_t[r] + x3[1] * w_in_t[3H + r];  if with_x2: v = v + x3[2] * w_in_t[6H + r];  gi[r] = v + q[r]
- * in exactly that float32 order (the coarse rows skip the c_t term, as the spec does). gi, q have 3H floats. */
-typedef void (*pwr_gru_input_t_fn)(const float *w_in_t, const float *x3, int with_x2, const float *q, float *gi,
-                                   int32_t H, int32_t j0, int32_t j1);
+/* Subscale (docs/format.md §9), one stream's gate input from W_in transposed (3, 3H) row-major, the frame-rate
+ * conditioning rows g0, g1 (frames j, j + 1 of the sample's true time, weight a), pq = proj a_D and bias =
+ * proj.bias[s]: for g = 0,1,2 and j in [j0, j1), r = g*H + j,
+ *   q = (g0[r] + a * (g1[r] - g0[r])) + (pq[r] + bias[r]);
+ *   v = x3[0] * w_in_t[r] + x3[1] * w_in_t[3H + r];  if with_x2: v = v + x3[2] * w_in_t[6H + r];  gi[r] = v + q
+ * in exactly that float32 order (no contraction; the coarse rows skip the c_t term, as the spec does), so every ISA
+ * gives the same bits. g0, g1, pq, bias, gi have 3H floats. */
+typedef void (*pwr_gru_input_t_fn)(const float *w_in_t, const float *x3, int with_x2, const float *g0, const float *g1,
+                                   float a, const float *pq, const float *bias, float *gi, int32_t H, int32_t j0,
+                                   int32_t j1);
 /* y[i] = f(x[i]) for i < n (fast approximations; x and y may be the same array). */
 typedef void (*pwr_map_fn)(const float *x, float *y, int32_t n);
 /* The conditioning network's frame-independent product (docs/format.md §2): y (M, Fr) row-major,
@@ -105,7 +105,6 @@ typedef struct {
     pwr_gemm_fn gemm[PWR_N_SHAPES][2];
     pwr_gru_gates_fn gru_gates;
     pwr_gru_input_fn gru_input;
-    pwr_cond_ctx_fn cond_ctx;
     pwr_gru_input_t_fn gru_input_t;
     pwr_map_fn fast_sigmoid, fast_tanh, fast_exp;
     pwr_sample_fn sample_softmax;

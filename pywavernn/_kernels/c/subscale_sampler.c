@@ -1,6 +1,6 @@
 /* subscale_sampler.c: the Subscale WaveRNN generation loop (see subscale_sampler.h). Compiled once; every matrix
- * product goes through the ISA's kernel table (gemm over the active streams), and so do the per-stream elementwise
- * terms (cond_ctx, gru_input_t); the rest is plain C.
+ * product goes through the ISA's kernel table (gemm over the active streams), and so does each stream's gate input
+ * (gru_input_t); the rest is plain C.
  *
  * Streams. Sub-tensor s is stream s: row s of every (B, .) buffer. At step n it is at position i = n - s(F + 1)
  * and is active while 0 <= i <= last_i[s] (its last real position, t = i B + s < T). The active streams always
@@ -22,8 +22,9 @@
  * One step (docs/format.md §3, §9), for the active range:
  *   1 context: advance each active stream's context chain to position i + F (one position a step once running;
  *     F + 1 positions on a stream's first step), batched over the streams that need a position, then
- *     ctx = proj a_D (one gemm over the active rows) + proj.bias[s]
- *   2 rh = R h + b_R (gemm); coarse rows of gi = ((x0 w0 + x1 w1) + q), q = cond(t) + ctx; coarse gate update
+ *     pq = proj a_D (one gemm over the active rows); ctx = pq + proj.bias[s]
+ *   2 rh = R h + b_R (gemm); coarse rows of gi = ((x0 w0 + x1 w1) + q), q = cond(t) + ctx (one kernel, gru_input_t,
+ *     computes q where it is needed); coarse gate update
  *     (x0, x1: the stream's own previous sample, or with prev_time and s >= 1 sample (i, s - 1) from the folded
  *     sequence, written at step n - (F + 1))
  *   3 hid_c = relu(O1 y_c + b1), logits_c = O2 hid_c + b2 (gemm); c_t = sample(logits_c, uniforms[t].coarse),
@@ -62,7 +63,7 @@ static void relu_rows(float *v, size_t n) {
 
 /* Per-stream state, shared by the team (each thread writes only its own streams' rows). */
 typedef struct {
-    float *h, *rh, *gi, *q, *yc, *yf, *hid, *lc, *lf;   /* (B, .) per-stream step buffers */
+    float *h, *rh, *gi, *pq, *yc, *yf, *hid, *lc, *lf;  /* (B, .) per-stream step buffers; pq = proj a_D */
     float *top, *ring;                                  /* context chains: (B, C_x), rings of all layers */
     int32_t *chain_next, *last_i, *pc, *pf, *ct;        /* (B) each: chain position, last position, c/f samples */
     uint8_t *coarse, *fine;                             /* the folded sequence, last W positions (W B) bytes */
@@ -100,7 +101,7 @@ static int alloc_scratch(const pwr_subscale_net *net, scratch *sc) {
     sc->h = f; f += B * H;
     sc->rh = f; f += B * 3 * H;
     sc->gi = f; f += B * 3 * H;
-    sc->q = f; f += B * 3 * H;
+    sc->pq = f; f += B * 3 * H;
     sc->yc = f; f += B * H / 2;
     sc->yf = f; f += B * H / 2;
     sc->hid = f; f += B * K;
@@ -188,10 +189,9 @@ static void context_round(const pwr_subscale_net *net, const pwr_kernel_table *t
     }
 }
 
-/* Step 1: context chains of streams lo..hi up to position (their i) + F, then q = cond(t) + ctx per stream. */
+/* Step 1: context chains of streams lo..hi up to position (their i) + F, then pq = proj a_D per stream. */
 static void context_step(const pwr_subscale_net *net, const pwr_kernel_table *tb, scratch *sc, const compact *cp,
-                         int64_t n, int32_t lo, int32_t hi, const float *g, int64_t g_first, int64_t g_end,
-                         int64_t T) {
+                         int64_t n, int32_t lo, int32_t hi, int64_t T) {
     const int32_t F = net->F, H3 = 3 * net->H;
     for (;;) {
         int32_t nr = 0;
@@ -200,15 +200,7 @@ static void context_step(const pwr_subscale_net *net, const pwr_kernel_table *tb
         if (!nr) break;
         context_round(net, tb, sc, cp, nr, T);
     }
-    product(tb, &net->proj, sc->top + (size_t)lo * net->Cx, hi - lo + 1, sc->q + (size_t)lo * H3);
-    for (int32_t s = lo; s <= hi; s++) {
-        const int64_t t = (n - (int64_t)s * (F + 1)) * net->B + s;
-        const int64_t j = t / net->hop;
-        const float a = (float)(int32_t)(t % net->hop) / (float)net->hop;
-        const float *g0 = g + (size_t)(j - g_first) * H3;
-        const float *g1 = g + (size_t)((j + 1 < g_end ? j + 1 : g_end - 1) - g_first) * H3;
-        tb->cond_ctx(g0, g1, a, net->proj_bias + (size_t)s * H3, sc->q + (size_t)s * H3, H3);
-    }
+    product(tb, &net->proj, sc->top + (size_t)lo * net->Cx, hi - lo + 1, sc->pq + (size_t)lo * H3);
 }
 
 /* hid = relu(Oa y + ba), logits = Ob hid + bb over rows lo..hi (y is (B, H/2)). */
@@ -248,12 +240,17 @@ static void run_step(call *c, const compact *cp, int64_t n, int32_t lo, int32_t 
     const int exact = c->exact;
     const int32_t na = hi - lo + 1;
     const pwr_subscale_trace *trace = c->trace;
-    context_step(net, tb, sc, cp, n, lo, hi, c->g, c->g_first, c->g_end, c->T);
+    context_step(net, tb, sc, cp, n, lo, hi, c->T);
     tb->gemm[net->R.shape][net->R.storage](&net->R, sc->h + (size_t)lo * H, na, net->b_R, sc->rh + (size_t)lo * H3,
                                            0, net->R.m / net->R.bh);
     int32_t pc[PWR_MAX_RHS], pf[PWR_MAX_RHS]; /* the previous sample x_t carries, per active stream */
+    const float *g0[PWR_MAX_RHS], *g1[PWR_MAX_RHS]; /* cond(t) = g0 + a (g1 - g0): frames j, j + 1 (§2) */
+    float a[PWR_MAX_RHS];
     for (int32_t s = lo; s <= hi; s++) {
-        const int64_t i = n - (int64_t)s * (F + 1);
+        const int64_t i = n - (int64_t)s * (F + 1), t = i * B + s, j = t / net->hop;
+        a[s - lo] = (float)(int32_t)(t % net->hop) / (float)net->hop;
+        g0[s - lo] = c->g + (size_t)(j - c->g_first) * H3;
+        g1[s - lo] = c->g + (size_t)((j + 1 < c->g_end ? j + 1 : c->g_end - 1) - c->g_first) * H3;
         if (net->prev_time && s > 0) { /* (i, s - 1), written F + 1 steps ago; still in the window (W > F + 1) */
             const size_t slot = (size_t)(i % sc->W) * (size_t)B + (size_t)(s - 1);
             pc[s - lo] = sc->coarse[slot];
@@ -266,7 +263,8 @@ static void run_step(call *c, const compact *cp, int64_t n, int32_t lo, int32_t 
     for (int32_t s = lo; s <= hi; s++) {
         const float x[3] = {scale_byte(pc[s - lo]), scale_byte(pf[s - lo]), 0.0f};
         float *gi = sc->gi + (size_t)s * H3, *h = sc->h + (size_t)s * H;
-        tb->gru_input_t(net->w_in_t, x, 0, sc->q + (size_t)s * H3, gi, H, 0, half);
+        tb->gru_input_t(net->w_in_t, x, 0, g0[s - lo], g1[s - lo], a[s - lo], sc->pq + (size_t)s * H3,
+                        net->proj_bias + (size_t)s * H3, gi, H, 0, half);
         tb->gru_gates(sc->rh + (size_t)s * H3, gi, h, H, 0, half, exact);
         memcpy(sc->yc + (size_t)s * half, h, sizeof(float) * (size_t)half);
     }
@@ -280,7 +278,8 @@ static void run_step(call *c, const compact *cp, int64_t n, int32_t lo, int32_t 
     for (int32_t s = lo; s <= hi; s++) {
         const float x[3] = {scale_byte(pc[s - lo]), scale_byte(pf[s - lo]), scale_byte(sc->ct[s])};
         float *gi = sc->gi + (size_t)s * H3, *h = sc->h + (size_t)s * H;
-        tb->gru_input_t(net->w_in_t, x, 1, sc->q + (size_t)s * H3, gi, H, half, H);
+        tb->gru_input_t(net->w_in_t, x, 1, g0[s - lo], g1[s - lo], a[s - lo], sc->pq + (size_t)s * H3,
+                        net->proj_bias + (size_t)s * H3, gi, H, half, H);
         tb->gru_gates(sc->rh + (size_t)s * H3, gi, h, H, half, H, exact);
         memcpy(sc->yf + (size_t)s * half, h + half, sizeof(float) * (size_t)half);
     }

@@ -11,7 +11,6 @@ const pwr_kernel_table PWR_TABLE_NAME = {
              PWR_SHAPE_ENTRY(gemm, 4x4), PWR_SHAPE_ENTRY(gemm, 1x1)},
     .gru_gates = PWR_FN(gru_gates),
     .gru_input = PWR_FN(gru_input),
-    .cond_ctx = PWR_FN(cond_ctx),
     .gru_input_t = PWR_FN(gru_input_t),
     .fast_sigmoid = PWR_FN(fast_sigmoid),
     .fast_tanh = PWR_FN(fast_tanh),
