@@ -60,38 +60,11 @@ static inline float fast_tanh_1(float x) {
 static inline float exact_sigmoid_1(float x) { return 1.0f / (1.0f + expf(-x)); }
 
 #if defined(PWR_ISA_AVX2) && PWR_ISA_AVX2
-static inline __m256 fast_exp_8(__m256 x) {
-    const __m256 keep = _mm256_cmp_ps(x, _mm256_set1_ps(EXP_LO), _CMP_GE_OQ); /* below EXP_LO (or NaN) -> 0 */
-    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(EXP_LO)), _mm256_set1_ps(EXP_HI));
-    const __m256 fx = _mm256_floor_ps(_mm256_fmadd_ps(x, _mm256_set1_ps(LOG2EF), _mm256_set1_ps(0.5f)));
-    x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(EXP_C1), x);
-    x = _mm256_fnmadd_ps(fx, _mm256_set1_ps(EXP_C2), x);
-    const __m256 z = _mm256_mul_ps(x, x);
-    __m256 y = _mm256_set1_ps(EXP_P0);
-    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(EXP_P1));
-    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(EXP_P2));
-    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(EXP_P3));
-    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(EXP_P4));
-    y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(EXP_P5));
-    y = _mm256_add_ps(_mm256_fmadd_ps(y, z, x), _mm256_set1_ps(1.0f));
-    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(fx), _mm256_set1_epi32(127)), 23);
-    return _mm256_and_ps(_mm256_mul_ps(y, _mm256_castsi256_ps(e)), keep);
-}
-static inline __m256 fast_sigmoid_8(__m256 x) {
-    const __m256 one = _mm256_set1_ps(1.0f);
-    return _mm256_div_ps(one, _mm256_add_ps(one, fast_exp_8(_mm256_sub_ps(_mm256_setzero_ps(), x))));
-}
-static inline __m256 fast_tanh_8(__m256 x) {
-    const __m256 sign = _mm256_set1_ps(-0.0f), one = _mm256_set1_ps(1.0f);
-    const __m256 ax = _mm256_andnot_ps(sign, x);
-    const __m256 t = fast_exp_8(_mm256_mul_ps(ax, _mm256_set1_ps(-2.0f)));
-    const __m256 r = _mm256_div_ps(_mm256_sub_ps(one, t), _mm256_add_ps(one, t));
-    return _mm256_or_ps(r, _mm256_and_ps(x, sign));
-}
-/* The same functions on N vectors at once, each step applied to all N before the next (N a compile-time constant).
- * One exp is a chain of ~20 dependent operations; written one vector after another, the chains fill the FP
- * scheduler with operations that wait on each other. Interleaved, N operations are ready each cycle. Every lane
- * sees exactly the operations of fast_exp_8, so the results are bit-identical. */
+/* The fast functions on N vectors at once, each step applied to all N before the next (N a compile-time constant,
+ * at most 4; N = 1 is the one-vector form below). One exp is a chain of ~20 dependent operations; written one
+ * vector after another, the chains fill the FP scheduler with operations that wait on each other. Interleaved,
+ * N operations are ready each cycle. Every lane sees the same operations whatever N, so the results are
+ * bit-identical. */
 PWR_INLINE void fast_exp_8n(__m256 *v, const int N) {
     __m256 keep[4], fx[4], z[4], y[4];
     for (int i = 0; i < N; i++) {
@@ -133,6 +106,18 @@ PWR_INLINE void fast_tanh_8n(__m256 *v, const int N) {
     for (int i = 0; i < N; i++)
         v[i] = _mm256_or_ps(_mm256_div_ps(_mm256_sub_ps(one, t[i]), _mm256_add_ps(one, t[i])),
                             _mm256_and_ps(x[i], sign));
+}
+static inline __m256 fast_exp_8(__m256 x) {
+    fast_exp_8n(&x, 1);
+    return x;
+}
+static inline __m256 fast_sigmoid_8(__m256 x) {
+    fast_sigmoid_8n(&x, 1);
+    return x;
+}
+static inline __m256 fast_tanh_8(__m256 x) {
+    fast_tanh_8n(&x, 1);
+    return x;
 }
 #define PWR_MAP8(name, vec, scalar)                                                                           \
     void PWR_FN(name)(const float *x, float *y, int32_t n) {                                                  \
