@@ -63,7 +63,9 @@ def model_like(config_path: Path, seed: int = 0):
     densities.update({n: 1.0 - z[n] for n in ("out.O1", "out.O2", "out.O3", "out.O4") if z[n] > 0})
     if cfg.model.subscale_factor > 1 and cfg.pruning.subscale_proj > 0:
         densities["subscale.proj.weight"] = 1.0 - cfg.pruning.subscale_proj
-    return random_model(cfg.model, cfg.features, seed=seed, densities=densities)
+    conv = cfg.model.subscale_factor > 1 and cfg.pruning.subscale_convs > 0
+    return random_model(cfg.model, cfg.features, seed=seed, densities=densities,
+                        conv_density=1.0 - cfg.pruning.subscale_convs if conv else None)
 
 
 def main(argv=None) -> None:

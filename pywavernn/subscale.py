@@ -188,11 +188,13 @@ def context_receptive_field(model_config) -> int:
     return 2 ** model_config.subscale_layers
 
 
-def context_macs_per_sample(model_config) -> dict[str, int]:
+def context_macs_per_sample(model_config, layer_density: float = 1.0, proj_density: float = 1.0) -> dict[str, int]:
     """Multiply-accumulates per generated sample of the context network, computed incrementally (each stream keeps
-    its last 2 ** l activations of layer l, so one new position per step): embedding, dilated layers, projection."""
+    its last 2 ** l activations of layer l, so one new position per step): embedding, dilated layers, projection,
+    the layers and the projection at the given fractions of kept weights (block-pruned ones cost nothing)."""
     b, cx, h = model_config.subscale_factor, model_config.subscale_channels, model_config.hidden_size
-    parts = {"embed": 2 * b * cx, "layers": model_config.subscale_layers * 2 * cx * cx, "proj": 3 * h * cx}
+    parts = {"embed": 2 * b * cx, "layers": int(round(model_config.subscale_layers * 2 * cx * cx * layer_density)),
+             "proj": int(round(3 * h * cx * proj_density))}
     parts["total"] = sum(parts.values())
     return parts
 

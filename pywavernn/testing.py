@@ -75,7 +75,8 @@ def _fan_in(name: str, shapes: dict[str, tuple[int, ...]], hidden_size: int) -> 
 
 def random_model(model_config: ModelConfig | None = None, feature_config: FeatureConfig | None = None,
                  seed: int = 0, density: float | None = None, scale: float | None = None,
-                 proj_density: float | None = None, densities: dict[str, float] | None = None) -> Model:
+                 proj_density: float | None = None, densities: dict[str, float] | None = None,
+                 conv_density: float | None = None) -> Model:
     """A random, valid float32 model (the W_in mask applied), the same for the same arguments.
 
     model_config    default ModelConfig(); feature_config default FeatureConfig(n_mels=model_config.n_mels).
@@ -88,6 +89,10 @@ def random_model(model_config: ModelConfig | None = None, feature_config: Featur
     densities       per-matrix kept fractions {name: fraction} for SPARSE_CAPABLE names (and
                     subscale.proj.weight), overriding `density` / `proj_density` for those names; a matrix named
                     in neither stays dense. For shaping a random model like a trained one (benchmarks).
+    conv_density    None: the subscale context layers dense. A fraction in [0, 1] (subscale models only): each
+                    tap (C_x x C_x) of every subscale.conv{l}.weight keeps round(conv_density * n_blocks) random
+                    blocks, drawn after everything above; the file keeps the layers dense (docs/format.md §9),
+                    with the pruned blocks zero, as training.pruning leaves them.
     scale           None: each tensor uniform in +-1/sqrt(fan_in) (PyTorch default init; 1/sqrt(H) for the
                     GRU tensors). A number: every tensor uniform in +-scale.
     """
@@ -99,6 +104,10 @@ def random_model(model_config: ModelConfig | None = None, feature_config: Featur
         proj_density = _check_density(proj_density)
         if model_config.subscale_factor <= 1:
             raise ValueError("proj_density: only a subscale model (subscale_factor > 1) has subscale.proj.weight")
+    if conv_density is not None:
+        conv_density = _check_density(conv_density)
+        if model_config.subscale_factor <= 1:
+            raise ValueError("conv_density: only a subscale model (subscale_factor > 1) has context layers")
     if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0):
         raise ValueError(f"scale: expected a positive number, found {scale!r}")
     rng = np.random.default_rng(seed)
@@ -121,9 +130,16 @@ def random_model(model_config: ModelConfig | None = None, feature_config: Featur
     for name in capable:  # SPARSE_CAPABLE first, then the context projection: the draws of `density` alone
         if name in per_matrix:
             weights[name] = pack_block_sparse(_prune_blocks(rng, weights[name], bh, bw, per_matrix[name]), bh, bw)
+    if conv_density is not None:
+        for layer in range(model_config.subscale_layers):
+            w = weights[f"subscale.conv{layer}.weight"]
+            for tap in range(w.shape[2]):
+                w[:, :, tap] = _prune_blocks(rng, w[:, :, tap], bh, bw, conv_density)
     provenance = {"source": "pywavernn.testing.random_model", "seed": seed, "density": density}
     if proj_density is not None:
         provenance["proj_density"] = proj_density
+    if conv_density is not None:
+        provenance["conv_density"] = conv_density
     if densities:
         provenance["densities"] = {k: float(v) for k, v in densities.items()}
     model = Model(model_config, feature_config, weights, provenance)

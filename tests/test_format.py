@@ -364,6 +364,17 @@ def test_subscale_sparse_projection_round_trip(tmp_path):
                                       if "subscale.proj.weight" in line)
 
 
+def test_random_model_conv_density_prunes_each_tap_and_keeps_the_layers_dense():
+    model = random_model(SUBSCALE_SMALL, SMALL_FEATURES, seed=3, conv_density=0.5)  # C_x = 8: 2 x 2 blocks of 4x4
+    conv = model.weights["subscale.conv0.weight"]
+    assert isinstance(conv, np.ndarray) and conv.shape == (8, 8, 2)
+    for tap in (0, 1):
+        blocks = np.abs(conv[:, :, tap]).reshape(2, 4, 2, 4).sum(axis=(1, 3))
+        assert int((blocks == 0).sum()) == 2 and np.all(conv[:, :, tap][np.repeat(np.repeat(blocks, 4, 0), 4, 1) > 0])
+    with pytest.raises(ValueError, match="conv_density"):
+        random_model(SMALL, SMALL_FEATURES, conv_density=0.5)
+
+
 def test_subscale_to_sparse_and_validation_of_projection():
     dense = random_model(SUBSCALE_SMALL, SMALL_FEATURES, seed=5)
     assert dense.sparsity()["subscale.proj.weight"] == 0.0

@@ -20,7 +20,8 @@ from pywavernn.format import load_model  # noqa: E402
 from training.export import export_model  # noqa: E402
 from training.model import WaveRNN  # noqa: E402
 from training.pruning import (  # noqa: E402
-    Pruner, block_keep_mask, block_scores, check_schedule, gradual_sparsity, resolve_targets, wavernn_targets,
+    Pruner, block_keep_mask, block_scores, check_schedule, gradual_sparsity, resolve_targets, subscale_conv_targets,
+    wavernn_targets,
 )
 from training.train import OUTPUT_PARAMS, RECURRENT_PARAM  # noqa: E402
 
@@ -228,3 +229,28 @@ def test_state_dict_round_trip():
     other = make_pruner(make_net(), {"gru.R_u": 0.5})
     with pytest.raises(ValueError, match="masks for"):
         other.load_state_dict(state)
+
+
+def test_conv_taps_are_ranked_separately_and_only_their_blocks_change():
+    """subscale_conv_targets: each tap of a (C, C, 2) Conv1d weight is its own matrix; a tap whose weights are all
+    larger cannot take the other tap's share of kept blocks, and pruning one tap leaves the other's values alone."""
+    torch.manual_seed(0)
+    conv = torch.nn.Conv1d(8, 8, 2, bias=False)
+    with torch.no_grad():
+        conv.weight[:, :, 1] *= 100.0  # tap 1 dominates: ranked together, it would keep every block
+    before = conv.weight.detach().clone()
+    targets = subscale_conv_targets(8, 1, 0.5, param_name="w{layer}")
+    assert [t.name for t in targets] == ["subscale.conv0.weight[0]", "subscale.conv0.weight[1]"]
+    pruner = Pruner({"w0": conv.weight}, targets, t0=0, duration=1, prune_every=1, block=(4, 4))
+    assert pruner.update(1)
+    assert pruner.mask_sparsity() == pruner.actual_sparsity() == {"subscale.conv0.weight[0]": 0.5,
+                                                                 "subscale.conv0.weight[1]": 0.5}
+    for tap in (0, 1):
+        w, w0 = conv.weight.detach()[:, :, tap], before[:, :, tap]
+        kept = block_scores(w, (4, 4)) > 0
+        assert int(kept.sum()) == 2
+        assert torch.equal(block_keep_mask(w0, (4, 4), 0.5), kept.repeat_interleave(4, 0).repeat_interleave(4, 1))
+        assert torch.equal(w[w != 0], w0[w != 0])  # kept weights untouched
+    assert [t[-1] for t in pruner.state_dict()["targets"]] == [0, 1]
+    with pytest.raises(ValueError, match="expected a 3-D weight"):
+        Pruner({"w0": torch.nn.Parameter(torch.zeros(8, 8))}, targets[:1], 0, 1, 1, (4, 4))

@@ -249,3 +249,7 @@ def test_cost_per_sample():
     assert ctx == {"embed": 1024, "layers": 8192, "proj": 49152, "total": 58368}
     assert gru["R"] == 3 * 512 * 512 and ctx["total"] < 0.1 * gru["total"]
     assert subscale.context_receptive_field(cfg) == 16
+    wide = ModelConfig(hidden_size=256, subscale_factor=16, subscale_horizon=2, subscale_channels=64,
+                       subscale_layers=4)  # rq3_subscale256_prev_c64s: layers 75 %, projection 87.5 % pruned
+    assert subscale.context_macs_per_sample(wide, layer_density=0.25, proj_density=0.125) == {
+        "embed": 2048, "layers": 8192, "proj": 6144, "total": 16384}

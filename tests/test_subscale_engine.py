@@ -230,6 +230,32 @@ def test_projection_pruned_in_training_twin_runs_block_sparse():
         np.testing.assert_array_equal(SubscaleEngine(pruned, exact=True, isa=isa).generate(g, uniforms), want)
 
 
+def test_context_layers_pruned_in_training_twin_run_block_sparse():
+    """training.pruning prunes each tap of the dilated context layers (SubscaleWaveRNN.conv_prune_targets); the
+    file keeps them dense, the engine packs only their nonzero 16x1 blocks and still gives the reference's
+    samples."""
+    torch = pytest.importorskip("torch")
+    from training.pruning import Pruner
+    from training.subscale_model import SubscaleWaveRNN
+
+    model, mel, uniforms = _setup(4, 1, density=0.5, n_frames=3)  # C_x = 16, D = 3, 16x1 blocks
+    net = SubscaleWaveRNN.from_model(model)
+    targets = net.conv_prune_targets(0.75)
+    assert len(targets) == 2 * 3
+    pruner = Pruner(dict(net.named_parameters()), targets, t0=0, duration=1, prune_every=1, block=(16, 1))
+    assert pruner.update(1)
+    assert set(pruner.actual_sparsity().values()) == {0.75}
+    pruned = net.to_model(model.feature_config).to_sparse(["gru.R"])
+    assert float((pruned.dense("subscale.conv2.weight") == 0).mean()) == 0.75
+    want = rs.generate_subscale_ref(pruned, mel, uniforms)
+    g = conditioning_ref(pruned, mel)
+    for isa in ISAS:
+        engine = SubscaleEngine(pruned, exact=True, isa=isa)
+        # embed, proj, then both taps of each layer: 16 x 16 taps keep 4 of their 16 blocks of 16 x 1
+        assert [km.nnz for km in engine._ctx_kmats[2:]] == [4 * 16] * 6
+        np.testing.assert_array_equal(engine.generate(g, uniforms), want)
+
+
 @pytest.mark.parametrize("block", [(16, 1), (4, 4), (1, 1)])
 def test_gemm_column_does_not_depend_on_other_columns(block):
     """The loop multiplies only the active streams (rows lo..hi of X); that is exact only if each column of the

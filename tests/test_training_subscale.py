@@ -41,7 +41,7 @@ TINY = TrainConfig.from_json_file(CONFIGS / "tiny.json")
 FEATURES = TINY.features
 HOP = FEATURES.hop_length
 B, F = 4, 1
-SUBSCALE_MODEL = {**TINY.model.to_dict(), "subscale_factor": B, "subscale_horizon": F, "subscale_channels": 4,
+SUBSCALE_MODEL = {**TINY.model.to_dict(), "subscale_factor": B, "subscale_horizon": F, "subscale_channels": 8,
                   "subscale_layers": 2}
 STEPS, INTERRUPT_AT = 12, 8
 
@@ -49,7 +49,7 @@ STEPS, INTERRUPT_AT = 12, 8
 def subscale_config(**changes) -> TrainConfig:
     d = TINY.to_dict()
     d.update({"model": SUBSCALE_MODEL, "window_frames": 4, "steps": STEPS, "checkpoint_every": 4,
-              "pruning": {**d["pruning"], "subscale_proj": 0.5}})
+              "pruning": {**d["pruning"], "subscale_proj": 0.5, "subscale_convs": 0.5}})
     d.update(changes)
     return TrainConfig.from_dict(d)
 
@@ -95,6 +95,12 @@ def test_rq3_pair_differs_only_in_the_subscale_fields():
     ({"model": {**SUBSCALE_MODEL, "subscale_factor": 3}}, "power of two"),
     ({"model": TINY.model.to_dict()}, "only a subscale model"),
     ({"model": {**SUBSCALE_MODEL, "subscale_channels": 6}}, r"block 4x4 does not divide subscale.proj.weight"),
+    ({"model": {**SUBSCALE_MODEL, "subscale_channels": 6},
+      "pruning": {"target_sparsity": 0.5, "t0": 2, "S": 6, "prune_every": 2, "block": [4, 4],
+                  "subscale_convs": 0.5}}, r"block 4x4 does not divide subscale.conv\*.weight \(6x6\)"),
+    ({"model": TINY.model.to_dict(), "pruning": {"target_sparsity": 0.5, "t0": 2, "S": 6, "prune_every": 2,
+                                                  "block": [4, 4], "subscale_convs": 0.5}},
+     "only a subscale model .* context layers"),
     ({"pruning": {"target_sparsity": 0.5, "t0": 2, "S": 6, "prune_every": 2, "block": [4, 4],
                   "subscale_proj": 1.0}}, "pruning"),
 ])
@@ -148,13 +154,19 @@ def test_run_is_pruned_and_logs_held_out_nll(uninterrupted_run):
     ckpt = load_checkpoint(uninterrupted_run / "checkpoint.pt")
     assert ckpt["step"] == STEPS and ckpt["config"]["model"]["subscale_factor"] == B
     assert set(ckpt["pruner"]["masks"]) == {"gru.weight_hh_l0", "O1.weight", "O2.weight", "O3.weight", "O4.weight",
-                                            "gru.weight_ih_l0"}
+                                            "gru.weight_ih_l0", "ctx_convs.0.weight", "ctx_convs.1.weight"}
     w = ckpt["model"]["gru.weight_hh_l0"]
     assert float((w == 0).float().mean()) == 0.5
     # The context projection's columns of weight_ih are pruned to pruning.subscale_proj; the other columns are not.
     net = SubscaleWaveRNN(TrainConfig.from_dict(ckpt["config"]).model, FEATURES)
     proj = ckpt["model"]["gru.weight_ih_l0"][:, net._column_slices[2]]
     assert float((proj == 0).float().mean()) == 0.5
+    # Each tap of each dilated context layer (8 x 8: four 4x4 blocks) keeps its own half of the blocks.
+    for layer in range(2):
+        w = ckpt["model"][f"ctx_convs.{layer}.weight"]
+        for tap in (0, 1):
+            blocks = w[:, :, tap].reshape(2, 4, 2, 4).abs().sum(dim=(1, 3))
+            assert int((blocks == 0).sum()) == 2, (layer, tap)
     assert ckpt["data"]["valid_is_train"] is False and np.isfinite(ckpt["metrics"]["valid_bits"])
     rows = _rows(uninterrupted_run / "log.csv")
     assert [r[0] for r in rows] == [str(s) for s in range(2, STEPS + 1, 2)]
@@ -190,12 +202,17 @@ def test_export_writes_a_subscale_model_that_vocodes(tmp_path, uninterrupted_run
     assert main(["export", str(uninterrupted_run / "checkpoint.pt"), "-o", str(path)]) == 0
     model = load_model(path)
     mc = model.model_config
-    assert (mc.subscale_factor, mc.subscale_horizon, mc.subscale_channels, mc.subscale_layers) == (B, F, 4, 2)
+    assert (mc.subscale_factor, mc.subscale_horizon, mc.subscale_channels, mc.subscale_layers) == (B, F, 8, 2)
     assert mc.block_shape == (4, 4) and model.feature_config == FEATURES
     assert all(model.is_sparse(n) for n in ("gru.R", "out.O1", "out.O2", "out.O3", "out.O4"))
     assert model.sparsity()["gru.R"] == 0.5
     assert model.is_sparse("subscale.proj.weight") and model.sparsity()["subscale.proj.weight"] == 0.5
     assert model.provenance["training"]["step"] == STEPS
+    assert model.provenance["training"]["pruning"]["targets"]["subscale.conv*.weight"] == 0.5
+    # The dilated layers stay dense tensors in the file (docs/format.md §9) with half of each tap's blocks zero;
+    # the engine packs only the nonzero ones.
+    conv = model.dense("subscale.conv0.weight")
+    assert conv.shape == (8, 8, 2) and float((conv == 0).mean()) == 0.5
     # The file holds the checkpoint's weights: it gives the torch model's NLL back.
     net = SubscaleWaveRNN(mc, FEATURES)
     net.load_state_dict(load_checkpoint(uninterrupted_run / "checkpoint.pt")["model"])

@@ -14,7 +14,7 @@ JSON layout (every section optional except where a field has no default; "commen
                    "warmup_steps", "min_lr", "step_size", "gamma"},
      "batch_size", "window_frames", "steps", "eval_every", "valid_batches", "checkpoint_every", "log_every",
      "pruning": {"target_sparsity", "t0", "S", "prune_every", "block", "prune_outputs", "per_matrix",
-                 "subscale_proj"},
+                 "subscale_proj", "subscale_convs"},
      "data": {"valid_fraction", "min_peak"}}
 
 A model with subscale_factor B > 1 trains a Subscale WaveRNN (docs/format.md §9; needs subscale_horizon >= 1 and
@@ -113,6 +113,9 @@ class PruningConfig:
     subscale_proj    target of a subscale model's context projection subscale.proj.weight (3H x C_x), pruned on
                      the same ramp and block shape; 0 keeps it dense. Its cost per sample rivals a sparse R's
                      (docs/format.md §9), so a sparse subscale model should prune it too.
+    subscale_convs   target of each tap (C_x x C_x) of a subscale model's dilated context layers, same ramp and
+                     block shape; 0 keeps them dense. 2 D C_x^2 multiply-adds a sample dense: pruning them is how
+                     a wider context network keeps the cost of a narrow one (docs/experiments.md, RQ3).
     """
 
     target_sparsity: float = 0.0
@@ -123,6 +126,7 @@ class PruningConfig:
     prune_outputs: bool = False
     per_matrix: dict = field(default_factory=dict)
     subscale_proj: float = 0.0
+    subscale_convs: float = 0.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.prune_outputs, bool):
@@ -133,6 +137,7 @@ class PruningConfig:
             check_schedule(self.target_sparsity, self.t0, self.S, self.prune_every)
             resolve_targets(self.target_sparsity, self.prune_outputs, self.per_matrix)
             check_schedule(self.subscale_proj, self.t0, self.S, self.prune_every)
+            check_schedule(self.subscale_convs, self.t0, self.S, self.prune_every)
         except ValueError as exc:
             raise ValueError(f"pruning: {exc}") from None
         if self.block is not None:
@@ -148,11 +153,11 @@ class PruningConfig:
 
     @property
     def enabled(self) -> bool:
-        return self.subscale_proj > 0 or any(z > 0 for z in self.sparsities.values())
+        return self.subscale_proj > 0 or self.subscale_convs > 0 or any(z > 0 for z in self.sparsities.values())
 
     def __hash__(self) -> int:  # per_matrix is a dict; frozen dataclasses hash their fields
         return hash((self.target_sparsity, self.t0, self.S, self.prune_every, self.block, self.prune_outputs,
-                     tuple(sorted(self.per_matrix.items())), self.subscale_proj))
+                     tuple(sorted(self.per_matrix.items())), self.subscale_proj, self.subscale_convs))
 
 
 @dataclass(frozen=True)
@@ -204,9 +209,11 @@ class TrainConfig:
                              f"({self.features.n_mels})")
         if self.model.subscale_factor > 1:
             self._check_subscale()
-        elif self.pruning.subscale_proj > 0:
-            raise ValueError(f"pruning.subscale_proj = {self.pruning.subscale_proj}: only a subscale model "
-                             f"(model.subscale_factor > 1) has a context projection to prune")
+        else:
+            for name, what in (("subscale_proj", "a context projection"), ("subscale_convs", "context layers")):
+                if getattr(self.pruning, name) > 0:
+                    raise ValueError(f"pruning.{name} = {getattr(self.pruning, name)}: only a subscale model "
+                                     f"(model.subscale_factor > 1) has {what} to prune")
         if self.pruning.block is not None and self.pruning.block != self.model.block_shape:
             raise ValueError(f"pruning.block {list(self.pruning.block)} differs from model.block_shape "
                              f"{list(self.model.block_shape)}; give the block shape in one place")
@@ -242,6 +249,9 @@ class TrainConfig:
             # Blocks never straddle gates: BH must divide H (training.pruning.subscale_proj_target).
             shapes["subscale.proj.weight"] = (m.hidden_size, m.subscale_channels)
             targets["subscale.proj.weight"] = self.pruning.subscale_proj
+        if self.pruning.subscale_convs > 0:
+            shapes["subscale.conv*.weight"] = (m.subscale_channels, m.subscale_channels)
+            targets["subscale.conv*.weight"] = self.pruning.subscale_convs
         for name, z in targets.items():
             rows, cols = shapes[name]
             if z > 0 and (rows % bh or cols % bw):

@@ -15,6 +15,11 @@ Matrices pruned (names of docs/format.md §6, with the recurrent matrix split in
                               its own over all 3H rows. Its torch rows are in gate order r, z, n, a whole-gate
                               permutation of the spec's u, r, e, so BH must divide H: then every block lies in one
                               gate and the pruned blocks are blocks of the exported (spec-order) matrix too.
+  subscale.conv{l}.weight[k]  optionally (`subscale_conv_targets`): tap k (0: position p - 2^l, 1: position p) of
+                              a subscale model's dilated context layer l, a C_x x C_x matrix (output x input
+                              channels) of the 3-D Conv1d weight, each tap ranked on its own. The model file keeps
+                              the layer's (C_x, C_x, 2) tensor dense; the engine packs each tap to 16x1 blocks
+                              and skips the all-zero ones, so the pruned blocks cost nothing at inference.
 torch.nn.GRU stores weight_hh_l0 with its gates in the order r, z, n (z is the update gate u, n the candidate e),
 so R_u is rows [H, 2H), R_r rows [0, H) and R_e rows [2H, 3H) of weight_hh_l0; `gate_rows` is that mapping.
 
@@ -122,18 +127,25 @@ class PruneTarget:
     """One matrix ranked on its own: rows [row_start, row_stop) and columns [col_start, col_stop) (None: to the
     last) of `param_name` (a 2-D parameter)."""
 
-    name: str  # spec name: gru.R_u, ..., out.O4, subscale.proj.weight
+    name: str  # spec name: gru.R_u, ..., out.O4, subscale.proj.weight, subscale.conv0.weight[0], ...
     param_name: str  # the nn.Module parameter that holds it
     row_start: int
     row_stop: int
     sparsity: float  # final target Z of this matrix
     col_start: int = 0
     col_stop: int | None = None
+    tap: int | None = None  # a 3-D (out, in, taps) parameter: the tap whose (out, in) matrix this is
 
     @property
-    def index(self) -> tuple[slice, slice]:
-        """The target's entries of its parameter: param[target.index]."""
-        return slice(self.row_start, self.row_stop), slice(self.col_start, self.col_stop)
+    def index(self) -> tuple[slice, slice] | tuple[slice, slice, int]:
+        """The target's entries of its parameter: param[target.index] (a 2-D view)."""
+        rows_cols = slice(self.row_start, self.row_stop), slice(self.col_start, self.col_stop)
+        return rows_cols if self.tap is None else (*rows_cols, self.tap)
+
+    @property
+    def param_dim(self) -> int:
+        """The dimensions of the parameter it lives in: 2, or 3 for a tap of a convolution weight."""
+        return 2 if self.tap is None else 3
 
 
 def gate_rows(gate: str, hidden_size: int) -> tuple[int, int]:
@@ -202,6 +214,17 @@ def subscale_proj_target(hidden_size: int, columns: slice, sparsity: float, bloc
                        int(columns.start), int(columns.stop))
 
 
+def subscale_conv_targets(channels: int, layers: int, sparsity: float,
+                           param_name: str = "ctx_convs.{layer}.weight") -> list[PruneTarget]:
+    """The PruneTargets of a subscale model's dilated context layers (docs/format.md §9): both taps of each of the
+    `layers` Conv1d weights (C_x, C_x, 2) named by `param_name` (formatted with the layer), each tap a C_x x C_x
+    matrix ranked on its own, so the position p - 2^l and position p halves keep their own share of blocks."""
+    check_schedule(sparsity, 0, 1, 1)
+    return [PruneTarget(f"subscale.conv{layer}.weight[{tap}]", param_name.format(layer=layer), 0, channels,
+                        float(sparsity), tap=tap)
+            for layer in range(layers) for tap in (0, 1)]
+
+
 # ---------------------------------------------------------------------------------------------------- pruner
 
 class Pruner:
@@ -225,8 +248,8 @@ class Pruner:
         self.params = {t.param_name: params[t.param_name] for t in self.targets}
         for t in self.targets:
             p = self.params[t.param_name]
-            if p.dim() != 2:
-                raise ValueError(f"{t.name}: expected a 2-D weight, found shape {tuple(p.shape)}")
+            if p.dim() != t.param_dim:
+                raise ValueError(f"{t.name}: expected a {t.param_dim}-D weight, found shape {tuple(p.shape)}")
             check_block(tuple(p[t.index].shape), self.block, t.name)
         self.masks = {n: torch.ones_like(p, dtype=torch.bool) for n, p in self.params.items()}
         self.step = 0  # step of the last mask update (0: never updated, all ones)
@@ -303,7 +326,9 @@ class Pruner:
             "step": self.step,
             "masks": {n: m.detach().cpu().clone() for n, m in self.masks.items()},
             "targets": [(t.name, t.param_name, t.row_start, t.row_stop, t.sparsity)
-                        + (() if t.col_start == 0 and t.col_stop is None else (t.col_start, t.col_stop))
+                        + (() if t.col_start == 0 and t.col_stop is None and t.tap is None
+                           else (t.col_start, t.col_stop))
+                        + (() if t.tap is None else (t.tap,))
                         for t in self.targets],
             "schedule": {"t0": self.t0, "duration": self.duration, "prune_every": self.prune_every,
                          "block": list(self.block)},

@@ -39,7 +39,7 @@ from pywavernn.config import N_CLASSES, FeatureConfig, ModelConfig
 from pywavernn.format import Model, coarse_rows_of_gates
 from training.model import (PREV_COARSE, PREV_FINE, WaveRNN, copy_shared_weights_, dual_softmax_bits, model_tensor,
                             sample_from_logits, swap_gates_ur)
-from training.pruning import PruneTarget, subscale_proj_target
+from training.pruning import PruneTarget, subscale_conv_targets, subscale_proj_target
 
 
 class SubscaleWaveRNN(nn.Module):
@@ -108,6 +108,12 @@ class SubscaleWaveRNN(nn.Module):
         "subscale.proj.weight"])` stores it block-sparse (docs/format.md §9)."""
         return subscale_proj_target(self.model_config.hidden_size, self._column_slices[2], sparsity,
                                     self.model_config.block_shape)
+
+    def conv_prune_targets(self, sparsity: float) -> list[PruneTarget]:
+        """training.pruning.PruneTargets for both taps of every dilated context layer (C_x x C_x each, ranked on
+        its own). The file keeps the layers dense (docs/format.md §9); the engine skips their all-zero blocks."""
+        cfg = self.model_config
+        return subscale_conv_targets(cfg.subscale_channels, cfg.subscale_layers, sparsity)
 
     def context_layers(self, x: torch.Tensor, subs: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
         """Embedding and dilated layers: x (M, P, 2B) masked inputs of sub-tensors subs (M,) -> (M, C_x, P).

@@ -188,6 +188,8 @@ def make_pruner(net: WaveRNN | SubscaleWaveRNN, cfg: TrainConfig) -> Pruner:
     p = cfg.pruning
     if p.subscale_proj > 0:
         targets.append(net.proj_prune_target(p.subscale_proj))
+    if p.subscale_convs > 0:
+        targets += net.conv_prune_targets(p.subscale_convs)
     return Pruner(params, targets, p.t0, p.S, p.prune_every, cfg.model.block_shape)
 
 
@@ -544,7 +546,9 @@ def export_checkpoint(ckpt_path, out_path, dense: bool = False, notes: dict | No
                       f"less sparse than its target", stacklevel=2)
     provenance = {"training": {
         "step": step, "data": ckpt["data"], "valid_bits": ckpt["metrics"].get("valid_bits"),
-        "pruning": {"targets": {**z, **({"subscale.proj.weight": cfg.pruning.subscale_proj} if is_subscale(cfg) else {})},
+        "pruning": {"targets": {**z, **({"subscale.proj.weight": cfg.pruning.subscale_proj,
+                                         "subscale.conv*.weight": cfg.pruning.subscale_convs}
+                                        if is_subscale(cfg) else {})},
                     "block": list(cfg.model.block_shape), "t0": cfg.pruning.t0, "S": cfg.pruning.S},
         "config_sha256": hashlib.sha256(json.dumps(ckpt["config"], sort_keys=True).encode()).hexdigest(),
     }}
