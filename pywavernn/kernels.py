@@ -185,24 +185,37 @@ def gemv(w: KernelMatrix, x: np.ndarray, bias: np.ndarray | None = None, *, rows
 
 
 def gemm(w: KernelMatrix, x: np.ndarray, bias: np.ndarray | None = None, *, rows: tuple[int, int] | None = None,
-         out: np.ndarray | None = None, isa: str | None = None) -> np.ndarray:
+         out: np.ndarray | None = None, rhs=None, isa: str | None = None) -> np.ndarray:
     """Y = (W X^T)^T (+ bias): X float32 (B, N) holds B right-hand sides (1 <= B <= 16), each contiguous; returns
-    Y float32 (B, M), row b = W X[b] (+ bias). `rows` and `out` as in gemv."""
+    Y float32 (B, M), row b = W X[b] (+ bias). `rows` and `out` as in gemv.
+
+    rhs: None, or a sequence of B row indices of x (any order, repeats allowed; then x may have any number of
+    rows): row b of Y is W x[rhs[b]], read in place through the kernel's row pointers, as the subscale loop reads
+    its GRU state and context rings."""
     w = _check_matrix(w)
     m, n = w.shape
     if not isinstance(x, np.ndarray) or x.ndim != 2:
         raise TypeError(f"x: expected a 2-D float32 array (B, {n}), found {_describe(x)}")
-    nrhs = x.shape[0]
+    x = _check_f32("x", x, (x.shape[0], n))
+    if rhs is None:
+        rhs = range(x.shape[0])
+    else:
+        idx = np.asarray(rhs)
+        if idx.ndim != 1 or not np.issubdtype(idx.dtype, np.integer):
+            raise TypeError(f"rhs: expected a 1-D sequence of row indices of x, found {_describe(rhs)}")
+        if idx.size and not (0 <= idx.min() and idx.max() < x.shape[0]):
+            raise ValueError(f"rhs: expected row indices in [0, {x.shape[0]}), found {idx.min()}..{idx.max()}")
+        rhs = [int(i) for i in idx]
+    nrhs = len(rhs)
     if not 1 <= nrhs <= MAX_RHS:
         raise ValueError(f"x: expected 1 <= B <= {MAX_RHS} right-hand sides (rows of x), found {nrhs}")
-    x = _check_f32("x", x, (nrhs, n))
     if bias is not None:
         bias = _check_f32("bias", bias, (m,))
     out = np.zeros((nrhs, m), np.float32) if out is None else _check_f32("out", out, (nrhs, m), writable=True)
     if np.shares_memory(out, x):
         raise ValueError("out: expected an array that does not overlap x")
     r0, r1 = _check_range("rows", rows, w.n_block_rows, f"block rows of {w.block[0]}")
-    _native.engine().gemm(_isa_id(isa), w._c, x, nrhs, bias, out, r0, r1)
+    _native.engine().gemm(_isa_id(isa), w._c, x, rhs, bias, out, r0, r1)
     return out
 
 

@@ -101,6 +101,17 @@ def test_gemm_matches_numpy_and_generic(w, storage, nrhs, with_bias, seed):
         assert np.all(np.abs(y - generic) <= 2 * tol), isa
 
 
+@given(w=matrices, storage=st.sampled_from(["fp32", "fp16"]), n_rows=st.integers(1, 20), data=st.data())
+def test_gemm_reads_right_hand_sides_through_row_pointers(w, storage, n_rows, data):
+    """The gemm takes one pointer per right-hand side (the subscale loop reads its GRU state and context rings in
+    place): any rows of x, in any order, repeated or not, give bit for bit the gemm of those rows stacked."""
+    km = K.KernelMatrix(w, storage)
+    x = np.random.default_rng(n_rows).standard_normal((n_rows, km.shape[1])).astype(np.float32)
+    rhs = data.draw(st.lists(st.integers(0, n_rows - 1), min_size=1, max_size=16))
+    for isa in ("generic", *ISAS):
+        np.testing.assert_array_equal(K.gemm(km, x, rhs=rhs, isa=isa), K.gemm(km, x[rhs], isa=isa))
+
+
 @given(w=matrices, cut=st.tuples(st.floats(0, 1), st.floats(0, 1)), nrhs=st.integers(1, 16))
 def test_row_range_touches_only_its_rows_and_matches_full_run(w, cut, nrhs):
     """Splitting rows (as threads do) gives bit-identical rows and never writes outside the range."""
@@ -366,6 +377,12 @@ def test_call_validation():
         K.gemm(km, np.ones((0, 8), np.float32))
     with pytest.raises(TypeError):
         K.gemm(km, x)
+    with pytest.raises(ValueError, match=r"rhs: expected row indices in \[0, 2\)"):
+        K.gemm(km, np.ones((2, 8), np.float32), rhs=[0, 2])
+    with pytest.raises(ValueError, match="right-hand sides"):
+        K.gemm(km, np.ones((2, 8), np.float32), rhs=[0] * 17)
+    with pytest.raises(TypeError, match="rhs"):
+        K.gemm(km, np.ones((2, 8), np.float32), rhs=[0.5])
     with pytest.raises(ValueError, match="shape"):
         K.gru_gates(np.ones(12, np.float32), np.ones(11, np.float32), np.ones(4, np.float32))
     with pytest.raises(ValueError, match="overlap"):

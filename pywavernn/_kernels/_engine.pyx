@@ -40,8 +40,8 @@ def openmp_max_threads():
 # ------------------------------------------------------------------------------------------------------------
 cimport numpy as cnp
 from libc.stdint cimport int32_t
-from pywavernn._kernels.pwr_kernels cimport (pwr_matrix, pwr_kernel_table, pwr_kernel_table_for, pwr_shape_of,
-                                             pwr_map_fn)
+from pywavernn._kernels.pwr_kernels cimport (PWR_MAX_RHS, pwr_matrix, pwr_kernel_table, pwr_kernel_table_for,
+                                             pwr_shape_of, pwr_map_fn)
 
 cnp.import_array()
 
@@ -90,13 +90,20 @@ def gemv(int isa, KernelMatrix w, x, bias, y, int r0, int r1):
         t.gemv[w.mat.shape][w.mat.storage](&w.mat, xp, bp, yp, r0, r1)
 
 
-def gemm(int isa, KernelMatrix w, x, int nrhs, bias, y, int r0, int r1):
+def gemm(int isa, KernelMatrix w, x, rhs, bias, y, int r0, int r1):
+    """Y = W x[rhs[b]] for b < len(rhs): x a C-contiguous (R, N) float32 array, rhs row indices in [0, R) (checked
+    by pywavernn.kernels.gemm), 1 <= len(rhs) <= PWR_MAX_RHS."""
     cdef const pwr_kernel_table *t = _table(isa)
     cdef const float *xp = <const float *>_ptr(x)
+    cdef const float *rows[PWR_MAX_RHS]
+    cdef int nrhs = len(rhs)
+    cdef Py_ssize_t n = w.mat.n
+    for b in range(nrhs):
+        rows[b] = xp + <Py_ssize_t>rhs[b] * n
     cdef const float *bp = <const float *>_ptr(bias) if bias is not None else NULL
     cdef float *yp = <float *>_ptr(y)
     with nogil:
-        t.gemm[w.mat.shape][w.mat.storage](&w.mat, xp, nrhs, bp, yp, r0, r1)
+        t.gemm[w.mat.shape][w.mat.storage](&w.mat, rows, nrhs, bp, yp, r0, r1)
 
 
 def gru_gates(int isa, rh, gi, h, int H, int j0, int j1, bint exact):

@@ -10,8 +10,8 @@ cdef extern from "pwr_kernels.h" nogil:
         const void *values
     ctypedef void (*pwr_gemv_fn)(const pwr_matrix *w, const float *x, const float *bias, float *y,
                                  int32_t r0, int32_t r1)
-    ctypedef void (*pwr_gemm_fn)(const pwr_matrix *w, const float *x, int32_t nrhs, const float *bias, float *y,
-                                 int32_t r0, int32_t r1)
+    ctypedef void (*pwr_gemm_fn)(const pwr_matrix *w, const float *const *x, int32_t nrhs, const float *bias,
+                                 float *y, int32_t r0, int32_t r1)
     ctypedef void (*pwr_gru_gates_fn)(const float *rh, const float *gi, float *h, int32_t H, int32_t j0,
                                       int32_t j1, int exact)
     ctypedef void (*pwr_gru_input_fn)(const float *w_in, const float *x3, const float *g0, const float *g1,

@@ -1,6 +1,7 @@
 /* gemm_isa.c: Y = W X (+ bias) for B right-hand sides (1 <= B <= 16), W dense or block-CSR (16x1, 4x4, 1x1).
  *
- * Layout (see pwr_kernels.h): X is (B, N) and Y is (B, M), row-major, so each right-hand side is contiguous.
+ * Layout (see pwr_kernels.h): right-hand side b is the N floats at x[b] (rows of one array, or gathered from
+ * anywhere: the subscale loop reads its context rings and the GRU state in place); Y is (B, M) row-major.
  * AVX2: right-hand sides are taken in tiles; within a tile every loaded (and fp16-converted) weight vector is
  * multiplied into one register accumulator per right-hand side (two for 16x1 and 4x4 blocks), and the tile size is
  * a compile-time constant of an always-inline body so the accumulators stay in registers. 16x1 and 4x4 tiles hold
@@ -17,15 +18,15 @@
 #if !(defined(PWR_ISA_AVX2) && PWR_ISA_AVX2)
 
 #define PWR_GEMM_PORTABLE(shape, gemv_base)                                                                   \
-    void PWR_FN(PWR_CAT(shape, _f32))(const pwr_matrix *w, const float *x, int32_t nrhs, const float *b,      \
-                                      float *y, int32_t r0, int32_t r1) {                                    \
+    void PWR_FN(PWR_CAT(shape, _f32))(const pwr_matrix *w, const float *const *x, int32_t nrhs,               \
+                                      const float *b, float *y, int32_t r0, int32_t r1) {                    \
         for (int32_t j = 0; j < nrhs; j++)                                                                    \
-            PWR_FN(PWR_CAT(gemv_base, _f32))(w, x + (size_t)j * w->n, b, y + (size_t)j * w->m, r0, r1);       \
+            PWR_FN(PWR_CAT(gemv_base, _f32))(w, x[j], b, y + (size_t)j * w->m, r0, r1);                       \
     }                                                                                                         \
-    void PWR_FN(PWR_CAT(shape, _f16))(const pwr_matrix *w, const float *x, int32_t nrhs, const float *b,      \
-                                      float *y, int32_t r0, int32_t r1) {                                    \
+    void PWR_FN(PWR_CAT(shape, _f16))(const pwr_matrix *w, const float *const *x, int32_t nrhs,               \
+                                      const float *b, float *y, int32_t r0, int32_t r1) {                    \
         for (int32_t j = 0; j < nrhs; j++)                                                                    \
-            PWR_FN(PWR_CAT(gemv_base, _f16))(w, x + (size_t)j * w->n, b, y + (size_t)j * w->m, r0, r1);       \
+            PWR_FN(PWR_CAT(gemv_base, _f16))(w, x[j], b, y + (size_t)j * w->m, r0, r1);                       \
     }
 PWR_GEMM_PORTABLE(bsr_sgemm_16x1, bsr_sgemv_16x1)
 PWR_GEMM_PORTABLE(bsr_sgemm_4x4, bsr_sgemv_4x4)
@@ -53,9 +54,9 @@ PWR_INLINE __m128 reduce_4x4(__m256 acc01, __m256 acc23) {
 }
 
 /* Block row i of a 16x1 matrix times T right-hand sides (T a constant 1..4). */
-PWR_INLINE void tile_16x1(const pwr_matrix *w, const float *x, const float *bias, float *y, int32_t i, int T,
+PWR_INLINE void tile_16x1(const pwr_matrix *w, const float *const *x, const float *bias, float *y, int32_t i, int T,
                           int st) {
-    const size_t n = (size_t)w->n, m = (size_t)w->m;
+    const size_t m = (size_t)w->m;
     __m256 acc[6][2];
     for (int b = 0; b < T; b++) {
         acc[b][0] = bias ? _mm256_loadu_ps(bias + 16 * (size_t)i) : _mm256_setzero_ps();
@@ -63,9 +64,9 @@ PWR_INLINE void tile_16x1(const pwr_matrix *w, const float *x, const float *bias
     }
     for (int32_t k = w->row_ptr[i]; k < w->row_ptr[i + 1]; k++) {
         const __m256 w0 = ld8(w->values, 16 * (size_t)k, st), w1 = ld8(w->values, 16 * (size_t)k + 8, st);
-        const float *xc = x + w->col_idx[k];
+        const int32_t c = w->col_idx[k];
         for (int b = 0; b < T; b++) {
-            const __m256 xb = _mm256_broadcast_ss(xc + b * n);
+            const __m256 xb = _mm256_broadcast_ss(x[b] + c);
             acc[b][0] = _mm256_fmadd_ps(w0, xb, acc[b][0]);
             acc[b][1] = _mm256_fmadd_ps(w1, xb, acc[b][1]);
         }
@@ -76,15 +77,16 @@ PWR_INLINE void tile_16x1(const pwr_matrix *w, const float *x, const float *bias
     }
 }
 
-PWR_INLINE void tile_4x4(const pwr_matrix *w, const float *x, const float *bias, float *y, int32_t i, int T, int st) {
-    const size_t n = (size_t)w->n, m = (size_t)w->m;
+PWR_INLINE void tile_4x4(const pwr_matrix *w, const float *const *x, const float *bias, float *y, int32_t i, int T,
+                         int st) {
+    const size_t m = (size_t)w->m;
     __m256 a01[6], a23[6];
     for (int b = 0; b < T; b++) a01[b] = a23[b] = _mm256_setzero_ps();
     for (int32_t k = w->row_ptr[i]; k < w->row_ptr[i + 1]; k++) {
         const __m256 w01 = ld8(w->values, 16 * (size_t)k, st), w23 = ld8(w->values, 16 * (size_t)k + 8, st);
-        const float *xc = x + 4 * (size_t)w->col_idx[k];
+        const size_t c = 4 * (size_t)w->col_idx[k];
         for (int b = 0; b < T; b++) {
-            const __m256 xb = _mm256_broadcast_ps((const __m128 *)(xc + b * n));
+            const __m256 xb = _mm256_broadcast_ps((const __m128 *)(x[b] + c));
             a01[b] = _mm256_fmadd_ps(w01, xb, a01[b]);
             a23[b] = _mm256_fmadd_ps(w23, xb, a23[b]);
         }
@@ -96,8 +98,9 @@ PWR_INLINE void tile_4x4(const pwr_matrix *w, const float *x, const float *bias,
     }
 }
 
-PWR_INLINE void tile_1x1(const pwr_matrix *w, const float *x, const float *bias, float *y, int32_t i, int T, int st) {
-    const size_t n = (size_t)w->n, m = (size_t)w->m;
+PWR_INLINE void tile_1x1(const pwr_matrix *w, const float *const *x, const float *bias, float *y, int32_t i, int T,
+                         int st) {
+    const size_t m = (size_t)w->m;
     __m256 acc[6];
     for (int b = 0; b < T; b++) acc[b] = _mm256_setzero_ps();
     int32_t k = w->row_ptr[i];
@@ -105,18 +108,18 @@ PWR_INLINE void tile_1x1(const pwr_matrix *w, const float *x, const float *bias,
     for (; k + 8 <= kend; k += 8) {
         const __m256i idx = _mm256_loadu_si256((const __m256i *)(w->col_idx + k));
         const __m256 wv = ld8(w->values, (size_t)k, st);
-        for (int b = 0; b < T; b++) acc[b] = _mm256_fmadd_ps(wv, _mm256_i32gather_ps(x + b * n, idx, 4), acc[b]);
+        for (int b = 0; b < T; b++) acc[b] = _mm256_fmadd_ps(wv, _mm256_i32gather_ps(x[b], idx, 4), acc[b]);
     }
     float s[6];
     for (int b = 0; b < T; b++) s[b] = hsum8(acc[b]);
     for (; k < kend; k++) {
         const float wk = pwr_load_w(w->values, (size_t)k, st);
-        for (int b = 0; b < T; b++) s[b] += wk * x[b * n + w->col_idx[k]];
+        for (int b = 0; b < T; b++) s[b] += wk * x[b][w->col_idx[k]];
     }
     for (int b = 0; b < T; b++) y[b * m + i] = bias ? bias[i] + s[b] : s[b];
 }
 
-PWR_INLINE void tile_dense(const pwr_matrix *w, const float *x, const float *bias, float *y, int32_t i, int T,
+PWR_INLINE void tile_dense(const pwr_matrix *w, const float *const *x, const float *bias, float *y, int32_t i, int T,
                            int st) {
     const size_t n = (size_t)w->n, m = (size_t)w->m, o = (size_t)i * n;
     __m256 acc[6];
@@ -124,13 +127,13 @@ PWR_INLINE void tile_dense(const pwr_matrix *w, const float *x, const float *bia
     size_t j = 0;
     for (; j + 8 <= n; j += 8) {
         const __m256 wv = ld8(w->values, o + j, st);
-        for (int b = 0; b < T; b++) acc[b] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + b * n + j), acc[b]);
+        for (int b = 0; b < T; b++) acc[b] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x[b] + j), acc[b]);
     }
     float s[6];
     for (int b = 0; b < T; b++) s[b] = hsum8(acc[b]);
     for (; j < n; j++) {
         const float wj = pwr_load_w(w->values, o + j, st);
-        for (int b = 0; b < T; b++) s[b] += wj * x[b * n + j];
+        for (int b = 0; b < T; b++) s[b] += wj * x[b][j];
     }
     for (int b = 0; b < T; b++) y[b * m + i] = bias ? bias[i] + s[b] : s[b];
 }
@@ -138,12 +141,12 @@ PWR_INLINE void tile_dense(const pwr_matrix *w, const float *x, const float *bia
 /* For each block row, the right-hand sides in tiles of `wide` (6 or 4), then one tile of the rest; the switch gives
  * each tile size its own fully unrolled copy (sizes above `wide` are never reached). */
 #define PWR_GEMM_AVX2(name, tile, st, wide)                                                                   \
-    void PWR_FN(name)(const pwr_matrix *w, const float *x, int32_t nrhs, const float *bias, float *y,        \
+    void PWR_FN(name)(const pwr_matrix *w, const float *const *x, int32_t nrhs, const float *bias, float *y, \
                       int32_t r0, int32_t r1) {                                                              \
         for (int32_t i = r0; i < r1; i++) {                                                                   \
             for (int32_t b0 = 0; b0 < nrhs;) {                                                                \
                 const int32_t t = nrhs - b0 >= (wide) ? (wide) : nrhs - b0;                                   \
-                const float *xb = x + (size_t)b0 * w->n;                                                      \
+                const float *const *xb = x + b0;                                                              \
                 float *yb = y + (size_t)b0 * w->m;                                                            \
                 switch (t) {                                                                                  \
                 case 6: tile(w, xb, bias, yb, i, 6, st); break;                                               \

@@ -63,14 +63,16 @@ PWR_INLINE float pwr_load_w(const void *v, size_t i, int storage) {
                                          int32_t);                                                            \
     void PWR_FN(bsr_sgemv_##shape##_f16)(const pwr_matrix *, const float *, const float *, float *, int32_t,  \
                                          int32_t);                                                            \
-    void PWR_FN(bsr_sgemm_##shape##_f32)(const pwr_matrix *, const float *, int32_t, const float *, float *,  \
-                                         int32_t, int32_t);                                                   \
-    void PWR_FN(bsr_sgemm_##shape##_f16)(const pwr_matrix *, const float *, int32_t, const float *, float *,  \
-                                         int32_t, int32_t);
+    void PWR_FN(bsr_sgemm_##shape##_f32)(const pwr_matrix *, const float *const *, int32_t, const float *,    \
+                                         float *, int32_t, int32_t);                                          \
+    void PWR_FN(bsr_sgemm_##shape##_f16)(const pwr_matrix *, const float *const *, int32_t, const float *,    \
+                                         float *, int32_t, int32_t);
 void PWR_FN(sgemv_dense_f32)(const pwr_matrix *, const float *, const float *, float *, int32_t, int32_t);
 void PWR_FN(sgemv_dense_f16)(const pwr_matrix *, const float *, const float *, float *, int32_t, int32_t);
-void PWR_FN(sgemm_dense_f32)(const pwr_matrix *, const float *, int32_t, const float *, float *, int32_t, int32_t);
-void PWR_FN(sgemm_dense_f16)(const pwr_matrix *, const float *, int32_t, const float *, float *, int32_t, int32_t);
+void PWR_FN(sgemm_dense_f32)(const pwr_matrix *, const float *const *, int32_t, const float *, float *, int32_t,
+                             int32_t);
+void PWR_FN(sgemm_dense_f16)(const pwr_matrix *, const float *const *, int32_t, const float *, float *, int32_t,
+                             int32_t);
 PWR_DECL_MV(16x1)
 PWR_DECL_MV(4x4)
 PWR_DECL_MV(1x1)

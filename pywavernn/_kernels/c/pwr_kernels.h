@@ -15,11 +15,12 @@
  *   matrix  pwr_matrix below: dense row-major (M, N), or block-CSR per docs/format.md §7 with values
  *           (nnzb, BH, BW) row-major; values stored as fp32 or IEEE fp16 (PWR_F16), arithmetic always fp32.
  *   gemv    y[M] = W x (+ bias), x[N].
- *   gemm    X is (B, N) row-major: the B right-hand sides are each contiguous; Y is (B, M) likewise.
- *           With that layout a weight (or a 16-row weight vector, a 4x4 block) is loaded and converted once and
- *           multiplied by up to 4 right-hand sides held in registers (16 AVX2 registers cannot hold more
- *           accumulators: a 16x1 block row with B = 16 needs 32), so weights are streamed ceil(B/4) times from L1,
- *           once from memory. In the generic copy, column b of Y is bit-identical to gemv on X[b].
+ *   gemm    B right-hand sides, each N contiguous floats at x[b] (an array of B row pointers: rows of one
+ *           (B, N) array, or rows gathered from anywhere, e.g. a GRU state read in place); Y is (B, M) row-major.
+ *           A weight (or a 16-row weight vector, a 4x4 block) is loaded and converted once and multiplied by up
+ *           to 6 right-hand sides held in registers (16 AVX2 registers cannot hold more accumulators: a 16x1
+ *           block row with B = 16 needs 32), so weights are streamed ceil(B/6) times from L1, once from memory.
+ *           In the generic copy, column b of Y is bit-identical to gemv on x[b].
  *
  * Row ranges are in *block rows* [r0, r1) (rows r0*BH .. r1*BH-1 of y); for dense matrices BH = 1.
  *
@@ -27,7 +28,7 @@
  *   - 0 <= r0 <= r1 <= M / BH; M % BH == 0 and N % BW == 0;
  *   - block-CSR: row_ptr has M/BH + 1 entries, row_ptr[0] = 0, non-decreasing; every col_idx in [0, N/BW);
  *     values has row_ptr[M/BH] * BH * BW entries of the declared storage type;
- *   - x has N floats (gemm: B * N), y has M floats (gemm: B * M), bias is NULL or has M floats;
+ *   - x has N floats (gemm: each x[b] does), y has M floats (gemm: B * M), bias is NULL or has M floats;
  *   - x and y do not overlap; 1 <= B <= PWR_MAX_RHS for gemm;
  *   - all pointers aligned to their element type only (no stronger alignment is assumed).
  */
@@ -56,7 +57,7 @@ typedef struct {
 /* y[r0*BH : r1*BH] = W[rows] x (+ bias[rows] when bias != NULL). */
 typedef void (*pwr_gemv_fn)(const pwr_matrix *w, const float *x, const float *bias, float *y, int32_t r0, int32_t r1);
 /* Y[b, r0*BH : r1*BH] = W[rows] X[b] (+ bias[rows]) for b < nrhs; X (nrhs, N), Y (nrhs, M) row-major. */
-typedef void (*pwr_gemm_fn)(const pwr_matrix *w, const float *x, int32_t nrhs, const float *bias, float *y,
+typedef void (*pwr_gemm_fn)(const pwr_matrix *w, const float *const *x, int32_t nrhs, const float *bias, float *y,
                             int32_t r0, int32_t r1);
 /* Fused GRU gate update for hidden units j in [j0, j1) (docs/format.md §3):
  *   u = sigmoid(gi[j] + rh[j]);  r = sigmoid(gi[H+j] + rh[H+j]);  e = tanh(gi[2H+j] + r * rh[2H+j]);

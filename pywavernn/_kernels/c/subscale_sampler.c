@@ -36,9 +36,13 @@
  *     n - z(F + 1) >= n - s(F + 1) + F + 1; pywavernn/subscale.py), so the lockstep of §9 holds whatever order,
  *     or thread, the streams of a step run in.
  *
- * Context chain of stream s (§9): per layer l = 1..D a ring of the last d_l = 2^(l-1) activations a_{l-1}
- * (zeros before position 0, which is the left zero padding of the definition); slot k mod d_l holds a_{l-1}[k - d_l]
- * until position k replaces it with a_{l-1}[k]. top[s] holds a_D at the chain's latest position.
+ * Context chain of stream s (§9): per layer l = 1..D a ring of d_l + 1 slots (d_l = 2^(l-1)) of the activations
+ * a_{l-1} that layer reads; position k lives in slot k mod (d_l + 1), so at position k the ring holds a_{l-1}[k]
+ * (just written by layer l - 1, or the embedding) and a_{l-1}[k - d_l] in slot (k + 1) mod (d_l + 1), and the
+ * slot that position k overwrote held k - d_l - 1, which no later position reads. Slots of positions before 0 are
+ * never written and stay zero: the left zero padding of the definition. Layer l's gemms read both slots in place
+ * (the gemm takes row pointers) and its ReLU writes a_l[k] straight into the next ring, or into top[s] (a_D at the
+ * chain's latest position) for the last layer, so no activation is copied.
  */
 #define _DEFAULT_SOURCE /* syscall() under -std=c11 (pwr_barrier.h) */
 #include "subscale_sampler.h"
@@ -63,18 +67,18 @@ static void relu_rows(float *v, size_t n) {
 
 /* Per-stream state, shared by the team (each thread writes only its own streams' rows). */
 typedef struct {
-    float *h, *rh, *gi, *pq, *yc, *yf, *hid, *lc, *lf;  /* (B, .) per-stream step buffers; pq = proj a_D */
+    float *h, *rh, *gi, *pq, *hid, *lc, *lf;            /* (B, .) per-stream step buffers; pq = proj a_D */
     float *top, *ring;                                  /* context chains: (B, C_x), rings of all layers */
     int32_t *chain_next, *last_i, *pc, *pf, *ct;        /* (B) each: chain position, last position, c/f samples */
     uint8_t *coarse, *fine;                             /* the folded sequence, last W positions (W B) bytes */
     int64_t W;                                          /* position k lives in slot k mod W */
-    size_t ring_layer_offset[PWR_SUBSCALE_MAX_LAYERS];  /* offset of layer l's rings (B streams x d_l x C_x) */
+    size_t ring_layer_offset[PWR_SUBSCALE_MAX_LAYERS];  /* offset of layer l's rings (B x (d_l + 1) x C_x) */
     void *mem;
 } scratch;
 
 /* One thread's compact buffers of a context round, with room for all B streams (the serial fallback). */
 typedef struct {
-    float *xin, *cur, *prev, *y0, *y1;
+    float *xin, *y0, *y1;
     int32_t *idx;
 } compact;
 
@@ -90,9 +94,9 @@ static int alloc_scratch(const pwr_subscale_net *net, scratch *sc) {
     size_t ring = 0;
     for (int32_t l = 0; l < net->D; l++) {
         sc->ring_layer_offset[l] = ring;
-        ring += B * ((size_t)1 << l) * Cx;
+        ring += B * (((size_t)1 << l) + 1) * Cx;
     }
-    const size_t n_f = B * (3 * H) * 3 + B * H * 2 + B * K + B * N_CLASSES * 2 + B * Cx + ring;
+    const size_t n_f = B * (3 * H) * 3 + B * H + B * K + B * N_CLASSES * 2 + B * Cx + ring;
     const size_t bytes = n_f * sizeof(float) + 5 * B * sizeof(int32_t) + 2 * (size_t)n_pos * B;
     char *p = calloc(1, bytes); /* zeroed: h = 0 and every ring starts with zero activations */
     if (!p) return -1;
@@ -102,8 +106,6 @@ static int alloc_scratch(const pwr_subscale_net *net, scratch *sc) {
     sc->rh = f; f += B * 3 * H;
     sc->gi = f; f += B * 3 * H;
     sc->pq = f; f += B * 3 * H;
-    sc->yc = f; f += B * H / 2;
-    sc->yf = f; f += B * H / 2;
     sc->hid = f; f += B * K;
     sc->lc = f; f += B * N_CLASSES;
     sc->lf = f; f += B * N_CLASSES;
@@ -123,15 +125,13 @@ static int alloc_scratch(const pwr_subscale_net *net, scratch *sc) {
 
 /* nt sets of compact buffers in one block (returned, to free), or NULL. */
 static void *alloc_compact(const pwr_subscale_net *net, int nt, compact *cp) {
-    const size_t B = (size_t)net->B, Cx = (size_t)net->Cx, per = B * 2 * B + 4 * B * Cx;
+    const size_t B = (size_t)net->B, Cx = (size_t)net->Cx, per = B * 2 * B + 2 * B * Cx;
     float *f = malloc(((size_t)nt * per) * sizeof(float) + (size_t)nt * B * sizeof(int32_t));
     if (!f) return NULL;
     int32_t *ip = (int32_t *)(f + (size_t)nt * per);
     for (int k = 0; k < nt; k++) {
         float *p = f + (size_t)k * per;
         cp[k].xin = p; p += B * 2 * B;
-        cp[k].cur = p; p += B * Cx;
-        cp[k].prev = p; p += B * Cx;
         cp[k].y0 = p; p += B * Cx;
         cp[k].y1 = p;
         cp[k].idx = ip + (size_t)k * B;
@@ -139,9 +139,24 @@ static void *alloc_compact(const pwr_subscale_net *net, int nt, compact *cp) {
     return f;
 }
 
-/* Y = W X for nr right-hand sides, all rows, no bias (W of any shape and storage in the table). */
-static inline void product(const pwr_kernel_table *tb, const pwr_matrix *w, const float *x, int32_t nr, float *y) {
+/* p[r] = x + r stride for r < n: the row pointers of n rows of one array. */
+static inline const float *const *rows_of(const float *x, size_t stride, int32_t n, const float **p) {
+    for (int32_t r = 0; r < n; r++) p[r] = x + (size_t)r * stride;
+    return p;
+}
+
+/* Y = W x[r] for the nr right-hand sides x[r], all rows, no bias (W of any shape and storage in the table). */
+static inline void product(const pwr_kernel_table *tb, const pwr_matrix *w, const float *const *x, int32_t nr,
+                           float *y) {
     tb->gemm[w->shape][w->storage](w, x, nr, NULL, y, 0, w->m / w->bh);
+}
+
+/* Where a_l[k] of stream s lives: layer l + 1's ring (l < D), or top[s] (l = D). */
+static inline float *activation(const pwr_subscale_net *net, const scratch *sc, int32_t l, int32_t s, int64_t k) {
+    const size_t Cx = (size_t)net->Cx;
+    if (l == net->D) return sc->top + (size_t)s * Cx;
+    const int64_t slots = ((int64_t)1 << l) + 1;
+    return sc->ring + sc->ring_layer_offset[l] + ((size_t)s * (size_t)slots + (size_t)(k % slots)) * Cx;
 }
 
 /* One context position for each of the nr streams idx[r], at position chain_next[idx[r]]; advances each chain. */
@@ -159,34 +174,32 @@ static void context_round(const pwr_subscale_net *net, const pwr_kernel_table *t
             x[2 * z + 1] = scale_byte(sc->fine[slot + z]);
         }
     }
-    product(tb, &net->embed, cp->xin, nr, cp->cur);
-    for (int32_t r = 0; r < nr; r++) {
-        const float *b = net->embed_bias + (size_t)cp->idx[r] * Cx;
-        float *a = cp->cur + (size_t)r * Cx;
-        for (int32_t c = 0; c < Cx; c++) a[c] = relu(a[c] + b[c]);
+    const float *rows[PWR_MAX_RHS] = {0}, *prev[PWR_MAX_RHS] = {0};
+    product(tb, &net->embed, rows_of(cp->xin, 2 * (size_t)B, nr, rows), nr, cp->y0);
+    for (int32_t r = 0; r < nr; r++) { /* a_0[k] = relu(embed x_k + b), into layer 1's ring (or top) */
+        const int32_t s = cp->idx[r];
+        const float *b = net->embed_bias + (size_t)s * Cx, *y = cp->y0 + (size_t)r * Cx;
+        float *a = activation(net, sc, 0, s, sc->chain_next[s]);
+        for (int32_t c = 0; c < Cx; c++) a[c] = relu(y[c] + b[c]);
     }
     for (int32_t l = 0; l < net->D; l++) {
-        const int64_t d = (int64_t)1 << l;
-        for (int32_t r = 0; r < nr; r++) { /* a_l[k - d] out of the ring, a_l[k] into its slot */
+        for (int32_t r = 0; r < nr; r++) { /* a_l[k - 2^l] and a_l[k], in place in the ring */
             const int32_t s = cp->idx[r];
-            float *slot = sc->ring + sc->ring_layer_offset[l] + ((size_t)s * d + (size_t)(sc->chain_next[s] % d)) * Cx;
-            memcpy(cp->prev + (size_t)r * Cx, slot, sizeof(float) * (size_t)Cx);
-            memcpy(slot, cp->cur + (size_t)r * Cx, sizeof(float) * (size_t)Cx);
+            const int64_t k = sc->chain_next[s];
+            prev[r] = activation(net, sc, l, s, k + 1); /* slot (k + 1) mod (2^l + 1): position k - 2^l */
+            rows[r] = activation(net, sc, l, s, k);
         }
-        product(tb, &net->conv_prev[l], cp->prev, nr, cp->y0);
-        product(tb, &net->conv_cur[l], cp->cur, nr, cp->y1);
+        product(tb, &net->conv_prev[l], prev, nr, cp->y0);
+        product(tb, &net->conv_cur[l], rows, nr, cp->y1);
         for (int32_t r = 0; r < nr; r++) {
-            const float *b = net->conv_bias + ((size_t)l * B + (size_t)cp->idx[r]) * Cx;
+            const int32_t s = cp->idx[r];
+            const float *b = net->conv_bias + ((size_t)l * B + (size_t)s) * Cx;
             const float *y0 = cp->y0 + (size_t)r * Cx, *y1 = cp->y1 + (size_t)r * Cx;
-            float *a = cp->cur + (size_t)r * Cx;
+            float *a = activation(net, sc, l + 1, s, sc->chain_next[s]);
             for (int32_t c = 0; c < Cx; c++) a[c] = relu((y0[c] + y1[c]) + b[c]);
         }
     }
-    for (int32_t r = 0; r < nr; r++) {
-        const int32_t s = cp->idx[r];
-        memcpy(sc->top + (size_t)s * Cx, cp->cur + (size_t)r * Cx, sizeof(float) * (size_t)Cx);
-        sc->chain_next[s]++;
-    }
+    for (int32_t r = 0; r < nr; r++) sc->chain_next[cp->idx[r]]++;
 }
 
 /* Step 1: context chains of streams lo..hi up to position (their i) + F, then pq = proj a_D per stream. */
@@ -200,17 +213,22 @@ static void context_step(const pwr_subscale_net *net, const pwr_kernel_table *tb
         if (!nr) break;
         context_round(net, tb, sc, cp, nr, T);
     }
-    product(tb, &net->proj, sc->top + (size_t)lo * net->Cx, hi - lo + 1, sc->pq + (size_t)lo * H3);
+    const float *rows[PWR_MAX_RHS] = {0};
+    product(tb, &net->proj, rows_of(sc->top + (size_t)lo * net->Cx, (size_t)net->Cx, hi - lo + 1, rows), hi - lo + 1,
+            sc->pq + (size_t)lo * H3);
 }
 
-/* hid = relu(Oa y + ba), logits = Ob hid + bb over rows lo..hi (y is (B, H/2)). */
+/* hid = relu(Oa y + ba), logits = Ob hid + bb over streams lo..hi; y is the coarse (y0 = 0) or fine (y0 = H/2)
+ * half of each stream's state, read in place: stream s's at h + s H + y0. */
 static void head(const pwr_kernel_table *tb, const pwr_matrix *oa, const float *ba, const pwr_matrix *ob,
-                 const float *bb, const float *y, float *hid, float *logits, int32_t K, int32_t half, int32_t lo,
-                 int32_t na) {
-    tb->gemm[oa->shape][oa->storage](oa, y + (size_t)lo * half, na, ba, hid + (size_t)lo * K, 0, oa->m / oa->bh);
+                 const float *bb, const float *h, int32_t H, int32_t y0, float *hid, float *logits, int32_t K,
+                 int32_t lo, int32_t na) {
+    const float *rows[PWR_MAX_RHS] = {0};
+    tb->gemm[oa->shape][oa->storage](oa, rows_of(h + (size_t)lo * H + y0, (size_t)H, na, rows), na, ba,
+                                     hid + (size_t)lo * K, 0, oa->m / oa->bh);
     relu_rows(hid + (size_t)lo * K, (size_t)na * K);
-    tb->gemm[ob->shape][ob->storage](ob, hid + (size_t)lo * K, na, bb, logits + (size_t)lo * N_CLASSES, 0,
-                                     ob->m / ob->bh);
+    tb->gemm[ob->shape][ob->storage](ob, rows_of(hid + (size_t)lo * K, (size_t)K, na, rows), na, bb,
+                                     logits + (size_t)lo * N_CLASSES, 0, ob->m / ob->bh);
 }
 
 /* What every thread of a call shares (read-only but for the per-stream rows of sc and the samples). Arrays indexed
@@ -241,8 +259,9 @@ static void run_step(call *c, const compact *cp, int64_t n, int32_t lo, int32_t 
     const int32_t na = hi - lo + 1;
     const pwr_subscale_trace *trace = c->trace;
     context_step(net, tb, sc, cp, n, lo, hi, c->T);
-    tb->gemm[net->R.shape][net->R.storage](&net->R, sc->h + (size_t)lo * H, na, net->b_R, sc->rh + (size_t)lo * H3,
-                                           0, net->R.m / net->R.bh);
+    const float *rows[PWR_MAX_RHS] = {0};
+    tb->gemm[net->R.shape][net->R.storage](&net->R, rows_of(sc->h + (size_t)lo * H, (size_t)H, na, rows), na,
+                                           net->b_R, sc->rh + (size_t)lo * H3, 0, net->R.m / net->R.bh);
     int32_t pc[PWR_MAX_RHS], pf[PWR_MAX_RHS]; /* the previous sample x_t carries, per active stream */
     const float *g0[PWR_MAX_RHS], *g1[PWR_MAX_RHS]; /* cond(t) = g0 + a (g1 - g0): frames j, j + 1 (§2) */
     float a[PWR_MAX_RHS];
@@ -266,9 +285,8 @@ static void run_step(call *c, const compact *cp, int64_t n, int32_t lo, int32_t 
         tb->gru_input_t(net->w_in_t, x, 0, g0[s - lo], g1[s - lo], a[s - lo], sc->pq + (size_t)s * H3,
                         net->proj_bias + (size_t)s * H3, gi, H, 0, half);
         tb->gru_gates(sc->rh + (size_t)s * H3, gi, h, H, 0, half, exact);
-        memcpy(sc->yc + (size_t)s * half, h, sizeof(float) * (size_t)half);
     }
-    head(tb, &net->O1, net->b1, &net->O2, net->b2, sc->yc, sc->hid, sc->lc, K, half, lo, na);
+    head(tb, &net->O1, net->b1, &net->O2, net->b2, sc->h, H, 0, sc->hid, sc->lc, K, lo, na);
     float u[PWR_MAX_RHS];
     for (int32_t s = lo; s <= hi; s++) { /* the streams' coarse uniforms, then all their draws at once */
         const int64_t t = (n - (int64_t)s * (F + 1)) * B + s;
@@ -281,9 +299,8 @@ static void run_step(call *c, const compact *cp, int64_t n, int32_t lo, int32_t 
         tb->gru_input_t(net->w_in_t, x, 1, g0[s - lo], g1[s - lo], a[s - lo], sc->pq + (size_t)s * H3,
                         net->proj_bias + (size_t)s * H3, gi, H, half, H);
         tb->gru_gates(sc->rh + (size_t)s * H3, gi, h, H, half, H, exact);
-        memcpy(sc->yf + (size_t)s * half, h + half, sizeof(float) * (size_t)half);
     }
-    head(tb, &net->O3, net->b3, &net->O4, net->b4, sc->yf, sc->hid, sc->lf, K, half, lo, na);
+    head(tb, &net->O3, net->b3, &net->O4, net->b4, sc->h, H, half, sc->hid, sc->lf, K, lo, na);
     int32_t ft[PWR_MAX_RHS];
     for (int32_t s = lo; s <= hi; s++) {
         const int64_t t = (n - (int64_t)s * (F + 1)) * B + s;
