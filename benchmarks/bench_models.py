@@ -14,6 +14,11 @@ What it is not: a test (nothing asserts a speed) and not a kernel benchmark (ben
     python -m benchmarks.bench_models MODEL.safetensors [MODEL ...] [--audio FILE] [--threads 1 2] [--name NAME]
     python -m benchmarks.bench_models          # the bundled model on ../shared/data/asterisk-en/digits_1.flac
     python -m benchmarks.bench_models --like training/configs/experiments/rq2_sparse256.json [CFG ...]
+    python -m benchmarks.bench_models PLAIN.safetensors SUBSCALE.safetensors --baseline PLAIN.safetensors
+
+--baseline MODEL (one of the models): every model's speed over MODEL's at the same thread count, as the median of
+the per-round ratios (both timed in the same round; benchmarks.harness.paired_ratio) with their range, which
+says how firmly a ratio clears a target (the ratio of two medians hides that spread).
 
 --like CFG: a random model shaped as the training config CFG exports (its ModelConfig, feature config and each
 matrix's final sparsity, in its block shape), for speed figures of runs whose trained files are not at hand:
@@ -30,7 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.harness import Candidate, format_table, interleaved_medians, machine_description, write_report
+from benchmarks.harness import (Candidate, format_table, interleaved_medians, machine_description, paired_ratio,
+                                write_report)
 from pywavernn import _native
 from pywavernn import audio as pa
 from pywavernn.vocoder import Vocoder, bundled_model_path
@@ -78,8 +84,17 @@ def main(argv=None) -> None:
     ap.add_argument("--threads", type=int, nargs="*", default=[1, 2])
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--name", default="", help="suffix of the result files")
+    ap.add_argument("--baseline", default=None, metavar="MODEL",
+                    help="one of the model files: report every model's speed over its, per round (see above)")
     args = ap.parse_args(argv)
     sources = [(Path(p).name, str(p)) for p in args.models]  # (label, what Vocoder is given)
+    base_label = None
+    if args.baseline is not None:
+        matches = [label for label, p in sources if p == args.baseline or label == Path(args.baseline).name]
+        if len(matches) != 1:
+            ap.error(f"--baseline {args.baseline}: expected one of the model files given "
+                     f"({', '.join(p for _, p in sources) or 'none'})")
+        base_label = matches[0]
     sources += [(f"like_{cfg.stem}", model_like(cfg)) for cfg in args.like]
     sources = sources or [(bundled_model_path().name, str(bundled_model_path()))]
     cands, meta = [], {}
@@ -105,16 +120,24 @@ def main(argv=None) -> None:
     for c in cands:
         m, rate = meta[c.name], res[c.name]["rate"]
         one = res[f"{Path(m['model']).stem} x1"]["rate"] if 1 in args.threads else None
-        rows.append({**m, "samples_per_s": rate, "x_real_time": rate / SAMPLE_RATE,
-                     "x_one_thread": rate / one if one else None, "timings": res[c.name]})
-    table = format_table(rows, [("model", "model", ""), ("subscale_factor", "B", ""), ("threads", "threads", ""),
-                                ("samples_per_s", "samples/s", ",.0f"), ("x_real_time", "x real time", ".2f"),
-                                ("x_one_thread", "x 1 thread", ".2f")])
+        row = {**m, "samples_per_s": rate, "x_real_time": rate / SAMPLE_RATE,
+               "x_one_thread": rate / one if one else None, "timings": res[c.name]}
+        if base_label is not None:
+            r = paired_ratio(res, f"{Path(base_label).stem} x{m['threads']}", c.name)
+            row["x_baseline"] = r
+            row["x_baseline_text"] = f"{r['median']:.3f} ({r['min']:.3f}-{r['max']:.3f})"
+        rows.append(row)
+    columns = [("model", "model", ""), ("subscale_factor", "B", ""), ("threads", "threads", ""),
+               ("samples_per_s", "samples/s", ",.0f"), ("x_real_time", "x real time", ".2f"),
+               ("x_one_thread", "x 1 thread", ".2f")]
+    if base_label is not None:
+        columns.append(("x_baseline_text", f"x {Path(base_label).stem} (per-round median, range)", ""))
+    table = format_table(rows, columns)
     note = (f"\n\nVocoder.vocode of {args.seconds:g} s of speech ({args.audio.name if args.audio else 'random mel'}), "
             f"fast mode, fp32 weights, medians of {args.rounds} interleaved rounds; conditioning network included. "
             f"Hand-overs to one thread during the timing (a busy machine): {handovers}.")
     path = write_report("bench_models" + (f"_{args.name}" if args.name else ""), machine_description(), rows,
-                        table + note, extra={"handovers_during_timing": handovers})
+                        table + note, extra={"handovers_during_timing": handovers, "baseline": base_label})
     print(table + note)
     print(f"wrote {path}")
 

@@ -97,10 +97,24 @@ def interleaved_medians(candidates: list[Candidate], rounds: int = 7, min_second
             "min_s": min(times[c.name]),
             "max_s": max(times[c.name]),
             "rounds": rounds,
+            "times_s": times[c.name],  # per round, in round order (for paired_ratio)
+            "work": c.work,
             "rate": c.work / med,
             **c.info,
         }
     return out
+
+
+def paired_ratio(results: dict[str, dict], baseline: str, candidate: str) -> dict[str, float]:
+    """Rate (work per second) of `candidate` over `baseline`'s (> 1: candidate faster), round by round: both were
+    timed within the same round of interleaved_medians, so drift over minutes cancels. Returns the median of the
+    per-round ratios with their minimum and maximum (the spread that drift within a round and noise leave)."""
+    b, c = results[baseline], results[candidate]
+    if len(b["times_s"]) != len(c["times_s"]):
+        raise ValueError(f"{baseline} has {len(b['times_s'])} rounds, {candidate} {len(c['times_s'])}: not from one "
+                         "timing run")
+    ratios = [(c["work"] / tc) / (b["work"] / tb) for tb, tc in zip(b["times_s"], c["times_s"])]
+    return {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios)}
 
 
 def format_table(rows: list[dict[str, Any]], columns: list[tuple[str, str, str]]) -> str:
