@@ -138,10 +138,12 @@ class ModelConfig:
     subscale_previous which earlier sample the GRU input x_t of a subscale sample (i, s) carries (docs/format.md §9):
                      "sub_tensor", its own sub-tensor's (i - 1, s) (the paper's; the default), or "time", the sample
                      just before it in true time, t - 1 = (i, s - 1), for s >= 1 (sub-tensor 0 keeps its own).
+    subscale_residual True: each dilated context layer adds its input to its output, a_l = a_{l-1} + relu(...)
+                     (a residual connection, docs/format.md §9); False (the default): a_l = relu(...).
 
     The two subscale_ context fields are left out of to_dict() for a plain model at their defaults, and
-    subscale_previous for any model at its default, so files are written exactly as before they existed, and a
-    file without them loads with the defaults.
+    subscale_previous and subscale_residual for any model at their defaults, so files are written exactly as
+    before they existed, and a file without them loads with the defaults.
     """
 
     hidden_size: int = 512
@@ -155,6 +157,7 @@ class ModelConfig:
     subscale_channels: int = 32
     subscale_layers: int = 4
     subscale_previous: str = "sub_tensor"
+    subscale_residual: bool = False
     n_classes: int = field(default=N_CLASSES)
 
     def __post_init__(self) -> None:
@@ -184,6 +187,8 @@ class ModelConfig:
         if self.subscale_previous not in SUBSCALE_PREVIOUS:
             raise ValueError(f"subscale_previous: expected one of {', '.join(map(repr, SUBSCALE_PREVIOUS))}, "
                              f"found {self.subscale_previous!r}")
+        if not isinstance(self.subscale_residual, bool):
+            raise ValueError(f"subscale_residual: expected true or false, found {self.subscale_residual!r}")
         if self.n_classes != N_CLASSES:
             raise ValueError(f"n_classes: expected {N_CLASSES} (8-bit coarse and fine), found {self.n_classes}")
 
@@ -206,6 +211,8 @@ class ModelConfig:
                     del d[name]
         if d["subscale_previous"] == _SUBSCALE_PREVIOUS_DEFAULT:
             del d["subscale_previous"]
+        if not d["subscale_residual"]:
+            del d["subscale_residual"]
         return d
 
     @classmethod

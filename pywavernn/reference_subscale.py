@@ -78,14 +78,15 @@ def context_features_ref(model: Model, x: np.ndarray, s: int) -> np.ndarray:
     Each layer zero-pads on the left (causal), so position p sees only positions <= p. Exact at the window's last
     position when the window starts at position 0 or spans the receptive field (docs/format.md §9).
     """
-    w = model.weights
+    w, residual = model.weights, model.model_config.subscale_residual
     a = np.maximum(x @ w["subscale.embed.weight"].T + w["subscale.embed.bias"][s], F32(0))
     for layer in range(model.model_config.subscale_layers):
         d = 2 ** layer
         weight = w[f"subscale.conv{layer}.weight"]
         earlier = np.concatenate([np.zeros((d, a.shape[1]), F32), a[:-d]])[: a.shape[0]]  # a[p - d], 0 before start
-        a = np.maximum((earlier @ weight[:, :, 0].T + a @ weight[:, :, 1].T) + w[f"subscale.conv{layer}.bias"][s],
-                       F32(0))
+        out = np.maximum((earlier @ weight[:, :, 0].T + a @ weight[:, :, 1].T) + w[f"subscale.conv{layer}.bias"][s],
+                         F32(0))
+        a = a + out if residual else out  # subscale_residual: the layer's input plus its output
     return a
 
 

@@ -114,7 +114,9 @@ class SubscaleEngine:
                      if self.layers else np.zeros((1, factor, self.channels)))
         self._ctx_vecs = (_f32(w["subscale.embed.bias"]), _f32(conv_bias), _f32(w["subscale.proj.bias"]))
         prev_time = int(model.model_config.subscale_previous == "time")  # subscale.previous_sample
-        self._dims = (self.hidden, self.out_hidden, self.hop, factor, horizon, self.channels, self.layers, prev_time)
+        residual = int(model.model_config.subscale_residual)
+        self._dims = (self.hidden, self.out_hidden, self.hop, factor, horizon, self.channels, self.layers, prev_time,
+                      residual)
 
     # --- validation (once, here; the C loop trusts its inputs) ---------------------------------------------------
 

@@ -61,6 +61,8 @@ def test_fold_keeps_trailing_axes():
     (lambda: subscale.check_model_config(ModelConfig()), "B >= 2"),
     (lambda: ModelConfig(subscale_factor=4, subscale_horizon=1, subscale_previous="next"),
      "subscale_previous: expected one of 'sub_tensor', 'time', found 'next'"),
+    (lambda: ModelConfig(subscale_factor=4, subscale_horizon=1, subscale_residual=1),
+     "subscale_residual: expected true or false, found 1"),
 ])
 def test_bad_input_is_a_clear_error(call, match):
     with pytest.raises(ValueError, match=match):
@@ -213,6 +215,11 @@ def test_plain_config_json_is_unchanged_and_old_files_load():
     by_time = dataclasses.replace(SMALL, subscale_previous="time")
     assert by_time.to_dict()["subscale_previous"] == "time"
     assert ModelConfig.from_dict(json.loads(by_time.to_json())) == by_time
+    # subscale_residual likewise
+    assert "subscale_residual" not in sub.to_dict() and sub.subscale_residual is False
+    residual = dataclasses.replace(SMALL, subscale_residual=True)
+    assert residual.to_dict()["subscale_residual"] is True
+    assert ModelConfig.from_dict(json.loads(residual.to_json())) == residual
 
 
 def test_subscale_weights_are_listed_only_for_subscale_models():

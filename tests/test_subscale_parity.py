@@ -31,7 +31,9 @@ from training.subscale_model import SubscaleWaveRNN  # noqa: E402
 TOL = 1e-4
 HOP, N_FRAMES = 300, 7
 N_SAMPLES = HOP * N_FRAMES  # 2100: B = 16 pads the last position
-CASES = [(4, 1, "sub_tensor"), (16, 2, "sub_tensor"), (4, 1, "time"), (16, 2, "time")]  # (B, F, subscale_previous)
+# (B, F, subscale_previous, subscale_residual)
+CASES = [(4, 1, "sub_tensor", False), (16, 2, "sub_tensor", False), (4, 1, "time", False), (16, 2, "time", False),
+         (4, 1, "sub_tensor", True), (16, 2, "time", True)]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -42,15 +44,17 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def config(factor: int, horizon: int, previous: str = "sub_tensor") -> ModelConfig:
+def config(factor: int, horizon: int, previous: str = "sub_tensor", residual: bool = False) -> ModelConfig:
     return ModelConfig(hidden_size=64, out_hidden=32, cond_channels=16, cond_kernels=(3, 3), subscale_factor=factor,
-                       subscale_horizon=horizon, subscale_channels=16, subscale_layers=3, subscale_previous=previous)
+                       subscale_horizon=horizon, subscale_channels=16, subscale_layers=3, subscale_previous=previous,
+                       subscale_residual=residual)
 
 
-def make_net(factor: int, horizon: int, seed: int = 0, previous: str = "sub_tensor") -> SubscaleWaveRNN:
+def make_net(factor: int, horizon: int, seed: int = 0, previous: str = "sub_tensor",
+             residual: bool = False) -> SubscaleWaveRNN:
     """Default init scaled up (x2, x3 for the heads) so the distributions are far from uniform."""
     torch.manual_seed(seed)
-    net = SubscaleWaveRNN(config(factor, horizon, previous), FeatureConfig(hop_length=HOP))
+    net = SubscaleWaveRNN(config(factor, horizon, previous, residual), FeatureConfig(hop_length=HOP))
     with torch.no_grad():
         for name, p in net.named_parameters():
             p.mul_(3.0 if name.startswith("O") else 2.0)
@@ -77,10 +81,10 @@ def torch_logits(net, mel, audio):
     return lc[0].numpy(), lf[0].numpy()
 
 
-@pytest.mark.parametrize("factor, horizon, previous", CASES)
-def test_teacher_forced_logits_match_reference(inputs, factor, horizon, previous):
+@pytest.mark.parametrize("factor, horizon, previous, residual", CASES)
+def test_teacher_forced_logits_match_reference(inputs, factor, horizon, previous, residual):
     mel, audio, _ = inputs
-    net = make_net(factor, horizon, previous=previous)
+    net = make_net(factor, horizon, previous=previous, residual=residual)
     model = net.to_model()
     lc_t, lf_t = torch_logits(net, mel, audio)
     lc_r, lf_r = rs.teacher_forced_logits_subscale_ref(model, mel, audio)
@@ -92,10 +96,10 @@ def test_teacher_forced_logits_match_reference(inputs, factor, horizon, previous
     assert nll_t == pytest.approx(rs.nll_subscale_ref(model, mel, audio), rel=1e-5)
 
 
-@pytest.mark.parametrize("factor, horizon, previous", CASES)
-def test_free_running_generation_is_identical(inputs, factor, horizon, previous):
+@pytest.mark.parametrize("factor, horizon, previous, residual", CASES)
+def test_free_running_generation_is_identical(inputs, factor, horizon, previous, residual):
     mel, _, uniforms = inputs
-    net = make_net(factor, horizon, previous=previous)
+    net = make_net(factor, horizon, previous=previous, residual=residual)
     model = net.to_model()
     uniforms = safe_uniforms(model, mel, uniforms)
     samples_t, trace_t = net.generate(mel, uniforms, trace=True)
