@@ -18,6 +18,7 @@ from typing import Any
 SUPPORTED_SAMPLE_RATE = 24000
 N_CLASSES = 256  # coarse and fine are 8 bits each
 SUBSCALE_PREVIOUS = ("sub_tensor", "time")  # the values of ModelConfig.subscale_previous
+SUBSCALE_CONTEXT_ORDER = ("sub_tensor", "lag")  # the values of ModelConfig.subscale_context_order
 
 
 def dataclass_from_dict(cls, data: Any, what: str, convert: dict[str, Any] | None = None):
@@ -140,10 +141,13 @@ class ModelConfig:
                      just before it in true time, t - 1 = (i, s - 1), for s >= 1 (sub-tensor 0 keeps its own).
     subscale_residual True: each dilated context layer adds its input to its output, a_l = a_{l-1} + relu(...)
                      (a residual connection, docs/format.md §9); False (the default): a_l = relu(...).
+    subscale_context_order how the context network's input row of sub-tensor s is ordered (docs/format.md §9):
+                     "sub_tensor" (the default), pair z holds sub-tensor z; "lag", pair j holds sub-tensor s - 1 - j,
+                     so each embedding column means the same distance in true time for every s.
 
     The two subscale_ context fields are left out of to_dict() for a plain model at their defaults, and
-    subscale_previous and subscale_residual for any model at their defaults, so files are written exactly as
-    before they existed, and a file without them loads with the defaults.
+    subscale_previous, subscale_residual and subscale_context_order for any model at their defaults, so files are
+    written exactly as before they existed, and a file without them loads with the defaults.
     """
 
     hidden_size: int = 512
@@ -158,6 +162,7 @@ class ModelConfig:
     subscale_layers: int = 4
     subscale_previous: str = "sub_tensor"
     subscale_residual: bool = False
+    subscale_context_order: str = "sub_tensor"
     n_classes: int = field(default=N_CLASSES)
 
     def __post_init__(self) -> None:
@@ -189,6 +194,9 @@ class ModelConfig:
                              f"found {self.subscale_previous!r}")
         if not isinstance(self.subscale_residual, bool):
             raise ValueError(f"subscale_residual: expected true or false, found {self.subscale_residual!r}")
+        if self.subscale_context_order not in SUBSCALE_CONTEXT_ORDER:
+            raise ValueError(f"subscale_context_order: expected one of "
+                             f"{', '.join(map(repr, SUBSCALE_CONTEXT_ORDER))}, found {self.subscale_context_order!r}")
         if self.n_classes != N_CLASSES:
             raise ValueError(f"n_classes: expected {N_CLASSES} (8-bit coarse and fine), found {self.n_classes}")
 
@@ -213,6 +221,8 @@ class ModelConfig:
             del d["subscale_previous"]
         if not d["subscale_residual"]:
             del d["subscale_residual"]
+        if d["subscale_context_order"] == _SUBSCALE_CONTEXT_ORDER_DEFAULT:
+            del d["subscale_context_order"]
         return d
 
     @classmethod
@@ -225,5 +235,6 @@ class ModelConfig:
 
 _SUBSCALE_CONTEXT_FIELDS = ("subscale_channels", "subscale_layers")
 _SUBSCALE_PREVIOUS_DEFAULT = ModelConfig.subscale_previous  # left out of to_dict(): files from before it match
+_SUBSCALE_CONTEXT_ORDER_DEFAULT = ModelConfig.subscale_context_order  # likewise
 _SUBSCALE_CONTEXT_DEFAULTS = {f.name: f.default for f in dataclasses.fields(ModelConfig)
                               if f.name in _SUBSCALE_CONTEXT_FIELDS}

@@ -55,11 +55,14 @@ def _check_subscale_model(model: Model) -> tuple[int, int]:
 
 # --- the context network (§9) ---------------------------------------------------------------------------------------
 
-def context_input_ref(values: np.ndarray, real: np.ndarray, s: int, k0: int, k1: int) -> np.ndarray:
+def context_input_ref(values: np.ndarray, real: np.ndarray, s: int, k0: int, k1: int,
+                      order: str = "sub_tensor") -> np.ndarray:
     """The context network's input for sub-tensor s at positions k0..k1 (inclusive, k0 >= 0): (k1 - k0 + 1, 2B).
 
     values (N, B, 2) float32 scaled bytes [c, f] of the folded sequence; real (N, B) bool, t < T. Row k holds
-    [c(k, 0), f(k, 0), c(k, 1), f(k, 1), ...] where z < s, k < N and the sample is real; 0 everywhere else.
+    [c(k, 0), f(k, 0), c(k, 1), f(k, 1), ...] where z < s, k < N and the sample is real; 0 everywhere else;
+    then its entries in the model's `subscale_context_order` (subscale.context_input_order; "lag": [c(k, s - 1),
+    f(k, s - 1), c(k, s - 2), ...]).
     """
     n, factor = real.shape
     k = np.arange(k0, k1 + 1)
@@ -69,7 +72,8 @@ def context_input_ref(values: np.ndarray, real: np.ndarray, s: int, k0: int, k1:
     seen = np.zeros((k.size, factor), dtype=bool)
     seen[inside] = real[k[inside]]
     seen &= (np.arange(factor) < s)[None, :]
-    return np.where(seen[:, :, None], rows, F32(0)).reshape(k.size, 2 * factor)
+    rows = np.where(seen[:, :, None], rows, F32(0)).reshape(k.size, 2 * factor)
+    return rows[:, subscale.context_input_order(s, factor, order)]
 
 
 def context_features_ref(model: Model, x: np.ndarray, s: int) -> np.ndarray:
@@ -95,7 +99,8 @@ def context_ref(model: Model, values: np.ndarray, real: np.ndarray, i: int, s: i
     horizon = model.model_config.subscale_horizon
     top = i + horizon
     k0 = max(0, top - subscale.context_receptive_field(model.model_config) + 1)
-    a = context_features_ref(model, context_input_ref(values, real, s, k0, top), s)
+    order = model.model_config.subscale_context_order
+    a = context_features_ref(model, context_input_ref(values, real, s, k0, top, order), s)
     # subscale.proj.weight may be block-sparse (docs/format.md §9): matvec_ref sums each row's kept blocks.
     return matvec_ref(model.weights["subscale.proj.weight"], a[-1]) + model.weights["subscale.proj.bias"][s]
 

@@ -31,7 +31,7 @@ import numbers
 
 import numpy as np
 
-from pywavernn.config import SUBSCALE_PREVIOUS
+from pywavernn.config import SUBSCALE_CONTEXT_ORDER, SUBSCALE_PREVIOUS
 
 # --- checks -------------------------------------------------------------------------------------------------------
 
@@ -179,6 +179,19 @@ def previous_sample(i, s, factor: int, previous: str = "sub_tensor"):
 def context_input_mask(s: int, factor: int) -> np.ndarray:
     """bool (2B,): which inputs of a context-network position sub-tensor s sees: [c(z), f(z)] pairs for z < s."""
     return np.repeat(np.arange(factor) < s, 2)
+
+
+def context_input_order(s: int, factor: int, order: str = "sub_tensor") -> np.ndarray:
+    """int (2B,): entry e of sub-tensor s's context input row holds entry [e] of the row in sub-tensor order
+    [c(0), f(0), c(1), f(1), ...] (docs/format.md §9). order is the model config's `subscale_context_order`:
+    "sub_tensor", the identity; "lag", pair j < s holds sub-tensor s - 1 - j (true time t - 1 - j at the same
+    position), so an embedding column weighs the same lag for every s; pairs j >= s (unseen, zero) stay in place."""
+    if order not in SUBSCALE_CONTEXT_ORDER:
+        raise ValueError(f"order: expected 'sub_tensor' or 'lag', found {order!r}")
+    z = np.arange(factor)
+    if order == "lag":
+        z = np.where(z < s, s - 1 - z, z)
+    return np.stack([2 * z, 2 * z + 1], axis=1).reshape(-1)
 
 
 # --- cost -------------------------------------------------------------------------------------------------------------

@@ -115,8 +115,9 @@ class SubscaleEngine:
         self._ctx_vecs = (_f32(w["subscale.embed.bias"]), _f32(conv_bias), _f32(w["subscale.proj.bias"]))
         prev_time = int(model.model_config.subscale_previous == "time")  # subscale.previous_sample
         residual = int(model.model_config.subscale_residual)
+        lag = int(model.model_config.subscale_context_order == "lag")  # subscale.context_input_order
         self._dims = (self.hidden, self.out_hidden, self.hop, factor, horizon, self.channels, self.layers, prev_time,
-                      residual)
+                      residual, lag)
 
     # --- validation (once, here; the C loop trusts its inputs) ---------------------------------------------------
 

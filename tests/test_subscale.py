@@ -63,6 +63,9 @@ def test_fold_keeps_trailing_axes():
      "subscale_previous: expected one of 'sub_tensor', 'time', found 'next'"),
     (lambda: ModelConfig(subscale_factor=4, subscale_horizon=1, subscale_residual=1),
      "subscale_residual: expected true or false, found 1"),
+    (lambda: ModelConfig(subscale_factor=4, subscale_horizon=1, subscale_context_order="time"),
+     "subscale_context_order: expected one of 'sub_tensor', 'lag', found 'time'"),
+    (lambda: subscale.context_input_order(1, 4, "reversed"), "order: expected 'sub_tensor' or 'lag'"),
 ])
 def test_bad_input_is_a_clear_error(call, match):
     with pytest.raises(ValueError, match=match):
@@ -148,6 +151,23 @@ def test_context_input_mask_matches_may_depend():
                                           subscale.may_depend(0, s, 0, z, 1) & (z != s))
 
 
+def test_context_input_order_lag_puts_the_same_distance_in_the_same_column():
+    """subscale_context_order "lag": pair j of sub-tensor s's row is sub-tensor s - 1 - j, i.e. true time t - 1 - j
+    at the row's position, for every s; it permutes the row and keeps the unseen pairs (zeros) where they were."""
+    for factor in (2, 4, 16):
+        for s in range(factor):
+            ident = subscale.context_input_order(s, factor)
+            np.testing.assert_array_equal(ident, np.arange(2 * factor))
+            lag = subscale.context_input_order(s, factor, "lag")
+            np.testing.assert_array_equal(np.sort(lag), np.arange(2 * factor))  # a permutation
+            seen = subscale.context_input_mask(s, factor)
+            np.testing.assert_array_equal(seen[lag], seen)  # seen entries stay in the seen columns
+            z = lag[0::2] // 2  # the sub-tensor in pair j
+            j = np.arange(factor)
+            np.testing.assert_array_equal(np.where(j < s, s - z, 0), np.where(j < s, j + 1, 0))  # distance j + 1
+            np.testing.assert_array_equal(lag[1::2], lag[0::2] + 1)  # [c, f] pairs stay together
+
+
 # --- leak-freedom of the NumPy reference ---------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -220,6 +240,11 @@ def test_plain_config_json_is_unchanged_and_old_files_load():
     residual = dataclasses.replace(SMALL, subscale_residual=True)
     assert residual.to_dict()["subscale_residual"] is True
     assert ModelConfig.from_dict(json.loads(residual.to_json())) == residual
+    # subscale_context_order likewise
+    assert "subscale_context_order" not in sub.to_dict() and sub.subscale_context_order == "sub_tensor"
+    lag = dataclasses.replace(SMALL, subscale_context_order="lag")
+    assert lag.to_dict()["subscale_context_order"] == "lag"
+    assert ModelConfig.from_dict(json.loads(lag.to_json())) == lag
 
 
 def test_subscale_weights_are_listed_only_for_subscale_models():

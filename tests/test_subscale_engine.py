@@ -45,22 +45,25 @@ N_FRAMES = 7  # x hop 300 = 2,100 samples
 STEP_TOL = 1e-5  # h and logits vs the reference: float32 products summed in another order (observed ~1.2e-7)
 EDGE_TOL = 1e-4  # a draw this close (relative) to a class edge may fall either way under fast arithmetic
 
-# (B, F, D, density, block, proj_density, previous[, residual]): proj_density None keeps subscale.proj.weight dense;
-# previous is the config's subscale_previous (which earlier sample the GRU input carries), residual its
-# subscale_residual (default False)
+# (B, F, D, density, block, proj_density, previous[, extra]): proj_density None keeps subscale.proj.weight dense;
+# previous is the config's subscale_previous (which earlier sample the GRU input carries), extra other ModelConfig
+# fields (subscale_residual, subscale_context_order)
+RESIDUAL, LAG = {"subscale_residual": True}, {"subscale_context_order": "lag"}
 CASES = [(4, 1, 3, None, (16, 1), None, "sub_tensor"), (16, 2, 3, None, (16, 1), None, "sub_tensor"),
          (4, 1, 3, 0.3, (16, 1), None, "sub_tensor"), (16, 2, 3, 0.3, (16, 1), None, "sub_tensor"),
          (8, 3, 3, 0.5, (4, 4), None, "sub_tensor"), (2, 1, 0, None, (16, 1), None, "sub_tensor"),
          (16, 2, 3, 0.3, (16, 1), 0.25, "sub_tensor"), (8, 3, 3, 0.5, (4, 4), 0.5, "sub_tensor"),
          (4, 1, 3, None, (16, 1), None, "time"), (16, 2, 3, 0.3, (16, 1), 0.25, "time"),
-         (4, 1, 3, None, (16, 1), None, "sub_tensor", True), (16, 2, 4, 0.3, (16, 1), 0.25, "time", True)]
+         (4, 1, 3, None, (16, 1), None, "sub_tensor", RESIDUAL), (16, 2, 4, 0.3, (16, 1), 0.25, "time", RESIDUAL),
+         (8, 1, 3, None, (16, 1), None, "sub_tensor", LAG), (16, 2, 3, 0.3, (16, 1), 0.25, "time", LAG),
+         (16, 2, 4, 0.3, (16, 1), 0.25, "time", {**RESIDUAL, **LAG})]
 
 
 def _setup(factor, horizon, layers=3, density=None, block=(16, 1), hidden=32, seed=1, n_frames=N_FRAMES,
-           proj_density=None, previous="sub_tensor", residual=False):
+           proj_density=None, previous="sub_tensor", extra=None):
     cfg = ModelConfig(hidden_size=hidden, out_hidden=32, cond_channels=16, block_shape=block,
                       subscale_factor=factor, subscale_horizon=horizon, subscale_channels=16,
-                      subscale_layers=layers, subscale_previous=previous, subscale_residual=residual)
+                      subscale_layers=layers, subscale_previous=previous, **(extra or {}))
     model = random_model(cfg, seed=seed, density=density, proj_density=proj_density)
     hop = model.feature_config.hop_length
     mel = np.random.default_rng(seed + 1).standard_normal((n_frames, cfg.n_mels)).astype(np.float32)
@@ -71,11 +74,12 @@ def _setup(factor, horizon, layers=3, density=None, block=(16, 1), hidden=32, se
 @pytest.fixture(scope="module", params=CASES, ids=lambda c: f"B{c[0]}-F{c[1]}-D{c[2]}-d{c[3]}-{c[4][0]}x{c[4][1]}"
                                                            + (f"-proj{c[5]}" if c[5] is not None else "")
                                                            + ("-prev_time" if c[6] == "time" else "")
-                                                           + ("-residual" if c[7:] == (True,) else ""))
+                                                           + "".join(f"-{k.removeprefix('subscale_')}"
+                                                                     for k in (c[7] if c[7:] else {})))
 def case(request):
-    factor, horizon, layers, density, block, proj_density, previous, *residual = request.param
+    factor, horizon, layers, density, block, proj_density, previous, *extra = request.param
     model, mel, uniforms = _setup(factor, horizon, layers, density, block, proj_density=proj_density,
-                                  previous=previous, residual=bool(residual and residual[0]))
+                                  previous=previous, extra=extra[0] if extra else None)
     assert model.is_sparse("subscale.proj.weight") == (proj_density is not None)
     samples, steps = rs.generate_subscale_ref(model, mel, uniforms, trace=True)
     return model, conditioning_ref(model, mel), uniforms, samples, steps
@@ -117,17 +121,18 @@ def test_sparse_projection_changes_context_and_matches_dense_copy():
         np.testing.assert_array_equal(SubscaleEngine(dense_copy, exact=True, isa=isa).generate(g, uniforms), want)
 
 
-def test_residual_context_layers_change_the_samples():
-    """subscale_residual is read by reference and engine alike: the same weights with and without it give other
-    samples, and each engine gives its own reference's (so neither side ignores the flag)."""
+@pytest.mark.parametrize("option", [RESIDUAL, LAG], ids=lambda o: next(iter(o)))
+def test_context_options_change_the_samples(option):
+    """subscale_residual and subscale_context_order are read by reference and engine alike: the same weights with
+    and without the option give other samples, and each engine gives its own reference's (so neither side ignores
+    it)."""
     plain, mel, uniforms = _setup(16, 2, layers=3, n_frames=3)
-    residual = Model(dataclasses.replace(plain.model_config, subscale_residual=True), plain.feature_config,
-                     plain.weights, {})
+    other = Model(dataclasses.replace(plain.model_config, **option), plain.feature_config, plain.weights, {})
     g = conditioning_ref(plain, mel)
-    want = [rs.generate_subscale_ref(m, mel, uniforms) for m in (plain, residual)]
+    want = [rs.generate_subscale_ref(m, mel, uniforms) for m in (plain, other)]
     assert not np.array_equal(want[0], want[1])
     for isa in ISAS:
-        for m, samples in zip((plain, residual), want):
+        for m, samples in zip((plain, other), want):
             np.testing.assert_array_equal(SubscaleEngine(m, exact=True, isa=isa).generate(g, uniforms), samples)
 
 

@@ -31,9 +31,12 @@ from training.subscale_model import SubscaleWaveRNN  # noqa: E402
 TOL = 1e-4
 HOP, N_FRAMES = 300, 7
 N_SAMPLES = HOP * N_FRAMES  # 2100: B = 16 pads the last position
-# (B, F, subscale_previous, subscale_residual)
-CASES = [(4, 1, "sub_tensor", False), (16, 2, "sub_tensor", False), (4, 1, "time", False), (16, 2, "time", False),
-         (4, 1, "sub_tensor", True), (16, 2, "time", True)]
+# (B, F, subscale_previous, other ModelConfig fields: subscale_residual, subscale_context_order)
+RESIDUAL, LAG = {"subscale_residual": True}, {"subscale_context_order": "lag"}
+CASES = [(4, 1, "sub_tensor", {}), (16, 2, "sub_tensor", {}), (4, 1, "time", {}), (16, 2, "time", {}),
+         (4, 1, "sub_tensor", RESIDUAL), (16, 2, "time", RESIDUAL), (4, 1, "sub_tensor", LAG), (16, 2, "time", LAG),
+         (8, 1, "time", {**RESIDUAL, **LAG})]
+CASE_IDS = [f"B{b}-F{f}-{p}" + "".join(f"-{k.removeprefix('subscale_')}" for k in extra) for b, f, p, extra in CASES]
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -44,17 +47,17 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def config(factor: int, horizon: int, previous: str = "sub_tensor", residual: bool = False) -> ModelConfig:
+def config(factor: int, horizon: int, previous: str = "sub_tensor", extra: dict | None = None) -> ModelConfig:
     return ModelConfig(hidden_size=64, out_hidden=32, cond_channels=16, cond_kernels=(3, 3), subscale_factor=factor,
                        subscale_horizon=horizon, subscale_channels=16, subscale_layers=3, subscale_previous=previous,
-                       subscale_residual=residual)
+                       **(extra or {}))
 
 
 def make_net(factor: int, horizon: int, seed: int = 0, previous: str = "sub_tensor",
-             residual: bool = False) -> SubscaleWaveRNN:
+             extra: dict | None = None) -> SubscaleWaveRNN:
     """Default init scaled up (x2, x3 for the heads) so the distributions are far from uniform."""
     torch.manual_seed(seed)
-    net = SubscaleWaveRNN(config(factor, horizon, previous, residual), FeatureConfig(hop_length=HOP))
+    net = SubscaleWaveRNN(config(factor, horizon, previous, extra), FeatureConfig(hop_length=HOP))
     with torch.no_grad():
         for name, p in net.named_parameters():
             p.mul_(3.0 if name.startswith("O") else 2.0)
@@ -81,10 +84,10 @@ def torch_logits(net, mel, audio):
     return lc[0].numpy(), lf[0].numpy()
 
 
-@pytest.mark.parametrize("factor, horizon, previous, residual", CASES)
-def test_teacher_forced_logits_match_reference(inputs, factor, horizon, previous, residual):
+@pytest.mark.parametrize("factor, horizon, previous, extra", CASES, ids=CASE_IDS)
+def test_teacher_forced_logits_match_reference(inputs, factor, horizon, previous, extra):
     mel, audio, _ = inputs
-    net = make_net(factor, horizon, previous=previous, residual=residual)
+    net = make_net(factor, horizon, previous=previous, extra=extra)
     model = net.to_model()
     lc_t, lf_t = torch_logits(net, mel, audio)
     lc_r, lf_r = rs.teacher_forced_logits_subscale_ref(model, mel, audio)
@@ -96,10 +99,10 @@ def test_teacher_forced_logits_match_reference(inputs, factor, horizon, previous
     assert nll_t == pytest.approx(rs.nll_subscale_ref(model, mel, audio), rel=1e-5)
 
 
-@pytest.mark.parametrize("factor, horizon, previous, residual", CASES)
-def test_free_running_generation_is_identical(inputs, factor, horizon, previous, residual):
+@pytest.mark.parametrize("factor, horizon, previous, extra", CASES, ids=CASE_IDS)
+def test_free_running_generation_is_identical(inputs, factor, horizon, previous, extra):
     mel, _, uniforms = inputs
-    net = make_net(factor, horizon, previous=previous, residual=residual)
+    net = make_net(factor, horizon, previous=previous, extra=extra)
     model = net.to_model()
     uniforms = safe_uniforms(model, mel, uniforms)
     samples_t, trace_t = net.generate(mel, uniforms, trace=True)

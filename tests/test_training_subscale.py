@@ -85,7 +85,7 @@ def test_rq3_pair_differs_only_in_the_subscale_fields():
     assert sorted(k for k in a if a[k] != b[k]) == ["comment", "model"]
     assert {k for k in a["model"] if a["model"][k] != b["model"].get(k)} <= {
         "subscale_factor", "subscale_horizon", "subscale_channels", "subscale_layers", "subscale_previous",
-        "subscale_residual"}
+        "subscale_residual", "subscale_context_order"}
     assert (sub.window_frames * sub.features.hop_length) % sub.model.subscale_factor == 0
     assert "RQ3" in sub.comment and "RQ3" in plain.comment
 
@@ -112,11 +112,12 @@ def test_impossible_subscale_configs_are_value_errors(change, match):
 
 # ---------------------------------------------------------------------------------------------------- loss
 
-@pytest.mark.parametrize("previous, residual", [("sub_tensor", False), ("time", False), ("time", True)])
-def test_windowed_loss_is_the_models_nll_when_conditioning_is_constant(speech_dir, cache_dir, previous, residual):
+@pytest.mark.parametrize("previous, extra", [("sub_tensor", {}), ("time", {}), ("time", {"subscale_residual": True}),
+                                             ("time", {"subscale_context_order": "lag"})])
+def test_windowed_loss_is_the_models_nll_when_conditioning_is_constant(speech_dir, cache_dir, previous, extra):
     """With the conditioning independent of the mel, SubscaleWindowedNLL must give SubscaleWaveRNN.nll_bits on
     the window's samples: the rest of its path is the model's own forward, for every model config."""
-    cfg = subscale_config(model={**SUBSCALE_MODEL, "subscale_previous": previous, "subscale_residual": residual})
+    cfg = subscale_config(model={**SUBSCALE_MODEL, "subscale_previous": previous, **extra})
     torch.manual_seed(0)
     net = SubscaleWaveRNN(cfg.model, FEATURES)
     with torch.no_grad():

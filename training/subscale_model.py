@@ -79,6 +79,8 @@ class SubscaleWaveRNN(nn.Module):
         self.register_buffer("byte_input", torch.from_numpy(scale_byte(np.arange(N_CLASSES))), persistent=False)
         seen = torch.arange(b)[None, :] < torch.arange(b)[:, None]  # [s, z]: z < s
         self.register_buffer("ctx_mask", seen.repeat_interleave(2, dim=1).float(), persistent=False)  # (B, 2B)
+        order = np.stack([subscale.context_input_order(s, b, cfg.subscale_context_order) for s in range(b)])
+        self.register_buffer("ctx_order", torch.from_numpy(order), persistent=False)  # (B, 2B): row s's entries
         self._hooked_weight = None
         self.register_forward_pre_hook(lambda module, args, kwargs: module.apply_input_mask(), with_kwargs=True)
         self.apply_input_mask()
@@ -162,6 +164,8 @@ class SubscaleWaveRNN(nn.Module):
         values = self._fold(self.byte_input[torch.stack([coarse, fine], dim=2)], n_pos)  # (N, B, P, 2), pad 0
         by_position = values.transpose(1, 2).reshape(n_batch, 1, n_pos, 2 * b)  # row k: [c(k,0), f(k,0), ...]
         ctx_in = nnf.pad(by_position * self.ctx_mask[None, :, None, :], (0, 0, 0, self.horizon))  # (N, B, P+F, 2B)
+        if self.model_config.subscale_context_order != "sub_tensor":  # each sub-tensor's row in its own order
+            ctx_in = torch.gather(ctx_in, 3, self.ctx_order[None, :, None, :].expand_as(ctx_in))
         subs = torch.arange(b, device=coarse.device).repeat(n_batch)
         ctx = self.context_layers(ctx_in.reshape(n_batch * b, n_pos + self.horizon, 2 * b), subs)
         ctx = ctx[:, :, self.horizon:].transpose(1, 2).reshape(n_batch, b, n_pos, -1)  # position i + F
@@ -204,6 +208,7 @@ class SubscaleWaveRNN(nn.Module):
         kc = k.clamp(0, n_pos - 1)
         seen = real[kc] & inside[:, :, None] & (torch.arange(b, device=pos.device)[None, None, :] < subs[:, None, None])
         x = torch.where(seen[..., None], values[kc], torch.zeros((), device=pos.device)).reshape(k.shape[0], r, 2 * b)
+        x = torch.gather(x, 2, self.ctx_order[subs][:, None, :].expand_as(x))  # subscale_context_order
         a = self.context_layers(x, subs, valid=k >= 0)[:, :, -1]
         return a @ w["subscale.proj.weight"].T + w["subscale.proj.bias"][subs]
 

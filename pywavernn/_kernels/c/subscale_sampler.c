@@ -171,8 +171,9 @@ static void context_round(const pwr_subscale_net *net, const pwr_kernel_table *t
         memset(x, 0, sizeof(float) * 2 * (size_t)B);
         const size_t slot = (size_t)(k % sc->W) * (size_t)B;
         for (int32_t z = 0; z < s && (T < 0 || k * B + z < T); z++) { /* T < 0: every position read is real */
-            x[2 * z] = scale_byte(sc->coarse[slot + z]);
-            x[2 * z + 1] = scale_byte(sc->fine[slot + z]);
+            const int32_t e = net->context_lag ? s - 1 - z : z; /* subscale_context_order "lag": pair s - 1 - z */
+            x[2 * e] = scale_byte(sc->coarse[slot + z]);
+            x[2 * e + 1] = scale_byte(sc->fine[slot + z]);
         }
     }
     const float *rows[PWR_MAX_RHS] = {0}, *prev[PWR_MAX_RHS] = {0};

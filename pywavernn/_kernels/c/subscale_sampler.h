@@ -29,6 +29,7 @@ typedef struct {
     int32_t B, F, Cx, D;
     int32_t prev_time;            /* 1: x_t of (i, s), s >= 1, carries (i, s - 1) (subscale_previous "time") */
     int32_t residual;             /* 1: a_l = a_{l-1} + relu(...) in the dilated layers (subscale_residual) */
+    int32_t context_lag;          /* 1: context input pair j of stream s holds sub-tensor s - 1 - j ("lag" order) */
     /* The WaveRNN step (docs/format.md §3, §6): any shape/storage with a kernel table entry. */
     pwr_matrix R;                 /* (3H, H), rows [u | r | e] */
     pwr_matrix O1, O2, O3, O4;    /* (K, H/2), (256, K), (K, H/2), (256, K) */
