@@ -170,9 +170,12 @@ def test_context_input_order_lag_puts_the_same_distance_in_the_same_column():
 
 # --- leak-freedom of the NumPy reference ---------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def small():
-    model = random_model(SMALL, SMALL_FEATURES, seed=3, scale=0.6)
+@pytest.fixture(scope="module", params=["sub_tensor", "lag"], ids=lambda o: f"order_{o}")
+def small(request):
+    """A small model in each subscale_context_order (the lag order permutes the context input: it must stay
+    leak-free too)."""
+    cfg = dataclasses.replace(SMALL, subscale_context_order=request.param)
+    model = random_model(cfg, SMALL_FEATURES, seed=3, scale=0.6)
     rng = np.random.default_rng(0)
     mel = rng.normal(size=(4, 8)).astype(np.float32)  # T = 100
     audio = rng.integers(-20000, 20000, 100).astype(np.int16)
