@@ -213,16 +213,10 @@ class ModelConfig:
         d = dataclasses.asdict(self)
         d["cond_kernels"] = list(self.cond_kernels)
         d["block_shape"] = list(self.block_shape)
-        if self.subscale_factor == 1:
-            for name in _SUBSCALE_CONTEXT_FIELDS:
-                if d[name] == _SUBSCALE_CONTEXT_DEFAULTS[name]:
-                    del d[name]
-        if d["subscale_previous"] == _SUBSCALE_PREVIOUS_DEFAULT:
-            del d["subscale_previous"]
-        if not d["subscale_residual"]:
-            del d["subscale_residual"]
-        if d["subscale_context_order"] == _SUBSCALE_CONTEXT_ORDER_DEFAULT:
-            del d["subscale_context_order"]
+        omitted = _SUBSCALE_OPTION_FIELDS + (_SUBSCALE_CONTEXT_FIELDS if self.subscale_factor == 1 else ())
+        for name in omitted:
+            if d[name] == _SUBSCALE_DEFAULTS[name]:
+                del d[name]
         return d
 
     @classmethod
@@ -233,8 +227,9 @@ class ModelConfig:
         return json.dumps(self.to_dict(), sort_keys=True)
 
 
+# Left out of to_dict() at their defaults, so files from before the fields existed are written unchanged: the
+# context network's size for a plain model, the later subscale options for any model.
 _SUBSCALE_CONTEXT_FIELDS = ("subscale_channels", "subscale_layers")
-_SUBSCALE_PREVIOUS_DEFAULT = ModelConfig.subscale_previous  # left out of to_dict(): files from before it match
-_SUBSCALE_CONTEXT_ORDER_DEFAULT = ModelConfig.subscale_context_order  # likewise
-_SUBSCALE_CONTEXT_DEFAULTS = {f.name: f.default for f in dataclasses.fields(ModelConfig)
-                              if f.name in _SUBSCALE_CONTEXT_FIELDS}
+_SUBSCALE_OPTION_FIELDS = ("subscale_previous", "subscale_residual", "subscale_context_order")
+_SUBSCALE_DEFAULTS = {f.name: f.default for f in dataclasses.fields(ModelConfig)
+                      if f.name in _SUBSCALE_CONTEXT_FIELDS + _SUBSCALE_OPTION_FIELDS}
