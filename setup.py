@@ -34,11 +34,15 @@ CDIR = Path("pywavernn") / "_kernels" / "c"
 # One entry per ISA variant: the flags its copy of each *_isa.c file is compiled with.
 MACHINE = platform.machine().lower()
 if MACHINE in ("x86_64", "amd64"):
-    ISA_FLAGS = {"avx2": ["-mavx2", "-mfma", "-mf16c"]}
+    ISA_FLAGS = {"avx2": ["-mavx2", "-mfma", "-mf16c"],
+                 # the AVX2 copy built with AVX-512F: its 16x1 block kernels run 16 rows per register (pwr_isa.h)
+                 "avx512": ["-mavx2", "-mfma", "-mf16c", "-mavx512f"]}
 elif MACHINE in ("aarch64", "arm64"):
     ISA_FLAGS = {"neon": []}  # NEON and FP16 conversions are baseline on AArch64
 else:
     ISA_FLAGS = {}
+# Further PWR_ISA_<NAME> macros a variant's copy is compiled with (the AVX512 copy reuses the AVX2 code paths).
+ISA_ALSO = {"avx512": ["AVX2"]}
 
 BASE_CFLAGS = ["-O3", "-std=c11", "-fno-math-errno", "-fno-trapping-math", "-Wall", "-Wno-unused-function"]
 
@@ -90,6 +94,7 @@ class BuildExtWithISAVariants(build_ext):
             for src in variant_sources:
                 macros = [m for m in ext.define_macros if not m[0].startswith("PWR_ISA")]
                 macros += [("PWR_ISA", isa), (f"PWR_ISA_{isa.upper()}", "1")]
+                macros += [(f"PWR_ISA_{also}", "1") for also in ISA_ALSO.get(isa, [])]
                 objs = self.compiler.compile(
                     [src],
                     output_dir=os.path.join(self.build_temp, isa),

@@ -1,7 +1,8 @@
 """Loader of the compiled extension and the run-time ISA choice.
 
 Not the public API (pywavernn/__init__.py re-exports what users need). The ISA is chosen once per process:
-the best one the build compiled and the CPU supports, unless PYWAVERNN_ISA=generic|avx2|neon forces one.
+the best one the build compiled and the CPU supports (avx512 > avx2 > neon > generic), unless
+PYWAVERNN_ISA=generic|avx2|avx512|neon forces one.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ Not the public API: pywavernn/_native.py, kernels.py and engine.py wrap this mod
 from pywavernn._kernels.cpu_features cimport (pwr_isa_name, pwr_isa_built, pwr_isa_supported, pwr_best_isa,
                                               pwr_openmp_enabled, pwr_openmp_max_threads)
 
-ISA_IDS = {"generic": 0, "avx2": 1, "neon": 2}
+ISA_IDS = {"generic": 0, "avx2": 1, "neon": 2, "avx512": 3}
 
 
 def isa_name(int isa):

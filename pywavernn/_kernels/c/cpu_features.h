@@ -6,9 +6,9 @@
 #ifndef PWR_CPU_FEATURES_H
 #define PWR_CPU_FEATURES_H
 
-typedef enum { PWR_ISA_ID_GENERIC = 0, PWR_ISA_ID_AVX2 = 1, PWR_ISA_ID_NEON = 2 } pwr_isa_id;
+typedef enum { PWR_ISA_ID_GENERIC = 0, PWR_ISA_ID_AVX2 = 1, PWR_ISA_ID_NEON = 2, PWR_ISA_ID_AVX512 = 3 } pwr_isa_id;
 
-/* Name of an ISA id ("generic", "avx2", "neon"); "unknown" for anything else. */
+/* Name of an ISA id ("generic", "avx2", "avx512", "neon"); "unknown" for anything else. */
 const char *pwr_isa_name(int isa);
 /* 1 if the copy for `isa` was compiled into this build. */
 int pwr_isa_built(int isa);

@@ -10,6 +10,9 @@ const pwr_kernel_table *pwr_kernel_table_for(int isa) {
 #ifdef PWR_BUILT_AVX2
     case PWR_ISA_ID_AVX2: return &pwr_kernels_avx2;
 #endif
+#ifdef PWR_BUILT_AVX512
+    case PWR_ISA_ID_AVX512: return &pwr_kernels_avx512;
+#endif
 #ifdef PWR_BUILT_NEON
     case PWR_ISA_ID_NEON: return &pwr_kernels_neon;
 #endif

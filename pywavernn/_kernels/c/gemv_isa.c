@@ -60,18 +60,6 @@ void PWR_FN(sgemv_dense_f16)(const pwr_matrix *w, const float *x, const float *b
 
 #else /* ---------------------------------------------------------------- AVX2 + FMA + F16C */
 
-PWR_INLINE __m256 ld8(const void *v, size_t i, int st) {
-    if (st == PWR_F16) return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)v + i)));
-    return _mm256_loadu_ps((const float *)v + i);
-}
-
-PWR_INLINE float hsum8(__m256 v) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
 /* One dense row: 8-wide FMA accumulation, horizontal sum, scalar tail, then the bias. The 4-row path below
  * performs exactly this sequence per row, so row grouping never changes a result. */
 PWR_INLINE float dense_row_avx2(const void *v, size_t row_off, size_t n, const float *x, int st) {
@@ -110,6 +98,28 @@ PWR_INLINE void dense_gemv_avx2(const pwr_matrix *w, const float *x, const float
         y[i] = bias ? bias[i] + s : s;
     }
 }
+
+#if defined(PWR_ISA_AVX512) && PWR_ISA_AVX512
+/* The avx512 copy's 16x1 gemv: the AVX2 body below with each pair of 8-lane accumulators as one 16-lane register
+ * (the same two chains, even and odd blocks, added at the end), so its results are the AVX2 body's bit for bit. */
+PWR_INLINE void bsr_gemv_16x1_avx512(const pwr_matrix *w, const float *x, const float *bias, float *y, int32_t r0,
+                                     int32_t r1, int st) {
+    const int32_t *rp = w->row_ptr, *ci = w->col_idx;
+    const void *v = w->values;
+    for (int32_t i = r0; i < r1; i++) {
+        __m512 a = bias ? _mm512_loadu_ps(bias + 16 * (size_t)i) : _mm512_setzero_ps();
+        __m512 b = _mm512_setzero_ps();
+        int32_t k = rp[i];
+        const int32_t kend = rp[i + 1];
+        for (; k + 2 <= kend; k += 2) {
+            a = _mm512_fmadd_ps(ld16(v, 16 * (size_t)k, st), _mm512_set1_ps(x[ci[k]]), a);
+            b = _mm512_fmadd_ps(ld16(v, 16 * (size_t)k + 16, st), _mm512_set1_ps(x[ci[k + 1]]), b);
+        }
+        if (k < kend) a = _mm512_fmadd_ps(ld16(v, 16 * (size_t)k, st), _mm512_set1_ps(x[ci[k]]), a);
+        _mm512_storeu_ps(y + 16 * (size_t)i, _mm512_add_ps(a, b));
+    }
+}
+#endif
 
 PWR_INLINE void bsr_gemv_16x1_avx2(const pwr_matrix *w, const float *x, const float *bias, float *y, int32_t r0,
                                    int32_t r1, int st) {
@@ -199,6 +209,9 @@ PWR_INLINE void bsr_gemv_1x1_avx2(const pwr_matrix *w, const float *x, const flo
                                          int32_t r0, int32_t r1) {                                           \
         bsr_gemv_##shape##_avx2(w, x, b, y, r0, r1, PWR_F16);                                                \
     }
+#if defined(PWR_ISA_AVX512) && PWR_ISA_AVX512
+#define bsr_gemv_16x1_avx2 bsr_gemv_16x1_avx512 /* the exported 16x1 gemv of the avx512 copy (same bits) */
+#endif
 PWR_GEMV_AVX2(16x1)
 PWR_GEMV_AVX2(4x4)
 PWR_GEMV_AVX2(1x1)

@@ -1,8 +1,11 @@
 /* pwr_isa.h: internal helpers shared by the *_isa.c kernel sources (not a public header).
  *
- * Each *_isa.c is compiled once per ISA by setup.py with PWR_ISA_<NAME>=1 (GENERIC, AVX2, NEON). PWR_FN(name)
- * gives each copy its own symbols (name_generic, name_avx2, name_neon). Intrinsics appear only under
- * PWR_ISA_AVX2; the NEON copy is currently the portable C body compiled for AArch64 (auto-vectorised).
+ * Each *_isa.c is compiled once per ISA by setup.py with PWR_ISA_<NAME>=1 (GENERIC, AVX2, AVX512, NEON).
+ * PWR_FN(name) gives each copy its own symbols (name_generic, name_avx2, name_avx512, name_neon). Intrinsics
+ * appear only under PWR_ISA_AVX2; the AVX512 copy is compiled with PWR_ISA_AVX2=1 as well (it is the AVX2 copy,
+ * built with -mavx512f) and replaces only the 16x1 block kernels with 16-lane versions under PWR_ISA_AVX512, whose
+ * results are the AVX2 copy's bit for bit. The NEON copy is currently the portable C body compiled for AArch64
+ * (auto-vectorised).
  * Storage (fp32 / fp16) is a compile-time constant argument of always-inline bodies, so each exported kernel is
  * specialised for one storage type without duplicating its source.
  */
@@ -18,7 +21,15 @@
 #define PWR_CAT_(a, b) a##b
 #define PWR_CAT(a, b) PWR_CAT_(a, b)
 
-#if defined(PWR_ISA_AVX2) && PWR_ISA_AVX2
+#if defined(PWR_ISA_AVX512) && PWR_ISA_AVX512
+#if !(defined(PWR_ISA_AVX2) && PWR_ISA_AVX2)
+#error "the AVX512 copy is the AVX2 copy with 16-lane 16x1 kernels: compile it with PWR_ISA_AVX2=1 too"
+#endif
+#define PWR_SUFFIX _avx512
+#define PWR_SUFFIX_NAME "avx512"
+#define PWR_TABLE_NAME pwr_kernels_avx512
+#include <immintrin.h>
+#elif defined(PWR_ISA_AVX2) && PWR_ISA_AVX2
 #define PWR_SUFFIX _avx2
 #define PWR_SUFFIX_NAME "avx2"
 #define PWR_TABLE_NAME pwr_kernels_avx2
@@ -56,6 +67,28 @@ static inline float pwr_half_to_float(uint16_t hbits) {
 PWR_INLINE float pwr_load_w(const void *v, size_t i, int storage) {
     return storage == PWR_F16 ? pwr_half_to_float(((const uint16_t *)v)[i]) : ((const float *)v)[i];
 }
+
+#if defined(PWR_ISA_AVX2) && PWR_ISA_AVX2
+/* 8 weights from i of a values array of the given storage, as floats (fp16: F16C conversion, exact). */
+PWR_INLINE __m256 ld8(const void *v, size_t i, int st) {
+    if (st == PWR_F16) return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)((const uint16_t *)v + i)));
+    return _mm256_loadu_ps((const float *)v + i);
+}
+/* The sum of v's 8 lanes, in the order every AVX2 kernel uses (halves, then pairs, then the last two). */
+PWR_INLINE float hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+#endif
+#if defined(PWR_ISA_AVX512) && PWR_ISA_AVX512
+/* 16 weights from i, as floats (the avx512 copy's 16x1 kernels: one block per register). */
+PWR_INLINE __m512 ld16(const void *v, size_t i, int st) {
+    if (st == PWR_F16) return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)v + i)));
+    return _mm512_loadu_ps((const float *)v + i);
+}
+#endif
 
 /* Functions of one ISA copy, referenced by its table (table_isa.c). */
 #define PWR_DECL_MV(shape)                                                                                    \

@@ -7,7 +7,7 @@
  *
  * Letters: M x N matrix shape, BH x BW block shape, B number of right-hand sides (1..16), H hidden units.
  *
- * Each kernel exists once per ISA (suffix _generic, _avx2, _neon), compiled from one source body per ISA
+ * Each kernel exists once per ISA (suffix _generic, _avx2, _avx512, _neon), compiled from one source body per ISA
  * (see *_isa.c and setup.py). The generic copy is the definition of correct; pwr_kernel_table(isa) returns the
  * table of one ISA, which callers resolve once and then call through.
  *
@@ -19,7 +19,8 @@
  *           (B, N) array, or rows gathered from anywhere, e.g. a GRU state read in place); Y is (B, M) row-major.
  *           A weight (or a 16-row weight vector, a 4x4 block) is loaded and converted once and multiplied by up
  *           to 6 right-hand sides held in registers (16 AVX2 registers cannot hold more accumulators: a 16x1
- *           block row with B = 16 needs 32), so weights are streamed ceil(B/6) times from L1, once from memory.
+ *           block row with B = 16 needs 32), so weights are streamed ceil(B/6) times from L1, once from memory;
+ *           the avx512 copy's 16x1 products hold a block in one register and take 8 right-hand sides a tile.
  *           In the generic copy, column b of Y is bit-identical to gemv on x[b].
  *
  * Row ranges are in *block rows* [r0, r1) (rows r0*BH .. r1*BH-1 of y); for dense matrices BH = 1.
@@ -124,6 +125,7 @@ int pwr_shape_of(int32_t bh, int32_t bw, int is_dense);
 #define PWR_DECLARE_TABLE(isa) extern const pwr_kernel_table pwr_kernels_##isa;
 PWR_DECLARE_TABLE(generic)
 PWR_DECLARE_TABLE(avx2)
+PWR_DECLARE_TABLE(avx512)
 PWR_DECLARE_TABLE(neon)
 
 #endif
