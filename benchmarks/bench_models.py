@@ -4,21 +4,29 @@
 What it is: the speed half of the experiments in docs/experiments.md (RQ3/RQ5: a Subscale WaveRNN against the plain
 WaveRNN of the same size) and the bundled model's real-time factor in README and docs/quality.md. Every vocoder
 generates from the same real log-mel (a speech file's, or a fixed random one when none is given), fast mode,
-fp32 weights; the time covers `Vocoder.vocode` whole: conditioning network, upsampling, the sampling loop (and a
+fp32 weights unless --weights says otherwise, the ISA pywavernn selects (PYWAVERNN_ISA forces one); the time covers `Vocoder.vocode` whole: conditioning network, upsampling, the sampling loop (and a
 subscale model's context network). Before timing, each vocoder is checked to give the same samples on 1 and
 2 threads (samples never depend on the thread count). The report counts the threaded loops' hand-overs to one
 thread during the timing (pwr_barrier.h: a team whose barriers keep sleeping, i.e. a core taken by other work,
 runs on thread 0 alone for a stretch): a count above zero means the 2-thread figures met a busy machine.
 What it is not: a test (nothing asserts a speed) and not a kernel benchmark (bench_kernels.py).
 
-    python -m benchmarks.bench_models MODEL.safetensors [MODEL ...] [--audio FILE] [--threads 1 2] [--name NAME]
+    python -m benchmarks.bench_models MODEL.safetensors [MODEL ...] [--audio FILE] [--threads 1 2] [--weights fp32]
+                                      [--isa avx2 avx512] [--name NAME]
     python -m benchmarks.bench_models          # the bundled model on ../shared/data/asterisk-en/digits_1.flac
     python -m benchmarks.bench_models --like training/configs/experiments/rq2_sparse256.json [CFG ...]
     python -m benchmarks.bench_models PLAIN.safetensors SUBSCALE.safetensors --baseline PLAIN.safetensors
 
---baseline MODEL (one of the models): every model's speed over MODEL's at the same thread count, as the median of
-the per-round ratios (both timed in the same round; benchmarks.harness.paired_ratio) with their range, which
-says how firmly a ratio clears a target (the ratio of two medians hides that spread).
+--weights fp32 fp16: time each model with each weight storage (Vocoder(weights=...)); fp16 halves the bytes a
+product reads, which speeds up memory-bound products (the plain model's one-column products) but not compute-bound
+ones (the subscale model's 16-column products), so a ratio should be read at both.
+
+--isa NAME [NAME ...]: time each model with each of these kernel instruction sets (Vocoder(isa=...)) in the same
+interleaved rounds; default: only the one pywavernn selects.
+
+--baseline MODEL (one of the models): every model's speed over MODEL's at the same thread count, storage and ISA, as the
+median of the per-round ratios (both timed in the same round; benchmarks.harness.paired_ratio) with their range,
+which says how firmly a ratio clears a target (the ratio of two medians hides that spread).
 
 --like CFG: a random model shaped as the training config CFG exports (its ModelConfig, feature config and each
 matrix's final sparsity, in its block shape), for speed figures of runs whose trained files are not at hand:
@@ -31,6 +39,7 @@ Writes results/bench_models[_NAME].json and .md. Letters: T samples per call.
 from __future__ import annotations
 
 import argparse
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -74,6 +83,12 @@ def model_like(config_path: Path, seed: int = 0):
                         conv_density=1.0 - cfg.pruning.subscale_convs if conv else None)
 
 
+def _cand_name(label: str, threads: int, weights: str, isa: str | None) -> str:
+    """A candidate's name: model stem, threads, and the storage and ISA when they are not the defaults."""
+    return (f"{Path(label).stem} x{threads}" + ("" if weights == "fp32" else f" {weights}")
+            + ("" if isa is None else f" {isa}"))
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("models", nargs="*", help="model files (default: the bundled model)")
@@ -82,6 +97,9 @@ def main(argv=None) -> None:
     ap.add_argument("--audio", type=Path, default=DEFAULT_AUDIO, help="speech whose mel is vocoded")
     ap.add_argument("--seconds", type=float, default=4.0, help="audio per call (default 4 s)")
     ap.add_argument("--threads", type=int, nargs="*", default=[1, 2])
+    ap.add_argument("--weights", nargs="*", default=["fp32"], choices=["fp32", "fp16"],
+                    help="weight storages to time (default fp32)")
+    ap.add_argument("--isa", nargs="*", default=[None], help="kernel instruction sets to time (default: the selected)")
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--name", default="", help="suffix of the result files")
     ap.add_argument("--baseline", default=None, metavar="MODEL",
@@ -103,15 +121,18 @@ def main(argv=None) -> None:
         mel = _mel(base, args.audio, args.seconds)
         want = base.vocode(mel, seed=0)
         mc = base.model_config
-        for t in args.threads:
-            voc = Vocoder(source, threads=t)
-            if not np.array_equal(voc.vocode(mel, seed=0), want):
-                raise RuntimeError(f"{label}: threads={t} gives other samples than threads=1")
-            name = f"{Path(label).stem} x{t}"
-            cands.append(Candidate(name, (lambda v=voc, m=mel: v.vocode(m, seed=0)), work=want.shape[0]))
-            meta[name] = {"model": label, "threads": t, "hidden": mc.hidden_size,
-                          "subscale_factor": mc.subscale_factor, "sparsity": base.model.sparsity(),
-                          "samples": int(want.shape[0])}
+        for wt, isa in itertools.product(args.weights, args.isa):
+            one = want if (wt, isa) == ("fp32", None) else Vocoder(source, weights=wt, isa=isa).vocode(mel, seed=0)
+            for t in args.threads:
+                voc = Vocoder(source, threads=t, weights=wt, isa=isa)
+                if not np.array_equal(voc.vocode(mel, seed=0), one):
+                    raise RuntimeError(f"{label}: threads={t} gives other samples than threads=1 ({wt} weights, "
+                                       f"ISA {voc._engine.isa})")
+                name = _cand_name(label, t, wt, isa)
+                cands.append(Candidate(name, (lambda v=voc, m=mel: v.vocode(m, seed=0)), work=want.shape[0]))
+                meta[name] = {"model": label, "threads": t, "weights": wt, "isa": voc._engine.isa,
+                              "isa_arg": isa, "hidden": mc.hidden_size, "subscale_factor": mc.subscale_factor,
+                              "sparsity": base.model.sparsity(), "samples": int(want.shape[0])}
     count = _native.engine().handover_count if _native.available() else (lambda: 0)
     handovers = count()
     res = interleaved_medians(cands, rounds=args.rounds, min_seconds=0.5)
@@ -119,22 +140,24 @@ def main(argv=None) -> None:
     rows = []
     for c in cands:
         m, rate = meta[c.name], res[c.name]["rate"]
-        one = res[f"{Path(m['model']).stem} x1"]["rate"] if 1 in args.threads else None
+        one = res[_cand_name(m["model"], 1, m["weights"], m["isa_arg"])]["rate"] if 1 in args.threads else None
         row = {**m, "samples_per_s": rate, "x_real_time": rate / SAMPLE_RATE,
                "x_one_thread": rate / one if one else None, "timings": res[c.name]}
         if base_label is not None:
-            r = paired_ratio(res, f"{Path(base_label).stem} x{m['threads']}", c.name)
+            r = paired_ratio(res, _cand_name(base_label, m["threads"], m["weights"], m["isa_arg"]), c.name)
             row["x_baseline"] = r
             row["x_baseline_text"] = f"{r['median']:.3f} ({r['min']:.3f}-{r['max']:.3f})"
         rows.append(row)
-    columns = [("model", "model", ""), ("subscale_factor", "B", ""), ("threads", "threads", ""),
+    columns = [("model", "model", ""), ("subscale_factor", "B", ""), ("weights", "weights", ""), ("isa", "ISA", ""),
+               ("threads", "threads", ""),
                ("samples_per_s", "samples/s", ",.0f"), ("x_real_time", "x real time", ".2f"),
                ("x_one_thread", "x 1 thread", ".2f")]
     if base_label is not None:
         columns.append(("x_baseline_text", f"x {Path(base_label).stem} (per-round median, range)", ""))
     table = format_table(rows, columns)
     note = (f"\n\nVocoder.vocode of {args.seconds:g} s of speech ({args.audio.name if args.audio else 'random mel'}), "
-            f"fast mode, fp32 weights, medians of {args.rounds} interleaved rounds; conditioning network included. "
+            f"fast mode, {' and '.join(args.weights)} weights, selected ISA {_native.selected_isa()}, "
+            f"medians of {args.rounds} interleaved rounds; conditioning network included. "
             f"Hand-overs to one thread during the timing (a busy machine): {handovers}.")
     path = write_report("bench_models" + (f"_{args.name}" if args.name else ""), machine_description(), rows,
                         table + note, extra={"handovers_during_timing": handovers, "baseline": base_label})

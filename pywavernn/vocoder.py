@@ -94,19 +94,23 @@ class Vocoder:
              subscale models: the B sub-tensor streams split over a team, at most B used). Samples never depend on
              it.
     exact:   cpu backend only: use libm expf/tanhf instead of the fast approximations (bit-comparable to reference).
+    isa:     cpu backend only: the sampling loop's instruction set ("generic", "avx2", "avx512", "neon": one that is
+             built and that this CPU runs, pywavernn.kernels.available_isas()); None (default) takes
+             pywavernn.selected_isa(), the best one. For comparisons: avx512 gives the avx2 samples bit for bit.
+             (The conditioning network's products give the same bits on every ISA and run on the selected one.)
     """
 
     def __init__(self, model: ModelLike = None, backend: str = "cpu", *, weights: str = "fp32",
-                 threads: int = 1, exact: bool = False):
+                 threads: int = 1, exact: bool = False, isa: str | None = None):
         if backend not in BACKENDS:
             raise ValueError(f"backend: expected one of {BACKENDS}, found {backend!r}")
         if weights not in WEIGHT_DTYPES:
             raise ValueError(f"weights: expected one of {WEIGHT_DTYPES}, found {weights!r}")
         if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
             raise ValueError(f"threads: expected a positive integer, found {threads!r}")
-        if backend != "cpu" and (weights != "fp32" or threads != 1 or exact):
-            raise ValueError(f"weights, threads and exact apply to the 'cpu' backend only; backend {backend!r} "
-                             f"found weights={weights!r}, threads={threads}, exact={exact}")
+        if backend != "cpu" and (weights != "fp32" or threads != 1 or exact or isa is not None):
+            raise ValueError(f"weights, threads, exact and isa apply to the 'cpu' backend only; backend {backend!r} "
+                             f"found weights={weights!r}, threads={threads}, exact={exact}, isa={isa!r}")
         self.model = _as_model(model)
         self.backend = backend
         self.weights = weights
@@ -117,11 +121,11 @@ class Vocoder:
         if backend == "cpu" and self._subscale:
             from pywavernn.subscale_engine import SubscaleEngine  # compiled; imported only when asked for
 
-            self._engine = SubscaleEngine(self.model, weights=weights, exact=exact, threads=threads)
+            self._engine = SubscaleEngine(self.model, weights=weights, exact=exact, threads=threads, isa=isa)
         elif backend == "cpu":
             from pywavernn.engine import CpuEngine
 
-            self._engine = CpuEngine(self.model, weights=weights, threads=threads, exact=exact)
+            self._engine = CpuEngine(self.model, weights=weights, threads=threads, exact=exact, isa=isa)
         elif backend == "cuda":
             from pywavernn import cuda
 

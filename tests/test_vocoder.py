@@ -288,3 +288,25 @@ def test_nll_requires_frames_times_hop_samples_on_every_backend(model):
     for backend in ("cpu", "reference"):
         with pytest.raises(ValueError, match="frames x hop"):
             Vocoder(model, backend=backend).nll(_mel(2), audio)
+
+
+def test_isa_choice_keeps_the_samples_and_is_checked(model):
+    """Vocoder(isa=...) picks the sampling loop's kernels: the avx512 copy gives the avx2 samples bit for bit, plain
+    and subscale (pwr_isa.h); every ISA available here vocodes; an unknown or unavailable one, or isa with another
+    backend, is a clear error."""
+    from dataclasses import replace
+
+    from pywavernn import kernels
+
+    mel = _mel(6)
+    sub = random_model(replace(CFG, subscale_factor=4, subscale_horizon=1, subscale_channels=8, subscale_layers=2),
+                       seed=5, density=0.5)
+    for m in (model, sub):
+        got = {isa: Vocoder(m, isa=isa).vocode(mel, seed=2) for isa in kernels.available_isas()}
+        assert all(a.shape == (6 * 300,) for a in got.values())
+        if {"avx2", "avx512"} <= set(got):
+            np.testing.assert_array_equal(got["avx512"], got["avx2"])
+    with pytest.raises(ValueError, match="isa"):
+        Vocoder(model, isa="altivec")
+    with pytest.raises(ValueError, match="cpu"):
+        Vocoder(model, backend="reference", isa="generic")
