@@ -35,8 +35,9 @@ CDIR = Path("pywavernn") / "_kernels" / "c"
 MACHINE = platform.machine().lower()
 if MACHINE in ("x86_64", "amd64"):
     ISA_FLAGS = {"avx2": ["-mavx2", "-mfma", "-mf16c"],
-                 # the AVX2 copy built with AVX-512F: its 16x1 block kernels run 16 rows per register (pwr_isa.h)
-                 "avx512": ["-mavx2", "-mfma", "-mf16c", "-mavx512f"]}
+                 # the AVX2 copy built with AVX-512F: its B-column 16x1 products run 16 rows per register
+                 # (pwr_isa.h); no 512-bit auto-vectorisation elsewhere (some CPUs clock down for it)
+                 "avx512": ["-mavx2", "-mfma", "-mf16c", "-mavx512f", "-mprefer-vector-width=256"]}
 elif MACHINE in ("aarch64", "arm64"):
     ISA_FLAGS = {"neon": []}  # NEON and FP16 conversions are baseline on AArch64
 else:
