@@ -82,7 +82,9 @@ def test_rq3_pair_differs_only_in_the_subscale_fields():
     assert sub.model.subscale_factor == 16 and sub.model.subscale_horizon == 2 and sub.model.hidden_size == 512
     assert plain.model.subscale_factor == 1 and plain.model.hidden_size == 512
     a, b = sub.to_dict(), plain.to_dict()
-    assert sorted(k for k in a if a[k] != b[k]) == ["comment", "model"]
+    assert sorted(k for k in a if a[k] != b[k]) == ["comment", "model", "pruning"]
+    # pruning differs only in the context network's own ratios (the plain model has no context network)
+    assert {k for k in a["pruning"] if a["pruning"][k] != b["pruning"].get(k)} <= {"subscale_proj", "subscale_convs"}
     assert {k for k in a["model"] if a["model"][k] != b["model"].get(k)} <= {
         "subscale_factor", "subscale_horizon", "subscale_channels", "subscale_layers", "subscale_previous",
         "subscale_residual", "subscale_context_order"}
