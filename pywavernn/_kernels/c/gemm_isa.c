@@ -12,10 +12,12 @@
  * never depends on the tiling.
  * AVX-512 (the avx512 copy, pwr_isa.h): a 16x1 block is one 16-lane register, so each right-hand side needs one
  * accumulator and a tile holds 8 (8 accumulators + the weights + 8 broadcasts; wider tiles run out of general
- * registers for the 8+ column pointers): 8 columns per weight load instead of 6, half the instructions per block
- * (measured on the 2-vCPU EPYC, Zen 4, 16 right-hand sides: 56-58 against 52-54 GMAC/s for R-, O1- and O2-shaped
- * matrices). Lane r does what lane r of the two 8-lane accumulators does (bias, then one FMA per block in block
- * order), so the avx512 results are the avx2 results bit for bit.
+ * registers for the 8+ column pointers): 8 columns per weight load instead of 6, half the instructions per block.
+ * Zen 4 runs a 512-bit FMA at the rate of two 256-bit ones, so this saves instructions, not arithmetic: on the
+ * 2-vCPU EPYC, 16 right-hand sides, `bench_kernels --h256` less the wrapper, R (768x256, 25 %) 94 against
+ * 84 GFLOP/s, O1 and O2-as-16x1 +3-4 %; the subscale loop 1-5 % faster (docs/experiments.md, RQ5). Lane r does
+ * what lane r of the two 8-lane accumulators does (bias, then one FMA per block in block order), so the avx512
+ * results are the avx2 results bit for bit.
  * The portable copy runs the gemv body per right-hand side, so column b equals gemv(X[b]) bit for bit.
  * Compiled once per ISA (see pwr_isa.h). Preconditions: see pwr_kernels.h.
  */
