@@ -4,8 +4,9 @@
 What it is: the speed half of the experiments in docs/experiments.md (RQ3/RQ5: a Subscale WaveRNN against the plain
 WaveRNN of the same size) and the bundled model's real-time factor in README and docs/quality.md. Every vocoder
 generates from the same real log-mel (a speech file's, or a fixed random one when none is given), fast mode,
-fp32 weights unless --weights says otherwise, the ISA pywavernn selects (PYWAVERNN_ISA forces one); the time covers `Vocoder.vocode` whole: conditioning network, upsampling, the sampling loop (and a
-subscale model's context network). Before timing, each vocoder is checked to give the same samples on 1 and
+fp32 weights unless --weights says otherwise, the ISA pywavernn selects unless --isa says otherwise; the time
+covers `Vocoder.vocode` whole: conditioning network, upsampling, the sampling loop (and a subscale model's
+context network). Before timing, each vocoder is checked to give the same samples on 1 and
 2 threads (samples never depend on the thread count). The report counts the threaded loops' hand-overs to one
 thread during the timing (pwr_barrier.h: a team whose barriers keep sleeping, i.e. a core taken by other work,
 runs on thread 0 alone for a stretch): a count above zero means the 2-thread figures met a busy machine.
@@ -24,9 +25,9 @@ ones (the subscale model's 16-column products), so a ratio should be read at bot
 --isa NAME [NAME ...]: time each model with each of these kernel instruction sets (Vocoder(isa=...)) in the same
 interleaved rounds; default: only the one pywavernn selects.
 
---baseline MODEL (one of the models): every model's speed over MODEL's at the same thread count, storage and ISA, as the
-median of the per-round ratios (both timed in the same round; benchmarks.harness.paired_ratio) with their range,
-which says how firmly a ratio clears a target (the ratio of two medians hides that spread).
+--baseline MODEL (one of the models): every model's speed over MODEL's at the same thread count, storage and ISA,
+as the median of the per-round ratios (both timed in the same round; benchmarks.harness.paired_ratio) with their
+range, which says how firmly a ratio clears a target (the ratio of two medians hides that spread).
 
 --like CFG: a random model shaped as the training config CFG exports (its ModelConfig, feature config and each
 matrix's final sparsity, in its block shape), for speed figures of runs whose trained files are not at hand:

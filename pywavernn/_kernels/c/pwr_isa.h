@@ -4,8 +4,8 @@
  * PWR_FN(name) gives each copy its own symbols (name_generic, name_avx2, name_avx512, name_neon). Intrinsics
  * appear only under PWR_ISA_AVX2; the AVX512 copy is compiled with PWR_ISA_AVX2=1 as well (it is the AVX2 copy,
  * built with -mavx512f) and replaces only the B-column 16x1 block products with 16-lane versions under
- * PWR_ISA_AVX512, whose results are the AVX2 copy's bit for bit. The NEON copy is currently the portable C body compiled for AArch64
- * (auto-vectorised).
+ * PWR_ISA_AVX512, whose results are the AVX2 copy's bit for bit. The NEON copy is currently the portable C body
+ * compiled for AArch64 (auto-vectorised).
  * Storage (fp32 / fp16) is a compile-time constant argument of always-inline bodies, so each exported kernel is
  * specialised for one storage type without duplicating its source.
  */
