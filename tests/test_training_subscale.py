@@ -106,6 +106,9 @@ def test_rq3_pair_differs_only_in_the_subscale_fields():
      "only a subscale model .* context layers"),
     ({"pruning": {"target_sparsity": 0.5, "t0": 2, "S": 6, "prune_every": 2, "block": [4, 4],
                   "subscale_proj": 1.0}}, "pruning"),
+    ({"subscale_linear_estimates": -1}, "subscale_linear_estimates: expected an integer >= 0"),
+    ({"model": TINY.model.to_dict(), "subscale_linear_estimates": 2},
+     "subscale_linear_estimates = 2: only a subscale model"),
 ])
 def test_impossible_subscale_configs_are_value_errors(change, match):
     with pytest.raises(ValueError, match=match):
@@ -232,3 +235,40 @@ def test_export_writes_a_subscale_model_that_vocodes(tmp_path, uninterrupted_run
     assert main(["export", str(uninterrupted_run / "checkpoint.pt"), "-o", str(dense), "--dense"]) == 0
     assert not load_model(dense).is_sparse("gru.R")
     assert load_model(dense).model_config.subscale_factor == B
+
+
+def test_score_gives_the_exported_models_nll_from_the_checkpoint(tmp_path, speech_dir, uninterrupted_run):
+    from training.score import score
+
+    path = tmp_path / "subscale.safetensors"
+    assert main(["export", str(uninterrupted_run / "checkpoint.pt"), "-o", str(path)]) == 0
+    a, b = (score(p, speech_dir, log=lambda m: None) for p in (uninterrupted_run / "checkpoint.pt", path))
+    assert a["what"] == f"checkpoint at step {STEPS}" and b["what"] == "model file" and a["n_files"] == 4
+    for key in ("nll_bits", "coarse", "fine"):
+        assert abs(a["mean"][key] - b["mean"][key]) < 1e-4, key
+    assert abs(a["mean"]["nll_bits"] - a["mean"]["coarse"] - a["mean"]["fine"]) < 1e-9
+    assert len(a["by_subtensor"]["total"]) == B
+    # the same bits as training.evaluate's subscale NLL for the exported file
+    from training.evaluate import _TorchSubscaleNLL
+    from pywavernn import features
+    from pywavernn.audio import float_to_int16, load_audio
+
+    audio = load_audio(speech_dir / "utt0.wav", 24000)
+    bits, _ = _TorchSubscaleNLL(load_model(path)).nll(features.log_mel(audio, FEATURES), float_to_int16(audio))
+    assert abs(bits - b["files"][0]["nll_bits"]) < 1e-6
+
+
+def test_linear_estimates_train_and_score_but_do_not_export(tmp_path, speech_dir, cache_dir):
+    from training.score import score
+
+    cfg = subscale_config(subscale_linear_estimates=2)
+    assert TrainConfig.from_dict(cfg.to_dict()).subscale_linear_estimates == 2
+    assert "subscale_linear_estimates" not in subscale_config().to_dict()  # earlier configs keep their hashes
+    out = tmp_path / "run"
+    result = train(cfg, speech_dir, out, cache_dir=cache_dir, progress=False)
+    assert result["step"] == STEPS and np.isfinite(result["valid_bits"])
+    ckpt = load_checkpoint(out / "checkpoint.pt")
+    assert ckpt["model"]["lin_weight"].shape == (B, F + 2, B, 2)
+    assert np.isfinite(score(out / "checkpoint.pt", speech_dir, log=lambda m: None)["mean"]["nll_bits"])
+    assert main(["export", str(out / "checkpoint.pt"), "-o", str(tmp_path / "x.safetensors")]) != 0
+    assert not (tmp_path / "x.safetensors").exists()

@@ -145,32 +145,36 @@ class _TorchSubscaleNLL:
     are conditioned on zeros there, as they would be at the end of any generated utterance."""
 
     def __init__(self, model: fmt.Model):
-        import torch
-
         from training.subscale_model import SubscaleWaveRNN
 
-        self.torch = torch
-        self.hop = model.feature_config.hop_length
         self.net = SubscaleWaveRNN.from_model(model).eval()
 
     def nll(self, mel: np.ndarray, audio_int16: np.ndarray) -> tuple[float, dict]:
         """(bits per sample, {"coarse", "fine": bits summed by sub-tensor s = t mod B, "count": samples of each})."""
-        torch = self.torch
-        n, total = audio_int16.shape[0], mel.shape[0] * self.hop
-        padded = np.zeros(total, np.int16)
-        padded[:min(n, total)] = audio_int16[:total]
-        u = torch.from_numpy(padded.astype(np.int32) + 32768)[None]
-        coarse, fine = u >> 8, u & 255
-        with torch.no_grad():
-            logits_c, logits_f = self.net(torch.from_numpy(np.ascontiguousarray(mel))[None], coarse=coarse,
-                                          fine=fine)
-            bits = [(-torch.log_softmax(logits.double(), -1).gather(-1, byte[..., None].long()))[0, :min(n, total), 0]
-                    .numpy() / np.log(2.0) for logits, byte in ((logits_c, coarse), (logits_f, fine))]
-        s = np.arange(bits[0].shape[0]) % self.net.factor
+        bits = teacher_forced_bits(self.net, mel, audio_int16)
+        s = np.arange(bits.shape[1]) % self.net.factor
         parts = {name: np.bincount(s, weights=b, minlength=self.net.factor).tolist()
                  for name, b in zip(("coarse", "fine"), bits)}
         parts["count"] = np.bincount(s, minlength=self.net.factor).tolist()
-        return float((bits[0] + bits[1]).mean()), parts
+        return float(bits.sum(0).mean()), parts
+
+
+def teacher_forced_bits(net, mel: np.ndarray, audio_int16: np.ndarray) -> np.ndarray:
+    """(2, n) float64: -log2 P(c_t) and -log2 P(f_t | c_t) of each of the n real samples under the PyTorch model
+    net (training.model.WaveRNN or training.subscale_model.SubscaleWaveRNN), teacher-forced from h = 0 over the
+    audio zero-padded to the mel's F * hop samples (the padding is not scored)."""
+    import torch
+
+    n, total = audio_int16.shape[0], mel.shape[0] * net.hop
+    padded = np.zeros(total, np.int16)
+    padded[:min(n, total)] = audio_int16[:total]
+    u = torch.from_numpy(padded.astype(np.int32) + 32768)[None]
+    coarse, fine = u >> 8, u & 255
+    with torch.no_grad():
+        logits = net(torch.from_numpy(np.ascontiguousarray(mel))[None], coarse=coarse, fine=fine)
+        bits = [-torch.log_softmax(lg.double(), -1).gather(-1, byte[..., None].long())[0, :min(n, total), 0]
+                for lg, byte in zip(logits, (coarse, fine))]
+    return torch.stack(bits).numpy() / np.log(2.0)
 
 
 def evaluate_file(path: Path, voc: Vocoder, nll_engine, mos, seed: int, timer: _Timer) -> tuple[dict, dict]:

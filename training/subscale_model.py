@@ -45,7 +45,8 @@ from training.pruning import PruneTarget, subscale_conv_targets, subscale_proj_t
 class SubscaleWaveRNN(nn.Module):
     """Subscale WaveRNN of docs/format.md §9; `model_config.subscale_factor` >= 2, `subscale_horizon` >= 1."""
 
-    def __init__(self, model_config: ModelConfig, feature_config: FeatureConfig | None = None):
+    def __init__(self, model_config: ModelConfig, feature_config: FeatureConfig | None = None,
+                 linear_estimates: int = 0):
         super().__init__()
         if feature_config is None:
             feature_config = FeatureConfig(n_mels=model_config.n_mels)
@@ -67,7 +68,20 @@ class SubscaleWaveRNN(nn.Module):
                                        for i in range(cfg.subscale_layers))
         bound = 1.0 / math.sqrt(cx)
         self.ctx_biases = nn.Parameter(torch.empty(cfg.subscale_layers + 1, b, cx).uniform_(-bound, bound))
-        self.gru = nn.GRU(3 + channels + cx + b, hidden, batch_first=True)
+        # linear_estimates E > 0: the training-only experiment of TrainConfig.subscale_linear_estimates. Each
+        # sub-tensor s has E linear estimates of its sample (i, s), weighing the 16-bit values of the samples its
+        # mask lets through at positions i - 1 .. i + F (z <= s at i - 1, z < s from i on), which enter the GRU
+        # input as E more columns. `to_model` refuses them: the model file and the engines have no such part.
+        self.linear_estimates = int(linear_estimates)
+        if self.linear_estimates:
+            n_in = (self.horizon + 2) * b
+            self.lin_weight = nn.Parameter(torch.empty(b, self.horizon + 2, b, self.linear_estimates)
+                                           .uniform_(-1 / math.sqrt(n_in), 1 / math.sqrt(n_in)))
+            lin_mask = (torch.arange(b)[None, :] < torch.arange(b)[:, None]).float()[:, None, :].repeat(
+                1, self.horizon + 2, 1)  # [s, d, z]: z < s ...
+            lin_mask[:, 0] = (torch.arange(b)[None, :] <= torch.arange(b)[:, None]).float()  # ... and z <= s at i - 1
+            self.register_buffer("lin_mask", lin_mask[..., None], persistent=False)
+        self.gru = nn.GRU(3 + channels + cx + b + self.linear_estimates, hidden, batch_first=True)
         self.O1 = nn.Linear(half, cfg.out_hidden)
         self.O2 = nn.Linear(cfg.out_hidden, N_CLASSES)
         self.O3 = nn.Linear(half, cfg.out_hidden)
@@ -101,8 +115,8 @@ class SubscaleWaveRNN(nn.Module):
     @property
     def _column_slices(self) -> tuple[slice, slice, slice, slice]:
         """Columns of weight_ih: W_in, cond.proj, subscale.proj, subscale.proj.bias^T."""
-        c, cx = self.model_config.cond_channels, self.model_config.subscale_channels
-        return slice(0, 3), slice(3, 3 + c), slice(3 + c, 3 + c + cx), slice(3 + c + cx, None)
+        c, cx, b = self.model_config.cond_channels, self.model_config.subscale_channels, self.factor
+        return slice(0, 3), slice(3, 3 + c), slice(3 + c, 3 + c + cx), slice(3 + c + cx, 3 + c + cx + b)
 
     def proj_prune_target(self, sparsity: float) -> PruneTarget:
         """A training.pruning.PruneTarget for subscale.proj.weight (its columns of gru.weight_ih_l0), to hand to
@@ -178,10 +192,22 @@ class SubscaleWaveRNN(nn.Module):
             prev_f = torch.cat([prev_f[:, :1], folded_f[:, :-1]], dim=1)
         x = self.byte_input[torch.stack([prev_c, prev_f, folded_c], dim=3)]
         one_hot = torch.eye(b, device=coarse.device)[None, :, None, :].expand(n_batch, b, n_pos, b)
-        inputs = torch.cat([x, self._fold(cond, n_pos), ctx, one_hot], dim=3)
+        parts = [x, self._fold(cond, n_pos), ctx, one_hot]
+        if self.linear_estimates:
+            parts.append(self._linear_estimates(folded_c, folded_f))
+        inputs = torch.cat(parts, dim=3)
         states, _ = self.gru(inputs.reshape(n_batch * b, n_pos, -1))
         logits_c, logits_f = self.heads(states)
         return logits_c.view(n_batch, b, n_pos, -1), logits_f.view(n_batch, b, n_pos, -1)
+
+    def _linear_estimates(self, folded_c: torch.Tensor, folded_f: torch.Tensor) -> torch.Tensor:
+        """(N, B, P, E): the linear estimates of every sample (i, s) from the masked 16-bit values at positions
+        i - 1 .. i + F (zero outside the window, as the context network's padding is)."""
+        n_pos = folded_c.shape[2]
+        v = ((folded_c * 256 + folded_f).to(self.lin_weight.dtype) - 32768.0) / 32768.0  # (N, B, P) in [-1, 1)
+        rows = nnf.pad(v.transpose(1, 2), (0, 0, 1, self.horizon))  # (N, 1 + P + F, B): row k + 1 is position k
+        shifted = torch.stack([rows[:, d:d + n_pos] for d in range(self.horizon + 2)], dim=2)  # [n, i, d, z]
+        return torch.einsum("nidz,sdze->nsie", shifted, self.lin_weight * self.lin_mask)
 
     def nll_bits(self, mel: torch.Tensor, audio: torch.Tensor | None = None, *, coarse: torch.Tensor | None = None,
                  fine: torch.Tensor | None = None) -> torch.Tensor:
@@ -219,6 +245,7 @@ class SubscaleWaveRNN(nn.Module):
         mel (F, n_mels); uniforms (F * hop, 2) float32 in [0, 1), indexed by true time. Returns int16 (F * hop,);
         with trace=True also {"h": (T, H), "logits_c", "logits_f": (T, 256)} indexed by true time.
         """
+        self._refuse_linear_estimates("generate")
         self.apply_input_mask()
         device = self.gru.weight_ih_l0.device
         mel = torch.as_tensor(np.asarray(mel, dtype=np.float32), device=device)
@@ -278,8 +305,15 @@ class SubscaleWaveRNN(nn.Module):
 
     # --- conversions to and from the model file's layout (§6, §9) ---------------------------------------------
 
+    def _refuse_linear_estimates(self, what: str) -> None:
+        if self.linear_estimates:
+            raise ValueError(f"{what}: this model has linear_estimates = {self.linear_estimates} (the training-only "
+                             f"experiment TrainConfig.subscale_linear_estimates), which the model file and the "
+                             f"engines do not hold; it can be trained and scored with training.train only")
+
     def to_model(self, feature_config: FeatureConfig | None = None, provenance: dict | None = None) -> Model:
         """The weights as a dense pywavernn Model (names and gate order of §6 and §9), validated."""
+        self._refuse_linear_estimates("to_model (export)")
         self.apply_input_mask()
 
         def a(tensor):
