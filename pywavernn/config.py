@@ -19,6 +19,7 @@ SUPPORTED_SAMPLE_RATE = 24000
 N_CLASSES = 256  # coarse and fine are 8 bits each
 SUBSCALE_PREVIOUS = ("sub_tensor", "time")  # the values of ModelConfig.subscale_previous
 SUBSCALE_CONTEXT_ORDER = ("sub_tensor", "lag")  # the values of ModelConfig.subscale_context_order
+SUBSCALE_MAX_LINEAR = 64  # the largest ModelConfig.subscale_linear (the C loop keeps the estimates on its stack)
 
 
 def dataclass_from_dict(cls, data: Any, what: str, convert: dict[str, Any] | None = None):
@@ -144,9 +145,12 @@ class ModelConfig:
     subscale_context_order how the context network's input row of sub-tensor s is ordered (docs/format.md §9):
                      "sub_tensor" (the default), pair z holds sub-tensor z; "lag", pair j holds sub-tensor s - 1 - j,
                      so each embedding column means the same distance in true time for every s.
+    subscale_linear  E >= 0 linear estimates of each subscale sample (i, s) from the 16-bit values of the samples
+                     its mask lets through at positions i - 1 .. i + F (z <= s at i - 1, z < s from i on), added to
+                     the GRU input through their own columns (docs/format.md §9); 0 (the default): none.
 
     The two subscale_ context fields are left out of to_dict() for a plain model at their defaults, and
-    subscale_previous, subscale_residual and subscale_context_order for any model at their defaults, so files are
+    subscale_previous, subscale_residual, subscale_context_order and subscale_linear for any model at their defaults, so files are
     written exactly as before they existed, and a file without them loads with the defaults.
     """
 
@@ -163,6 +167,7 @@ class ModelConfig:
     subscale_previous: str = "sub_tensor"
     subscale_residual: bool = False
     subscale_context_order: str = "sub_tensor"
+    subscale_linear: int = 0
     n_classes: int = field(default=N_CLASSES)
 
     def __post_init__(self) -> None:
@@ -197,6 +202,10 @@ class ModelConfig:
         if self.subscale_context_order not in SUBSCALE_CONTEXT_ORDER:
             raise ValueError(f"subscale_context_order: expected one of "
                              f"{', '.join(map(repr, SUBSCALE_CONTEXT_ORDER))}, found {self.subscale_context_order!r}")
+        _check_int("subscale_linear", self.subscale_linear, 0, SUBSCALE_MAX_LINEAR)
+        if self.subscale_linear and self.subscale_factor == 1:
+            raise ValueError(f"subscale_linear = {self.subscale_linear}: only a subscale model (subscale_factor > 1) "
+                             f"has sub-tensors to estimate")
         if self.n_classes != N_CLASSES:
             raise ValueError(f"n_classes: expected {N_CLASSES} (8-bit coarse and fine), found {self.n_classes}")
 
@@ -230,6 +239,6 @@ class ModelConfig:
 # Left out of to_dict() at their defaults, so files from before the fields existed are written unchanged: the
 # context network's size for a plain model, the later subscale options for any model.
 _SUBSCALE_CONTEXT_FIELDS = ("subscale_channels", "subscale_layers")
-_SUBSCALE_OPTION_FIELDS = ("subscale_previous", "subscale_residual", "subscale_context_order")
+_SUBSCALE_OPTION_FIELDS = ("subscale_previous", "subscale_residual", "subscale_context_order", "subscale_linear")
 _SUBSCALE_DEFAULTS = {f.name: f.default for f in dataclasses.fields(ModelConfig)
                       if f.name in _SUBSCALE_CONTEXT_FIELDS + _SUBSCALE_OPTION_FIELDS}

@@ -28,6 +28,7 @@ import numpy as np
 
 from pywavernn._atomic import atomic_write
 from pywavernn.config import N_CLASSES, FeatureConfig, ModelConfig
+from pywavernn.subscale import linear_estimate_mask
 
 FORMAT_MAGIC = "pywavernn"
 FORMAT_VERSION = 1
@@ -224,6 +225,10 @@ def subscale_weight_shapes(model_config: ModelConfig) -> dict[str, tuple[int, ..
         shapes[f"subscale.conv{i}.weight"] = (cx, cx, 2)
         shapes[f"subscale.conv{i}.bias"] = (b, cx)
     shapes.update({"subscale.proj.weight": (3 * h, cx), "subscale.proj.bias": (b, 3 * h)})
+    e = model_config.subscale_linear
+    if e:  # the linear estimates: weights [s, d, z, e] (zero outside subscale.linear_estimate_mask), GRU columns
+        shapes.update({"subscale.linear.weight": (b, model_config.subscale_horizon + 2, b, e),
+                       "subscale.linear.proj": (3 * h, e)})
     return shapes
 
 
@@ -302,6 +307,8 @@ class Model:
             _validate_weight(name, self.weights[name], shape, self.model_config.block_shape,
                              sparse_capable(self.model_config))
         _check_input_mask(self.dense("gru.W_in"), self.model_config.hidden_size)
+        if self.model_config.subscale_linear:
+            _check_linear_mask(self.weights["subscale.linear.weight"], self.model_config)
 
     def to_sparse(self, names: Iterable[str] = SPARSE_CAPABLE, block: tuple[int, int] | None = None) -> "Model":
         """A new Model with the listed matrices in block-CSR layout (blocks of `block`, default the config's).
@@ -359,6 +366,16 @@ def _check_input_mask(w_in: np.ndarray, hidden_size: int) -> None:
     if leaks.size:
         raise ValueError(f"gru.W_in: expected column 2 (c_t) to be zero in the coarse rows g*H + j, j < H/2, of "
                          f"every gate (docs/format.md §3), found {leaks.size} nonzero, first at row {rows[leaks[0]]}")
+
+
+def _check_linear_mask(w: np.ndarray, model_config: ModelConfig) -> None:
+    outside = ~linear_estimate_mask(model_config.subscale_factor, model_config.subscale_horizon)
+    leaks = np.argwhere(outside[..., None] & (w != 0))
+    if leaks.size:
+        s, d, z, _ = leaks[0]
+        raise ValueError(f"subscale.linear.weight: expected zeros where sub-tensor s may not see sample (i - 1 + d, z) "
+                         f"(z <= s at d = 0, z < s for d >= 1; docs/format.md §9), found {len(leaks)} nonzero, first "
+                         f"at [s, d, z] = [{s}, {d}, {z}]")
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ import numpy as np
 from pywavernn import subscale
 from pywavernn.audio import coarse_fine_join, coarse_fine_split
 from pywavernn.format import Model
+from pywavernn.subscale import linear_estimate_mask
 from pywavernn.reference import (
     BYTE_INPUT,
     F32,
@@ -94,15 +95,37 @@ def context_features_ref(model: Model, x: np.ndarray, s: int) -> np.ndarray:
     return a
 
 
-def context_ref(model: Model, values: np.ndarray, real: np.ndarray, i: int, s: int) -> np.ndarray:
-    """ctx(i, s) (3H,): the context network at position i + F over the window of its receptive field."""
+def linear_estimates_ref(model: Model, v16: np.ndarray, real: np.ndarray, i: int, s: int) -> np.ndarray:
+    """The E linear estimates of sample (i, s) (ModelConfig.subscale_linear, docs/format.md §9): (E,).
+
+    v16 (N, B) float32: the folded samples' 16-bit values / 32768 (NaN where not generated yet). Estimate e is
+    sum over the entries [d, z] that subscale.linear_estimate_mask lets through (sample (i - 1 + d, z)) and that
+    are real (0 <= position < N, t < T) of subscale.linear.weight[s, d, z, e] * v16[i - 1 + d, z]; entries outside
+    are selected away, never multiplied, so a mask or schedule error gives NaN."""
+    n, factor = real.shape
+    w = model.weights["subscale.linear.weight"][s]  # (F + 2, B, E)
+    seen = linear_estimate_mask(factor, model.model_config.subscale_horizon)[s]  # (F + 2, B)
+    est = np.zeros(w.shape[2], dtype=F32)
+    for d, z in zip(*np.nonzero(seen)):
+        k = i - 1 + d
+        if 0 <= k < n and real[k, z]:
+            est = est + w[d, z] * v16[k, z]
+    return est
+
+
+def context_ref(model: Model, values: np.ndarray, v16: np.ndarray, real: np.ndarray, i: int, s: int) -> np.ndarray:
+    """ctx(i, s) (3H,): the context network at position i + F over the window of its receptive field, plus the
+    linear estimates' columns subscale.linear.proj est(i, s) when the model has them (v16: linear_estimates_ref)."""
     horizon = model.model_config.subscale_horizon
     top = i + horizon
     k0 = max(0, top - subscale.context_receptive_field(model.model_config) + 1)
     order = model.model_config.subscale_context_order
     a = context_features_ref(model, context_input_ref(values, real, s, k0, top, order), s)
     # subscale.proj.weight may be block-sparse (docs/format.md §9): matvec_ref sums each row's kept blocks.
-    return matvec_ref(model.weights["subscale.proj.weight"], a[-1]) + model.weights["subscale.proj.bias"][s]
+    ctx = matvec_ref(model.weights["subscale.proj.weight"], a[-1]) + model.weights["subscale.proj.bias"][s]
+    if model.model_config.subscale_linear:
+        ctx = ctx + model.weights["subscale.linear.proj"] @ linear_estimates_ref(model, v16, real, i, s)
+    return ctx
 
 
 def _previous_bytes(coarse: np.ndarray, fine: np.ndarray, i: int, s: int, factor: int,
@@ -134,6 +157,7 @@ def teacher_forced_logits_subscale_ref(model: Model, mel: np.ndarray,
     n_samples = subscale.check_length(audio_int16.shape[0], factor)
     coarse, fine = coarse_fine_split(audio_int16)
     values = subscale.fold(np.stack([BYTE_INPUT[coarse], BYTE_INPUT[fine]], axis=1), factor)
+    v16 = subscale.fold(audio_int16.astype(F32) / F32(32768), factor)
     real = _real_mask(n_samples, factor)
 
     previous = model.model_config.subscale_previous
@@ -141,7 +165,7 @@ def teacher_forced_logits_subscale_ref(model: Model, mel: np.ndarray,
     for s in range(factor):
         h = np.zeros(model.model_config.hidden_size, dtype=F32)
         for i, t in enumerate(range(s, n_samples, factor)):
-            q = cond_at(g, t, hop) + context_ref(model, values, real, i, s)
+            q = cond_at(g, t, hop) + context_ref(model, values, v16, real, i, s)
             c_prev, f_prev = _previous_bytes(coarse, fine, i, s, factor, previous)
             x = np.array([BYTE_INPUT[c_prev], BYTE_INPUT[f_prev], BYTE_INPUT[coarse[t]]], dtype=F32)
             h = states[t] = gru_step_ref(model, h, x, q)
@@ -177,6 +201,7 @@ def generate_subscale_ref(model: Model, mel: np.ndarray, uniforms: np.ndarray, t
     n = subscale.n_positions(n_samples, factor)
     real = _real_mask(n_samples, factor)
     values = np.full((n, factor, 2), np.nan, dtype=F32)  # NaN: not generated yet (a leak would poison the logits)
+    v16 = np.full((n, factor), np.nan, dtype=F32)  # the same samples' 16-bit values / 32768, for the estimates
     coarse, fine = np.zeros((n, factor), np.int64), np.zeros((n, factor), np.int64)
     h = np.zeros((factor, hidden), dtype=F32)
     previous = model.model_config.subscale_previous
@@ -193,12 +218,13 @@ def generate_subscale_ref(model: Model, mel: np.ndarray, uniforms: np.ndarray, t
             if k >= 0 and np.isnan(values[k, z, 0]):  # a schedule error: never for a valid previous_sample
                 raise RuntimeError(f"sample ({i}, {s}) reads ({k}, {z}) before it was generated")
             c_prev, f_prev = (coarse[k, z], fine[k, z]) if k >= 0 else (PREV_COARSE, PREV_FINE)
-            q = cond_at(g, t, hop) + context_ref(model, values, real, i, s)
+            q = cond_at(g, t, hop) + context_ref(model, values, v16, real, i, s)
             h[s], c_t, f_t, logits_c, logits_f = _generate_step(model, h[s], c_prev, f_prev, q, *uniforms[t])
             steps["h"][t], steps["logits_c"][t], steps["logits_f"][t], steps["step"][t] = h[s], logits_c, logits_f, step
             done.append((i, s, c_t, f_t))
         for i, s, c_t, f_t in done:  # lockstep: a step's samples become visible only after the step
             coarse[i, s], fine[i, s] = c_t, f_t
             values[i, s] = BYTE_INPUT[c_t], BYTE_INPUT[f_t]
+            v16[i, s] = F32(int(coarse_fine_join(c_t, f_t))) / F32(32768)
     samples = coarse_fine_join(subscale.unfold(coarse, n_samples), subscale.unfold(fine, n_samples))
     return (samples, steps) if trace else samples

@@ -3,7 +3,8 @@
 What it is: the index arithmetic every subscale implementation shares. `fold` / `unfold` turn a sequence of T
 samples into B sub-tensors of N = ceil(T / B) positions and back; `step_of` / `position_at` / `schedule` say which
 sub-tensor is at which position at each generation step; `may_depend` / `dependency_mask` / `context_input_mask`
-say which samples a sample may see, `previous_sample` which one its GRU input carries; `context_macs_per_sample` /
+say which samples a sample may see, `previous_sample` which one its GRU input carries, `linear_estimate_mask`
+which ones its linear estimates weigh; `context_macs_per_sample` /
 `gru_macs_per_sample` size the two networks.
 What it is not: any of the maths (pywavernn/reference_subscale.py, training/subscale_model.py). Plain Python + NumPy.
 
@@ -194,6 +195,23 @@ def context_input_order(s: int, factor: int, order: str = "sub_tensor") -> np.nd
     return np.stack([2 * z, 2 * z + 1], axis=1).reshape(-1)
 
 
+def linear_estimate_mask(factor: int, horizon: int) -> np.ndarray:
+    """bool (B, F + 2, B): [s, d, z] is True where the linear estimates of a sample (i, s) (ModelConfig.
+    subscale_linear, docs/format.md §9) weigh sample (i - 1 + d, z): z <= s at position i - 1 (d = 0), z < s at
+    positions i .. i + F (d = 1 .. F + 1). Every such sample is one that may_depend allows and that the schedule
+    generates at an earlier step."""
+    s, z = np.arange(factor)[:, None, None], np.arange(factor)[None, None, :]
+    d = np.arange(horizon + 2)[None, :, None]
+    return np.where(d == 0, z <= s, z < s)
+
+
+def linear_estimate_taps(s: int, factor: int, horizon: int) -> np.ndarray:
+    """int: the true-time offsets (sample - t) of the samples the linear estimates of sub-tensor s weigh, in the
+    order of linear_estimate_mask's entries [s, d, z] that are True."""
+    d, z = np.nonzero(linear_estimate_mask(factor, horizon)[s])
+    return (d - 1) * factor + z - s
+
+
 # --- cost -------------------------------------------------------------------------------------------------------------
 
 def context_receptive_field(model_config) -> int:
@@ -208,6 +226,10 @@ def context_macs_per_sample(model_config, layer_density: float = 1.0, proj_densi
     b, cx, h = model_config.subscale_factor, model_config.subscale_channels, model_config.hidden_size
     parts = {"embed": 2 * b * cx, "layers": int(round(model_config.subscale_layers * 2 * cx * cx * layer_density)),
              "proj": int(round(3 * h * cx * proj_density))}
+    e = getattr(model_config, "subscale_linear", 0)
+    if e:  # the linear estimates: their taps (mean over s) and their E GRU input columns
+        taps = linear_estimate_mask(b, model_config.subscale_horizon).sum() / b
+        parts["linear"] = int(round(e * taps + 3 * h * e))
     parts["total"] = sum(parts.values())
     return parts
 

@@ -112,12 +112,15 @@ class SubscaleEngine:
         self._ctx_mats = tuple(km._c for km in ctx)
         conv_bias = (np.stack([w[f"subscale.conv{layer}.bias"] for layer in range(self.layers)])
                      if self.layers else np.zeros((1, factor, self.channels)))
-        self._ctx_vecs = (_f32(w["subscale.embed.bias"]), _f32(conv_bias), _f32(w["subscale.proj.bias"]))
+        n_lin = cfg.subscale_linear
+        lin = ((_f32(w["subscale.linear.weight"]), _f32(w["subscale.linear.proj"])) if n_lin
+               else (np.zeros(1, np.float32), np.zeros(1, np.float32)))
+        self._ctx_vecs = (_f32(w["subscale.embed.bias"]), _f32(conv_bias), _f32(w["subscale.proj.bias"]), *lin)
         prev_time = int(model.model_config.subscale_previous == "time")  # subscale.previous_sample
         residual = int(model.model_config.subscale_residual)
         lag = int(model.model_config.subscale_context_order == "lag")  # subscale.context_input_order
         self._dims = (self.hidden, self.out_hidden, self.hop, factor, horizon, self.channels, self.layers, prev_time,
-                      residual, lag)
+                      residual, lag, n_lin)
 
     # --- validation (once, here; the C loop trusts its inputs) ---------------------------------------------------
 

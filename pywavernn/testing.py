@@ -21,6 +21,7 @@ from pywavernn.format import (
     SPARSE_CAPABLE, BlockSparseMatrix, Model, coarse_rows_of_gates, expected_weight_shapes, pack_block_sparse,
     sparse_capable,
 )
+from pywavernn.subscale import linear_estimate_mask
 
 
 def _check_density(density: float) -> float:
@@ -70,6 +71,8 @@ def _fan_in(name: str, shapes: dict[str, tuple[int, ...]], hidden_size: int) -> 
     if name.startswith("cond.conv") and name.endswith(".bias"):
         name = name[: -len("bias")] + "weight"
     shape = shapes[weight_of_bias.get(name, name)]
+    if name == "subscale.linear.weight":  # [s, d, z, e]: an estimate weighs (F + 2) B samples
+        return shape[1] * shape[2]
     return shape[1] * shape[2] if len(shape) == 3 else shape[1]
 
 
@@ -117,6 +120,9 @@ def random_model(model_config: ModelConfig | None = None, feature_config: Featur
         bound = float(scale) if scale is not None else 1.0 / np.sqrt(_fan_in(name, shapes, model_config.hidden_size))
         weights[name] = _nonzero_uniform(rng, shape, bound)
     weights["gru.W_in"][coarse_rows_of_gates(model_config.hidden_size), 2] = 0.0
+    if model_config.subscale_linear:  # zero where subscale.linear_estimate_mask says a sample is not seen
+        mask = linear_estimate_mask(model_config.subscale_factor, model_config.subscale_horizon)
+        weights["subscale.linear.weight"] *= mask[..., None]
     capable = sparse_capable(model_config)
     per_matrix = dict.fromkeys(SPARSE_CAPABLE, density) if density is not None else {}
     if proj_density is not None:

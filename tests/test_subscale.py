@@ -143,6 +143,26 @@ def test_previous_sample_is_an_allowed_dependency_generated_before(case, previou
         subscale.previous_sample(0, 0, factor, "next")
 
 
+@given(case=schedules)
+def test_linear_estimates_weigh_allowed_samples_generated_before(case):
+    """Every sample the linear estimates of (i, s) weigh (subscale.linear_estimate_mask, entry [s, d, z]: sample
+    (i - 1 + d, z)) may be seen and is generated at an earlier step; linear_estimate_taps lists their true-time
+    offsets: earliest t - B - s, nearest later sample t + B - s (s >= 1)."""
+    factor, horizon, extra = case
+    n = subscale.n_positions(factor + extra, factor)
+    mask = subscale.linear_estimate_mask(factor, horizon)
+    assert mask.shape == (factor, horizon + 2, factor)
+    for i in range(n):
+        for s, d, z in zip(*np.nonzero(mask)):
+            k = i - 1 + d
+            assert subscale.may_depend(i, s, k, z, horizon)
+            assert subscale.step_of(k, z, horizon) < subscale.step_of(i, s, horizon)
+    for s in range(factor):
+        taps = subscale.linear_estimate_taps(s, factor, horizon)
+        assert taps.size == mask[s].sum() and 0 not in taps
+        assert taps.min() == -factor - s and (s == 0 or taps[taps > 0].min() == factor - s)
+
+
 def test_context_input_mask_matches_may_depend():
     for factor in (2, 4, 16):
         for s in range(factor):
@@ -277,6 +297,27 @@ def test_subscale_model_file_round_trip_and_refusals(tmp_path):
         fmt.Model(SMALL, SMALL_FEATURES, broken).validate()
 
 
+def test_linear_estimates_in_the_file_round_trip_and_their_mask_is_checked(tmp_path):
+    cfg = dataclasses.replace(SMALL, subscale_linear=3)
+    assert cfg.to_dict()["subscale_linear"] == 3 and "subscale_linear" not in SMALL.to_dict()
+    model = random_model(cfg, SMALL_FEATURES, seed=1)
+    assert fmt.expected_weight_shapes(cfg)["subscale.linear.weight"] == (4, 3, 4, 3)
+    assert fmt.expected_weight_shapes(cfg)["subscale.linear.proj"] == (48, 3)
+    path = tmp_path / "linear.safetensors"
+    fmt.save_model(model, path)
+    loaded = fmt.load_model(path)
+    assert loaded.model_config == cfg
+    np.testing.assert_array_equal(loaded.dense("subscale.linear.weight"), model.dense("subscale.linear.weight"))
+    leak = {**model.weights, "subscale.linear.weight": model.weights["subscale.linear.weight"].copy()}
+    leak["subscale.linear.weight"][2, 1, 2, 0] = 0.5  # sub-tensor 2 weighing its own sample at position i
+    with pytest.raises(ValueError, match=r"subscale.linear.weight: expected zeros .* first at \[s, d, z\] = \[2, 1, 2\]"):
+        fmt.Model(cfg, SMALL_FEATURES, leak).validate()
+    with pytest.raises(ValueError, match="subscale_linear = 3: only a subscale model"):
+        ModelConfig(subscale_linear=3)
+    with pytest.raises(ValueError, match=r"subscale_linear: expected an integer in \[0, 64\], found 65"):
+        dataclasses.replace(SMALL, subscale_linear=65)
+
+
 def test_cost_per_sample():
     cfg = ModelConfig(hidden_size=512, out_hidden=256, subscale_factor=16, subscale_horizon=2,
                       subscale_channels=32, subscale_layers=4)
@@ -288,3 +329,7 @@ def test_cost_per_sample():
                        subscale_layers=4)  # rq3_subscale256_prev_c64s: layers 75 %, projection 87.5 % pruned
     assert subscale.context_macs_per_sample(wide, layer_density=0.25, proj_density=0.125) == {
         "embed": 2048, "layers": 8192, "proj": 6144, "total": 16384}
+    # subscale_linear 4: taps (B - 1)(F + 2) / 2 + 1 = 31 a sample on average, and 3H columns each
+    lin = dataclasses.replace(wide, subscale_linear=4)
+    assert subscale.context_macs_per_sample(lin, layer_density=0.25, proj_density=0.125) == {
+        "embed": 2048, "layers": 8192, "proj": 6144, "linear": 4 * 31 + 4 * 768, "total": 16384 + 124 + 3072}

@@ -56,7 +56,9 @@ CASES = [(4, 1, 3, None, (16, 1), None, "sub_tensor"), (16, 2, 3, None, (16, 1),
          (4, 1, 3, None, (16, 1), None, "time"), (16, 2, 3, 0.3, (16, 1), 0.25, "time"),
          (4, 1, 3, None, (16, 1), None, "sub_tensor", RESIDUAL), (16, 2, 4, 0.3, (16, 1), 0.25, "time", RESIDUAL),
          (8, 1, 3, None, (16, 1), None, "sub_tensor", LAG), (16, 2, 3, 0.3, (16, 1), 0.25, "time", LAG),
-         (16, 2, 4, 0.3, (16, 1), 0.25, "time", {**RESIDUAL, **LAG})]
+         (16, 2, 4, 0.3, (16, 1), 0.25, "time", {**RESIDUAL, **LAG}),
+         (4, 1, 3, None, (16, 1), None, "sub_tensor", {"subscale_linear": 2}),
+         (16, 2, 3, 0.3, (16, 1), 0.25, "time", {**LAG, "subscale_linear": 4})]
 
 
 def _setup(factor, horizon, layers=3, density=None, block=(16, 1), hidden=32, seed=1, n_frames=N_FRAMES,
@@ -128,12 +130,29 @@ def test_context_options_change_the_samples(option):
     it)."""
     plain, mel, uniforms = _setup(16, 2, layers=3, n_frames=3)
     other = Model(dataclasses.replace(plain.model_config, **option), plain.feature_config, plain.weights, {})
-    g = conditioning_ref(plain, mel)
-    want = [rs.generate_subscale_ref(m, mel, uniforms) for m in (plain, other)]
+    _assert_two_models_differ_and_engines_follow_reference(plain, other, mel, uniforms)
+
+
+def _assert_two_models_differ_and_engines_follow_reference(a: Model, b: Model, mel, uniforms, threads=(1,)):
+    """The reference gives other samples for a and b, and every ISA's engine (exact, each thread count) its own."""
+    g = conditioning_ref(a, mel)
+    want = [rs.generate_subscale_ref(m, mel, uniforms) for m in (a, b)]
     assert not np.array_equal(want[0], want[1])
     for isa in ISAS:
-        for m, samples in zip((plain, other), want):
-            np.testing.assert_array_equal(SubscaleEngine(m, exact=True, isa=isa).generate(g, uniforms), samples)
+        for m, samples in zip((a, b), want):
+            for n in threads:
+                np.testing.assert_array_equal(SubscaleEngine(m, exact=True, isa=isa, threads=n).generate(g, uniforms),
+                                              samples, err_msg=f"{isa} threads={n}")
+
+
+def test_linear_estimates_are_read_by_reference_and_engine_alike():
+    """subscale_linear (docs/format.md §9): the engine gives the reference's samples with the linear estimates and
+    with their GRU columns zeroed, the two differ (so neither side ignores them), and the thread count does not
+    change them (stream s reads samples of streams z < s, often written by another thread)."""
+    model, mel, uniforms = _setup(16, 2, layers=3, n_frames=3, extra={"subscale_linear": 3})
+    off = Model(model.model_config, model.feature_config,
+                {**model.weights, "subscale.linear.proj": np.zeros_like(model.weights["subscale.linear.proj"])}, {})
+    _assert_two_models_differ_and_engines_follow_reference(model, off, mel, uniforms, threads=(1, 2, 3, 16))
 
 
 THREAD_CASES = ([(b, *kind, "sub_tensor") for b in (2, 4, 16)
@@ -393,11 +412,12 @@ def test_gate_input_kernel_gives_the_bits_of_its_definition(hidden):
             assert np.isnan(np.delete(gi, rows)).all(), f"gru_input_t {isa}: wrote outside its units"
 
 
-@pytest.mark.parametrize("threads", [1, 2])
-def test_advance_in_pieces_equals_generate(threads):
+@pytest.mark.parametrize("threads, extra", [(1, None), (2, None), (2, {"subscale_linear": 3})])
+def test_advance_in_pieces_equals_generate(threads, extra):
     """A run advanced over any split of the schedule, with windows trimmed to what is still needed, gives the
-    samples of one generate call; windows that do not cover the steps raise ValueError before C runs."""
-    model, mel, uniforms = _setup(8, 2, 3, 0.5, (4, 4), n_frames=4)
+    samples of one generate call; windows that do not cover the steps raise ValueError before C runs. Also with
+    linear estimates, which read the samples of the step before, kept across calls in the run."""
+    model, mel, uniforms = _setup(8, 2, 3, 0.5, (4, 4), n_frames=4, extra=extra)
     g = conditioning_ref(model, mel)
     engine = SubscaleEngine(model, threads=threads)
     want = engine.generate(g, uniforms)

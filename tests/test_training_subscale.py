@@ -21,6 +21,7 @@ import soundfile as sf
 torch = pytest.importorskip("torch")
 
 import pywavernn
+from pywavernn import subscale
 from pywavernn.format import load_model
 from training import data as tdata
 from training import train as ttrain
@@ -106,9 +107,9 @@ def test_rq3_pair_differs_only_in_the_subscale_fields():
      "only a subscale model .* context layers"),
     ({"pruning": {"target_sparsity": 0.5, "t0": 2, "S": 6, "prune_every": 2, "block": [4, 4],
                   "subscale_proj": 1.0}}, "pruning"),
-    ({"subscale_linear_estimates": -1}, "subscale_linear_estimates: expected an integer >= 0"),
-    ({"model": TINY.model.to_dict(), "subscale_linear_estimates": 2},
-     "subscale_linear_estimates = 2: only a subscale model"),
+    ({"model": {**SUBSCALE_MODEL, "subscale_linear": -1}}, "subscale_linear"),
+    ({"model": {**SUBSCALE_MODEL, "subscale_linear": 65}}, "subscale_linear"),
+    ({"model": {**TINY.model.to_dict(), "subscale_linear": 2}}, "subscale_linear = 2: only a subscale model"),
 ])
 def test_impossible_subscale_configs_are_value_errors(change, match):
     with pytest.raises(ValueError, match=match):
@@ -258,17 +259,26 @@ def test_score_gives_the_exported_models_nll_from_the_checkpoint(tmp_path, speec
     assert abs(bits - b["files"][0]["nll_bits"]) < 1e-6
 
 
-def test_linear_estimates_train_and_score_but_do_not_export(tmp_path, speech_dir, cache_dir):
+def test_linear_estimates_train_export_and_vocode(tmp_path, speech_dir, cache_dir):
+    """A run with model.subscale_linear (docs/format.md §9) trains, exports its estimates (zero outside their mask)
+    and their GRU columns, and the file gives the checkpoint's NLL back and vocodes with the C engine."""
     from training.score import score
 
-    cfg = subscale_config(subscale_linear_estimates=2)
-    assert TrainConfig.from_dict(cfg.to_dict()).subscale_linear_estimates == 2
-    assert "subscale_linear_estimates" not in subscale_config().to_dict()  # earlier configs keep their hashes
+    cfg = subscale_config(model={**SUBSCALE_MODEL, "subscale_linear": 2})
+    assert TrainConfig.from_dict(cfg.to_dict()).model.subscale_linear == 2
+    assert "subscale_linear" not in subscale_config().to_dict()["model"]  # earlier configs keep their hashes
     out = tmp_path / "run"
     result = train(cfg, speech_dir, out, cache_dir=cache_dir, progress=False)
     assert result["step"] == STEPS and np.isfinite(result["valid_bits"])
-    ckpt = load_checkpoint(out / "checkpoint.pt")
-    assert ckpt["model"]["lin_weight"].shape == (B, F + 2, B, 2)
-    assert np.isfinite(score(out / "checkpoint.pt", speech_dir, log=lambda m: None)["mean"]["nll_bits"])
-    assert main(["export", str(out / "checkpoint.pt"), "-o", str(tmp_path / "x.safetensors")]) != 0
-    assert not (tmp_path / "x.safetensors").exists()
+    path = tmp_path / "linear.safetensors"
+    assert main(["export", str(out / "checkpoint.pt"), "-o", str(path)]) == 0
+    model = load_model(path)
+    assert model.model_config.subscale_linear == 2
+    assert model.weights["subscale.linear.weight"].shape == (B, F + 2, B, 2)
+    assert np.all(model.weights["subscale.linear.weight"][~subscale.linear_estimate_mask(B, F)] == 0)
+    a, b = (score(p, speech_dir, log=lambda m: None) for p in (out / "checkpoint.pt", path))
+    assert abs(a["mean"]["nll_bits"] - b["mean"]["nll_bits"]) < 1e-4
+    mel = np.random.default_rng(0).standard_normal((3, FEATURES.n_mels)).astype(np.float32)
+    wav = pywavernn.Vocoder(str(path), exact=True).vocode(mel)
+    assert wav.dtype == np.int16 and wav.shape == (3 * HOP,)
+    np.testing.assert_array_equal(wav, pywavernn.Vocoder(str(path), backend="reference").vocode(mel))

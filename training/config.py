@@ -192,20 +192,12 @@ class TrainConfig:
     seed: int = 1234
     device: str = "auto"  # auto (cuda if available), cpu, cuda, cuda:N
     comment: str = ""
-    # A training-only experiment of a subscale model (docs/experiments.md, "A linear path"): E per-sub-tensor
-    # linear estimates of sample (i, s) from the samples its mask lets through at positions i - 1 .. i + F, fed to
-    # the GRU input. The model file cannot hold them yet, so `training export` refuses such a checkpoint.
-    subscale_linear_estimates: int = 0
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "window_frames", "steps", "eval_every", "valid_batches", "checkpoint_every",
                      "log_every"):
             _int(name, getattr(self, name), 1)
         _int("seed", self.seed, 0)
-        _int("subscale_linear_estimates", self.subscale_linear_estimates, 0)
-        if self.subscale_linear_estimates and self.model.subscale_factor == 1:
-            raise ValueError(f"subscale_linear_estimates = {self.subscale_linear_estimates}: only a subscale model "
-                             f"(model.subscale_factor > 1) has sub-tensors to estimate")
         if not isinstance(self.device, str) or not (
                 self.device in ("auto", "cpu", "cuda") or (self.device.startswith("cuda:")
                                                           and self.device[5:].isdigit())):
@@ -279,9 +271,6 @@ class TrainConfig:
             "pruning": pruning, "data": dataclasses.asdict(self.data),
             **{k: getattr(self, k) for k in ("batch_size", "window_frames", "steps", "eval_every", "valid_batches",
                                              "checkpoint_every", "log_every")},
-            # left out at its default so that the configs (and their hashes) of earlier runs are unchanged
-            **({"subscale_linear_estimates": self.subscale_linear_estimates} if self.subscale_linear_estimates
-               else {}),
         }
 
     def to_json(self, indent: int | None = 2) -> str:

@@ -2,8 +2,8 @@
 
     python -m training.score runs/NAME/checkpoint.pt --data DIR [--list ids.txt] [--limit N] [--out report.json]
 
-What it is: the held-out likelihood side of training.evaluate without the engine, so it also scores checkpoints
-that cannot be exported (TrainConfig.subscale_linear_estimates) and needs no export step. For each file the
+What it is: the held-out likelihood side of training.evaluate without the engine and without an export step (a
+checkpoint is scored as it is, mid-run too), split by byte for plain models as well. For each file the
 PyTorch twin (training.model.WaveRNN or training.subscale_model.SubscaleWaveRNN, float32, one utterance from
 h = 0) gives -log2 P(c_t) and -log2 P(f_t | c_t) per sample; the report has the mean over files of each file's
 mean bits per sample (total, coarse byte, fine byte: training.evaluate's "NLL" is the total), and for a subscale

@@ -42,11 +42,16 @@ from training.model import (PREV_COARSE, PREV_FINE, WaveRNN, copy_shared_weights
 from training.pruning import PruneTarget, subscale_conv_targets, subscale_proj_target
 
 
+def sample_value(coarse, fine):
+    """The 16-bit samples of bytes (coarse, fine) (tensors or arrays of ints) scaled to [-1, 1): (256 c + f - 32768)
+    / 32768, the values the linear estimates weigh (docs/format.md §9)."""
+    return ((coarse * 256 + fine) - 32768) / 32768.0
+
+
 class SubscaleWaveRNN(nn.Module):
     """Subscale WaveRNN of docs/format.md §9; `model_config.subscale_factor` >= 2, `subscale_horizon` >= 1."""
 
-    def __init__(self, model_config: ModelConfig, feature_config: FeatureConfig | None = None,
-                 linear_estimates: int = 0):
+    def __init__(self, model_config: ModelConfig, feature_config: FeatureConfig | None = None):
         super().__init__()
         if feature_config is None:
             feature_config = FeatureConfig(n_mels=model_config.n_mels)
@@ -68,19 +73,15 @@ class SubscaleWaveRNN(nn.Module):
                                        for i in range(cfg.subscale_layers))
         bound = 1.0 / math.sqrt(cx)
         self.ctx_biases = nn.Parameter(torch.empty(cfg.subscale_layers + 1, b, cx).uniform_(-bound, bound))
-        # linear_estimates E > 0: the training-only experiment of TrainConfig.subscale_linear_estimates. Each
-        # sub-tensor s has E linear estimates of its sample (i, s), weighing the 16-bit values of the samples its
-        # mask lets through at positions i - 1 .. i + F (z <= s at i - 1, z < s from i on), which enter the GRU
-        # input as E more columns. `to_model` refuses them: the model file and the engines have no such part.
-        self.linear_estimates = int(linear_estimates)
+        # subscale_linear E > 0 (§9): E linear estimates of each sample (i, s) from the 16-bit values of the samples
+        # subscale.linear_estimate_mask lets through (positions i - 1 .. i + F), as E more GRU input columns.
+        self.linear_estimates = cfg.subscale_linear
         if self.linear_estimates:
             n_in = (self.horizon + 2) * b
             self.lin_weight = nn.Parameter(torch.empty(b, self.horizon + 2, b, self.linear_estimates)
                                            .uniform_(-1 / math.sqrt(n_in), 1 / math.sqrt(n_in)))
-            lin_mask = (torch.arange(b)[None, :] < torch.arange(b)[:, None]).float()[:, None, :].repeat(
-                1, self.horizon + 2, 1)  # [s, d, z]: z < s ...
-            lin_mask[:, 0] = (torch.arange(b)[None, :] <= torch.arange(b)[:, None]).float()  # ... and z <= s at i - 1
-            self.register_buffer("lin_mask", lin_mask[..., None], persistent=False)
+            lin_mask = torch.from_numpy(subscale.linear_estimate_mask(b, self.horizon)).float()[..., None]
+            self.register_buffer("lin_mask", lin_mask, persistent=False)  # [s, d, z, 1]
         self.gru = nn.GRU(3 + channels + cx + b + self.linear_estimates, hidden, batch_first=True)
         self.O1 = nn.Linear(half, cfg.out_hidden)
         self.O2 = nn.Linear(cfg.out_hidden, N_CLASSES)
@@ -113,10 +114,12 @@ class SubscaleWaveRNN(nn.Module):
     # --- the context network (§9) -----------------------------------------------------------------------------
 
     @property
-    def _column_slices(self) -> tuple[slice, slice, slice, slice]:
-        """Columns of weight_ih: W_in, cond.proj, subscale.proj, subscale.proj.bias^T."""
+    def _column_slices(self) -> tuple[slice, slice, slice, slice, slice]:
+        """Columns of weight_ih: W_in, cond.proj, subscale.proj, subscale.proj.bias^T, subscale.linear.proj."""
         c, cx, b = self.model_config.cond_channels, self.model_config.subscale_channels, self.factor
-        return slice(0, 3), slice(3, 3 + c), slice(3 + c, 3 + c + cx), slice(3 + c + cx, 3 + c + cx + b)
+        o = 3 + c + cx + b
+        return (slice(0, 3), slice(3, 3 + c), slice(3 + c, 3 + c + cx), slice(3 + c + cx, o),
+                slice(o, o + self.linear_estimates))
 
     def proj_prune_target(self, sparsity: float) -> PruneTarget:
         """A training.pruning.PruneTarget for subscale.proj.weight (its columns of gru.weight_ih_l0), to hand to
@@ -194,17 +197,16 @@ class SubscaleWaveRNN(nn.Module):
         one_hot = torch.eye(b, device=coarse.device)[None, :, None, :].expand(n_batch, b, n_pos, b)
         parts = [x, self._fold(cond, n_pos), ctx, one_hot]
         if self.linear_estimates:
-            parts.append(self._linear_estimates(folded_c, folded_f))
+            parts.append(self._linear_estimates(coarse, fine, n_pos))
         inputs = torch.cat(parts, dim=3)
         states, _ = self.gru(inputs.reshape(n_batch * b, n_pos, -1))
         logits_c, logits_f = self.heads(states)
         return logits_c.view(n_batch, b, n_pos, -1), logits_f.view(n_batch, b, n_pos, -1)
 
-    def _linear_estimates(self, folded_c: torch.Tensor, folded_f: torch.Tensor) -> torch.Tensor:
-        """(N, B, P, E): the linear estimates of every sample (i, s) from the masked 16-bit values at positions
-        i - 1 .. i + F (zero outside the window, as the context network's padding is)."""
-        n_pos = folded_c.shape[2]
-        v = ((folded_c * 256 + folded_f).to(self.lin_weight.dtype) - 32768.0) / 32768.0  # (N, B, P) in [-1, 1)
+    def _linear_estimates(self, coarse: torch.Tensor, fine: torch.Tensor, n_pos: int) -> torch.Tensor:
+        """(N, B, P, E): the linear estimates (§9) of every sample (i, s) from the bytes (N, T): the masked 16-bit
+        values at positions i - 1 .. i + F, zero outside the sequence (and its padded last position)."""
+        v = self._fold(sample_value(coarse, fine).to(self.lin_weight.dtype), n_pos)  # (N, B, P), padding 0
         rows = nnf.pad(v.transpose(1, 2), (0, 0, 1, self.horizon))  # (N, 1 + P + F, B): row k + 1 is position k
         shifted = torch.stack([rows[:, d:d + n_pos] for d in range(self.horizon + 2)], dim=2)  # [n, i, d, z]
         return torch.einsum("nidz,sdze->nsie", shifted, self.lin_weight * self.lin_mask)
@@ -221,12 +223,15 @@ class SubscaleWaveRNN(nn.Module):
         hidden, ih = self.model_config.hidden_size, swap_gates_ur(self.gru.weight_ih_l0, self.model_config.hidden_size)
         cols = self._column_slices
         return {"W_in": ih[:, cols[0]], "cond.proj.weight": ih[:, cols[1]], "subscale.proj.weight": ih[:, cols[2]],
-                "subscale.proj.bias": ih[:, cols[3]].T, "cond.proj.bias": swap_gates_ur(self.gru.bias_ih_l0, hidden),
+                "subscale.proj.bias": ih[:, cols[3]].T, "subscale.linear.proj": ih[:, cols[4]],
+                "subscale.linear.weight": self.lin_weight * self.lin_mask if self.linear_estimates else None,
+                "cond.proj.bias": swap_gates_ur(self.gru.bias_ih_l0, hidden),
                 "R": swap_gates_ur(self.gru.weight_hh_l0, hidden), "b_R": swap_gates_ur(self.gru.bias_hh_l0, hidden)}
 
-    def _context_step(self, values: torch.Tensor, real: torch.Tensor, pos: torch.Tensor, subs: torch.Tensor,
-                      w: dict[str, torch.Tensor]) -> torch.Tensor:
-        """ctx(i, s) (M, 3H) for active streams subs at positions pos, over windows i + F - R + 1 .. i + F."""
+    def _context_step(self, values: torch.Tensor, v16: torch.Tensor, real: torch.Tensor, pos: torch.Tensor,
+                      subs: torch.Tensor, w: dict[str, torch.Tensor]) -> torch.Tensor:
+        """ctx(i, s) (M, 3H) for active streams subs at positions pos, over windows i + F - R + 1 .. i + F, plus
+        the linear estimates' columns (v16 (N, B): the samples' 16-bit values)."""
         n_pos, b = real.shape
         r = subscale.context_receptive_field(self.model_config)
         k = pos[:, None] + self.horizon - r + 1 + torch.arange(r, device=pos.device)[None, :]  # (M, R)
@@ -236,7 +241,13 @@ class SubscaleWaveRNN(nn.Module):
         x = torch.where(seen[..., None], values[kc], torch.zeros((), device=pos.device)).reshape(k.shape[0], r, 2 * b)
         x = torch.gather(x, 2, self.ctx_order[subs][:, None, :].expand_as(x))  # subscale_context_order
         a = self.context_layers(x, subs, valid=k >= 0)[:, :, -1]
-        return a @ w["subscale.proj.weight"].T + w["subscale.proj.bias"][subs]
+        out = a @ w["subscale.proj.weight"].T + w["subscale.proj.bias"][subs]
+        if self.linear_estimates:  # positions i - 1 .. i + F, the samples that are real (the mask is in the weight)
+            k = pos[:, None] - 1 + torch.arange(self.horizon + 2, device=pos.device)[None, :]  # (M, F + 2)
+            kc = k.clamp(0, n_pos - 1)
+            x = torch.where(real[kc] & ((k >= 0) & (k < n_pos))[:, :, None], v16[kc], torch.zeros((), device=pos.device))
+            out = out + torch.einsum("mdz,mdze->me", x, w["subscale.linear.weight"][subs]) @ w["subscale.linear.proj"].T
+        return out
 
     @torch.no_grad()
     def generate(self, mel, uniforms: np.ndarray, trace: bool = False):
@@ -245,7 +256,6 @@ class SubscaleWaveRNN(nn.Module):
         mel (F, n_mels); uniforms (F * hop, 2) float32 in [0, 1), indexed by true time. Returns int16 (F * hop,);
         with trace=True also {"h": (T, H), "logits_c", "logits_f": (T, 256)} indexed by true time.
         """
-        self._refuse_linear_estimates("generate")
         self.apply_input_mask()
         device = self.gru.weight_ih_l0.device
         mel = torch.as_tensor(np.asarray(mel, dtype=np.float32), device=device)
@@ -259,7 +269,7 @@ class SubscaleWaveRNN(nn.Module):
         g = (w["cond.proj.weight"] @ self.conditioning_features(mel[None])[0] + w["cond.proj.bias"][:, None]).T
         n_pos = subscale.n_positions(n_samples, b)
         real = torch.from_numpy(subscale.sample_time(np.arange(n_pos)[:, None], np.arange(b), b) < n_samples)
-        values = torch.zeros(n_pos, b, 2, device=device)
+        values, v16 = torch.zeros(n_pos, b, 2, device=device), torch.zeros(n_pos, b, device=device)
         coarse, fine = np.zeros((n_pos, b), np.int64), np.zeros((n_pos, b), np.int64)
         h = torch.zeros(b, self.model_config.hidden_size, device=device)
         steps = {"h": torch.zeros(n_samples, h.shape[1]), "logits_c": torch.zeros(n_samples, N_CLASSES),
@@ -276,7 +286,7 @@ class SubscaleWaveRNN(nn.Module):
             j = torch.from_numpy(t_np // hop).to(device)
             a = torch.from_numpy((t_np % hop).astype(np.float32) / np.float32(hop)).to(device)[:, None]
             g0, g1 = g[j], g[(j + 1).clamp(max=n_frames - 1)]
-            q = ((g0 + a * (g1 - g0)) + self._context_step(values, real, pos, subs, w)).view(-1, 3, 2, half)
+            q = ((g0 + a * (g1 - g0)) + self._context_step(values, v16, real, pos, subs, w)).view(-1, 3, 2, half)
 
             k, z = subscale.previous_sample(pos_np, subs_np, b, self.model_config.subscale_previous)
             c_prev = np.where(k >= 0, coarse[np.maximum(k, 0), z], PREV_COARSE)
@@ -296,6 +306,7 @@ class SubscaleWaveRNN(nn.Module):
 
             h[subs] = torch.cat([h_coarse, h_fine], dim=1)  # lockstep: the step's samples land together
             coarse[pos_np, subs_np], fine[pos_np, subs_np] = c_t, f_t
+            v16[pos, subs] = sample_value(torch.from_numpy(c_t), torch.from_numpy(f_t)).to(v16.dtype)
             values[pos, subs] = torch.stack([self.byte_input[torch.from_numpy(c_t)],
                                              self.byte_input[torch.from_numpy(f_t)]], dim=1)
             t = torch.from_numpy(t_np)
@@ -305,15 +316,9 @@ class SubscaleWaveRNN(nn.Module):
 
     # --- conversions to and from the model file's layout (§6, §9) ---------------------------------------------
 
-    def _refuse_linear_estimates(self, what: str) -> None:
-        if self.linear_estimates:
-            raise ValueError(f"{what}: this model has linear_estimates = {self.linear_estimates} (the training-only "
-                             f"experiment TrainConfig.subscale_linear_estimates), which the model file and the "
-                             f"engines do not hold; it can be trained and scored with training.train only")
 
     def to_model(self, feature_config: FeatureConfig | None = None, provenance: dict | None = None) -> Model:
         """The weights as a dense pywavernn Model (names and gate order of §6 and §9), validated."""
-        self._refuse_linear_estimates("to_model (export)")
         self.apply_input_mask()
 
         def a(tensor):
@@ -334,6 +339,9 @@ class SubscaleWaveRNN(nn.Module):
             weights[f"subscale.conv{i}.bias"] = a(self.ctx_biases[i + 1])
         weights["subscale.proj.weight"] = a(w["subscale.proj.weight"])
         weights["subscale.proj.bias"] = a(w["subscale.proj.bias"])
+        if self.linear_estimates:
+            weights["subscale.linear.weight"] = a(w["subscale.linear.weight"])
+            weights["subscale.linear.proj"] = a(w["subscale.linear.proj"])
         model = Model(self.model_config, feature_config or self.feature_config, weights, dict(provenance or {}))
         model.validate()
         return model
@@ -344,11 +352,14 @@ class SubscaleWaveRNN(nn.Module):
         model.validate()
         net = cls(model.model_config, model.feature_config)
         t = functools.partial(model_tensor, model)
-        copy_shared_weights_(net, model, (t("subscale.proj.weight"), t("subscale.proj.bias").T))
+        linear = (t("subscale.linear.proj"),) if net.linear_estimates else ()
+        copy_shared_weights_(net, model, (t("subscale.proj.weight"), t("subscale.proj.bias").T, *linear))
         with torch.no_grad():
             net.ctx_embed.weight.copy_(t("subscale.embed.weight"))
             net.ctx_biases[0].copy_(t("subscale.embed.bias"))
             for i, conv in enumerate(net.ctx_convs):
                 conv.weight.copy_(t(f"subscale.conv{i}.weight"))
                 net.ctx_biases[i + 1].copy_(t(f"subscale.conv{i}.bias"))
+            if net.linear_estimates:
+                net.lin_weight.copy_(t("subscale.linear.weight"))
         return net

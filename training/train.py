@@ -154,9 +154,7 @@ def is_subscale(cfg: TrainConfig) -> bool:
 
 def build_net(cfg: TrainConfig) -> WaveRNN | SubscaleWaveRNN:
     """The model of cfg: SubscaleWaveRNN when model.subscale_factor > 1, else WaveRNN."""
-    if is_subscale(cfg):
-        return SubscaleWaveRNN(cfg.model, cfg.features, linear_estimates=cfg.subscale_linear_estimates)
-    return WaveRNN(cfg.model, cfg.features)
+    return (SubscaleWaveRNN if is_subscale(cfg) else WaveRNN)(cfg.model, cfg.features)
 
 
 def loss_module(net: WaveRNN | SubscaleWaveRNN) -> WindowedNLL:

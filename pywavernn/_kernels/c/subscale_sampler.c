@@ -22,7 +22,8 @@
  * One step (docs/format.md §3, §9), for the active range:
  *   1 context: advance each active stream's context chain to position i + F (one position a step once running;
  *     F + 1 positions on a stream's first step), batched over the streams that need a position, then
- *     pq = proj a_D (one gemm over the active rows); ctx = pq + proj.bias[s]
+ *     pq = proj a_D (one gemm over the active rows), plus lin_proj est(i, s) when the model has linear estimates
+ *     (linear_step); ctx = pq + proj.bias[s]
  *   2 rh = R h + b_R (gemm); coarse rows of gi = ((x0 w0 + x1 w1) + q), q = cond(t) + ctx (one kernel, gru_input_t,
  *     computes q where it is needed); coarse gate update
  *     (x0, x1: the stream's own previous sample, or with prev_time and s >= 1 sample (i, s - 1) from the folded
@@ -209,7 +210,39 @@ static void context_round(const pwr_subscale_net *net, const pwr_kernel_table *t
     for (int32_t r = 0; r < nr; r++) sc->chain_next[cp->idx[r]]++;
 }
 
-/* Step 1: context chains of streams lo..hi up to position (their i) + F, then pq = proj a_D per stream. */
+/* pq[s] += lin_proj est(i, s) for streams lo..hi (net->E > 0): the linear estimates of §9 from the folded
+ * sequence's samples at positions i - 1 .. i + F (z <= s at i - 1, z < s after), where real. Every one was written
+ * at an earlier step (as for the context chains) and is still in the window (W > (B - 1)(F + 1) + 1). The sums
+ * run over d, then z, in float32, as pywavernn.reference_subscale.linear_estimates_ref does. */
+static void linear_step(const pwr_subscale_net *net, scratch *sc, int64_t n, int32_t lo, int32_t hi, int64_t T) {
+    const int32_t B = net->B, F = net->F, E = net->E, H3 = 3 * net->H;
+    for (int32_t s = lo; s <= hi; s++) {
+        const int64_t i = n - (int64_t)s * (F + 1);
+        float est[PWR_SUBSCALE_MAX_LINEAR] = {0};
+        for (int32_t d = 0; d < F + 2; d++) {
+            const int64_t k = i - 1 + d;
+            if (k < 0) continue;
+            const int32_t z_end = d == 0 ? s + 1 : s;
+            const size_t slot = (size_t)(k % sc->W) * (size_t)B;
+            for (int32_t z = 0; z < z_end && (T < 0 || k * B + z < T); z++) {
+                const int32_t u = ((int32_t)sc->coarse[slot + z] << 8) | (int32_t)sc->fine[slot + z];
+                const float v = (float)(u - 32768) / 32768.0f;
+                const float *w = net->lin_w + (((size_t)s * (size_t)(F + 2) + (size_t)d) * (size_t)B + (size_t)z) * E;
+                for (int32_t e = 0; e < E; e++) est[e] += w[e] * v;
+            }
+        }
+        float *pq = sc->pq + (size_t)s * H3;
+        for (int32_t r = 0; r < H3; r++) {
+            const float *p = net->lin_proj + (size_t)r * E;
+            float acc = 0.0f;
+            for (int32_t e = 0; e < E; e++) acc += p[e] * est[e];
+            pq[r] += acc;
+        }
+    }
+}
+
+/* Step 1: context chains of streams lo..hi up to position (their i) + F, then pq = proj a_D per stream (plus the
+ * linear estimates' columns, when the model has them). */
 static void context_step(const pwr_subscale_net *net, const pwr_kernel_table *tb, scratch *sc, const compact *cp,
                          int64_t n, int32_t lo, int32_t hi, int64_t T) {
     const int32_t F = net->F, H3 = 3 * net->H;
@@ -223,6 +256,7 @@ static void context_step(const pwr_subscale_net *net, const pwr_kernel_table *tb
     const float *rows[PWR_MAX_RHS] = {0};
     product(tb, &net->proj, rows_of(sc->top + (size_t)lo * net->Cx, (size_t)net->Cx, hi - lo + 1, rows), hi - lo + 1,
             sc->pq + (size_t)lo * H3);
+    if (net->E > 0) linear_step(net, sc, n, lo, hi, T);
 }
 
 /* hid = relu(Oa y + ba), logits = Ob hid + bb over streams lo..hi; y is the coarse (y0 = 0) or fine (y0 = H/2)

@@ -23,6 +23,7 @@
 #include "pwr_kernels.h"
 
 #define PWR_SUBSCALE_MAX_LAYERS 16
+#define PWR_SUBSCALE_MAX_LINEAR 64 /* pywavernn.config.SUBSCALE_MAX_LINEAR */
 
 typedef struct {
     int32_t H, K, hop;
@@ -30,6 +31,7 @@ typedef struct {
     int32_t prev_time;            /* 1: x_t of (i, s), s >= 1, carries (i, s - 1) (subscale_previous "time") */
     int32_t residual;             /* 1: a_l = a_{l-1} + relu(...) in the dilated layers (subscale_residual) */
     int32_t context_lag;          /* 1: context input pair j of stream s holds sub-tensor s - 1 - j ("lag" order) */
+    int32_t E;                    /* linear estimates per sample (subscale_linear), 0..PWR_SUBSCALE_MAX_LINEAR */
     /* The WaveRNN step (docs/format.md §3, §6): any shape/storage with a kernel table entry. */
     pwr_matrix R;                 /* (3H, H), rows [u | r | e] */
     pwr_matrix O1, O2, O3, O4;    /* (K, H/2), (256, K), (K, H/2), (256, K) */
@@ -44,6 +46,10 @@ typedef struct {
     const float *embed_bias;      /* (B, C_x): one row per sub-tensor */
     const float *conv_bias;       /* (D, B, C_x) */
     const float *proj_bias;       /* (B, 3H) */
+    /* The linear estimates (§9), when E > 0: weights [s, d, z, e] of sample (i - 1 + d, z), zero outside the mask
+     * (z <= s at d = 0, z < s for d = 1..F + 1), and their GRU input columns. */
+    const float *lin_w;           /* (B, F + 2, B, E) */
+    const float *lin_proj;        /* (3H, E) */
 } pwr_subscale_net;
 
 /* Optional per-sample records, indexed by true time t (NULL pointers: not recorded): the state after sample t
