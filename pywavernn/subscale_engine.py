@@ -104,7 +104,11 @@ class SubscaleEngine:
         self._vecs = tuple(vecs)
         w = model.weights
         # subscale.proj.weight may be a BlockSparseMatrix (format.sparse_capable): its gemm skips pruned blocks.
-        ctx = [_for_columns(w["subscale.embed.weight"]), _for_columns(w["subscale.proj.weight"])]
+        n_lin = cfg.subscale_linear
+        # With linear estimates the projection takes their E columns too: one gemm over each stream's [a_D, est].
+        proj = (np.hstack([model.dense("subscale.proj.weight"), w["subscale.linear.proj"]]) if n_lin
+                else w["subscale.proj.weight"])
+        ctx = [_for_columns(w["subscale.embed.weight"]), _for_columns(proj)]
         for layer in range(self.layers):
             conv = w[f"subscale.conv{layer}.weight"]
             ctx += [_for_columns(conv[:, :, 0]), _for_columns(conv[:, :, 1])]
@@ -112,10 +116,8 @@ class SubscaleEngine:
         self._ctx_mats = tuple(km._c for km in ctx)
         conv_bias = (np.stack([w[f"subscale.conv{layer}.bias"] for layer in range(self.layers)])
                      if self.layers else np.zeros((1, factor, self.channels)))
-        n_lin = cfg.subscale_linear
-        lin = ((_f32(w["subscale.linear.weight"]), _f32(w["subscale.linear.proj"])) if n_lin
-               else (np.zeros(1, np.float32), np.zeros(1, np.float32)))
-        self._ctx_vecs = (_f32(w["subscale.embed.bias"]), _f32(conv_bias), _f32(w["subscale.proj.bias"]), *lin)
+        lin_w = _f32(w["subscale.linear.weight"]) if n_lin else np.zeros(1, np.float32)
+        self._ctx_vecs = (_f32(w["subscale.embed.bias"]), _f32(conv_bias), _f32(w["subscale.proj.bias"]), lin_w)
         prev_time = int(model.model_config.subscale_previous == "time")  # subscale.previous_sample
         residual = int(model.model_config.subscale_residual)
         lag = int(model.model_config.subscale_context_order == "lag")  # subscale.context_input_order

@@ -32,7 +32,6 @@ cdef void _fill_subscale_net(pwr_subscale_net *net, tuple dims, tuple mats, tupl
     net.conv_bias = <const float *>_ptr(ctx_vecs[1])
     net.proj_bias = <const float *>_ptr(ctx_vecs[2])
     net.lin_w = <const float *>_ptr(ctx_vecs[3])
-    net.lin_proj = <const float *>_ptr(ctx_vecs[4])
 
 
 cdef class SubscaleRun:
@@ -76,9 +75,9 @@ def generate_subscale(int isa, bint exact, int nthreads, tuple dims, tuple mats,
     residual, context_lag, E) (prev_time 1 for subscale_previous "time", residual 1 for subscale_residual,
     context_lag 1 for subscale_context_order "lag", E subscale_linear); mats = (R, O1, O2, O3, O4) KernelMatrix; vecs = (w_in_t (3, 3H), b_R, b1,
     b2, b3, b4) float32; ctx_mats = (embed, proj, conv_prev_0, conv_cur_0, ..., conv_prev_{D-1}, conv_cur_{D-1})
-    KernelMatrix (dense fp32); ctx_vecs = (embed_bias (B, C_x), conv_bias (D, B, C_x) (at least one element),
-    proj_bias (B, 3H), lin_w (B, F + 2, B, E) and lin_proj (3H, E) (at least one element each; unread when
-    E = 0)); out int16 (T,); trace None or (h (T, H) | None, logits_c | None, logits_f | None, step int64
+    KernelMatrix (dense fp32; proj (3H, C_x + E): subscale.proj.weight and subscale.linear.proj side by side);
+    ctx_vecs = (embed_bias (B, C_x), conv_bias (D, B, C_x) (at least one element),
+    proj_bias (B, 3H), lin_w (B, F + 2, B, E) (at least one element; unread when E = 0)); out int16 (T,); trace None or (h (T, H) | None, logits_c | None, logits_f | None, step int64
     (T,) | None)."""
     cdef const pwr_kernel_table *t = _table(isa)
     cdef pwr_subscale_net net

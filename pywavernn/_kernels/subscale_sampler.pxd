@@ -21,7 +21,6 @@ cdef extern from "subscale_sampler.h" nogil:
         const float *conv_bias
         const float *proj_bias
         const float *lin_w
-        const float *lin_proj
     ctypedef struct pwr_subscale_trace:
         float *h
         float *logits_c

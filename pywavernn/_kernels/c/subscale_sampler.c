@@ -22,8 +22,8 @@
  * One step (docs/format.md §3, §9), for the active range:
  *   1 context: advance each active stream's context chain to position i + F (one position a step once running;
  *     F + 1 positions on a stream's first step), batched over the streams that need a position, then
- *     pq = proj a_D (one gemm over the active rows), plus lin_proj est(i, s) when the model has linear estimates
- *     (linear_step); ctx = pq + proj.bias[s]
+ *     pq = proj a_D (one gemm over the active rows; with linear estimates proj carries their E columns too and
+ *     each stream's row is [a_D, est(i, s)], linear_step); ctx = pq + proj.bias[s]
  *   2 rh = R h + b_R (gemm); coarse rows of gi = ((x0 w0 + x1 w1) + q), q = cond(t) + ctx (one kernel, gru_input_t,
  *     computes q where it is needed); coarse gate update
  *     (x0, x1: the stream's own previous sample, or with prev_time and s >= 1 sample (i, s - 1) from the folded
@@ -70,7 +70,7 @@ static void relu_rows(float *v, size_t n) {
 /* Per-stream state, shared by the team (each thread writes only its own streams' rows). */
 typedef struct {
     float *h, *rh, *gi, *pq, *hid, *lc, *lf;            /* (B, .) per-stream step buffers; pq = proj a_D */
-    float *top, *ring;                                  /* context chains: (B, C_x), rings of all layers */
+    float *top, *ring;                                  /* (B, C_x + E): [a_D, est]; rings of all layers */
     int32_t *chain_next, *last_i, *pc, *pf, *ct;        /* (B) each: chain position, last position, c/f samples */
     uint8_t *coarse, *fine;                             /* the folded sequence, last W positions (W B) bytes */
     int64_t W;                                          /* position k lives in slot k mod W */
@@ -93,12 +93,13 @@ static int64_t folded_window(const pwr_subscale_net *net) { return 2 * ((int64_t
 static int alloc_scratch(const pwr_subscale_net *net, scratch *sc) {
     const int64_t n_pos = folded_window(net);
     const size_t B = (size_t)net->B, H = (size_t)net->H, K = (size_t)net->K, Cx = (size_t)net->Cx;
+    const size_t top = Cx + (size_t)net->E;
     size_t ring = 0;
     for (int32_t l = 0; l < net->D; l++) {
         sc->ring_layer_offset[l] = ring;
         ring += B * (((size_t)1 << l) + 1) * Cx;
     }
-    const size_t n_f = B * (3 * H) * 3 + B * H + B * K + B * N_CLASSES * 2 + B * Cx + ring;
+    const size_t n_f = B * (3 * H) * 3 + B * H + B * K + B * N_CLASSES * 2 + B * top + ring;
     const size_t bytes = n_f * sizeof(float) + 5 * B * sizeof(int32_t) + 2 * (size_t)n_pos * B;
     char *p = calloc(1, bytes); /* zeroed: h = 0 and every ring starts with zero activations */
     if (!p) return -1;
@@ -111,7 +112,7 @@ static int alloc_scratch(const pwr_subscale_net *net, scratch *sc) {
     sc->hid = f; f += B * K;
     sc->lc = f; f += B * N_CLASSES;
     sc->lf = f; f += B * N_CLASSES;
-    sc->top = f; f += B * Cx;
+    sc->top = f; f += B * top;
     sc->ring = f; f += ring;
     int32_t *ip = (int32_t *)f;
     sc->chain_next = ip; ip += B;
@@ -156,7 +157,7 @@ static inline void product(const pwr_kernel_table *tb, const pwr_matrix *w, cons
 /* Where a_l[k] of stream s lives: layer l + 1's ring (l < D), or top[s] (l = D). */
 static inline float *activation(const pwr_subscale_net *net, const scratch *sc, int32_t l, int32_t s, int64_t k) {
     const size_t Cx = (size_t)net->Cx;
-    if (l == net->D) return sc->top + (size_t)s * Cx;
+    if (l == net->D) return sc->top + (size_t)s * (Cx + (size_t)net->E);
     const int64_t slots = ((int64_t)1 << l) + 1;
     return sc->ring + sc->ring_layer_offset[l] + ((size_t)s * (size_t)slots + (size_t)(k % slots)) * Cx;
 }
@@ -210,15 +211,17 @@ static void context_round(const pwr_subscale_net *net, const pwr_kernel_table *t
     for (int32_t r = 0; r < nr; r++) sc->chain_next[cp->idx[r]]++;
 }
 
-/* pq[s] += lin_proj est(i, s) for streams lo..hi (net->E > 0): the linear estimates of §9 from the folded
- * sequence's samples at positions i - 1 .. i + F (z <= s at i - 1, z < s after), where real. Every one was written
- * at an earlier step (as for the context chains) and is still in the window (W > (B - 1)(F + 1) + 1). The sums
- * run over d, then z, in float32, as pywavernn.reference_subscale.linear_estimates_ref does. */
+/* est(i, s) into top[s][C_x ..] for streams lo..hi (net->E > 0): the linear estimates of §9 from the folded
+ * sequence's samples at positions i - 1 .. i + F (z <= s at i - 1, z < s after), where real; proj's last E columns
+ * turn them into gate inputs in the same gemm as a_D. Every sample read was written at an earlier step (as for the
+ * context chains) and is still in the window (W > (B - 1)(F + 1) + 1). The sums run over d, then z, in float32,
+ * as pywavernn.reference_subscale.linear_estimates_ref does. */
 static void linear_step(const pwr_subscale_net *net, scratch *sc, int64_t n, int32_t lo, int32_t hi, int64_t T) {
-    const int32_t B = net->B, F = net->F, E = net->E, H3 = 3 * net->H;
+    const int32_t B = net->B, F = net->F, E = net->E, Cx = net->Cx;
     for (int32_t s = lo; s <= hi; s++) {
         const int64_t i = n - (int64_t)s * (F + 1);
-        float est[PWR_SUBSCALE_MAX_LINEAR] = {0};
+        float *est = sc->top + (size_t)s * (size_t)(Cx + E) + Cx;
+        for (int32_t e = 0; e < E; e++) est[e] = 0.0f;
         for (int32_t d = 0; d < F + 2; d++) {
             const int64_t k = i - 1 + d;
             if (k < 0) continue;
@@ -230,13 +233,6 @@ static void linear_step(const pwr_subscale_net *net, scratch *sc, int64_t n, int
                 const float *w = net->lin_w + (((size_t)s * (size_t)(F + 2) + (size_t)d) * (size_t)B + (size_t)z) * E;
                 for (int32_t e = 0; e < E; e++) est[e] += w[e] * v;
             }
-        }
-        float *pq = sc->pq + (size_t)s * H3;
-        for (int32_t r = 0; r < H3; r++) {
-            const float *p = net->lin_proj + (size_t)r * E;
-            float acc = 0.0f;
-            for (int32_t e = 0; e < E; e++) acc += p[e] * est[e];
-            pq[r] += acc;
         }
     }
 }
@@ -253,10 +249,11 @@ static void context_step(const pwr_subscale_net *net, const pwr_kernel_table *tb
         if (!nr) break;
         context_round(net, tb, sc, cp, nr, T);
     }
-    const float *rows[PWR_MAX_RHS] = {0};
-    product(tb, &net->proj, rows_of(sc->top + (size_t)lo * net->Cx, (size_t)net->Cx, hi - lo + 1, rows), hi - lo + 1,
-            sc->pq + (size_t)lo * H3);
     if (net->E > 0) linear_step(net, sc, n, lo, hi, T);
+    const size_t top = (size_t)(net->Cx + net->E);
+    const float *rows[PWR_MAX_RHS] = {0};
+    product(tb, &net->proj, rows_of(sc->top + (size_t)lo * top, top, hi - lo + 1, rows), hi - lo + 1,
+            sc->pq + (size_t)lo * H3);
 }
 
 /* hid = relu(Oa y + ba), logits = Ob hid + bb over streams lo..hi; y is the coarse (y0 = 0) or fine (y0 = H/2)

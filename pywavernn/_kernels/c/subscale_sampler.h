@@ -42,14 +42,13 @@ typedef struct {
     pwr_matrix embed;                                   /* (C_x, 2B) */
     pwr_matrix conv_prev[PWR_SUBSCALE_MAX_LAYERS];      /* W_l[:, :, 0] (C_x, C_x): taps a_{l-1}[k - 2^(l-1)] */
     pwr_matrix conv_cur[PWR_SUBSCALE_MAX_LAYERS];       /* W_l[:, :, 1] (C_x, C_x): taps a_{l-1}[k] */
-    pwr_matrix proj;                                    /* (3H, C_x) */
+    pwr_matrix proj;              /* (3H, C_x + E): subscale.proj.weight, then subscale.linear.proj's E columns */
     const float *embed_bias;      /* (B, C_x): one row per sub-tensor */
     const float *conv_bias;       /* (D, B, C_x) */
     const float *proj_bias;       /* (B, 3H) */
     /* The linear estimates (§9), when E > 0: weights [s, d, z, e] of sample (i - 1 + d, z), zero outside the mask
-     * (z <= s at d = 0, z < s for d = 1..F + 1), and their GRU input columns. */
+     * (z <= s at d = 0, z < s for d = 1..F + 1); their GRU input columns are the last E columns of proj. */
     const float *lin_w;           /* (B, F + 2, B, E) */
-    const float *lin_proj;        /* (3H, E) */
 } pwr_subscale_net;
 
 /* Optional per-sample records, indexed by true time t (NULL pointers: not recorded): the state after sample t
