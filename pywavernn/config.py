@@ -150,8 +150,8 @@ class ModelConfig:
                      the GRU input through their own columns (docs/format.md §9); 0 (the default): none.
 
     The two subscale_ context fields are left out of to_dict() for a plain model at their defaults, and
-    subscale_previous, subscale_residual, subscale_context_order and subscale_linear for any model at their defaults, so files are
-    written exactly as before they existed, and a file without them loads with the defaults.
+    subscale_previous, subscale_residual, subscale_context_order and subscale_linear for any model at their
+    defaults, so files are written exactly as before they existed, and a file without them loads with the defaults.
     """
 
     hidden_size: int = 512

@@ -282,3 +282,26 @@ def test_linear_estimates_train_export_and_vocode(tmp_path, speech_dir, cache_di
     wav = pywavernn.Vocoder(str(path), exact=True).vocode(mel)
     assert wav.dtype == np.int16 and wav.shape == (3 * HOP,)
     np.testing.assert_array_equal(wav, pywavernn.Vocoder(str(path), backend="reference").vocode(mel))
+
+
+def test_linear_headroom_finds_interpolation_beats_prediction_on_band_limited_audio(tmp_path, capsys):
+    """training.linear_headroom on band-limited noise (nothing above 0.3 x Nyquist): the last sub-tensor, which
+    sees the next sample, is estimated far better than a plain model's past-only predictor; s = 0, which sees only
+    its own previous sample, far worse. A missing folder is a clear error (exit 2)."""
+    from training import linear_headroom
+
+    rng = np.random.default_rng(3)
+    spectrum = np.fft.rfft(rng.standard_normal(48000))
+    spectrum[int(0.3 * spectrum.size):] = 0
+    x = np.fft.irfft(spectrum)
+    sf.write(str(tmp_path / "band.wav"), (0.3 * x / np.abs(x).max()).astype(np.float32), 24000, subtype="PCM_16")
+    signals = [np.round(0.3 * x / np.abs(x).max() * 32767)]
+    past, _ = linear_headroom.fit(signals, list(range(-8, 0)), None, 4)
+    last, _ = linear_headroom.fit(signals, subscale.linear_estimate_taps(3, 4, 1).tolist(), 3, 4)
+    first, _ = linear_headroom.fit(signals, subscale.linear_estimate_taps(0, 4, 1).tolist(), 0, 4)
+    assert last < past - 10 and first > past + 10, (past, last, first)
+    assert linear_headroom.main(["--data", str(tmp_path), "--factor", "4", "--horizon", "1", "--past", "8"]) == 0
+    out = capsys.readouterr().out
+    assert "| plain: the previous 8 samples | 8 |" in out and "subscale s = 3" in out
+    assert linear_headroom.main(["--data", str(tmp_path / "missing")]) == 2
+    assert "--data: expected a directory" in capsys.readouterr().err

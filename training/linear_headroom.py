@@ -5,11 +5,12 @@
 What it is: a measurement of the data, not of a model. For every sub-tensor s of a subscale model (B, F) it fits,
 by least squares over the files, the best linear estimate of sample t = i * B + s from exactly the samples the
 linear estimates of a subscale model (ModelConfig.subscale_linear) weigh (positions i - 1 .. i + F: sub-tensors
-z <= s at i - 1, z < s from i on; pywavernn.subscale.linear_estimate_mask), and reports the residual's energy relative to the signal's (dB) and its RMS in int16
-steps (a coarse byte is 256 steps). For comparison it fits the plain WaveRNN's situation, the best linear
-predictor from the previous `--past` samples. A large gap between the two says the subscale model's inputs carry
-information that a plain model's do not (for audio band-limited below the Nyquist frequency, interpolation from
-both sides is far better than prediction), which a network may or may not learn to use.
+z <= s at i - 1, z < s from i on; pywavernn.subscale.linear_estimate_mask), and reports the residual's energy
+relative to the signal's (dB) and its RMS in int16 steps (a coarse byte is 256 steps). For comparison it fits
+the plain WaveRNN's situation, the best linear predictor from the previous `--past` samples. A large gap between
+the two says the subscale model's inputs carry information that a plain model's do not (for audio band-limited
+below the Nyquist frequency, interpolation from both sides is far better than prediction), which a network may
+or may not learn to use.
 What it is not: a bound on a model's NLL (the residuals are pooled over loud and quiet passages, and a network is
 not linear), nor a property of speech in general: it measures the files given.
 

@@ -8,9 +8,10 @@ as one batch per step (for parity tests against pywavernn.reference_subscale), a
 What it is not: an inference engine, a data pipeline or a training loop (training.train drives the plain model).
 
 Layout. As in training.model, the projections into the 3H gate space are fused into the GRU's input weights. The
-GRU input of sample (i, s) is [x (3), cond_features(t) (C), ctx_features(i, s) (C_x), one_hot(s) (B)], so
+GRU input of sample (i, s) is [x (3), cond_features(t) (C), ctx_features(i, s) (C_x), one_hot(s) (B)] and, with
+subscale_linear E > 0, its E linear estimates est(i, s), so
 
-    weight_ih = [gru.W_in | cond.proj.weight | subscale.proj.weight | subscale.proj.bias^T]
+    weight_ih = [gru.W_in | cond.proj.weight | subscale.proj.weight | subscale.proj.bias^T | subscale.linear.proj]
     bias_ih = cond.proj.bias    weight_hh = gru.R    bias_hh = gru.b_R      (torch gate order (r, u, e))
 
 ctx_features is the context network's last layer at position i + F. It depends on s through the input mask (only
@@ -245,7 +246,8 @@ class SubscaleWaveRNN(nn.Module):
         if self.linear_estimates:  # positions i - 1 .. i + F, the samples that are real (the mask is in the weight)
             k = pos[:, None] - 1 + torch.arange(self.horizon + 2, device=pos.device)[None, :]  # (M, F + 2)
             kc = k.clamp(0, n_pos - 1)
-            x = torch.where(real[kc] & ((k >= 0) & (k < n_pos))[:, :, None], v16[kc], torch.zeros((), device=pos.device))
+            inside = ((k >= 0) & (k < n_pos))[:, :, None]
+            x = torch.where(real[kc] & inside, v16[kc], torch.zeros((), device=pos.device))
             out = out + torch.einsum("mdz,mdze->me", x, w["subscale.linear.weight"][subs]) @ w["subscale.linear.proj"].T
         return out
 
@@ -315,7 +317,6 @@ class SubscaleWaveRNN(nn.Module):
         return (samples, {k: v.numpy() for k, v in steps.items()}) if trace else samples
 
     # --- conversions to and from the model file's layout (§6, §9) ---------------------------------------------
-
 
     def to_model(self, feature_config: FeatureConfig | None = None, provenance: dict | None = None) -> Model:
         """The weights as a dense pywavernn Model (names and gate order of §6 and §9), validated."""
