@@ -20,6 +20,7 @@ N_CLASSES = 256  # coarse and fine are 8 bits each
 SUBSCALE_PREVIOUS = ("sub_tensor", "time")  # the values of ModelConfig.subscale_previous
 SUBSCALE_CONTEXT_ORDER = ("sub_tensor", "lag")  # the values of ModelConfig.subscale_context_order
 SUBSCALE_MAX_LINEAR = 64  # the largest ModelConfig.subscale_linear (the C loop keeps the estimates on its stack)
+SUBSCALE_PRIOR = ("none", "laplace")  # the values of ModelConfig.subscale_prior
 
 
 def dataclass_from_dict(cls, data: Any, what: str, convert: dict[str, Any] | None = None):
@@ -148,10 +149,13 @@ class ModelConfig:
     subscale_linear  E >= 0 linear estimates of each subscale sample (i, s) from the 16-bit values of the samples
                      its mask lets through at positions i - 1 .. i + F (z <= s at i - 1, z < s from i on), added to
                      the GRU input through their own columns (docs/format.md §9); 0 (the default): none.
+    subscale_prior   "laplace": each byte's logits add the log-mass a Laplace distribution centred on the first
+                     linear estimate gives its 256 bins, at a scale the output head predicts (docs/format.md §9;
+                     needs subscale_linear >= 1); "none" (the default): the logits are the output heads' alone.
 
     The two subscale_ context fields are left out of to_dict() for a plain model at their defaults, and
-    subscale_previous, subscale_residual, subscale_context_order and subscale_linear for any model at their
-    defaults, so files are written exactly as before they existed, and a file without them loads with the defaults.
+    subscale_previous, subscale_residual, subscale_context_order, subscale_linear and subscale_prior for any model
+    at their defaults, so files are written exactly as before they existed, and a file without them loads with the defaults.
     """
 
     hidden_size: int = 512
@@ -168,6 +172,7 @@ class ModelConfig:
     subscale_residual: bool = False
     subscale_context_order: str = "sub_tensor"
     subscale_linear: int = 0
+    subscale_prior: str = "none"
     n_classes: int = field(default=N_CLASSES)
 
     def __post_init__(self) -> None:
@@ -206,6 +211,12 @@ class ModelConfig:
         if self.subscale_linear and self.subscale_factor == 1:
             raise ValueError(f"subscale_linear = {self.subscale_linear}: only a subscale model (subscale_factor > 1) "
                              f"has sub-tensors to estimate")
+        if self.subscale_prior not in SUBSCALE_PRIOR:
+            raise ValueError(f"subscale_prior: expected one of {', '.join(map(repr, SUBSCALE_PRIOR))}, "
+                             f"found {self.subscale_prior!r}")
+        if self.subscale_prior != "none" and self.subscale_linear < 1:
+            raise ValueError(f"subscale_prior = {self.subscale_prior!r}: the prior is centred on the first linear "
+                             f"estimate, so it needs subscale_linear >= 1, found {self.subscale_linear}")
         if self.n_classes != N_CLASSES:
             raise ValueError(f"n_classes: expected {N_CLASSES} (8-bit coarse and fine), found {self.n_classes}")
 
@@ -239,6 +250,7 @@ class ModelConfig:
 # Left out of to_dict() at their defaults, so files from before the fields existed are written unchanged: the
 # context network's size for a plain model, the later subscale options for any model.
 _SUBSCALE_CONTEXT_FIELDS = ("subscale_channels", "subscale_layers")
-_SUBSCALE_OPTION_FIELDS = ("subscale_previous", "subscale_residual", "subscale_context_order", "subscale_linear")
+_SUBSCALE_OPTION_FIELDS = ("subscale_previous", "subscale_residual", "subscale_context_order", "subscale_linear",
+                           "subscale_prior")
 _SUBSCALE_DEFAULTS = {f.name: f.default for f in dataclasses.fields(ModelConfig)
                       if f.name in _SUBSCALE_CONTEXT_FIELDS + _SUBSCALE_OPTION_FIELDS}

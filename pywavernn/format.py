@@ -229,6 +229,10 @@ def subscale_weight_shapes(model_config: ModelConfig) -> dict[str, tuple[int, ..
     if e:  # the linear estimates: weights [s, d, z, e] (zero outside subscale.linear_estimate_mask), GRU columns
         shapes.update({"subscale.linear.weight": (b, model_config.subscale_horizon + 2, b, e),
                        "subscale.linear.proj": (3 * h, e)})
+    if model_config.subscale_prior != "none":  # the prior's log-scale: a row per byte [coarse, fine] over the
+        # output head's K hidden units, and a bias per byte and sub-tensor
+        shapes.update({"subscale.prior.weight": (2, model_config.out_hidden),
+                       "subscale.prior.bias": (2, b)})
     return shapes
 
 

@@ -228,12 +228,14 @@ def _gates(v: np.ndarray, half: int) -> np.ndarray:
 
 
 def _generate_step(model: Model, h: np.ndarray, c_prev: int, f_prev: int, cond: np.ndarray,
-                   u_coarse: float, u_fine: float):
+                   u_coarse: float, u_fine: float, adjust: Callable | None = None):
     """One sample in the spec's order: rh once; coarse gates; O1, O2; sample c_t; fine gates with c_t; O3, O4; f_t.
 
     Returns (h', c_t, f_t, logits_c, logits_f). The input projection is summed as in input_projection_ref:
     the coarse rows get ((x0 w0 + x1 w1) + cond) because their c_t weight is zero (the mask), the fine rows
     ((x0 w0 + x1 w1) + x2 w2) + cond once c_t is known, so teacher forcing reproduces these values exactly.
+    adjust(byte, y, logits, c_t) -> logits, when given, changes each byte's logits before its draw (byte 0 coarse,
+    1 fine; y the half state the head read; c_t None for the coarse byte): the subscale prior's hook.
     """
     w = model.weights
     half = model.model_config.half
@@ -244,12 +246,16 @@ def _generate_step(model: Model, h: np.ndarray, c_prev: int, f_prev: int, cond: 
 
     h_coarse = gru_update_ref(h[:half], x01[:, 0] + cond[:, 0], rh[:, 0])
     logits_c = output_head_ref(h_coarse, w["out.O1"], w["out.b1"], w["out.O2"], w["out.b2"])
+    if adjust is not None:
+        logits_c = adjust(0, h_coarse, logits_c, None)
     c_t = sample_from_logits_ref(logits_c, u_coarse)
 
     w_ct = _gates(w_in[:, 2], half)[:, 1]  # c_t's column, fine rows only
     gi_fine = (x01[:, 1] + BYTE_INPUT[c_t] * w_ct) + cond[:, 1]
     h_fine = gru_update_ref(h[half:], gi_fine, rh[:, 1])
     logits_f = output_head_ref(h_fine, w["out.O3"], w["out.b3"], w["out.O4"], w["out.b4"])
+    if adjust is not None:
+        logits_f = adjust(1, h_fine, logits_f, c_t)
     f_t = sample_from_logits_ref(logits_f, u_fine)
     return np.concatenate([h_coarse, h_fine]), c_t, f_t, logits_c, logits_f
 

@@ -2,7 +2,8 @@
 
 What it is: the definition-by-code of a subscale model (subscale_factor B > 1): teacher-forced logits and NLL,
 and free-running generation from supplied uniforms (T, 2) indexed by each sample's true time t, so the samples do
-not depend on the order they are computed in. It reuses pywavernn.reference for everything the plain model shares
+not depend on the order they are computed in. With subscale_prior "laplace" each byte's logits add the prior's terms
+(`prior_term_ref`, `prior_logits_ref`). It reuses pywavernn.reference for everything the plain model shares
 (conditioning, the GRU step, the output heads, the sampling rule) and pywavernn.subscale for the index arithmetic.
 What it is not: fast. One sample at a time, and the context network is recomputed from scratch over its receptive
 field for every sample (a real engine keeps per-stream activation queues; docs/format.md §9 gives the cost).
@@ -21,6 +22,8 @@ N = ceil(T / B) positions, H hidden units, C_x context channels, D context layer
 """
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 
@@ -128,6 +131,63 @@ def context_ref(model: Model, values: np.ndarray, v16: np.ndarray, real: np.ndar
     return ctx
 
 
+# --- the Laplace prior (ModelConfig.subscale_prior "laplace", docs/format.md §9) ----------------------------------------
+
+PRIOR_FLOOR = F32(-16.0)  # the prior's term never goes below this (a bounded cost for a wrong estimate)
+PRIOR_LOG_SCALE_RANGE = (F32(-3.0), F32(12.0))  # log b is clipped to this (b from 0.05 to 1.6e5 16-bit steps)
+
+
+def prior_location_ref(est0: np.float32) -> np.float32:
+    """The prior's centre in unsigned 16-bit units (0 .. 65536) from the first linear estimate (v16 units)."""
+    return F32(est0) * F32(32768) + F32(32768)
+
+
+def prior_log_scale_ref(model: Model, byte: int, hidden: np.ndarray, s: int) -> np.float32:
+    """log b of byte 0 (coarse) or 1 (fine) of a sample of sub-tensor s: subscale.prior.weight[byte] . hidden
+    + subscale.prior.bias[byte, s], clipped to PRIOR_LOG_SCALE_RANGE; hidden (K,) is the byte's output head's
+    hidden layer relu(O1 y + b1) (coarse) or relu(O3 y + b3) (fine)."""
+    w = model.weights
+    z = F32(w["subscale.prior.weight"][byte] @ hidden) + w["subscale.prior.bias"][byte, s]
+    return F32(np.clip(z, *PRIOR_LOG_SCALE_RANGE))
+
+
+def prior_term_ref(lo: np.ndarray, width: float, mu: np.float32, log_b: np.float32) -> np.ndarray:
+    """max(PRIOR_FLOOR, log of the mass a Laplace(mu, b = exp(log b)) distribution gives each bin [lo, lo + width)),
+    float32, in the order of operations the engines use. A bin wholly on one side of mu at distance d (to its
+    nearer edge) has log mass side - d / b with side = log((1 - exp(-width / b)) / 2); the bin holding mu has
+    log(1 - (exp(-(mu - lo) / b) + exp(-(hi - mu) / b)) / 2), written with expm1 so a wide b loses nothing."""
+    lo = np.asarray(lo, dtype=F32)
+    width, mu = F32(width), F32(mu)
+    inv_b = F32(np.exp(-F32(log_b)))
+    hi = lo + width
+    d = np.maximum(lo - mu, mu - hi)  # > 0: the bin lies wholly on one side of mu
+    side = F32(np.log(-np.expm1(-(width * inv_b)))) - F32(np.log(2.0))
+    term = side - d * inv_b
+    inside = np.flatnonzero(d <= 0)
+    for k in inside:  # at most one bin holds mu (two when mu is on their shared edge: both get this formula)
+        a, c = (lo[k] - mu) * inv_b, (hi[k] - mu) * inv_b
+        term[k] = np.log(F32(-0.5) * (np.expm1(a) + np.expm1(-c)))
+    return np.maximum(term, PRIOR_FLOOR).astype(F32)
+
+
+COARSE_BIN_LO = np.arange(N_CLASSES, dtype=F32) * F32(256)  # coarse byte c covers [256 c, 256 c + 256)
+
+
+def prior_logits_ref(model: Model, byte: int, y: np.ndarray, logits: np.ndarray, c_t: int | None,
+                     est0: np.float32, s: int) -> np.ndarray:
+    """A byte's logits plus the prior's term (docs/format.md §9) for a sample of sub-tensor s; a model without a
+    prior: unchanged. byte 0: coarse, bins [256 c, 256 c + 256); byte 1: fine given the coarse byte c_t, bins
+    [256 c_t + f, 256 c_t + f + 1). y (H/2,) is the half state the byte's head reads; est0 the first estimate."""
+    if model.model_config.subscale_prior == "none":
+        return logits
+    w = model.weights
+    o, b = ("out.O1", "out.b1") if byte == 0 else ("out.O3", "out.b3")
+    hidden = np.maximum(matvec_ref(w[o], y) + w[b], F32(0))  # the head's hidden layer, as output_head_ref has it
+    lo, width = (COARSE_BIN_LO, 256) if byte == 0 else (F32(256 * int(c_t)) + np.arange(N_CLASSES, dtype=F32), 1)
+    term = prior_term_ref(lo, width, prior_location_ref(est0), prior_log_scale_ref(model, byte, hidden, s))
+    return logits + term
+
+
 def _previous_bytes(coarse: np.ndarray, fine: np.ndarray, i: int, s: int, factor: int,
                     previous: str) -> tuple[int, int]:
     """(c, f) of the sample x_t of (i, s) carries (subscale.previous_sample), from the true-time bytes; the
@@ -162,6 +222,7 @@ def teacher_forced_logits_subscale_ref(model: Model, mel: np.ndarray,
 
     previous = model.model_config.subscale_previous
     states = np.empty((n_samples, model.model_config.hidden_size), dtype=F32)
+    est0 = np.zeros(n_samples, dtype=F32)  # the first linear estimate of each sample (the prior's centre)
     for s in range(factor):
         h = np.zeros(model.model_config.hidden_size, dtype=F32)
         for i, t in enumerate(range(s, n_samples, factor)):
@@ -169,10 +230,16 @@ def teacher_forced_logits_subscale_ref(model: Model, mel: np.ndarray,
             c_prev, f_prev = _previous_bytes(coarse, fine, i, s, factor, previous)
             x = np.array([BYTE_INPUT[c_prev], BYTE_INPUT[f_prev], BYTE_INPUT[coarse[t]]], dtype=F32)
             h = states[t] = gru_step_ref(model, h, x, q)
+            if model.model_config.subscale_prior != "none":
+                est0[t] = linear_estimates_ref(model, v16, real, i, s)[0]
     half, w = model.model_config.half, model.weights
-    logits_c = output_head_ref(states[:, :half].T, w["out.O1"], w["out.b1"], w["out.O2"], w["out.b2"])
-    logits_f = output_head_ref(states[:, half:].T, w["out.O3"], w["out.b3"], w["out.O4"], w["out.b4"])
-    return np.ascontiguousarray(logits_c.T), np.ascontiguousarray(logits_f.T)
+    logits_c = output_head_ref(states[:, :half].T, w["out.O1"], w["out.b1"], w["out.O2"], w["out.b2"]).T
+    logits_f = output_head_ref(states[:, half:].T, w["out.O3"], w["out.b3"], w["out.O4"], w["out.b4"]).T
+    if model.model_config.subscale_prior != "none":
+        for t in range(n_samples):
+            logits_c[t] = prior_logits_ref(model, 0, states[t, :half], logits_c[t], None, est0[t], t % factor)
+            logits_f[t] = prior_logits_ref(model, 1, states[t, half:], logits_f[t], coarse[t], est0[t], t % factor)
+    return np.ascontiguousarray(logits_c), np.ascontiguousarray(logits_f)
 
 
 def nll_subscale_ref(model: Model, mel: np.ndarray, audio_int16: np.ndarray) -> float:
@@ -219,7 +286,12 @@ def generate_subscale_ref(model: Model, mel: np.ndarray, uniforms: np.ndarray, t
                 raise RuntimeError(f"sample ({i}, {s}) reads ({k}, {z}) before it was generated")
             c_prev, f_prev = (coarse[k, z], fine[k, z]) if k >= 0 else (PREV_COARSE, PREV_FINE)
             q = cond_at(g, t, hop) + context_ref(model, values, v16, real, i, s)
-            h[s], c_t, f_t, logits_c, logits_f = _generate_step(model, h[s], c_prev, f_prev, q, *uniforms[t])
+            adjust = None
+            if model.model_config.subscale_prior != "none":  # the prior, centred on the first linear estimate
+                est0 = linear_estimates_ref(model, v16, real, i, s)[0]
+                adjust = functools.partial(prior_logits_ref, model, est0=est0, s=s)
+            h[s], c_t, f_t, logits_c, logits_f = _generate_step(model, h[s], c_prev, f_prev, q, *uniforms[t],
+                                                                adjust=adjust)
             steps["h"][t], steps["logits_c"][t], steps["logits_f"][t], steps["step"][t] = h[s], logits_c, logits_f, step
             done.append((i, s, c_t, f_t))
         for i, s, c_t, f_t in done:  # lockstep: a step's samples become visible only after the step

@@ -117,12 +117,16 @@ class SubscaleEngine:
         conv_bias = (np.stack([w[f"subscale.conv{layer}.bias"] for layer in range(self.layers)])
                      if self.layers else np.zeros((1, factor, self.channels)))
         lin_w = _f32(w["subscale.linear.weight"]) if n_lin else np.zeros(1, np.float32)
-        self._ctx_vecs = (_f32(w["subscale.embed.bias"]), _f32(conv_bias), _f32(w["subscale.proj.bias"]), lin_w)
+        prior = int(cfg.subscale_prior != "none")
+        prior_w, prior_b = ((_f32(w["subscale.prior.weight"]), _f32(w["subscale.prior.bias"])) if prior
+                            else (np.zeros(1, np.float32), np.zeros(1, np.float32)))
+        self._ctx_vecs = (_f32(w["subscale.embed.bias"]), _f32(conv_bias), _f32(w["subscale.proj.bias"]), lin_w,
+                          prior_w, prior_b)
         prev_time = int(model.model_config.subscale_previous == "time")  # subscale.previous_sample
         residual = int(model.model_config.subscale_residual)
         lag = int(model.model_config.subscale_context_order == "lag")  # subscale.context_input_order
         self._dims = (self.hidden, self.out_hidden, self.hop, factor, horizon, self.channels, self.layers, prev_time,
-                      residual, lag, n_lin)
+                      residual, lag, n_lin, prior)
 
     # --- validation (once, here; the C loop trusts its inputs) ---------------------------------------------------
 

@@ -123,6 +123,9 @@ def random_model(model_config: ModelConfig | None = None, feature_config: Featur
     if model_config.subscale_linear:  # zero where subscale.linear_estimate_mask says a sample is not seen
         mask = linear_estimate_mask(model_config.subscale_factor, model_config.subscale_horizon)
         weights["subscale.linear.weight"] *= mask[..., None]
+    if model_config.subscale_prior != "none":  # log-scales from 0.4 to 3,000 16-bit steps: sharp and wide priors
+        weights["subscale.prior.bias"] = np.random.default_rng([seed, 1]).uniform(
+            -1.0, 8.0, weights["subscale.prior.bias"].shape).astype(np.float32)
     capable = sparse_capable(model_config)
     per_matrix = dict.fromkeys(SPARSE_CAPABLE, density) if density is not None else {}
     if proj_density is not None:

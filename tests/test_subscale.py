@@ -318,6 +318,53 @@ def test_linear_estimates_in_the_file_round_trip_and_their_mask_is_checked(tmp_p
         dataclasses.replace(SMALL, subscale_linear=65)
 
 
+def test_prior_in_the_file_round_trips_and_its_config_is_checked(tmp_path):
+    cfg = dataclasses.replace(SMALL, subscale_linear=1, subscale_prior="laplace")
+    assert cfg.to_dict()["subscale_prior"] == "laplace" and "subscale_prior" not in SMALL.to_dict()
+    shapes = fmt.expected_weight_shapes(cfg)
+    assert shapes["subscale.prior.weight"] == (2, 16) and shapes["subscale.prior.bias"] == (2, 4)
+    assert "subscale.prior.weight" not in fmt.expected_weight_shapes(dataclasses.replace(cfg, subscale_prior="none"))
+    model = random_model(cfg, SMALL_FEATURES, seed=1)
+    path = tmp_path / "prior.safetensors"
+    fmt.save_model(model, path)
+    loaded = fmt.load_model(path)
+    assert loaded.model_config == cfg
+    np.testing.assert_array_equal(loaded.weights["subscale.prior.bias"], model.weights["subscale.prior.bias"])
+    broken = {k: v for k, v in model.weights.items() if k != "subscale.prior.weight"}
+    with pytest.raises(ValueError, match="missing.*subscale.prior.weight"):
+        fmt.Model(cfg, SMALL_FEATURES, broken).validate()
+    with pytest.raises(ValueError, match="subscale_prior = 'laplace': .* needs subscale_linear >= 1, found 0"):
+        dataclasses.replace(SMALL, subscale_prior="laplace")
+    with pytest.raises(ValueError, match="subscale_prior: expected one of 'none', 'laplace', found 'gauss'"):
+        dataclasses.replace(cfg, subscale_prior="gauss")
+
+
+def _laplace_log_mass(lo: np.ndarray, hi: np.ndarray, mu: float, b: float) -> np.ndarray:
+    """log(CDF(hi) - CDF(lo)) of Laplace(mu, b) in float64, from the CDF itself (the slow, obvious way)."""
+    def cdf(x):
+        return np.where(x < mu, 0.5 * np.exp(np.minimum(x - mu, 0) / b), 1.0 - 0.5 * np.exp(-np.maximum(x - mu, 0) / b))
+    with np.errstate(divide="ignore"):
+        return np.log(cdf(hi) - cdf(lo))
+
+
+@settings(max_examples=300, deadline=None)
+@given(mu=st.floats(-1000.0, 66000.0), log_b=st.floats(-3.0, 12.0), fine=st.booleans(), c=st.integers(0, 255))
+def test_prior_term_is_the_floored_log_mass_of_each_bin(mu, log_b, fine, c):
+    """prior_term_ref (docs/format.md §9) against the Laplace CDF differenced in float64: equal (to float32
+    precision, relative to the scale of the numbers involved) wherever the mass is above the floor, the floor
+    elsewhere; over the 256 coarse bins the masses sum to the distribution's mass on [0, 65536)."""
+    lo = (256.0 * c + np.arange(256.0)) if fine else 256.0 * np.arange(256.0)
+    width = 1.0 if fine else 256.0
+    b = float(np.exp(np.float32(log_b)))
+    got = rs.prior_term_ref(lo.astype(np.float32), width, np.float32(mu), np.float32(log_b)).astype(np.float64)
+    want = np.maximum(_laplace_log_mass(lo, lo + width, float(np.float32(mu)), b), -16.0)
+    # float32 distances near 65536 carry ~4e-3 of rounding, divided by b; plus the log's own rounding
+    tol = 1e-4 * np.abs(want) + 4e-3 / b + 1e-4
+    assert np.all(np.abs(got - want) <= tol), (np.abs(got - want) - tol).max()
+    if not fine and 1000 < mu < 64500 and b < 50:  # nearly all the mass inside [0, 65536)
+        assert abs(np.exp(got).sum() - 1.0) < 1e-3
+
+
 def test_cost_per_sample():
     cfg = ModelConfig(hidden_size=512, out_hidden=256, subscale_factor=16, subscale_horizon=2,
                       subscale_channels=32, subscale_layers=4)

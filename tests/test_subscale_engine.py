@@ -29,6 +29,7 @@ import pytest
 
 from pywavernn import kernels
 from pywavernn import reference_subscale as rs
+from pywavernn import subscale
 from pywavernn.config import ModelConfig
 from pywavernn.format import BlockSparseMatrix, Model, pack_block_sparse
 from pywavernn.reference import conditioning_ref
@@ -58,7 +59,9 @@ CASES = [(4, 1, 3, None, (16, 1), None, "sub_tensor"), (16, 2, 3, None, (16, 1),
          (8, 1, 3, None, (16, 1), None, "sub_tensor", LAG), (16, 2, 3, 0.3, (16, 1), 0.25, "time", LAG),
          (16, 2, 4, 0.3, (16, 1), 0.25, "time", {**RESIDUAL, **LAG}),
          (4, 1, 3, None, (16, 1), None, "sub_tensor", {"subscale_linear": 2}),
-         (16, 2, 3, 0.3, (16, 1), 0.25, "time", {**LAG, "subscale_linear": 4})]
+         (16, 2, 3, 0.3, (16, 1), 0.25, "time", {**LAG, "subscale_linear": 4}),
+         (4, 1, 3, None, (16, 1), None, "sub_tensor", {"subscale_linear": 1, "subscale_prior": "laplace"}),
+         (16, 2, 3, 0.3, (16, 1), 0.25, "time", {**LAG, "subscale_linear": 4, "subscale_prior": "laplace"})]
 
 
 def _setup(factor, horizon, layers=3, density=None, block=(16, 1), hidden=32, seed=1, n_frames=N_FRAMES,
@@ -153,6 +156,39 @@ def test_linear_estimates_are_read_by_reference_and_engine_alike():
     off = Model(model.model_config, model.feature_config,
                 {**model.weights, "subscale.linear.proj": np.zeros_like(model.weights["subscale.linear.proj"])}, {})
     _assert_two_models_differ_and_engines_follow_reference(model, off, mel, uniforms, threads=(1, 2, 3, 16))
+
+
+def test_prior_is_read_by_reference_and_engine_alike():
+    """subscale_prior "laplace" (docs/format.md §9): the same weights with and without the prior give other samples
+    in reference and engine alike, each engine its own reference's, at every thread count; the prior pulls the
+    samples to the first estimate (they lie nearer it than without the prior)."""
+    model, mel, uniforms = _setup(16, 2, layers=3, n_frames=3, extra={"subscale_linear": 2,
+                                                                       "subscale_prior": "laplace"})
+    weights = {k: v for k, v in model.weights.items() if not k.startswith("subscale.prior.")}
+    off = Model(dataclasses.replace(model.model_config, subscale_prior="none"), model.feature_config, weights, {})
+    _assert_two_models_differ_and_engines_follow_reference(model, off, mel, uniforms, threads=(1, 2, 16))
+    sharp = Model(model.model_config, model.feature_config,
+                  {**model.weights, "subscale.prior.bias": np.full_like(model.weights["subscale.prior.bias"], -3.0),
+                   "subscale.prior.weight": np.zeros_like(model.weights["subscale.prior.weight"])}, {})
+    g = conditioning_ref(model, mel)
+    a, b = (SubscaleEngine(m, exact=True).trace(g, uniforms)["samples"] for m in (sharp, off))
+    # with b = 0.05 steps and a floor of -16 nats, a sample is off the estimate only where the heads' logits
+    # outweigh the prior; the samples themselves then sit within a step of the estimate far more often
+    est = _first_estimates(sharp, a)
+    assert np.mean(np.abs(a.astype(np.float64) + 32768 - est) <= 1.0) > 0.5
+    assert np.mean(np.abs(b.astype(np.float64) + 32768 - _first_estimates(sharp, b)) <= 1.0) < 0.1
+
+
+def _first_estimates(model: Model, samples: np.ndarray) -> np.ndarray:
+    """The prior's centre (unsigned 16-bit units) of every sample, from the samples themselves (teacher forcing)."""
+    factor = model.model_config.subscale_factor
+    v16 = subscale.fold(samples.astype(np.float32) / np.float32(32768), factor)
+    real = subscale.sample_time(np.arange(v16.shape[0])[:, None], np.arange(factor), factor) < samples.size
+    est = np.empty(samples.size)
+    for t in range(samples.size):
+        e0 = rs.linear_estimates_ref(model, v16, real, t // factor, t % factor)[0]
+        est[t] = rs.prior_location_ref(e0)
+    return est
 
 
 THREAD_CASES = ([(b, *kind, "sub_tensor") for b in (2, 4, 16)

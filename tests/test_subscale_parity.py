@@ -36,7 +36,8 @@ RESIDUAL, LAG = {"subscale_residual": True}, {"subscale_context_order": "lag"}
 CASES = [(4, 1, "sub_tensor", {}), (16, 2, "sub_tensor", {}), (4, 1, "time", {}), (16, 2, "time", {}),
          (4, 1, "sub_tensor", RESIDUAL), (16, 2, "time", RESIDUAL), (4, 1, "sub_tensor", LAG), (16, 2, "time", LAG),
          (8, 1, "time", {**RESIDUAL, **LAG}), (16, 2, "time", {**LAG, "subscale_linear": 3}),
-         (4, 1, "sub_tensor", {"subscale_linear": 2})]
+         (4, 1, "sub_tensor", {"subscale_linear": 2}),
+         (16, 2, "time", {**LAG, "subscale_linear": 2, "subscale_prior": "laplace"})]
 CASE_IDS = [f"B{b}-F{f}-{p}" + "".join(f"-{k.removeprefix('subscale_')}" for k in extra) for b, f, p, extra in CASES]
 
 
@@ -62,6 +63,9 @@ def make_net(factor: int, horizon: int, seed: int = 0, previous: str = "sub_tens
     with torch.no_grad():
         for name, p in net.named_parameters():
             p.mul_(3.0 if name.startswith("O") else 2.0)
+        if net.prior:  # log-scales from 0.4 to 400 16-bit steps, moving with the heads: sharp and wide priors
+            net.prior_bias.uniform_(-1.0, 6.0)
+            net.prior_weight.uniform_(-0.3, 0.3)
     return net
 
 

@@ -259,14 +259,17 @@ def test_score_gives_the_exported_models_nll_from_the_checkpoint(tmp_path, speec
     assert abs(bits - b["files"][0]["nll_bits"]) < 1e-6
 
 
-def test_linear_estimates_train_export_and_vocode(tmp_path, speech_dir, cache_dir):
-    """A run with model.subscale_linear (docs/format.md §9) trains, exports its estimates (zero outside their mask)
-    and their GRU columns, and the file gives the checkpoint's NLL back and vocodes with the C engine."""
+@pytest.mark.parametrize("prior", ["none", "laplace"])
+def test_linear_estimates_train_export_and_vocode(tmp_path, speech_dir, cache_dir, prior):
+    """A run with model.subscale_linear (docs/format.md §9), with or without the prior, trains, exports its
+    estimates (zero outside their mask), their GRU columns and the prior's weights, and the file gives the
+    checkpoint's NLL back and vocodes with the C engine."""
     from training.score import score
 
-    cfg = subscale_config(model={**SUBSCALE_MODEL, "subscale_linear": 2})
+    cfg = subscale_config(model={**SUBSCALE_MODEL, "subscale_linear": 2, "subscale_prior": prior})
     assert TrainConfig.from_dict(cfg.to_dict()).model.subscale_linear == 2
     assert "subscale_linear" not in subscale_config().to_dict()["model"]  # earlier configs keep their hashes
+    assert ("subscale_prior" in cfg.to_dict()["model"]) == (prior != "none")
     out = tmp_path / "run"
     result = train(cfg, speech_dir, out, cache_dir=cache_dir, progress=False)
     assert result["step"] == STEPS and np.isfinite(result["valid_bits"])
@@ -276,6 +279,7 @@ def test_linear_estimates_train_export_and_vocode(tmp_path, speech_dir, cache_di
     assert model.model_config.subscale_linear == 2
     assert model.weights["subscale.linear.weight"].shape == (B, F + 2, B, 2)
     assert np.all(model.weights["subscale.linear.weight"][~subscale.linear_estimate_mask(B, F)] == 0)
+    assert model.model_config.subscale_prior == prior and ("subscale.prior.bias" in model.weights) == (prior != "none")
     a, b = (score(p, speech_dir, log=lambda m: None) for p in (out / "checkpoint.pt", path))
     assert abs(a["mean"]["nll_bits"] - b["mean"]["nll_bits"]) < 1e-4
     mel = np.random.default_rng(0).standard_normal((3, FEATURES.n_mels)).astype(np.float32)

@@ -14,6 +14,7 @@ subscale_linear E > 0, its E linear estimates est(i, s), so
     weight_ih = [gru.W_in | cond.proj.weight | subscale.proj.weight | subscale.proj.bias^T | subscale.linear.proj]
     bias_ih = cond.proj.bias    weight_hh = gru.R    bias_hh = gru.b_R      (torch gate order (r, u, e))
 
+With subscale_prior "laplace" each byte's logits add the prior's terms (`prior_term`, `prior_heads`; §9).
 ctx_features is the context network's last layer at position i + F. It depends on s through the input mask (only
 sub-tensors z < s are seen) and the per-sub-tensor biases, so teacher forcing runs it once per (utterance, s): B
 times the work of one unmasked pass, on inputs 2B wide. The input mask of W_in (c_t unseen by the coarse rows) is
@@ -38,9 +39,25 @@ from pywavernn import subscale
 from pywavernn.audio import coarse_fine_join, scale_byte
 from pywavernn.config import N_CLASSES, FeatureConfig, ModelConfig
 from pywavernn.format import Model, coarse_rows_of_gates
+from pywavernn.reference_subscale import PRIOR_FLOOR, PRIOR_LOG_SCALE_RANGE
 from training.model import (PREV_COARSE, PREV_FINE, WaveRNN, copy_shared_weights_, dual_softmax_bits, model_tensor,
                             sample_from_logits, swap_gates_ur)
 from training.pruning import PruneTarget, subscale_conv_targets, subscale_proj_target
+
+
+PRIOR_INIT_LOG_SCALE = 6.0
+
+
+def prior_term(lo: torch.Tensor, width: float, mu: torch.Tensor, log_b: torch.Tensor) -> torch.Tensor:
+    """pywavernn.reference_subscale.prior_term_ref, batched and differentiable: lo (..., 256) bin starts, mu and
+    log_b (...) in unsigned 16-bit units -> (..., 256) max(PRIOR_FLOOR, log Laplace mass of [lo, lo + width))."""
+    inv_b, mu = torch.exp(-log_b)[..., None], mu[..., None]
+    d = torch.maximum(lo - mu, mu - (lo + width))  # > 0: the bin lies wholly on one side of mu
+    side = torch.log(-torch.expm1(-width * inv_b)) - math.log(2.0)
+    a = ((lo - mu) * inv_b).clamp(max=0.0)  # the bin holding mu (clamped so the other bins' branch stays finite)
+    c = ((lo + width - mu) * inv_b).clamp(min=0.0)
+    inside = torch.log((-0.5 * (torch.expm1(a) + torch.expm1(-c))).clamp(min=1e-30))
+    return torch.where(d > 0, side - d * inv_b, inside).clamp(min=float(PRIOR_FLOOR))
 
 
 def sample_value(coarse, fine):
@@ -83,6 +100,18 @@ class SubscaleWaveRNN(nn.Module):
                                            .uniform_(-1 / math.sqrt(n_in), 1 / math.sqrt(n_in)))
             lin_mask = torch.from_numpy(subscale.linear_estimate_mask(b, self.horizon)).float()[..., None]
             self.register_buffer("lin_mask", lin_mask, persistent=False)  # [s, d, z, 1]
+        # subscale_prior "laplace" (§9): each byte's logits add a Laplace prior's log-mass per bin, centred on the
+        # first estimate, log-scale prior_weight[byte] . hidden + prior_bias[byte, s]. It starts wide (b = e^6,
+        # 400 16-bit steps) and estimate 0 starts as the sample just before in true time, so it is useful at once.
+        self.prior = cfg.subscale_prior != "none"
+        if self.prior:
+            self.prior_weight = nn.Parameter(torch.zeros(2, cfg.out_hidden))
+            self.prior_bias = nn.Parameter(torch.full((2, b), PRIOR_INIT_LOG_SCALE))
+            with torch.no_grad():
+                self.lin_weight[..., 0] = 0.0
+                self.lin_weight[0, 0, 0, 0] = 1.0  # (i - 1, 0): the only earlier sample sub-tensor 0 sees
+                for s in range(1, b):
+                    self.lin_weight[s, 1, s - 1, 0] = 1.0  # (i, s - 1): true time t - 1
         self.gru = nn.GRU(3 + channels + cx + b + self.linear_estimates, hidden, batch_first=True)
         self.O1 = nn.Linear(half, cfg.out_hidden)
         self.O2 = nn.Linear(cfg.out_hidden, N_CLASSES)
@@ -201,8 +230,32 @@ class SubscaleWaveRNN(nn.Module):
             parts.append(self._linear_estimates(coarse, fine, n_pos))
         inputs = torch.cat(parts, dim=3)
         states, _ = self.gru(inputs.reshape(n_batch * b, n_pos, -1))
-        logits_c, logits_f = self.heads(states)
-        return logits_c.view(n_batch, b, n_pos, -1), logits_f.view(n_batch, b, n_pos, -1)
+        if not self.prior:
+            logits_c, logits_f = self.heads(states)
+            return logits_c.view(n_batch, b, n_pos, -1), logits_f.view(n_batch, b, n_pos, -1)
+        states = states.view(n_batch, b, n_pos, -1)
+        subs = torch.arange(b, device=coarse.device)[None, :, None]
+        return self.prior_heads(states, parts[-1][..., 0], folded_c, subs)
+
+    def prior_heads(self, states: torch.Tensor, est0: torch.Tensor, coarse: torch.Tensor,
+                    subs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The output heads with the prior's terms (§9): states (..., H), est0 (...) the first linear estimate,
+        coarse (...) the coarse bytes the fine logits are conditioned on, subs (...) the sub-tensors (broadcast)
+        -> (logits_c, logits_f), each (..., 256)."""
+        half = self.model_config.half
+        mu = est0 * 32768.0 + 32768.0
+        hid_c, hid_f = torch.relu(self.O1(states[..., :half])), torch.relu(self.O3(states[..., half:]))
+        return (self._add_prior(0, hid_c, self.O2(hid_c), mu, subs),
+                self._add_prior(1, hid_f, self.O4(hid_f), mu, subs, coarse))
+
+    def _add_prior(self, byte: int, hid: torch.Tensor, logits: torch.Tensor, mu: torch.Tensor, subs: torch.Tensor,
+                   coarse: torch.Tensor | None = None) -> torch.Tensor:
+        """logits (..., 256) of byte 0 (coarse) or 1 (fine, given the coarse bytes) plus the prior's term; hid
+        (..., K) the byte's head hidden layer, mu (...) the centre in unsigned 16-bit units."""
+        log_b = (hid @ self.prior_weight[byte] + self.prior_bias[byte][subs]).clamp(*map(float, PRIOR_LOG_SCALE_RANGE))
+        bins = torch.arange(N_CLASSES, device=hid.device, dtype=hid.dtype)
+        lo, width = (bins * 256.0, 256.0) if byte == 0 else ((coarse * 256).to(hid.dtype)[..., None] + bins, 1.0)
+        return logits + prior_term(lo, width, mu, log_b)
 
     def _linear_estimates(self, coarse: torch.Tensor, fine: torch.Tensor, n_pos: int) -> torch.Tensor:
         """(N, B, P, E): the linear estimates (§9) of every sample (i, s) from the bytes (N, T): the masked 16-bit
@@ -232,7 +285,7 @@ class SubscaleWaveRNN(nn.Module):
     def _context_step(self, values: torch.Tensor, v16: torch.Tensor, real: torch.Tensor, pos: torch.Tensor,
                       subs: torch.Tensor, w: dict[str, torch.Tensor]) -> torch.Tensor:
         """ctx(i, s) (M, 3H) for active streams subs at positions pos, over windows i + F - R + 1 .. i + F, plus
-        the linear estimates' columns (v16 (N, B): the samples' 16-bit values)."""
+        the linear estimates' columns (v16 (N, B): the samples' 16-bit values); and the estimates (M, E) or None."""
         n_pos, b = real.shape
         r = subscale.context_receptive_field(self.model_config)
         k = pos[:, None] + self.horizon - r + 1 + torch.arange(r, device=pos.device)[None, :]  # (M, R)
@@ -243,13 +296,22 @@ class SubscaleWaveRNN(nn.Module):
         x = torch.gather(x, 2, self.ctx_order[subs][:, None, :].expand_as(x))  # subscale_context_order
         a = self.context_layers(x, subs, valid=k >= 0)[:, :, -1]
         out = a @ w["subscale.proj.weight"].T + w["subscale.proj.bias"][subs]
+        est = None
         if self.linear_estimates:  # positions i - 1 .. i + F, the samples that are real (the mask is in the weight)
             k = pos[:, None] - 1 + torch.arange(self.horizon + 2, device=pos.device)[None, :]  # (M, F + 2)
             kc = k.clamp(0, n_pos - 1)
             inside = ((k >= 0) & (k < n_pos))[:, :, None]
             x = torch.where(real[kc] & inside, v16[kc], torch.zeros((), device=pos.device))
-            out = out + torch.einsum("mdz,mdze->me", x, w["subscale.linear.weight"][subs]) @ w["subscale.linear.proj"].T
-        return out
+            est = torch.einsum("mdz,mdze->me", x, w["subscale.linear.weight"][subs])
+            out = out + est @ w["subscale.linear.proj"].T
+        return out, est
+
+    def _prior_step(self, byte: int, y: torch.Tensor, logits: torch.Tensor, est: torch.Tensor, subs: torch.Tensor,
+                    c_t: torch.Tensor | None = None) -> torch.Tensor:
+        """One byte's logits (M, 256) of the active streams plus the prior's term (§9); y (M, H/2) the half state
+        the head read, est (M, E) the linear estimates, c_t (M,) the coarse bytes (fine byte only)."""
+        hid = torch.relu((self.O1 if byte == 0 else self.O3)(y))
+        return self._add_prior(byte, hid, logits, est[:, 0] * 32768.0 + 32768.0, subs, c_t)
 
     @torch.no_grad()
     def generate(self, mel, uniforms: np.ndarray, trace: bool = False):
@@ -288,7 +350,8 @@ class SubscaleWaveRNN(nn.Module):
             j = torch.from_numpy(t_np // hop).to(device)
             a = torch.from_numpy((t_np % hop).astype(np.float32) / np.float32(hop)).to(device)[:, None]
             g0, g1 = g[j], g[(j + 1).clamp(max=n_frames - 1)]
-            q = ((g0 + a * (g1 - g0)) + self._context_step(values, v16, real, pos, subs, w)).view(-1, 3, 2, half)
+            ctx, est = self._context_step(values, v16, real, pos, subs, w)
+            q = ((g0 + a * (g1 - g0)) + ctx).view(-1, 3, 2, half)
 
             k, z = subscale.previous_sample(pos_np, subs_np, b, self.model_config.subscale_previous)
             c_prev = np.where(k >= 0, coarse[np.maximum(k, 0), z], PREV_COARSE)
@@ -300,10 +363,14 @@ class SubscaleWaveRNN(nn.Module):
             gate = lambda v: v.permute(1, 0, 2)  # (M, 3, n) -> (3, M, n) for _gru_update  # noqa: E731
             h_coarse = self._gru_update(hs[:, :half], gate(x01[:, :, 0] + q[:, :, 0]), gate(rh[:, :, 0]))
             logits_c = self.O2(torch.relu(self.O1(h_coarse)))
+            if self.prior:
+                logits_c = self._prior_step(0, h_coarse, logits_c, est, subs)
             c_t = np.array([sample_from_logits(l, u) for l, u in zip(logits_c.numpy(), uniforms[t_np, 0])])
             gi_fine = (x01[:, :, 1] + self.byte_input[torch.from_numpy(c_t)][:, None, None] * w_ct) + q[:, :, 1]
             h_fine = self._gru_update(hs[:, half:], gate(gi_fine), gate(rh[:, :, 1]))
             logits_f = self.O4(torch.relu(self.O3(h_fine)))
+            if self.prior:
+                logits_f = self._prior_step(1, h_fine, logits_f, est, subs, torch.from_numpy(c_t).to(device))
             f_t = np.array([sample_from_logits(l, u) for l, u in zip(logits_f.numpy(), uniforms[t_np, 1])])
 
             h[subs] = torch.cat([h_coarse, h_fine], dim=1)  # lockstep: the step's samples land together
@@ -343,6 +410,8 @@ class SubscaleWaveRNN(nn.Module):
         if self.linear_estimates:
             weights["subscale.linear.weight"] = a(w["subscale.linear.weight"])
             weights["subscale.linear.proj"] = a(w["subscale.linear.proj"])
+        if self.prior:
+            weights["subscale.prior.weight"], weights["subscale.prior.bias"] = a(self.prior_weight), a(self.prior_bias)
         model = Model(self.model_config, feature_config or self.feature_config, weights, dict(provenance or {}))
         model.validate()
         return model
@@ -363,4 +432,7 @@ class SubscaleWaveRNN(nn.Module):
                 net.ctx_biases[i + 1].copy_(t(f"subscale.conv{i}.bias"))
             if net.linear_estimates:
                 net.lin_weight.copy_(t("subscale.linear.weight"))
+            if net.prior:
+                net.prior_weight.copy_(t("subscale.prior.weight"))
+                net.prior_bias.copy_(t("subscale.prior.bias"))
         return net

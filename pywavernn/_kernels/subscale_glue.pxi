@@ -11,7 +11,8 @@ cdef void _fill_subscale_net(pwr_subscale_net *net, tuple dims, tuple mats, tupl
                              tuple ctx_vecs) except *:
     cdef KernelMatrix m
     cdef int l
-    net.H, net.K, net.hop, net.B, net.F, net.Cx, net.D, net.prev_time, net.residual, net.context_lag, net.E = dims
+    (net.H, net.K, net.hop, net.B, net.F, net.Cx, net.D, net.prev_time, net.residual, net.context_lag, net.E,
+     net.prior) = dims
     m = mats[0]; net.R = m.mat
     m = mats[1]; net.O1 = m.mat
     m = mats[2]; net.O2 = m.mat
@@ -32,6 +33,8 @@ cdef void _fill_subscale_net(pwr_subscale_net *net, tuple dims, tuple mats, tupl
     net.conv_bias = <const float *>_ptr(ctx_vecs[1])
     net.proj_bias = <const float *>_ptr(ctx_vecs[2])
     net.lin_w = <const float *>_ptr(ctx_vecs[3])
+    net.prior_w = <const float *>_ptr(ctx_vecs[4])
+    net.prior_b = <const float *>_ptr(ctx_vecs[5])
 
 
 cdef class SubscaleRun:
@@ -72,12 +75,13 @@ cdef class SubscaleRun:
 def generate_subscale(int isa, bint exact, int nthreads, tuple dims, tuple mats, tuple vecs, tuple ctx_mats,
                       tuple ctx_vecs, g, int n_frames, uniforms, out, trace=None):
     """nthreads >= 1 (the team's size; the loop uses at most B); dims = (H, K, hop, B, F, C_x, D, prev_time,
-    residual, context_lag, E) (prev_time 1 for subscale_previous "time", residual 1 for subscale_residual,
-    context_lag 1 for subscale_context_order "lag", E subscale_linear); mats = (R, O1, O2, O3, O4) KernelMatrix; vecs = (w_in_t (3, 3H), b_R, b1,
+    residual, context_lag, E, prior) (prev_time 1 for subscale_previous "time", residual 1 for subscale_residual,
+    context_lag 1 for subscale_context_order "lag", E subscale_linear, prior 1 for subscale_prior "laplace"); mats = (R, O1, O2, O3, O4) KernelMatrix; vecs = (w_in_t (3, 3H), b_R, b1,
     b2, b3, b4) float32; ctx_mats = (embed, proj, conv_prev_0, conv_cur_0, ..., conv_prev_{D-1}, conv_cur_{D-1})
     KernelMatrix (dense fp32; proj (3H, C_x + E): subscale.proj.weight and subscale.linear.proj side by side);
     ctx_vecs = (embed_bias (B, C_x), conv_bias (D, B, C_x) (at least one element),
-    proj_bias (B, 3H), lin_w (B, F + 2, B, E) (at least one element; unread when E = 0)); out int16 (T,); trace None or (h (T, H) | None, logits_c | None, logits_f | None, step int64
+    proj_bias (B, 3H), lin_w (B, F + 2, B, E) (at least one element; unread when E = 0), prior_w (2, K),
+    prior_b (2, B) (at least one element each; unread when prior = 0)); out int16 (T,); trace None or (h (T, H) | None, logits_c | None, logits_f | None, step int64
     (T,) | None)."""
     cdef const pwr_kernel_table *t = _table(isa)
     cdef pwr_subscale_net net

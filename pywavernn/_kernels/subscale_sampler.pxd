@@ -21,6 +21,9 @@ cdef extern from "subscale_sampler.h" nogil:
         const float *conv_bias
         const float *proj_bias
         const float *lin_w
+        int32_t prior
+        const float *prior_w
+        const float *prior_b
     ctypedef struct pwr_subscale_trace:
         float *h
         float *logits_c

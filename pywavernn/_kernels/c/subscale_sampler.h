@@ -49,6 +49,12 @@ typedef struct {
     /* The linear estimates (§9), when E > 0: weights [s, d, z, e] of sample (i - 1 + d, z), zero outside the mask
      * (z <= s at d = 0, z < s for d = 1..F + 1); their GRU input columns are the last E columns of proj. */
     const float *lin_w;           /* (B, F + 2, B, E) */
+    /* The prior (subscale_prior "laplace", §9), when prior = 1 (needs E >= 1): each byte's logits add the floored
+     * log-mass of Laplace(mu, b) over its bins, mu = 32768 est_0 + 32768, log b = prior_w[byte] . hid + prior_b[byte,
+     * s] clipped (hid: the byte's output head hidden layer). */
+    int32_t prior;
+    const float *prior_w;         /* (2, K): coarse, fine */
+    const float *prior_b;         /* (2, B) */
 } pwr_subscale_net;
 
 /* Optional per-sample records, indexed by true time t (NULL pointers: not recorded): the state after sample t
