@@ -120,5 +120,6 @@ void PWR_FN(fast_exp)(const float *, float *, int32_t);
 int PWR_FN(sample_softmax)(const float *, float, float *, int);
 void PWR_FN(sample_softmax_rows)(const float *, int32_t, const float *, int32_t, int32_t *, float *, int);
 void PWR_FN(frame_matmul)(const float *, const float *, int64_t, float *, int32_t, int32_t, int32_t);
+void PWR_FN(subscale_prior)(float *, float, float, float, const float *, float, const float *, int32_t);
 
 #endif

@@ -101,6 +101,12 @@ typedef int (*pwr_sample_fn)(const float *logits, float u, float *scratch, int e
 typedef void (*pwr_sample_rows_fn)(const float *logits, int32_t n, const float *u, int32_t u_stride, int32_t *k,
                                    float *scratch, int exact);
 
+/* Subscale (docs/format.md §9, subscale_prior "laplace"): logits[k] += max(-16, log of the mass Laplace(mu, b) gives
+ * [lo0 + k width, lo0 + (k + 1) width)) for k < 256, log b = w . hid + bias (K terms) clipped to [-3, 12]; the
+ * float32 formulas of pywavernn.reference_subscale.prior_term_ref (libm expf, logf, expm1f in every mode). */
+typedef void (*pwr_subscale_prior_fn)(float *logits, float lo0, float width, float mu, const float *w, float bias,
+                                      const float *hid, int32_t K);
+
 typedef struct {
     const char *isa;
     pwr_gemv_fn gemv[PWR_N_SHAPES][2];  /* [shape][storage] */
@@ -112,6 +118,7 @@ typedef struct {
     pwr_sample_fn sample_softmax;
     pwr_sample_rows_fn sample_softmax_rows;
     pwr_frame_matmul_fn frame_matmul;
+    pwr_subscale_prior_fn subscale_prior;
 } pwr_kernel_table;
 
 /* The kernel table of `isa` (a pwr_isa_id), or NULL when that ISA was not built. Does not check CPU support:

@@ -272,76 +272,15 @@ static void head(const pwr_kernel_table *tb, const pwr_matrix *oa, const float *
                                      logits + (size_t)lo * N_CLASSES, 0, ob->m / ob->bh);
 }
 
-/* The prior (§9; pywavernn.reference_subscale.prior_term_ref, whose constants these are): logits[k] += max(FLOOR,
- * log mass of Laplace(mu, exp(log b)) on [lo0 + k width, lo0 + (k + 1) width)), log b = w . hid + bias clipped. A bin
- * wholly on one side of mu, at distance d to its nearer edge, gets side - d / b; beyond d = (side - FLOOR) b that is
- * below the floor, so only the bins within that reach (plus two bins of margin, far more than float32 rounding
- * needs) evaluate it and the rest add FLOOR. The bin or two whose d <= 0 hold mu get the exact formula, from their
- * logits as they were. Bin starts are integers below 2^24: exact. */
-#define PRIOR_FLOOR (-16.0f)
-#define PRIOR_LOG_B_MIN (-3.0f)
-#define PRIOR_LOG_B_MAX 12.0f
-
-static inline int32_t clamp_bin(float k) { return k < 0.0f ? 0 : k > (float)N_CLASSES ? N_CLASSES : (int32_t)k; }
-
-static void add_prior(float *logits, float lo0, float width, float mu, const float *w, float bias, const float *hid,
-                      int32_t K) {
-    float acc[8] = {0}; /* eight running sums side by side (vector lanes), then added in order */
-    int32_t k8 = K - K % 8;
-    for (int32_t k = 0; k < k8; k += 8)
-        for (int32_t j = 0; j < 8; j++) acc[j] += w[k + j] * hid[k + j];
-    for (int32_t k = k8; k < K; k++) acc[k % 8] += w[k] * hid[k];
-    float z = 0.0f;
-    for (int32_t j = 0; j < 8; j++) z += acc[j];
-    z += bias;
-    z = z < PRIOR_LOG_B_MIN ? PRIOR_LOG_B_MIN : z > PRIOR_LOG_B_MAX ? PRIOR_LOG_B_MAX : z;
-    const float inv_b = expf(-z);
-    const float side = logf(-expm1f(-(width * inv_b))) - 0.693147182f; /* float32(log 2) */
-    /* the bins holding mu (d <= 0): k = (mu - lo0) / width rounded down, or its neighbours; kept before the loop */
-    int32_t held[3], n_held = 0;
-    float kept[3];
-    const float kf = (mu - lo0) / width;
-    if (kf > -2.0f && kf < (float)N_CLASSES + 1.0f) {
-        const int32_t k0 = (int32_t)kf;
-        for (int32_t k = k0 - 1; k <= k0 + 1; k++) {
-            if (k < 0 || k >= N_CLASSES) continue;
-            const float lo = lo0 + (float)k * width, hi = lo + width, a = lo - mu, c = mu - hi;
-            if ((a > c ? a : c) > 0.0f) continue;
-            held[n_held] = k;
-            kept[n_held++] = logits[k];
-        }
-    }
-    float reach = (side - PRIOR_FLOOR) * expf(z); /* d beyond this: below the floor */
-    reach = reach > 0.0f ? reach : 0.0f;
-    const int32_t k_lo = clamp_bin((mu - reach - lo0) / width - 2.0f);
-    const int32_t k_hi = clamp_bin((mu + reach - lo0) / width + 3.0f);
-    for (int32_t k = 0; k < k_lo; k++) logits[k] += PRIOR_FLOOR;
-    for (int32_t k = k_lo; k < k_hi; k++) {
-        const float lo = lo0 + (float)k * width, hi = lo + width;
-        const float a = lo - mu, c = mu - hi;
-        const float d = a > c ? a : c;
-        const float p = d * inv_b;
-        const float t = side - p;
-        logits[k] += t > PRIOR_FLOOR ? t : PRIOR_FLOOR;
-    }
-    for (int32_t k = k_hi; k < N_CLASSES; k++) logits[k] += PRIOR_FLOOR;
-    for (int32_t j = 0; j < n_held; j++) {
-        const int32_t k = held[j];
-        const float lo = lo0 + (float)k * width, hi = lo + width;
-        const float t = logf(-0.5f * (expm1f((lo - mu) * inv_b) + expm1f(-((hi - mu) * inv_b))));
-        logits[k] = kept[j] + (t > PRIOR_FLOOR ? t : PRIOR_FLOOR);
-    }
-}
-
 /* The prior's terms for one byte of streams lo..hi (net->prior): byte 0 coarse (bins of 256), byte 1 fine given
  * each stream's coarse byte ct[s] (bins of 1 from 256 ct[s]); mu from est_0 in top[s], hid the byte's head layer. */
-static void prior_step(const pwr_subscale_net *net, const scratch *sc, int byte, float *logits, int32_t lo,
-                       int32_t hi) {
+static void prior_step(const pwr_subscale_net *net, const pwr_kernel_table *tb, const scratch *sc, int byte,
+                       float *logits, int32_t lo, int32_t hi) {
     const size_t top = (size_t)(net->Cx + net->E);
     for (int32_t s = lo; s <= hi; s++) {
         const float mu = sc->top[(size_t)s * top + (size_t)net->Cx] * 32768.0f + 32768.0f;
         const float lo0 = byte == 0 ? 0.0f : (float)(sc->ct[s] * 256);
-        add_prior(logits + (size_t)s * N_CLASSES, lo0, byte == 0 ? 256.0f : 1.0f, mu,
+        tb->subscale_prior(logits + (size_t)s * N_CLASSES, lo0, byte == 0 ? 256.0f : 1.0f, mu,
                   net->prior_w + (size_t)byte * (size_t)net->K, net->prior_b[(size_t)byte * (size_t)net->B + (size_t)s],
                   sc->hid + (size_t)s * (size_t)net->K, net->K);
     }
@@ -403,7 +342,7 @@ static void run_step(call *c, const compact *cp, int64_t n, int32_t lo, int32_t 
         tb->gru_gates(sc->rh + (size_t)s * H3, gi, h, H, 0, half, exact);
     }
     head(tb, &net->O1, net->b1, &net->O2, net->b2, sc->h, H, 0, sc->hid, sc->lc, K, lo, na);
-    if (net->prior) prior_step(net, sc, 0, sc->lc, lo, hi);
+    if (net->prior) prior_step(net, tb, sc, 0, sc->lc, lo, hi);
     float u[PWR_MAX_RHS];
     for (int32_t s = lo; s <= hi; s++) { /* the streams' coarse uniforms, then all their draws at once */
         const int64_t t = (n - (int64_t)s * (F + 1)) * B + s;
@@ -418,7 +357,7 @@ static void run_step(call *c, const compact *cp, int64_t n, int32_t lo, int32_t 
         tb->gru_gates(sc->rh + (size_t)s * H3, gi, h, H, half, H, exact);
     }
     head(tb, &net->O3, net->b3, &net->O4, net->b4, sc->h, H, half, sc->hid, sc->lf, K, lo, na);
-    if (net->prior) prior_step(net, sc, 1, sc->lf, lo, hi);
+    if (net->prior) prior_step(net, tb, sc, 1, sc->lf, lo, hi);
     int32_t ft[PWR_MAX_RHS];
     for (int32_t s = lo; s <= hi; s++) {
         const int64_t t = (n - (int64_t)s * (F + 1)) * B + s;
