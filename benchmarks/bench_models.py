@@ -25,9 +25,9 @@ ones (the subscale model's 16-column products), so a ratio should be read at bot
 --isa NAME [NAME ...]: time each model with each of these kernel instruction sets (Vocoder(isa=...)) in the same
 interleaved rounds; default: only the one pywavernn selects.
 
---baseline MODEL (one of the models): every model's speed over MODEL's at the same thread count, storage and ISA,
-as the median of the per-round ratios (both timed in the same round; benchmarks.harness.paired_ratio) with their
-range, which says how firmly a ratio clears a target (the ratio of two medians hides that spread).
+--baseline MODEL (one of the model files, or of the --like configs): every model's speed over MODEL's at the same
+thread count, storage and ISA, as the median of the per-round ratios (both timed in the same round;
+benchmarks.harness.paired_ratio) with their range, which says how firmly a ratio clears a target (the ratio of two medians hides that spread).
 
 --like CFG: a random model shaped as the training config CFG exports (its ModelConfig, feature config and each
 matrix's final sparsity, in its block shape), for speed figures of runs whose trained files are not at hand:
@@ -107,14 +107,16 @@ def main(argv=None) -> None:
                     help="one of the model files: report every model's speed over its, per round (see above)")
     args = ap.parse_args(argv)
     sources = [(Path(p).name, str(p)) for p in args.models]  # (label, what Vocoder is given)
+    likes = [(f"like_{cfg.stem}", cfg) for cfg in args.like]
     base_label = None
-    if args.baseline is not None:
+    if args.baseline is not None:  # a model file, or a --like config (by its path or its label like_STEM)
         matches = [label for label, p in sources if p == args.baseline or label == Path(args.baseline).name]
+        matches += [label for label, cfg in likes if args.baseline in (str(cfg), label)]
         if len(matches) != 1:
-            ap.error(f"--baseline {args.baseline}: expected one of the model files given "
-                     f"({', '.join(p for _, p in sources) or 'none'})")
+            ap.error(f"--baseline {args.baseline}: expected one of the model files or --like configs given "
+                     f"({', '.join([p for _, p in sources] + [str(c) for _, c in likes]) or 'none'})")
         base_label = matches[0]
-    sources += [(f"like_{cfg.stem}", model_like(cfg)) for cfg in args.like]
+    sources += [(label, model_like(cfg)) for label, cfg in likes]
     sources = sources or [(bundled_model_path().name, str(bundled_model_path()))]
     cands, meta = [], {}
     for label, source in sources:
