@@ -88,7 +88,7 @@ def test_rq3_pair_differs_only_in_the_subscale_fields():
     assert {k for k in a["pruning"] if a["pruning"][k] != b["pruning"].get(k)} <= {"subscale_proj", "subscale_convs"}
     assert {k for k in a["model"] if a["model"][k] != b["model"].get(k)} <= {
         "subscale_factor", "subscale_horizon", "subscale_channels", "subscale_layers", "subscale_previous",
-        "subscale_residual", "subscale_context_order", "subscale_linear"}
+        "subscale_residual", "subscale_context_order", "subscale_linear", "subscale_prior"}
     assert (sub.window_frames * sub.features.hop_length) % sub.model.subscale_factor == 0
     assert "RQ3" in sub.comment and "RQ3" in plain.comment
 
