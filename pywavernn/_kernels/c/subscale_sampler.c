@@ -53,7 +53,6 @@
 
 #include "pwr_barrier.h"
 
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #if PWR_HAVE_OPENMP
