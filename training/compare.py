@@ -22,6 +22,8 @@ import math
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from pywavernn._atomic import atomic_write
 
 # (name in the output, path inside a per-file record); lower is better for every one but pesq, stoi and mos.
@@ -67,9 +69,10 @@ def compare(a: dict, b: dict, where_a: str = "A", where_b: str = "B") -> dict:
     fa, fb = _per_file(a, where_a), _per_file(b, where_b)
     only_a, only_b = sorted(set(fa) - set(fb)), sorted(set(fb) - set(fa))
     if only_a or only_b:
-        raise ValueError(f"the reports must score the same files: only in {where_a}: {only_a[:5]}"
-                         f"{' ...' if len(only_a) > 5 else ''} ({len(only_a)}); only in {where_b}: {only_b[:5]}"
-                         f"{' ...' if len(only_b) > 5 else ''} ({len(only_b)})")
+        def some(names):
+            return f"{names[:5]}{' ...' if len(names) > 5 else ''} ({len(names)})"
+        raise ValueError(f"the reports must score the same files: only in {where_a}: {some(only_a)}; "
+                         f"only in {where_b}: {some(only_b)}")
     names = sorted(fa)
     out = {}
     for metric, path in METRICS:
@@ -77,12 +80,11 @@ def compare(a: dict, b: dict, where_a: str = "A", where_b: str = "B") -> dict:
         pairs = [(x, y) for x, y in pairs if x is not None and y is not None]
         if not pairs:
             continue
-        n = len(pairs)
-        d = [y - x for x, y in pairs]
-        mean_d = sum(d) / n
-        se = math.sqrt(sum((v - mean_d) ** 2 for v in d) / (n - 1) / n) if n > 1 else float("nan")
-        out[metric] = {"n": n, "mean_a": sum(x for x, _ in pairs) / n, "mean_b": sum(y for _, y in pairs) / n,
-                       "diff": mean_d, "se": se, "b_lower": sum(1 for v in d if v < 0)}
+        x, y = np.array(pairs).T
+        d, n = y - x, len(pairs)
+        se = float(d.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
+        out[metric] = {"n": n, "mean_a": float(x.mean()), "mean_b": float(y.mean()), "diff": float(d.mean()),
+                       "se": se, "b_lower": int((d < 0).sum())}
     if not out:
         raise ValueError(f"{where_a} and {where_b} share no per-file metric "
                          f"(expected some of {[m for m, _ in METRICS]})")
