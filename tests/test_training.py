@@ -381,6 +381,61 @@ def test_killed_run_resumes_bit_identical(tmp_path, speech_dir, cache_dir, unint
     assert not list(run.glob(".*.tmp"))
 
 
+def test_max_minutes_stops_with_a_checkpoint_and_resume_finishes_identically(tmp_path, speech_dir, cache_dir,
+                                                                           uninterrupted_run):
+    """A deadline already past when the first step ends stops the run after step 1 with a checkpoint of it;
+    --resume then ends bit-identical to the uninterrupted run (deterministic: no timing involved)."""
+    run = tmp_path / "run"
+    result = train(tiny_config(**KILL_RUN), speech_dir, run, cache_dir=cache_dir, progress=False, max_minutes=1e-9)
+    assert result["stopped"] == "time" and result["step"] == 1
+    assert load_checkpoint(run / "checkpoint.pt")["step"] == 1
+    done = train(None, speech_dir, run, resume=True, cache_dir=cache_dir, progress=False)
+    assert done["stopped"] == "done" and done["step"] == KILL_RUN["steps"]
+    a, b = load_checkpoint(uninterrupted_run / "checkpoint.pt"), load_checkpoint(run / "checkpoint.pt")
+    for name, tensor in a["model"].items():
+        assert torch.equal(tensor, b["model"][name]), f"{name} differs after a --max-minutes stop and resume"
+    with pytest.raises(ValueError, match="max_minutes"):
+        train(tiny_config(**KILL_RUN), speech_dir, tmp_path / "r2", cache_dir=cache_dir, progress=False,
+              max_minutes=0)
+
+
+def test_several_data_folders_train_together(tmp_path, speech_dir, cache_dir, capsys):
+    other = tmp_path / "other"
+    for i in range(3):
+        write_tone(other / f"b{i}.wav", seconds=0.5, freq=300.0 + 30 * i, seed=10 + i)
+    run = tmp_path / "run"
+    assert main(["train", "--config", str(CONFIGS / "tiny.json"), "--data", str(speech_dir), str(other),
+                 "--out", str(run), "--cache-dir", str(cache_dir), "--threads", "1", "--max-minutes", "1e-9"]) == 0
+    assert "stopped at --max-minutes" in capsys.readouterr().out
+    summary = load_checkpoint(run / "checkpoint.pt")["data"]
+    assert summary["data_dir"] == [str(speech_dir), str(other)]
+    assert summary["train_files"] + summary["valid_files"] == 7
+    assert main(["train", "--config", str(CONFIGS / "tiny.json"), "--data", str(speech_dir), str(speech_dir),
+                 "--out", str(tmp_path / "twice"), "--cache-dir", str(cache_dir)]) == 2
+    assert "the same folder is given twice" in capsys.readouterr().err
+
+
+def test_scan_gru_trains_the_same_model_and_a_run_may_switch_to_it(tmp_path, speech_dir, cache_dir,
+                                                                  uninterrupted_run):
+    """gru_impl "scan" (training/fast_gru.py) trains the torch run's model: after a resume that switches to it,
+    the logged losses and the parameters match the uninterrupted torch run's to float32 summation-order noise."""
+    run = tmp_path / "run"
+    train(tiny_config(**KILL_RUN), speech_dir, run, cache_dir=cache_dir, progress=False, max_minutes=1e-9)
+    done = train(tiny_config(**KILL_RUN, gru_impl="scan"), speech_dir, run, resume=True, cache_dir=cache_dir,
+                 progress=False)
+    assert done["step"] == KILL_RUN["steps"]
+    b = load_checkpoint(run / "checkpoint.pt")
+    assert b["runtime"]["gru_impl"] == "scan"
+    a = load_checkpoint(uninterrupted_run / "checkpoint.pt")
+    for name, tensor in a["model"].items():
+        dist = float((b["model"][name] - tensor).norm() / tensor.norm())
+        assert dist < 1e-4, f"{name}: relative distance {dist:.2e} from the torch run"
+    rows_a, rows_b = _log_columns(uninterrupted_run / "log.csv"), _log_columns(run / "log.csv")
+    assert [r[0] for r in rows_a] == [r[0] for r in rows_b]
+    for ra, rb in zip(rows_a[1:], rows_b[1:]):  # the first row after the resume at step 1 averages step 2 only
+        assert abs(float(ra[2]) - float(rb[2])) < 1e-3, (ra, rb)  # train_bits
+
+
 def test_cli_refuses_to_overwrite_or_resume_nothing(tmp_path, speech_dir, cache_dir, uninterrupted_run, capsys):
     base = ["--data", str(speech_dir), "--cache-dir", str(cache_dir)]
     assert main(["train", "--config", str(CONFIGS / "tiny.json"), "--out", str(uninterrupted_run), *base]) == 2

@@ -8,7 +8,7 @@ What it is not: the training loop (training/train.py) or the data pipeline (trai
 
 JSON layout (every section optional except where a field has no default; "comment" is free text):
 
-    {"comment": "...", "seed": 1234, "device": "auto",
+    {"comment": "...", "seed": 1234, "device": "auto", "gru_impl": "torch"|"scan"|"scan-bf16"|"auto",
      "model": {ModelConfig fields}, "features": {FeatureConfig fields},
      "optimiser": {"lr", "betas", "eps", "weight_decay", "grad_clip", "schedule": "cosine"|"step"|"constant",
                    "warmup_steps", "min_lr", "step_size", "gamma"},
@@ -39,6 +39,10 @@ from pywavernn.subscale import check_model_config
 from training.pruning import RECURRENT_NAMES, check_schedule, resolve_targets
 
 SCHEDULES = ("cosine", "step", "constant")
+# How the plain model's recurrence is trained (training/losses.py): torch.nn.GRU, or training.fast_gru's scan
+# with a hand-written backward, its products in float32 or bfloat16; "auto": scan-bf16 on a CPU with bf16
+# units (training.fast_gru.has_bf16_units), else scan.
+GRU_IMPLS = ("torch", "scan", "scan-bf16", "auto")
 
 
 def _int(what: str, value: Any, lo: int) -> None:
@@ -191,6 +195,7 @@ class TrainConfig:
     log_every: int = 100
     seed: int = 1234
     device: str = "auto"  # auto (cuda if available), cpu, cuda, cuda:N
+    gru_impl: str = "torch"  # GRU_IMPLS: torch (nn.GRU), scan (hand-written backward), scan-bf16, auto
     comment: str = ""
 
     def __post_init__(self) -> None:
@@ -202,6 +207,11 @@ class TrainConfig:
                 self.device in ("auto", "cpu", "cuda") or (self.device.startswith("cuda:")
                                                           and self.device[5:].isdigit())):
             raise ValueError(f"device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', found {self.device!r}")
+        if self.gru_impl not in GRU_IMPLS:
+            raise ValueError(f"gru_impl: expected one of {list(GRU_IMPLS)}, found {self.gru_impl!r}")
+        if self.gru_impl != "torch" and self.model.subscale_factor > 1:
+            raise ValueError(f"gru_impl {self.gru_impl!r}: a subscale model trains through torch.nn.GRU only "
+                             f"(gru_impl 'torch')")
         if not isinstance(self.comment, str):
             raise ValueError(f"comment: expected text, found {type(self.comment).__name__}")
         if self.model.n_mels != self.features.n_mels:
@@ -265,7 +275,7 @@ class TrainConfig:
         pruning = dataclasses.asdict(self.pruning)
         pruning["block"] = list(self.model.block_shape)
         return {
-            "comment": self.comment, "seed": self.seed, "device": self.device,
+            "comment": self.comment, "seed": self.seed, "device": self.device, "gru_impl": self.gru_impl,
             "model": self.model.to_dict(), "features": self.features.to_dict(),
             "optimiser": {**dataclasses.asdict(self.optimiser), "betas": list(self.optimiser.betas)},
             "pruning": pruning, "data": dataclasses.asdict(self.data),

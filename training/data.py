@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from pywavernn._atomic import atomic_write
-from pywavernn.audio import float_to_int16, int16_to_float, load_audio
+from pywavernn.audio import float_to_int16, int16_to_float, load_audio, preemphasis
 from pywavernn.config import FeatureConfig
 from pywavernn.features import log_mel
 
@@ -92,6 +92,7 @@ class Split:
     train: list[Path]
     valid: list[Path]
     missing: list[str] = field(default_factory=list)
+    others: list[Path] | None = None  # the further roots of a merged split (merge_splits)
 
 
 def split_files(root, valid_fraction: float = 0.05) -> Split:
@@ -131,6 +132,30 @@ def split_files(root, valid_fraction: float = 0.05) -> Split:
     if "valid.txt" not in lists:
         train, valid = _holdout(train, root, valid_fraction)
     return Split(root, "ljspeech", train, valid, missing)
+
+
+def _data_dirs(data_dir) -> list:
+    """One folder (str or Path) or a sequence of them, as a non-empty list."""
+    if isinstance(data_dir, (str, os.PathLike)):
+        return [data_dir]
+    dirs = list(data_dir)
+    if not dirs:
+        raise ValueError("data: expected at least one data folder, found none")
+    return dirs
+
+
+def merge_splits(splits: Sequence[Split]) -> Split:
+    """Several data folders trained on together: their training, validation and missing lists concatenated
+    (each folder split by its own lists or hash holdout, so adding a folder never moves another's files)."""
+    if len(splits) == 1:
+        return splits[0]
+    roots = [s.root.resolve() for s in splits]
+    if len(set(roots)) != len(roots):
+        raise ValueError(f"data: the same folder is given twice ({[str(s.root) for s in splits]})")
+    layouts = sorted({s.layout for s in splits})
+    return Split(splits[0].root, "+".join(layouts), [f for s in splits for f in s.train],
+                 [f for s in splits for f in s.valid], [m for s in splits for m in s.missing],
+                 others=[s.root for s in splits[1:]])
 
 
 # ------------------------------------------------------------------------------------------------ the cache
@@ -326,17 +351,23 @@ class Datasets:
     summary: dict  # counts for the log and the checkpoint
 
 
+def _emphasised(utt: Utterance, coef: float) -> Utterance:
+    return utt if not coef else Utterance(utt.path, preemphasis(utt.audio, coef), utt.mel)
+
+
 def build_datasets(data_dir, feature_config: FeatureConfig, window_frames: int, pad: int, cache_dir,
                    valid_fraction: float = 0.05, min_peak: float = 1e-4, rank: int = 0, world_size: int = 1,
-                   gather: Callable | None = None) -> Datasets:
+                   gather: Callable | None = None, preemphasis: float = 0.0) -> Datasets:
     """Find, check, cache and load the data of `data_dir` for one rank.
 
     Unreadable, silent (peak < min_peak) and too-short (under one window) files are skipped with a warning
     (from rank 0) and counted; ValueError if no training file is usable. Without usable validation files the
     training files are used for validation, with a warning. Training files are sharded over ranks
-    (file i to rank i % world_size) when there are at least world_size of them.
+    (file i to rank i % world_size) when there are at least world_size of them. preemphasis > 0: the audio the
+    windows carry (the samples predicted, and `prev`) is pywavernn.audio.preemphasis of the file's samples; the
+    mel stays the file's own, as at inference.
     """
-    split = split_files(data_dir, valid_fraction)
+    split = merge_splits([split_files(d, valid_fraction) for d in _data_dirs(data_dir)])
     warn = rank == 0
     if split.missing and warn:
         warnings.warn(f"{split.root}: {len(split.missing)} listed id(s) have no audio file, e.g. "
@@ -362,10 +393,11 @@ def build_datasets(data_dir, feature_config: FeatureConfig, window_frames: int, 
                           f"(the reported NLL is not held out)", stacklevel=2)
         valid = train
     shard = train[rank::world_size] if len(train) >= world_size else train
-    train_utts = [cache.load(f) for f in shard]
-    valid_utts = [cache.load(f) for f in valid]
+    train_utts = [_emphasised(cache.load(f), preemphasis) for f in shard]
+    valid_utts = [_emphasised(cache.load(f), preemphasis) for f in valid]
     summary = {
-        "layout": split.layout, "data_dir": str(split.root),
+        "layout": split.layout, "data_dir": str(split.root) if split.others is None else
+        [str(split.root), *map(str, split.others)],
         "train_files": len(train), "valid_files": len(valid), "valid_is_train": valid_is_train,
         "skipped": {k: sum(1 for s in statuses if s.status == k) for k in ("unreadable", "silent", "short")},
         "missing_ids": len(split.missing),

@@ -4,12 +4,20 @@ What it is: `train` (Adam, gradient clipping, the learning-rate schedule, Sparse
 held-out NLL in bits per 16-bit sample every eval_every steps, a CSV log and a tqdm bar, atomic checkpoints that
 resume to the identical state), `export_checkpoint`, and the command line behind `python -m training`:
 
-    python -m training train --config CFG.json --data DIR --out RUNDIR [--resume] [--cache-dir DIR] [--threads N]
-    torchrun --nproc_per_node 4 -m training train --config CFG.json --data DIR --out RUNDIR
+    python -m training train --config CFG.json --data DIR [DIR ...] --out RUNDIR [--resume] [--cache-dir DIR]
+                             [--threads N] [--max-minutes M]
+    torchrun --nproc_per_node 2 -m training train --config CFG.json --data DIR --out RUNDIR --threads 1
     python -m training export RUNDIR/checkpoint.pt -o model.safetensors [--dense]
 
-What it is not: the model (training/model.py), the data pipeline (training/data.py) or the pruning maths
-(training/pruning.py). Runs on CPU and CUDA (device "auto"); torchrun gives DistributedDataParallel (gloo on CPU,
+Several --data folders train together (each split by its own lists). --max-minutes stops the run cleanly after
+M minutes of wall-clock time with a checkpoint of the last step, so a long run goes on in stretches (--resume).
+On a CPU the fastest set-up is one rank per core with one thread each (torchrun) and the config's gru_impl
+"auto" (training/losses.py: the hand-written-backward GRU, with bf16 products where the CPU has bf16 units);
+`python -m benchmarks.bench_training` measures it against torch.nn.GRU. The process keeps freed memory
+(keep_freed_memory) so that the large per-step tensors are not page-faulted in again every step.
+
+What it is not: the model (training/model.py), the losses (training/losses.py), the data pipeline
+(training/data.py) or the pruning maths (training/pruning.py). Runs on CPU and CUDA (device "auto"); torchrun gives DistributedDataParallel (gloo on CPU,
 nccl on CUDA): every rank trains on its own shard of the files with its own window stream, only rank 0 writes the
 log and checkpoints, and every checkpoint records each rank's parameter digest (they must agree) and RNG state.
 
@@ -46,15 +54,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as nnf
 from torch import nn
 
 import pywavernn
 from pywavernn._atomic import atomic_write
-from pywavernn.config import N_CLASSES
 from training.config import TrainConfig
 from training.data import Batch, WindowSampler, build_datasets, default_cache_dir, fixed_windows
-from training.model import PREV_COARSE, PREV_FINE, WaveRNN
+from training.losses import SubscaleWindowedNLL, WindowedNLL, loss_module, resolve_gru_impl  # noqa: F401
+from training.model import WaveRNN
 from training.pruning import OUTPUT_NAMES, RECURRENT_NAMES, Pruner, wavernn_targets
 from training.subscale_model import SubscaleWaveRNN
 
@@ -63,89 +70,11 @@ CHECKPOINT_FORMAT = "pywavernn-train-checkpoint"
 CHECKPOINT_VERSION = 1
 LOG_COLUMNS = ["step", "elapsed_s", "lr", "train_bits", "grad_norm", "valid_bits", "sparsity_R"]
 # Config fields a resumed run may change; anything else would make the resumed run a different experiment.
-RESUMABLE_CHANGES = {"steps", "eval_every", "checkpoint_every", "log_every", "device", "comment"}
+RESUMABLE_CHANGES = {"steps", "eval_every", "checkpoint_every", "log_every", "device", "comment", "gru_impl"}
 # Where training/model.py (and training/subscale_model.py, under the same names) keeps the matrices that are
 # pruned (weight_hh_l0 in torch gate order r, z, n).
 RECURRENT_PARAM = "gru.weight_hh_l0"
 OUTPUT_PARAMS = {"out.O1": "O1.weight", "out.O2": "O2.weight", "out.O3": "O3.weight", "out.O4": "O4.weight"}
-LN2 = math.log(2.0)
-
-
-# -------------------------------------------------------------------------------------------------- the loss
-
-class WindowedNLL(nn.Module):
-    """Teacher-forced NLL in bits per 16-bit sample of a WaveRNN on a batch of windows (what DDP wraps).
-
-    Differs from WaveRNN.nll_bits only in its inputs: the conditioning network runs on the window's frames plus
-    their context (training/data.py) and is cropped to frames j0 .. j0 + W, so every sample is conditioned as at
-    inference; and the first step sees the true previous sample instead of silence.
-    """
-
-    def __init__(self, net: WaveRNN):
-        super().__init__()
-        self.net = net
-
-    def conditioning(self, mel: torch.Tensor, crop: list[int], length: list[int], frames: int) -> torch.Tensor:
-        """z_L (N, C, frames) for frames j0 .. j0 + frames - 1 of each window. Windows with the same (crop, length)
-        (all interior windows) share one convolution call."""
-        groups: dict[tuple[int, int], list[int]] = {}
-        for i, key in enumerate(zip(crop, length)):
-            groups.setdefault(key, []).append(i)
-        parts, order = [], []
-        for (c, n_frames), idx in groups.items():
-            z = self.net.conditioning_features(mel[idx, :n_frames])
-            parts.append(z[:, :, c:c + frames])
-            order += idx
-        z = torch.cat(parts) if len(parts) > 1 else parts[0]
-        if order != sorted(order):
-            z = z[torch.argsort(torch.tensor(order, device=z.device))]
-        return z
-
-    def forward(self, mel: torch.Tensor, crop: list[int], length: list[int], audio: torch.Tensor,
-                prev: torch.Tensor) -> torch.Tensor:
-        net = self.net
-        net.apply_input_mask()  # the forward pre-hook of WaveRNN only runs when net itself is called
-        n_samples = audio.shape[1]
-        cond = net.upsample(self.conditioning(mel, crop, length, n_samples // net.hop + 1), n_samples)
-        u = audio.to(torch.int32) + 32768
-        coarse, fine = (u >> 8).long(), (u & 255).long()
-        x = net.gru_inputs(coarse, fine)
-        u_prev = prev.to(torch.int32) + 32768
-        x[:, 0, 0] = net.byte_input[(u_prev >> 8).long()]
-        x[:, 0, 1] = net.byte_input[(u_prev & 255).long()]
-        states, _ = net.gru(torch.cat([x, cond], dim=2))
-        logits_c, logits_f = net.heads(states)
-        nats = (nnf.cross_entropy(logits_c.reshape(-1, N_CLASSES), coarse.reshape(-1))
-                + nnf.cross_entropy(logits_f.reshape(-1, N_CLASSES), fine.reshape(-1)))
-        return nats / LN2
-
-
-class SubscaleWindowedNLL(WindowedNLL):
-    """Teacher-forced NLL in bits per 16-bit sample of a SubscaleWaveRNN on a batch of windows.
-
-    SubscaleWaveRNN.folded_logits (the body of its forward) with the conditioning of WindowedNLL (cropped from the
-    window's context frames); the window is folded and teacher-forced as a whole utterance of T samples (h = 0 and the silent previous sample at
-    every sub-tensor's start, zero context outside the window), so `prev` is unused.
-    """
-
-    def __init__(self, net: SubscaleWaveRNN):
-        super().__init__(net)
-
-    def forward(self, mel: torch.Tensor, crop: list[int], length: list[int], audio: torch.Tensor,
-                prev: torch.Tensor) -> torch.Tensor:
-        net = self.net
-        net.apply_input_mask()
-        n_samples = audio.shape[1]
-        n_pos = n_samples // net.factor  # TrainConfig makes T a multiple of B
-        cond = net.upsample(self.conditioning(mel, crop, length, n_samples // net.hop + 1), n_samples)
-        u = audio.to(torch.int32) + 32768
-        coarse, fine = (u >> 8).long(), (u & 255).long()
-        logits_c, logits_f = net.folded_logits(cond, coarse, fine)  # (N, B, P, 256)
-        # scored in folded order (the loss is a mean, so the order of the samples does not matter)
-        folded_c, folded_f = net._fold(coarse, n_pos), net._fold(fine, n_pos)
-        nats = (nnf.cross_entropy(logits_c.reshape(-1, N_CLASSES), folded_c.reshape(-1))
-                + nnf.cross_entropy(logits_f.reshape(-1, N_CLASSES), folded_f.reshape(-1)))
-        return nats / LN2
 
 
 def is_subscale(cfg: TrainConfig) -> bool:
@@ -155,10 +84,6 @@ def is_subscale(cfg: TrainConfig) -> bool:
 def build_net(cfg: TrainConfig) -> WaveRNN | SubscaleWaveRNN:
     """The model of cfg: SubscaleWaveRNN when model.subscale_factor > 1, else WaveRNN."""
     return (SubscaleWaveRNN if is_subscale(cfg) else WaveRNN)(cfg.model, cfg.features)
-
-
-def loss_module(net: WaveRNN | SubscaleWaveRNN) -> WindowedNLL:
-    return SubscaleWindowedNLL(net) if isinstance(net, SubscaleWaveRNN) else WindowedNLL(net)
 
 
 def batch_inputs(batch: Batch, device: torch.device) -> tuple:
@@ -297,6 +222,29 @@ class CsvLog:
         self.fh.close()
 
 
+# ------------------------------------------------------------------------------------------ the process
+
+def keep_freed_memory() -> bool:
+    """Make glibc's malloc keep freed memory in the process instead of returning it to the kernel.
+
+    A training step allocates and frees the same few hundred MB of large tensors every step; by default glibc
+    serves each from a fresh mmap and unmaps it on free, so every step pays page faults and the kernel's zeroing
+    of those pages (measured: a third of the fast GRU loop's time). With mmap off (M_MMAP_MAX = 0) and the trim
+    threshold at its maximum the freed blocks are reused. Returns False where this is not glibc (no change).
+    """
+    import ctypes
+    import ctypes.util
+
+    if sys.platform != "linux":
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        m_trim_threshold, m_mmap_max = -1, -4
+        return bool(libc.mallopt(m_mmap_max, 0)) and bool(libc.mallopt(m_trim_threshold, 2 ** 31 - 1))
+    except (OSError, AttributeError):  # musl and others have no mallopt
+        return False
+
+
 # ------------------------------------------------------------------------------------------ distributed setup
 
 class Dist:
@@ -366,10 +314,11 @@ class Trainer:
         self.data = build_datasets(data_dir, cfg.features, cfg.window_frames, cfg.model.cond_lookahead,
                                    cache_dir if cache_dir is not None else default_cache_dir(),
                                    cfg.data.valid_fraction, cfg.data.min_peak, dist.rank, dist.world_size,
-                                   dist.gather)
+                                   dist.gather, preemphasis=cfg.model.preemphasis)
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank
         self.net = build_net(cfg).to(dist.device)
-        self.module = loss_module(self.net)
+        self.gru_impl = resolve_gru_impl(cfg.gru_impl)  # what this machine runs ("auto" resolved)
+        self.module = loss_module(self.net, self.gru_impl)
         self.pruner = make_pruner(self.net, cfg)
         o = cfg.optimiser
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=o.lr, betas=o.betas, eps=o.eps,
@@ -445,16 +394,23 @@ class Trainer:
             "scheduler": {"kind": cfg.optimiser.schedule, "step": step, "lr": cfg.optimiser.lr_at(step, cfg.steps)},
             "pruner": self.pruner.state_dict(), "world_size": dist.world_size, "ranks": ranks,
             "data": self.data.summary, "metrics": dict(self.metrics),
+            "runtime": {"gru_impl": self.gru_impl, "threads": torch.get_num_threads()},
             "versions": {"pywavernn": str(pywavernn.__version__), "torch": str(torch.__version__)},
         }
 
 
 def train(cfg: TrainConfig | None, data_dir, out_dir, resume: bool = False, cache_dir=None,
-          progress: bool = True) -> dict:
-    """Train (or resume) a run in out_dir; returns {"step", "valid_bits", "checkpoint"}.
+          progress: bool = True, max_minutes: float | None = None) -> dict:
+    """Train (or resume) a run in out_dir; returns {"step", "valid_bits", "checkpoint", "stopped"}.
 
-    cfg may be None only when resuming (the checkpoint's config is used). Raises ValueError for bad inputs.
+    data_dir is one folder or a sequence of folders trained on together. cfg may be None only when resuming (the
+    checkpoint's config is used). max_minutes: stop cleanly once this much wall-clock time has passed since the
+    call, with a checkpoint of the last finished step ("stopped": "time"), so a later --resume continues the run
+    exactly. Raises ValueError for bad inputs.
     """
+    if max_minutes is not None and not max_minutes > 0:
+        raise ValueError(f"max_minutes: expected a positive number of minutes, found {max_minutes}")
+    deadline = None if max_minutes is None else time.monotonic() + 60.0 * max_minutes
     out_dir = Path(out_dir)
     ckpt = None
     if resume:
@@ -470,14 +426,25 @@ def train(cfg: TrainConfig | None, data_dir, out_dir, resume: bool = False, cach
         trainer = Trainer(cfg, data_dir, cache_dir, dist)
         if ckpt is not None:
             trainer.restore(ckpt)
-        _run(trainer, out_dir, ckpt_path, resumed=ckpt is not None, progress=progress)
-        return {"step": trainer.step, "valid_bits": trainer.metrics["valid_bits"], "checkpoint": str(ckpt_path)}
+        stopped = _run(trainer, out_dir, ckpt_path, resumed=ckpt is not None, progress=progress, deadline=deadline)
+        return {"step": trainer.step, "valid_bits": trainer.metrics["valid_bits"], "checkpoint": str(ckpt_path),
+                "stopped": stopped}
     finally:
         dist.close()
 
 
-def _run(trainer: Trainer, out_dir: Path, ckpt_path: Path, resumed: bool, progress: bool) -> None:
-    """The loop: steps, then on schedule evaluation, a log row and a checkpoint."""
+def _past(deadline: float | None, dist: Dist) -> bool:
+    """Whether the wall-clock deadline has passed, decided by rank 0 for every rank (a collective when
+    distributed, so all ranks leave the loop after the same step)."""
+    if deadline is None:
+        return False
+    return dist.mean(float(time.monotonic() >= deadline) if dist.rank == 0 else 0.0) > 0
+
+
+def _run(trainer: Trainer, out_dir: Path, ckpt_path: Path, resumed: bool, progress: bool,
+         deadline: float | None = None) -> str:
+    """The loop: steps, then on schedule evaluation, a log row and a checkpoint. Returns "done" when cfg.steps
+    are reached, "time" when the deadline stopped it first (after a checkpoint of the last step)."""
     from tqdm import tqdm
 
     cfg, dist = trainer.cfg, trainer.dist
@@ -511,11 +478,15 @@ def _run(trainer: Trainer, out_dir: Path, ckpt_path: Path, resumed: bool, progre
                 if log is not None:
                     log.write(row)
                 bar.set_postfix(bits=f"{train_bits:.3f}", valid=f"{trainer.metrics['valid_bits'] or math.nan:.3f}")
-            if step % cfg.checkpoint_every == 0 or final:
+            out_of_time = not final and _past(deadline, dist)
+            if step % cfg.checkpoint_every == 0 or final or out_of_time:
                 trainer.metrics["elapsed_s"] = elapsed0 + time.monotonic() - start
                 state = trainer.checkpoint_state()
                 if state is not None:
                     save_checkpoint(ckpt_path, state)
+            if out_of_time:
+                return "time"
+        return "done"
     finally:
         bar.close()
         if log is not None:
@@ -567,12 +538,15 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     t = sub.add_parser("train", help="train (or --resume) a run")
     t.add_argument("--config", help="TrainConfig JSON (training/configs/); optional with --resume")
-    t.add_argument("--data", required=True, help="folder of audio files or an LJSpeech-style folder")
+    t.add_argument("--data", required=True, nargs="+", metavar="DIR",
+                   help="folder(s) of audio files or LJSpeech-style folders, trained on together")
     t.add_argument("--out", required=True, help="run folder: checkpoint.pt, log.csv, config.json")
     t.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     t.add_argument("--cache-dir", help=f"feature cache (default {default_cache_dir()})")
     t.add_argument("--threads", type=int, help="torch CPU threads per process")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--max-minutes", type=float, metavar="M",
+                   help="stop cleanly after M minutes of wall-clock time, with a checkpoint (--resume continues)")
     e = sub.add_parser("export", help="write a checkpoint's model to a .safetensors model file")
     e.add_argument("checkpoint")
     e.add_argument("-o", "--output", required=True)
@@ -600,17 +574,19 @@ def main(argv=None) -> int:
             sparsity = ", ".join(f"{k} {v:.1%}" for k, v in model.sparsity().items())
             print(f"wrote {args.output} (sparsity: {sparsity})")
             return 0
+        keep_freed_memory()
         if args.threads is not None:
             if args.threads < 1:
                 raise ValueError(f"--threads: expected a positive integer, found {args.threads}")
             torch.set_num_threads(args.threads)
         cfg = TrainConfig.from_json_file(args.config) if args.config else None
         result = train(cfg, args.data, args.out, resume=args.resume, cache_dir=args.cache_dir,
-                       progress=not args.no_progress and sys.stderr.isatty())
+                       progress=not args.no_progress and sys.stderr.isatty(), max_minutes=args.max_minutes)
         if int(os.environ.get("RANK", "0")) == 0:
             bits = result["valid_bits"]
+            stop = " (stopped at --max-minutes; --resume continues)" if result["stopped"] == "time" else ""
             print(f"step {result['step']}: valid {bits if bits is None else f'{bits:.4f}'} bits/sample; "
-                  f"checkpoint {result['checkpoint']}")
+                  f"checkpoint {result['checkpoint']}{stop}")
         return 0
     except ValueError as exc:
         print(f"training: error: {exc}", file=sys.stderr)

@@ -1,0 +1,145 @@
+"""training.fast_gru and training.losses.ScanWindowedNLL against torch.nn.GRU and WindowedNLL.
+
+The scan's forward and hand-written backward (the C++ loops and the Python loops) give torch.nn.GRU's outputs and
+every gradient; the scan loss gives WindowedNLL's loss and every parameter's gradient, so a run may switch
+gru_impl and train the same model.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="training needs the train extra (torch)")
+
+from training.config import TrainConfig  # noqa: E402
+from training.fast_gru import extension, gru_scan  # noqa: E402
+from training.losses import ScanWindowedNLL, WindowedNLL, loss_module  # noqa: E402
+from training.train import build_net  # noqa: E402
+
+from pathlib import Path  # noqa: E402
+
+torch.set_num_threads(1)
+TINY = TrainConfig.from_json_file(Path(__file__).resolve().parent.parent / "training" / "configs" / "tiny.json")
+
+
+def _impls():
+    out = [pytest.param(False, id="python")]
+    out.append(pytest.param(True, id="cpp", marks=pytest.mark.skipif(
+        extension() is None, reason="the C++ loops could not be built here (no compiler); the Python loops ran")))
+    return out
+
+
+def _reference(seed=0, steps=37, batch=3, inputs=5, hidden=8):
+    torch.manual_seed(seed)
+    gru = torch.nn.GRU(inputs, hidden)
+    x = torch.randn(steps, batch, inputs, requires_grad=True)
+    h0 = torch.randn(1, batch, hidden, requires_grad=True)
+    return gru, x, h0
+
+
+@pytest.mark.parametrize("use_ext", _impls())
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_scan_matches_torch_gru(use_ext, seed):
+    gru, x, h0 = _reference(seed)
+    out_ref, last_ref = gru(x, h0)
+    g_out, g_last = torch.randn_like(out_ref), torch.randn_like(last_ref[0])
+    ((out_ref * g_out).sum() + (last_ref[0] * g_last).sum()).backward()
+    params = (x, h0, gru.weight_hh_l0, gru.bias_hh_l0, gru.weight_ih_l0, gru.bias_ih_l0)
+    want = [p.grad.clone() for p in params]
+    for p in params:
+        p.grad = None
+    gi = torch.nn.functional.linear(x, gru.weight_ih_l0, gru.bias_ih_l0)
+    out, last = gru_scan(gi, h0[0], gru.weight_hh_l0, gru.bias_hh_l0, use_extension=use_ext)
+    torch.testing.assert_close(out, out_ref, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(last, last_ref[0], rtol=1e-5, atol=1e-6)
+    ((out * g_out).sum() + (last * g_last).sum()).backward()
+    for name, a, b in zip(("x", "h0", "w_hh", "b_hh", "w_ih", "b_ih"), want, (p.grad for p in params)):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5, msg=lambda m, name=name: f"{name}: {m}")
+
+
+@pytest.mark.parametrize("use_ext", _impls())
+def test_scan_bf16_close_to_fp32(use_ext):
+    """bf16 products: the outputs and gradients stay within bf16's rounding (~2^-8) of the fp32 scan."""
+    gru, x, h0 = _reference(3, steps=50, hidden=16)
+    gi = torch.nn.functional.linear(x, gru.weight_ih_l0, gru.bias_ih_l0).detach()
+    results = []
+    for dtype in (torch.float32, torch.bfloat16):
+        w = gru.weight_hh_l0.detach().clone().requires_grad_()
+        out, _ = gru_scan(gi, h0[0].detach(), w, gru.bias_hh_l0.detach(), dtype, use_extension=use_ext)
+        out.square().sum().backward()
+        results.append((out.detach(), w.grad))
+    (o32, g32), (o16, g16) = results
+    assert float((o32 - o16).abs().max()) < 0.03
+    assert float((g32 - g16).norm() / g32.norm()) < 0.03
+
+
+def test_cpp_and_python_loops_agree():
+    if extension() is None:
+        pytest.skip("the C++ loops could not be built here (no compiler)")
+    gru, x, h0 = _reference(4, steps=20, hidden=12)
+    gi = torch.nn.functional.linear(x, gru.weight_ih_l0, gru.bias_ih_l0).detach().requires_grad_()
+    grads = []
+    for use_ext in (False, True):
+        gi.grad = None
+        out, _ = gru_scan(gi, h0[0].detach(), gru.weight_hh_l0.detach(), gru.bias_hh_l0.detach(),
+                          use_extension=use_ext)
+        out.sum().backward()
+        grads.append((out.detach(), gi.grad.clone()))
+    torch.testing.assert_close(grads[1][0], grads[0][0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(grads[1][1], grads[0][1], rtol=1e-4, atol=1e-6)
+
+
+def test_scan_rejects_bad_shapes():
+    gi = torch.zeros(4, 2, 9)
+    with pytest.raises(ValueError, match="gi: expected shape"):
+        gru_scan(torch.zeros(4, 2, 8), torch.zeros(2, 3), torch.zeros(9, 3), torch.zeros(9))
+    with pytest.raises(ValueError, match="h0: expected shape"):
+        gru_scan(gi, torch.zeros(2, 4), torch.zeros(9, 3), torch.zeros(9))
+    with pytest.raises(ValueError, match="float32 CPU tensor"):
+        gru_scan(gi.double(), torch.zeros(2, 3), torch.zeros(9, 3), torch.zeros(9))
+    with pytest.raises(ValueError, match="matmul_dtype"):
+        gru_scan(gi, torch.zeros(2, 3), torch.zeros(9, 3), torch.zeros(9), torch.float16)
+
+
+def _window_batch(cfg, n=3, seed=0):
+    hop, w, pad = cfg.features.hop_length, cfg.window_frames, cfg.model.cond_lookahead
+    rng = np.random.default_rng(seed)
+    frames = w + 1 + 2 * pad
+    mel = torch.from_numpy(rng.standard_normal((n, frames, cfg.model.n_mels)).astype(np.float32))
+    audio = torch.from_numpy(rng.integers(-3000, 3000, (n, w * hop)).astype(np.int16))
+    prev = torch.from_numpy(rng.integers(-3000, 3000, (n,)).astype(np.int16))
+    # one window at an utterance start (crop 1, one frame fewer), as training.data makes them
+    return mel, [pad] * (n - 1) + [1], [frames] * (n - 1) + [frames - 1], audio, prev
+
+
+@pytest.mark.parametrize("impl", ["scan", "scan-bf16"])
+def test_scan_loss_matches_windowed_nll(impl):
+    torch.manual_seed(0)
+    net = build_net(TINY)
+    args = _window_batch(TINY)
+    grads = []
+    for module in (WindowedNLL(net), loss_module(net, impl)):
+        net.zero_grad()
+        loss = module(*args)
+        loss.backward()
+        grads.append((float(loss.detach()), {k: p.grad.clone() for k, p in net.named_parameters()}))
+    (l_ref, g_ref), (l_new, g_new) = grads
+    assert isinstance(loss_module(net, impl), ScanWindowedNLL)
+    tol = 1e-5 if impl == "scan" else 1e-2
+    assert abs(l_new - l_ref) < tol * abs(l_ref)
+    for k in g_ref:
+        scale = float(g_ref[k].abs().max()) + 1e-12
+        assert float((g_new[k] - g_ref[k]).abs().max()) / scale < (1e-4 if impl == "scan" else 0.05), k
+    # the input mask holds: c_t's coarse-row weights get no gradient
+    from pywavernn.format import coarse_rows_of_gates
+    rows = torch.from_numpy(coarse_rows_of_gates(TINY.model.hidden_size))
+    assert float(g_new["gru.weight_ih_l0"][rows, 2].abs().max()) == 0.0
+
+
+def test_loss_module_refuses_unknown_impl():
+    net = build_net(TINY)
+    with pytest.raises(ValueError, match="gru_impl"):
+        loss_module(net, "cudnn")
+    with pytest.raises(ValueError, match="gru_impl"):
+        TrainConfig.from_dict({**TINY.to_dict(), "gru_impl": "fast"})

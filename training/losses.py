@@ -1,0 +1,180 @@
+"""The training losses: teacher-forced NLL in bits per 16-bit sample on a batch of windows.
+
+What it is: `WindowedNLL` (the plain WaveRNN through torch.nn.GRU, the readable form), `ScanWindowedNLL` (the same
+loss computed for CPU speed: the conditioning projected at frame rate, the recurrence in training.fast_gru with its
+hand-written backward, time-major throughout), `SubscaleWindowedNLL`, and `loss_module`, which picks one for a net
+and the config's `gru_impl`. Each is an nn.Module taking (mel, crop, length, audio, prev) as
+training.train.batch_inputs makes them, so DistributedDataParallel can wrap any of them.
+What it is not: the model (training/model.py) or the loop (training/train.py).
+
+Tests: tests/test_training.py (WindowedNLL), tests/test_fast_gru.py (ScanWindowedNLL against WindowedNLL: loss and
+every parameter's gradient).
+
+Letters: N batch, W window frames, T = W * hop samples per window, C conditioning channels, H hidden units,
+B subscale factor, P = T / B positions.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as nnf
+from torch import nn
+
+from pywavernn.config import N_CLASSES
+from training.config import GRU_IMPLS
+from training.fast_gru import gru_scan, has_bf16_units
+from training.model import WaveRNN
+from training.subscale_model import SubscaleWaveRNN
+
+LN2 = math.log(2.0)
+MATMUL_DTYPES = {"scan": torch.float32, "scan-bf16": torch.bfloat16}  # training.config.GRU_IMPLS but "torch"
+
+
+def _bytes(audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    u = audio.to(torch.int32) + 32768
+    return (u >> 8).long(), (u & 255).long()
+
+
+class WindowedNLL(nn.Module):
+    """Teacher-forced NLL in bits per 16-bit sample of a WaveRNN on a batch of windows (what DDP wraps).
+
+    Differs from WaveRNN.nll_bits only in its inputs: the conditioning network runs on the window's frames plus
+    their context (training/data.py) and is cropped to frames j0 .. j0 + W, so every sample is conditioned as at
+    inference; and the first step sees the true previous sample instead of silence.
+    """
+
+    def __init__(self, net: WaveRNN):
+        super().__init__()
+        self.net = net
+
+    def conditioning(self, mel: torch.Tensor, crop: list[int], length: list[int], frames: int) -> torch.Tensor:
+        """z_L (N, C, frames) for frames j0 .. j0 + frames - 1 of each window. Windows with the same (crop, length)
+        (all interior windows) share one convolution call."""
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, key in enumerate(zip(crop, length)):
+            groups.setdefault(key, []).append(i)
+        parts, order = [], []
+        for (c, n_frames), idx in groups.items():
+            z = self.net.conditioning_features(mel[idx, :n_frames])
+            parts.append(z[:, :, c:c + frames])
+            order += idx
+        z = torch.cat(parts) if len(parts) > 1 else parts[0]
+        if order != sorted(order):
+            z = z[torch.argsort(torch.tensor(order, device=z.device))]
+        return z
+
+    def forward(self, mel: torch.Tensor, crop: list[int], length: list[int], audio: torch.Tensor,
+                prev: torch.Tensor) -> torch.Tensor:
+        net = self.net
+        net.apply_input_mask()  # the forward pre-hook of WaveRNN only runs when net itself is called
+        n_samples = audio.shape[1]
+        cond = net.upsample(self.conditioning(mel, crop, length, n_samples // net.hop + 1), n_samples)
+        u = audio.to(torch.int32) + 32768
+        coarse, fine = (u >> 8).long(), (u & 255).long()
+        x = net.gru_inputs(coarse, fine)
+        u_prev = prev.to(torch.int32) + 32768
+        x[:, 0, 0] = net.byte_input[(u_prev >> 8).long()]
+        x[:, 0, 1] = net.byte_input[(u_prev & 255).long()]
+        states, _ = net.gru(torch.cat([x, cond], dim=2))
+        logits_c, logits_f = net.heads(states)
+        nats = (nnf.cross_entropy(logits_c.reshape(-1, N_CLASSES), coarse.reshape(-1))
+                + nnf.cross_entropy(logits_f.reshape(-1, N_CLASSES), fine.reshape(-1)))
+        return nats / LN2
+
+
+class ScanWindowedNLL(WindowedNLL):
+    """WindowedNLL's loss, computed for CPU training speed; equal to it up to float32 summation order.
+
+    Differences in the computation only: the conditioning is projected to the 3H gate inputs at frame rate and
+    then interpolated (both linear, the interpolation weights sum to one, so this equals interpolating then
+    projecting, as training/model.py notes), straight into time-major (T, N, 3H) without a concatenation; the
+    three sample inputs add their three columns of W_ih; the recurrence is training.fast_gru.gru_scan (its
+    products in `matmul_dtype`); the heads run on all T * N states at once (under bf16 autocast when
+    matmul_dtype is bfloat16) and the cross-entropy in float32.
+    """
+
+    def __init__(self, net: WaveRNN, matmul_dtype: torch.dtype = torch.float32):
+        super().__init__(net)
+        self.matmul_dtype = matmul_dtype
+
+    def forward(self, mel: torch.Tensor, crop: list[int], length: list[int], audio: torch.Tensor,
+                prev: torch.Tensor) -> torch.Tensor:
+        net = self.net
+        net.apply_input_mask()
+        batch, n_samples = audio.shape
+        hop, hidden = net.hop, net.model_config.hidden_size
+        frames = n_samples // hop  # W; the window needs frames j0 .. j0 + W
+        z = self.conditioning(mel, crop, length, frames + 1)  # (N, C, W + 1)
+        w_ih, b_ih = net.gru.weight_ih_l0, net.gru.bias_ih_l0
+        g = torch.addmm(b_ih, z.permute(2, 0, 1).reshape(-1, z.shape[1]), w_ih[:, 3:].t())
+        g = g.view(frames + 1, batch, 3 * hidden)  # frame-rate gate inputs, time-major
+        a = torch.arange(hop, device=g.device, dtype=torch.float32) / hop  # as WaveRNN.upsample
+        gi = torch.addcmul(g[:-1, None], a[None, :, None, None], (g[1:] - g[:-1])[:, None])  # (W, hop, N, 3H)
+        gi = gi.view(n_samples, batch, 3 * hidden)
+
+        coarse, fine = _bytes(audio)  # (N, T)
+        c_prev, f_prev = _bytes(prev)
+        coarse_t, fine_t = coarse.t(), fine.t()  # (T, N)
+        byte = net.byte_input
+        x = torch.stack([torch.cat([byte[c_prev][None], byte[coarse_t[:-1]]]),
+                         torch.cat([byte[f_prev][None], byte[fine_t[:-1]]]), byte[coarse_t]], dim=2)  # (T, N, 3)
+        gi = torch.addmm(gi.view(-1, 3 * hidden), x.view(-1, 3), w_ih[:, :3].t()).view(n_samples, batch, -1)
+
+        h0 = gi.new_zeros(batch, hidden)
+        states, _ = gru_scan(gi, h0, net.gru.weight_hh_l0, net.gru.bias_hh_l0, self.matmul_dtype)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.matmul_dtype == torch.bfloat16):
+            logits_c, logits_f = net.heads(states.view(-1, hidden))
+        nats = (nnf.cross_entropy(logits_c.float(), coarse_t.reshape(-1))
+                + nnf.cross_entropy(logits_f.float(), fine_t.reshape(-1)))
+        return nats / LN2
+
+
+class SubscaleWindowedNLL(WindowedNLL):
+    """Teacher-forced NLL in bits per 16-bit sample of a SubscaleWaveRNN on a batch of windows.
+
+    SubscaleWaveRNN.folded_logits (the body of its forward) with the conditioning of WindowedNLL (cropped from the
+    window's context frames); the window is folded and teacher-forced as a whole utterance of T samples (h = 0 and the silent previous sample at
+    every sub-tensor's start, zero context outside the window), so `prev` is unused.
+    """
+
+    def __init__(self, net: SubscaleWaveRNN):
+        super().__init__(net)
+
+    def forward(self, mel: torch.Tensor, crop: list[int], length: list[int], audio: torch.Tensor,
+                prev: torch.Tensor) -> torch.Tensor:
+        net = self.net
+        net.apply_input_mask()
+        n_samples = audio.shape[1]
+        n_pos = n_samples // net.factor  # TrainConfig makes T a multiple of B
+        cond = net.upsample(self.conditioning(mel, crop, length, n_samples // net.hop + 1), n_samples)
+        u = audio.to(torch.int32) + 32768
+        coarse, fine = (u >> 8).long(), (u & 255).long()
+        logits_c, logits_f = net.folded_logits(cond, coarse, fine)  # (N, B, P, 256)
+        # scored in folded order (the loss is a mean, so the order of the samples does not matter)
+        folded_c, folded_f = net._fold(coarse, n_pos), net._fold(fine, n_pos)
+        nats = (nnf.cross_entropy(logits_c.reshape(-1, N_CLASSES), folded_c.reshape(-1))
+                + nnf.cross_entropy(logits_f.reshape(-1, N_CLASSES), folded_f.reshape(-1)))
+        return nats / LN2
+
+
+def resolve_gru_impl(gru_impl: str) -> str:
+    """A config's gru_impl as run on this machine: "auto" becomes "scan-bf16" where the CPU has bf16 units and
+    "scan" elsewhere; the others are returned as they are. ValueError for an unknown name."""
+    if gru_impl not in GRU_IMPLS:
+        raise ValueError(f"gru_impl: expected one of {list(GRU_IMPLS)}, found {gru_impl!r}")
+    if gru_impl == "auto":
+        return "scan-bf16" if has_bf16_units() else "scan"
+    return gru_impl
+
+
+def loss_module(net: WaveRNN | SubscaleWaveRNN, gru_impl: str = "torch") -> WindowedNLL:
+    """The loss module of a net: SubscaleWindowedNLL for a subscale net, else WindowedNLL (gru_impl "torch") or
+    ScanWindowedNLL ("scan": float32, "scan-bf16": bf16 products; "auto": see resolve_gru_impl)."""
+    gru_impl = resolve_gru_impl(gru_impl)
+    if isinstance(net, SubscaleWaveRNN):
+        if gru_impl != "torch":
+            raise ValueError(f"gru_impl {gru_impl!r}: the subscale model trains through torch.nn.GRU only")
+        return SubscaleWindowedNLL(net)
+    return WindowedNLL(net) if gru_impl == "torch" else ScanWindowedNLL(net, MATMUL_DTYPES[gru_impl])
