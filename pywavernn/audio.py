@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from scipy.signal import resample_poly
+from scipy.signal import lfilter, resample_poly
 
 from pywavernn._atomic import atomic_write
 from pywavernn.config import SUPPORTED_SAMPLE_RATE
@@ -119,6 +119,42 @@ def scale_byte(v) -> np.ndarray:
     """
     v = _check_int_array("v", v, 0, 255)
     return v.astype(np.float32) / np.float32(127.5) - np.float32(1.0)
+
+
+# ----------------------------------------------------------------------------------------- pre-emphasis
+
+def _check_coef(coef) -> float:
+    if isinstance(coef, bool) or not isinstance(coef, numbers.Real) or not 0.0 <= float(coef) < 1.0:
+        raise ValueError(f"coef: expected a pre-emphasis coefficient in [0, 1), found {coef!r}")
+    return float(coef)
+
+
+def preemphasis(s, coef: float) -> np.ndarray:
+    """The int16 samples a pre-emphasis model predicts: e[n] = s[n] - coef * s[n - 1] (s[-1] = 0), rounded to
+    nearest and clipped to int16 (docs/format.md §10). s: 1-D int16."""
+    s = np.asarray(s)
+    if s.dtype != np.int16 or s.ndim != 1:
+        raise TypeError(f"s: expected a 1-D int16 array, found dtype {s.dtype} with shape {s.shape}")
+    coef = _check_coef(coef)
+    x = s.astype(np.float64)
+    x[1:] -= coef * x[:-1]
+    return np.clip(np.rint(x), -32768, 32767).astype(np.int16)
+
+
+def deemphasis(e, coef: float, state: float = 0.0) -> tuple[np.ndarray, float]:
+    """Undo preemphasis on generated samples: y[n] = e[n] + coef * y[n - 1] in float64 (y[-1] = state), returned
+    rounded and clipped to int16, with the new state y[-1] (unrounded) to continue on the next chunk: chunks
+    chained through the state give exactly the samples of one call on the whole (docs/format.md §10)."""
+    e = np.asarray(e)
+    if e.dtype != np.int16 or e.ndim != 1:
+        raise TypeError(f"e: expected a 1-D int16 array, found dtype {e.dtype} with shape {e.shape}")
+    coef = _check_coef(coef)
+    if not math.isfinite(state):
+        raise ValueError(f"state: expected a finite number, found {state!r}")
+    if e.size == 0:
+        return e.copy(), float(state)
+    y = lfilter([1.0], [1.0, -coef], e.astype(np.float64), zi=[coef * float(state)])[0]
+    return np.clip(np.rint(y), -32768, 32767).astype(np.int16), float(y[-1])
 
 
 # ----------------------------------------------------------------------------------------------- resampling

@@ -152,6 +152,9 @@ class ModelConfig:
     subscale_prior   "laplace": each byte's logits add the log-mass a Laplace distribution centred on the first
                      linear estimate gives its 256 bins, at a scale the output head predicts (docs/format.md §9;
                      needs subscale_linear >= 1); "none" (the default): the logits are the output heads' alone.
+    preemphasis      a in [0, 1): the network models e[n] = s[n] - a s[n-1], and the samples it generates are
+                     de-emphasised, y[n] = e[n] + a y[n-1], before they are returned (docs/format.md §10), so its
+                     sampling noise is shaped like speech's spectrum; 0 (the default): none, left out of to_dict().
 
     The two subscale_ context fields are left out of to_dict() for a plain model at their defaults, and
     subscale_previous, subscale_residual, subscale_context_order, subscale_linear and subscale_prior for any model
@@ -173,6 +176,7 @@ class ModelConfig:
     subscale_context_order: str = "sub_tensor"
     subscale_linear: int = 0
     subscale_prior: str = "none"
+    preemphasis: float = 0.0
     n_classes: int = field(default=N_CLASSES)
 
     def __post_init__(self) -> None:
@@ -217,6 +221,12 @@ class ModelConfig:
         if self.subscale_prior != "none" and self.subscale_linear < 1:
             raise ValueError(f"subscale_prior = {self.subscale_prior!r}: the prior is centred on the first linear "
                              f"estimate, so it needs subscale_linear >= 1, found {self.subscale_linear}")
+        if isinstance(self.preemphasis, bool) or not isinstance(self.preemphasis, (int, float)) \
+                or not 0.0 <= self.preemphasis < 1.0:
+            raise ValueError(f"preemphasis: expected a coefficient in [0, 1) (0: none), found {self.preemphasis!r}")
+        if self.preemphasis and self.subscale_factor > 1:
+            raise ValueError(f"preemphasis = {self.preemphasis}: implemented for the plain model only "
+                             f"(subscale_factor 1), found subscale_factor {self.subscale_factor}")
         if self.n_classes != N_CLASSES:
             raise ValueError(f"n_classes: expected {N_CLASSES} (8-bit coarse and fine), found {self.n_classes}")
 
@@ -237,6 +247,8 @@ class ModelConfig:
         for name in omitted:
             if d[name] == _SUBSCALE_DEFAULTS[name]:
                 del d[name]
+        if not d["preemphasis"]:
+            del d["preemphasis"]  # files without pre-emphasis are written as before the field existed
         return d
 
     @classmethod

@@ -36,6 +36,7 @@ from __future__ import annotations
 import numpy as np
 
 from pywavernn import features
+from pywavernn.audio import deemphasis
 from pywavernn.vocoder import conditioning
 
 
@@ -67,6 +68,8 @@ class Stream:
         self._n_frames = 0  # frames pushed so far
         self._next_frame = 0  # first frame whose samples are not yet generated
         self._finished = False
+        self._preemphasis = cfg.preemphasis
+        self._deemphasis_state = 0.0  # the last de-emphasised value, unrounded (pywavernn.audio.deemphasis)
         self._start()
 
     def _start(self) -> None:
@@ -120,6 +123,8 @@ class Stream:
             uniforms = self._rng.random((n, 2), dtype=np.float32)
             out = self._engine.generate(self._g, uniforms, self._state)
             self._next_frame = gen_end
+            if self._preemphasis:
+                out, self._deemphasis_state = deemphasis(out, self._preemphasis, self._deemphasis_state)
         self._trim()
         return out
 

@@ -24,6 +24,7 @@ from typing import Callable, Union
 import numpy as np
 
 from pywavernn import features, format as fmt
+from pywavernn.audio import deemphasis, preemphasis
 
 BACKENDS = ("cpu", "reference", "cuda")
 WEIGHT_DTYPES = ("fp32", "fp16")
@@ -157,6 +158,12 @@ class Vocoder:
     def vocode(self, mel: np.ndarray, seed: int | np.random.Generator | None = 0, *,
                progress: Callable[[int], None] | None = None) -> np.ndarray:
         """Generate int16 audio of F * hop samples from a log-mel of shape (F, n_mels)."""
+        samples = self._generate(mel, seed, progress)
+        coef = self.model_config.preemphasis
+        return samples if not coef else deemphasis(samples, coef)[0]
+
+    def _generate(self, mel, seed, progress) -> np.ndarray:
+        """The network's samples (before any de-emphasis)."""
         from pywavernn import reference
 
         mel = features.check_mel(mel, self.model_config.n_mels)
@@ -196,6 +203,7 @@ class Vocoder:
     def nll(self, mel: np.ndarray, audio_int16: np.ndarray) -> float:
         """Teacher-forced negative log-likelihood of the audio, in bits per 16-bit sample.
 
+        A pre-emphasis model scores the pre-emphasised audio (what its network predicts; docs/format.md §10).
         Plain models on the cpu backend run it in C (within 1e-4 bits of the reference with exact=True, 0.01
         with the fast nonlinearities; tests/test_engine.py); otherwise the NumPy reference computes it.
         """
@@ -206,6 +214,8 @@ class Vocoder:
         if audio_int16.shape != (mel.shape[0] * self.hop_length,):
             raise ValueError(f"audio_int16: expected shape ({mel.shape[0] * self.hop_length},) = frames x hop, "
                              f"found {audio_int16.shape}")
+        if self.model_config.preemphasis:  # the network models the pre-emphasised samples
+            audio_int16 = preemphasis(audio_int16, self.model_config.preemphasis)
         if self._subscale:
             from pywavernn.reference_subscale import nll_subscale_ref
 

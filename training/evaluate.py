@@ -31,7 +31,7 @@ import numpy as np
 import pywavernn
 from pywavernn import format as fmt
 from pywavernn._atomic import atomic_write
-from pywavernn.audio import float_to_int16, int16_to_float, load_audio, save_audio
+from pywavernn.audio import float_to_int16, int16_to_float, load_audio, preemphasis, save_audio
 from pywavernn.vocoder import Vocoder
 from training import metrics
 
@@ -132,7 +132,10 @@ def _nll(engine, model, mel, audio):
         return engine.nll(mel, float_to_int16(audio))
     from pywavernn.reference import conditioning_ref
 
-    return engine.nll(conditioning_ref(model, mel), float_to_int16(audio))
+    audio = float_to_int16(audio)
+    if model.model_config.preemphasis:  # the network models the pre-emphasised samples (docs/format.md §10)
+        audio = preemphasis(audio, model.model_config.preemphasis)
+    return engine.nll(conditioning_ref(model, mel), audio)
 
 
 class _TorchSubscaleNLL:
@@ -162,8 +165,13 @@ class _TorchSubscaleNLL:
 def teacher_forced_bits(net, mel: np.ndarray, audio_int16: np.ndarray) -> np.ndarray:
     """(2, n) float64: -log2 P(c_t) and -log2 P(f_t | c_t) of each of the n real samples under the PyTorch model
     net (training.model.WaveRNN or training.subscale_model.SubscaleWaveRNN), teacher-forced from h = 0 over the
-    audio zero-padded to the mel's F * hop samples (the padding is not scored)."""
+    audio zero-padded to the mel's F * hop samples (the padding is not scored). A pre-emphasis model scores the
+    pre-emphasised samples (docs/format.md §10)."""
     import torch
+
+    coef = getattr(net.model_config, "preemphasis", 0.0)
+    if coef:
+        audio_int16 = preemphasis(np.asarray(audio_int16, np.int16), coef)
 
     n, total = audio_int16.shape[0], mel.shape[0] * net.hop
     padded = np.zeros(total, np.int16)
