@@ -147,8 +147,9 @@ def test_evaluate_command_end_to_end(tmp_path, capsys):
         assert np.isfinite(r["nll_bits"]) and r["nll_bits"] > 0
         assert abs(r["seconds"] - (1.1 if r["file"] == "utt1.wav" else 0.8)) < 1e-3
         for system in ("pywavernn", "griffin_lim"):
-            assert set(r[system]) >= {"pesq", "stoi", "mcd"}
+            assert set(r[system]) >= {"pesq", "stoi", "mcd", "f0_cents", "vuv"}
             assert r[system]["stoi"] is not None and r[system]["mcd"] is not None
+            assert r[system]["vuv"] is not None and 0 <= r[system]["vuv"] <= 1
     assert report["mean"]["nll_bits"]["n"] == 2
     assert report["mos"]["available"] is HAS_DISTILLMOS
     if HAS_DISTILLMOS:
@@ -157,6 +158,7 @@ def test_evaluate_command_end_to_end(tmp_path, capsys):
     assert report["timing"]["vocode"]["seconds"] > 0
     md = (out / "report.md").read_text()
     assert "| system | PESQ-WB" in md and "Griffin-Lim (floor)" in md and "utt0.wav" in md
+    assert "F0 RMSE cents" in md and report["settings"]["f0"]["tracker"] == "librosa.pyin"
     assert (out / "spectrograms.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "wrote" in capsys.readouterr().out
 
@@ -231,3 +233,23 @@ def test_evaluate_scores_a_subscale_model_with_its_reference_nll(tmp_path):
         np.testing.assert_allclose(by_sub[name], want_s, atol=1e-4)
     np.testing.assert_allclose(np.dot(by_sub["total"], by_sub["count"]) / n, want, atol=1e-4)
     assert "NLL by sub-tensor" in (out / "report.md").read_text()
+
+
+def test_f0_errors_measure_pitch_shift_and_voicing():
+    pytest.importorskip("librosa")
+    x = voiced(2.0)
+    track = metrics.f0_track(x)
+    same = metrics.f0_errors(track, track)
+    assert same["f0_cents"] == 0.0 and same["vuv"] == 0.0 and same["voiced_both"] > 50
+    t = np.arange(SR) / SR
+
+    def tone(f0):  # a steady harmonic tone
+        return sum(0.3 / k * np.sin(2 * np.pi * k * f0 * t) for k in range(1, 8)).astype(np.float32)
+
+    err = metrics.f0_errors(metrics.f0_track(tone(150.0)), metrics.f0_track(tone(150.0 * 2 ** (100 / 1200))))
+    assert 90 < err["f0_cents"] < 110 and err["vuv"] < 0.1  # a semitone: 100 cents
+    noise = (0.1 * np.random.default_rng(1).standard_normal(x.shape[0])).astype(np.float32)
+    assert metrics.f0_errors(track, metrics.f0_track(noise))["vuv"] > 0.3
+    with pytest.raises(ValueError, match="at least"):
+        metrics.f0_track(x[:100])
+

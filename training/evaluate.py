@@ -37,8 +37,8 @@ from training import metrics
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
 SYSTEMS = ("original", "pywavernn", "griffin_lim")
-METRICS = ("pesq", "stoi", "mcd")
-TIMED = ("load", "mel", "nll", "vocode", "griffin_lim", "pesq", "stoi", "mcd", "mos")
+METRICS = ("pesq", "stoi", "mcd", "f0_cents", "vuv")
+TIMED = ("load", "mel", "nll", "vocode", "griffin_lim", "pesq", "stoi", "mcd", "f0", "mos")
 
 
 # -------------------------------------------------------------------------------------------------- inputs
@@ -202,12 +202,17 @@ def evaluate_file(path: Path, voc: Vocoder, nll_engine, mos, seed: int, timer: _
                metrics.GRIFFIN_LIM_MOMENTUM, seed)
     signals = {"original": audio, "pywavernn": resyn, "griffin_lim": gl}
     funcs = {"pesq": metrics.pesq_wb, "stoi": metrics.stoi, "mcd": metrics.mel_cepstral_distortion}
+    ref_f0 = _guarded(timer, "f0", errors, "original f0", metrics.f0_track, audio)
     for system in SYSTEMS:
         rec[system] = {}
         if system != "original":
-            for name in METRICS:
+            for name in funcs:
                 rec[system][name] = _guarded(timer, name, errors, f"{system} {name}", funcs[name], audio,
                                              signals[system])
+            track = _guarded(timer, "f0", errors, f"{system} f0", metrics.f0_track, signals[system]) \
+                if ref_f0 is not None else None
+            f0 = metrics.f0_errors(ref_f0, track) if track is not None else {}
+            rec[system].update({"f0_cents": f0.get("f0_cents"), "vuv": f0.get("vuv")})
         if mos is not None:
             rec[system]["mos"] = _guarded(timer, "mos", errors, f"{system} mos", mos, signals[system])
     rec["errors"] = errors
@@ -256,7 +261,8 @@ def markdown(report: dict) -> str:
              f"; {report['data']['n_files']} files, {report['data']['seconds']:.1f} s. Seed {report['seed']}, "
              f"backend {report['backend']}. Model sha256 `{m['sha256'][:16]}`.", "",
              f"NLL (teacher-forced, bits per 16-bit sample): {_fmt(mean['nll_bits']['mean'], 4)}", "",
-             "| system | PESQ-WB ↑ | STOI ↑ | MCD dB ↓ | MOS (DistillMOS) ↑ |", "|---|---|---|---|---|"]
+             "| system | PESQ-WB ↑ | STOI ↑ | MCD dB ↓ | F0 RMSE cents ↓ | V/UV error ↓ | MOS (DistillMOS) ↑ |",
+             "|---|---|---|---|---|---|---|"]
     labels = {"original": "original (24 kHz)", "pywavernn": "pywavernn", "griffin_lim": "Griffin-Lim (floor)"}
     for system in SYSTEMS:
         s = mean[system]
@@ -271,13 +277,14 @@ def markdown(report: dict) -> str:
     mos = report["mos"]
     lines += ["", f"MOS: {'DistillMOS ' + mos['version'] if mos['available'] else 'not computed: ' + mos['reason']}",
               "", "## Per file", "",
-              "| file | s | NLL | PESQ wavernn / GL | STOI wavernn / GL | MCD wavernn / GL | MOS orig / wavernn / GL |",
-              "|---|---|---|---|---|---|---|"]
+              "| file | s | NLL | PESQ wavernn / GL | STOI wavernn / GL | MCD wavernn / GL | F0 cents wavernn / GL "
+              "| V/UV wavernn / GL | MOS orig / wavernn / GL |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for r in report["files"]:
         pair = {k: f"{_fmt(r['pywavernn'].get(k))} / {_fmt(r['griffin_lim'].get(k))}" for k in METRICS}
         mos_cells = " / ".join(_fmt(r[s].get("mos"), 2) for s in SYSTEMS)
         lines.append(f"| {r['file']} | {r['seconds']:.2f} | {_fmt(r['nll_bits'], 3)} | {pair['pesq']} | "
-                     f"{pair['stoi']} | {pair['mcd']} | {mos_cells} |")
+                     f"{pair['stoi']} | {pair['mcd']} | {pair['f0_cents']} | {pair['vuv']} | {mos_cells} |")
     lines += ["", "## Time per second of audio", "", "| step | s per audio s |", "|---|---|"]
     lines += [f"| {k} | {v['per_audio_second']:.4f} |" for k, v in report["timing"].items() if v["seconds"] > 0]
     return "\n".join(lines) + "\n"

@@ -7,9 +7,12 @@ signals, each a thin, documented wrapper with its settings fixed here, so every 
 - `mel_cepstral_distortion`: MCD in dB from a mel-cepstrum defined below (no SPTK needed);
 - `griffin_lim_from_mel`: audio from a log-mel alone (pseudo-inverse of the filterbank + Griffin-Lim), the floor
   any neural vocoder must beat on the same mel;
+- `f0_track` / `f0_errors`: pitch (probabilistic YIN, librosa.pyin) of both signals, the F0 RMSE in cents over
+  frames voiced in both, and the voiced/unvoiced decision error: the measures that move first when a vocoder
+  starts to reproduce pitch harmonics;
 - `MosPredictor`: DistillMOS, a no-reference MOS predictor whose weights ship in its wheel (runs offline).
 What it is not: no alignment (resynthesis is sample-aligned: frame j of the mel drives samples j*hop..), no DTW,
-no file I/O, no librosa at run time.
+no file I/O; librosa only for the pitch tracker (the eval extra).
 
 Letters: T samples, F frames, B = n_fft // 2 + 1 STFT bins, K mel bands, D cepstral order.
 
@@ -232,6 +235,38 @@ class MosPredictor:
             return float(self._model(self._torch.from_numpy(x)[None, :]).item())
 
 
+# Pitch: pYIN at 16 kHz (speech's F0 lies far below 8 kHz; 16 kHz halves the cost), 64 ms frames every 10 ms,
+# F0 searched over 50 .. 500 Hz (low male to high female and child voices).
+F0_RATE = 16000
+F0_FMIN, F0_FMAX = 50.0, 500.0
+F0_FRAME, F0_HOP = 1024, 160
+
+
+def f0_track(audio, sample_rate: int = SAMPLE_RATE) -> tuple[np.ndarray, np.ndarray]:
+    """(F0 in Hz per 10 ms frame, NaN where unvoiced; voiced flags) of a float signal, by librosa.pyin."""
+    import librosa
+
+    x = resample(np.asarray(audio, dtype=np.float32), sample_rate, F0_RATE)
+    if x.shape[0] < F0_FRAME:
+        raise ValueError(f"audio: expected at least {F0_FRAME} samples at {F0_RATE} Hz for a pitch track, "
+                         f"found {x.shape[0]}")
+    f0, voiced, _ = librosa.pyin(x, fmin=F0_FMIN, fmax=F0_FMAX, sr=F0_RATE, frame_length=F0_FRAME,
+                                 hop_length=F0_HOP)
+    return np.asarray(f0, np.float64), np.asarray(voiced, bool)
+
+
+def f0_errors(ref_track, deg_track) -> dict:
+    """{"f0_cents": RMSE of 1200 log2(F0_deg / F0_ref) over frames voiced in both (None if there are none),
+    "vuv": share of frames whose voiced/unvoiced decision differs, "voiced_both": how many frames were compared}."""
+    (f_ref, v_ref), (f_deg, v_deg) = ref_track, deg_track
+    n = min(v_ref.shape[0], v_deg.shape[0])
+    f_ref, v_ref, f_deg, v_deg = f_ref[:n], v_ref[:n], f_deg[:n], v_deg[:n]
+    both = v_ref & v_deg & np.isfinite(f_ref) & np.isfinite(f_deg)
+    cents = 1200.0 * np.log2(f_deg[both] / f_ref[both])
+    return {"f0_cents": float(np.sqrt(np.mean(cents ** 2))) if both.any() else None,
+            "vuv": float(np.mean(v_ref != v_deg)) if n else None, "voiced_both": int(both.sum())}
+
+
 def settings() -> dict:
     """The metric settings as recorded in every report."""
     return {
@@ -253,4 +288,7 @@ def settings() -> dict:
                         "stft": "the model's FeatureConfig (n_fft, win_length, hop, periodic Hann, centred, reflect)",
                         "init": "uniform random phase, numpy.random.default_rng(seed)"},
         "mos": {"predictor": "distillmos (ConvTransformerSQAModel, variant 7 weights)", "rate_hz": MOS_RATE},
+        "f0": {"tracker": "librosa.pyin", "rate_hz": F0_RATE, "fmin_hz": F0_FMIN, "fmax_hz": F0_FMAX,
+               "frame": F0_FRAME, "hop": F0_HOP, "f0_cents": "RMSE of 1200 log2(f_deg / f_ref), frames voiced in both",
+               "vuv": "share of frames whose voicing decision differs from the original's"},
     }
