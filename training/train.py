@@ -70,7 +70,8 @@ CHECKPOINT_FORMAT = "pywavernn-train-checkpoint"
 CHECKPOINT_VERSION = 1
 LOG_COLUMNS = ["step", "elapsed_s", "lr", "train_bits", "grad_norm", "valid_bits", "sparsity_R"]
 # Config fields a resumed run may change; anything else would make the resumed run a different experiment.
-RESUMABLE_CHANGES = {"steps", "eval_every", "checkpoint_every", "log_every", "device", "comment", "gru_impl"}
+RESUMABLE_CHANGES = {"steps", "eval_every", "checkpoint_every", "log_every", "device", "comment", "gru_impl",
+                     "optimiser"}  # a long run in stretches may change its learning-rate schedule
 # Where training/model.py (and training/subscale_model.py, under the same names) keeps the matrices that are
 # pruned (weight_hh_l0 in torch gate order r, z, n).
 RECURRENT_PARAM = "gru.weight_hh_l0"
