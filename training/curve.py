@@ -1,0 +1,231 @@
+"""`python -m training.curve`: the training campaign's learning curve (issue 24), one row per evaluated checkpoint.
+
+    python -m training.curve add RUNDIR EVALDIR [--csv docs/figures/learning_curve.csv] [--label TEXT]
+    python -m training.curve add MODEL.safetensors EVALDIR --samples N --core-hours H [--label TEXT]
+    python -m training.curve plot [--csv ...] [-o docs/figures/learning_curve.png]
+    python -m training.curve table [--csv ...]          # the Markdown table docs/quality.md carries
+
+`add` reads a run folder (its checkpoint: step, config, metrics; its log.csv: elapsed time) and the two
+training.evaluate reports that training/configs/campaign/evaluate.sh wrote under EVALDIR (piper-joe/ and
+asterisk-en/, the fixed subset), and appends one row: run, step, samples seen, core-hours, held-out NLL, and per
+subset PESQ-WB, STOI, MCD, F0 RMSE, V/UV error and DistillMOS of the resynthesis, with Griffin-Lim's beside them.
+A row for the same run and step replaces the old one; the CSV is written atomically. `plot` draws PESQ, STOI,
+MOS and the NLL on the piper-joe half of the subset against samples seen, one line per run, with Griffin-Lim as
+the floor to beat. (The NLL of a pre-emphasis model is of the pre-emphasised samples: compare it only within a
+run; free-running measures compare across runs.)
+What it is not: an evaluator (training.evaluate measures; this only collects).
+
+Core-hours are the run's wall-clock training time (log.csv's elapsed_s, which --resume carries on) times its
+processes times threads per process, as the checkpoint records them: on this project's 2-vCPU machines two runs
+side by side each hold one vCPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+
+from pywavernn._atomic import atomic_write
+
+DEFAULT_CSV = Path(__file__).resolve().parent.parent / "docs" / "figures" / "learning_curve.csv"
+SUBSETS = ("piper-joe", "asterisk-en")
+METRICS = ("pesq", "stoi", "mcd", "f0_cents", "vuv", "mos")
+COLUMNS = (["label", "run", "step", "samples", "core_hours", "valid_bits"]
+           + [f"{s}_{w}_{m}" for s in SUBSETS for w in ("nll",) for m in ("bits",)]
+           + [f"{s}_{w}_{m}" for s in SUBSETS for w in ("wavernn", "gl") for m in METRICS])
+
+
+def _report(eval_dir: Path, subset: str) -> dict:
+    path = eval_dir / subset / "report.json"
+    if not path.is_file():
+        raise ValueError(f"{path}: not found (run training/configs/campaign/evaluate.sh first)")
+    return json.loads(path.read_text())
+
+
+def _model_row(model_path: Path, label: str | None, samples: int | None, core_hours: float | None) -> dict:
+    """The start of a row for a model file trained elsewhere (the bundled model): its provenance gives the
+    step and validation NLL; samples and core-hours must be given."""
+    from pywavernn import load_model
+
+    if samples is None or core_hours is None:
+        raise ValueError(f"{model_path}: a model file's row needs --samples and --core-hours (a run folder's "
+                         f"checkpoint records them)")
+    train = load_model(model_path).provenance.get("training", {})
+    return {"label": label or model_path.stem, "run": model_path.stem, "step": int(train.get("step", 0)),
+            "samples": int(samples), "core_hours": float(core_hours), "valid_bits": train.get("valid_bits")}
+
+
+def row_of(run_dir: Path, eval_dir: Path, label: str | None = None, samples: int | None = None,
+           core_hours: float | None = None) -> dict:
+    """The learning-curve row of a run's checkpoint (or a model file) and its evaluation folder."""
+    if run_dir.suffix == ".safetensors":
+        row = _model_row(run_dir, label, samples, core_hours)
+        _fill_reports(row, eval_dir, None)
+        return row
+    import torch
+
+    if not (run_dir / "checkpoint.pt").is_file():
+        raise ValueError(f"{run_dir}: no checkpoint.pt (expected a training run folder or a .safetensors file)")
+    ckpt = torch.load(run_dir / "checkpoint.pt", map_location="cpu", weights_only=True)
+    cfg, step = ckpt["config"], int(ckpt["step"])
+    world = int(ckpt.get("world_size", 1))
+    threads = int(ckpt.get("runtime", {}).get("threads", 1))
+    samples = step * world * cfg["batch_size"] * cfg["window_frames"] * cfg["features"].get("hop_length", 300)
+    elapsed = float(ckpt["metrics"].get("elapsed_s") or 0.0)
+    row = {"label": label or run_dir.name, "run": run_dir.name, "step": step, "samples": samples,
+           "core_hours": round(elapsed * world * threads / 3600.0, 3),
+           "valid_bits": ckpt["metrics"].get("valid_bits")}
+    _fill_reports(row, eval_dir, step)
+    return row
+
+
+def _fill_reports(row: dict, eval_dir: Path, step: int | None) -> None:
+    for subset in SUBSETS:
+        rep = _report(eval_dir, subset)
+        if step is not None and rep["model"]["provenance"].get("training", {}).get("step") not in (None, step):
+            raise ValueError(f"{eval_dir}/{subset}: the report is of step "
+                             f"{rep['model']['provenance']['training']['step']}, the checkpoint is at step {step}")
+        mean = rep["mean"]
+        row[f"{subset}_nll_bits"] = mean["nll_bits"]["mean"]
+        for who, key in (("wavernn", "pywavernn"), ("gl", "griffin_lim")):
+            for m in METRICS:
+                row[f"{subset}_{who}_{m}"] = mean[key].get(m, {}).get("mean")
+
+
+def read_rows(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def write_rows(path: Path, rows: list[dict]) -> None:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: ("" if r.get(k) is None else (f"{r[k]:.6g}" if isinstance(r[k], float) else r[k]))
+                         for k in COLUMNS})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path) as fh:
+        fh.write(buf.getvalue().encode())
+
+
+def add(run_dir: Path, eval_dir: Path, csv_path: Path, label: str | None = None, samples: int | None = None,
+        core_hours: float | None = None) -> dict:
+    row = row_of(run_dir, eval_dir, label, samples, core_hours)
+    rows = [r for r in read_rows(csv_path) if not (r["run"] == row["run"] and int(r["step"]) == row["step"])]
+    rows.append(row)
+    rows.sort(key=lambda r: (r["run"], int(r["step"])))
+    write_rows(csv_path, rows)
+    return row
+
+
+def _num(v) -> float | None:
+    return None if v in (None, "") else float(v)
+
+
+def table(rows: list[dict]) -> str:
+    head = ("| run | step | samples | core-h | NLL joe / ast | PESQ joe / ast | STOI joe / ast | MCD joe / ast | "
+            "F0 cents joe / ast | V/UV joe / ast | MOS joe / ast |")
+    lines = [head, "|" + "---|" * 11]
+
+    def pair(r, m, digits):
+        cells = []
+        for s in SUBSETS:
+            v = _num(r.get(f"{s}_wavernn_{m}"))
+            cells.append("–" if v is None else f"{v:.{digits}f}")
+        return " / ".join(cells)
+
+    for r in rows:
+        nll = " / ".join("–" if _num(r.get(f"{s}_nll_bits")) is None else f"{float(r[f'{s}_nll_bits']):.3f}"
+                         for s in SUBSETS)
+        lines.append(f"| {r['label']} | {r['step']} | {int(r['samples']) / 1e6:.0f}M | {float(r['core_hours']):.2f} | "
+                     f"{nll} | {pair(r, 'pesq', 2)} | {pair(r, 'stoi', 3)} | "
+                     f"{pair(r, 'mcd', 2)} | {pair(r, 'f0_cents', 0)} | {pair(r, 'vuv', 2)} | {pair(r, 'mos', 2)} |")
+    gl = rows[-1] if rows else None
+    if gl is not None:
+        lines.append(f"| Griffin-Lim (floor) | | | | | {pair_gl(gl, 'pesq', 2)} | {pair_gl(gl, 'stoi', 3)} | "
+                     f"{pair_gl(gl, 'mcd', 2)} | {pair_gl(gl, 'f0_cents', 0)} | {pair_gl(gl, 'vuv', 2)} | "
+                     f"{pair_gl(gl, 'mos', 2)} |")
+    return "\n".join(lines)
+
+
+def pair_gl(r, m, digits) -> str:
+    cells = []
+    for s in SUBSETS:
+        v = _num(r.get(f"{s}_gl_{m}"))
+        cells.append("–" if v is None else f"{v:.{digits}f}")
+    return " / ".join(cells)
+
+
+def plot(rows: list[dict], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [("pesq", "PESQ-WB"), ("stoi", "STOI"), ("mos", "DistillMOS"), ("nll", "NLL, piper-joe subset (bits)")]
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.6))
+    runs = sorted({r["run"] for r in rows})
+    for ax, (m, title) in zip(axes, panels):
+        for run in runs:
+            rs = sorted((r for r in rows if r["run"] == run), key=lambda r: int(r["samples"]))
+            x = [int(r["samples"]) / 1e6 for r in rs]
+            if m == "nll":
+                ax.plot(x, [_num(r["piper-joe_nll_bits"]) for r in rs], "o-", label=rs[-1]["label"])
+                continue
+            for s, style in zip(SUBSETS, ("o-", "s--")):
+                ax.plot(x, [_num(r[f"{s}_wavernn_{m}"]) for r in rs], style, label=f"{rs[-1]['label']} {s}")
+        if m != "nll" and rows:
+            for s, color in zip(SUBSETS, ("0.4", "0.7")):
+                v = _num(rows[-1][f"{s}_gl_{m}"])
+                if v is not None:
+                    ax.axhline(v, color=color, ls=":", label=f"Griffin-Lim {s}")
+        ax.set_title(title)
+        ax.set_xlabel("training samples seen (millions)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    axes[-1].legend(fontsize=7)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(out) as fh:
+        fig.savefig(fh, format="png", dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m training.curve", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    a = sub.add_parser("add", help="append the row of a run's checkpoint and its evaluation")
+    a.add_argument("run", type=Path)
+    a.add_argument("eval", type=Path)
+    a.add_argument("--label")
+    a.add_argument("--samples", type=int, help="for a model file: training samples it saw")
+    a.add_argument("--core-hours", type=float, help="for a model file: core-hours it was trained for")
+    for q in (a, sub.add_parser("plot", help="draw the curve"), sub.add_parser("table", help="print the table")):
+        q.add_argument("--csv", type=Path, default=DEFAULT_CSV)
+        if q.prog.endswith("plot"):
+            q.add_argument("-o", "--output", type=Path, default=DEFAULT_CSV.with_suffix(".png"))
+    args = p.parse_args(argv)
+    try:
+        if args.command == "add":
+            row = add(args.run, args.eval, args.csv, args.label, args.samples, args.core_hours)
+            print(f"added {row['run']} step {row['step']} to {args.csv}")
+        elif args.command == "plot":
+            plot(read_rows(args.csv), args.output)
+            print(f"wrote {args.output}")
+        else:
+            print(table(read_rows(args.csv)))
+        return 0
+    except ValueError as exc:
+        print(f"training.curve: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
