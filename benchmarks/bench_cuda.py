@@ -1,10 +1,10 @@
-"""CUDA benchmark: samples/s of pywavernn's CUDA sampler (pywavernn.cuda.CudaEngine) against plain PyTorch-on-GPU
-per-sample loops of the same model, in the same interleaved rounds, for WaveRNN-896 dense and sparse-1024 (95 %,
-16x1, densified: the kernel is dense), one utterance and batches.
+"""CUDA benchmark: samples/s of pywavernn's CUDA sampler (pywavernn.engines.cuda.CudaEngine) against plain
+PyTorch-on-GPU per-sample loops of the same model, in the same interleaved rounds, for WaveRNN-896 dense and
+sparse-1024 (95 %, 16x1, densified: the kernel is dense), one utterance and batches.
 
 What it is: the measuring script for the CUDA issue's targets (WaveRNN-896, one utterance >= 192,000 samples/s;
 >= 20x the plain PyTorch GPU loop; batched >= 2,000,000 samples/s). Before anything is timed, every candidate is
-validated against pywavernn.reference.generate_ref on the first 600 samples (two frames), with uniforms moved off
+validated against pywavernn.reference.plain.generate_ref on the first 600 samples (two frames), with uniforms moved off
 class edges (pywavernn.testing.uniforms_clear_of_class_edges, margin 1e-4 of the cdf total) so that two correct
 float32 implementations must pick the same classes: the CUDA engine's samples must equal the reference's and its
 per-step h and logits lie within 1e-4 (tests/test_cuda.py's tolerance); its batch rows must equal single calls;
@@ -50,7 +50,7 @@ import numpy as np
 try:  # pywavernn.audio imports soundfile at module level; this script reads and writes no audio
     import soundfile  # noqa: F401
     SOUNDFILE_STUBBED = False
-except ImportError:  # the GPU image lacks it: a stub lets pywavernn.reference import (audio I/O would fail)
+except ImportError:  # the GPU image lacks it: a stub lets pywavernn.reference.plain import (audio I/O would fail)
     sys.modules["soundfile"] = types.ModuleType("soundfile")
     SOUNDFILE_STUBBED = True
 
@@ -61,14 +61,16 @@ from benchmarks.harness import (
     machine_description,
     write_report,
 )
+from pywavernn.common import STEP_MATRICES
 from pywavernn.config import ModelConfig
-from pywavernn.format import BlockSparseMatrix, Model, unpack_block_sparse
-from pywavernn.reference import conditioning_ref, generate_ref
+from pywavernn.modelfile import BlockSparseMatrix, Model, unpack_block_sparse
+from pywavernn.conditioning import cond_at, conditioning_ref
+from pywavernn.reference.plain import generate_ref
 from pywavernn.testing import random_model, uniforms_clear_of_class_edges
 
 SAMPLE_RATE = 24000
 OUT_HIDDEN = 256
-MATRICES = ("gru.R", "out.O1", "out.O2", "out.O3", "out.O4")
+MATRICES = STEP_MATRICES  # the matrices a model may store block-sparse
 VALIDATE_FRAMES = 2  # 600 samples: two frames, so frame-to-frame carry (graph rows) is checked too
 EDGE_MARGIN = 1e-4
 CUDA_ATOL = 1e-4  # h and logits vs the reference, absolute (tests/test_cuda.py)
@@ -297,13 +299,13 @@ class CpuStandIn:
         self.model, self.hop = as_dense(model), model.feature_config.hop_length
 
     def _one(self, g, u, trace):
-        from pywavernn import reference as ref
+        from pywavernn.reference import plain as ref
 
         h = np.zeros(self.model.model_config.hidden_size, np.float32)
         c, f = 128, 0
         out, steps = [], {"h": [], "logits_c": [], "logits_f": []}
         for t in range(u.shape[0]):
-            h, c, f, lc, lf = ref._generate_step(self.model, h, c, f, ref.cond_at(g, t, self.hop), u[t, 0], u[t, 1])
+            h, c, f, lc, lf = ref.generate_step_ref(self.model, h, c, f, cond_at(g, t, self.hop), u[t, 0], u[t, 1])
             out.append((c << 8 | f) - 32768)
             for k, v in (("h", h), ("logits_c", lc), ("logits_f", lf)):
                 steps[k].append(v)
@@ -433,7 +435,7 @@ def bench_model(key: str, args, device: str, dry: bool, log) -> tuple[list[dict]
             if dry:
                 engine = CpuStandIn(model)
             else:
-                from pywavernn import cuda
+                from pywavernn.engines import cuda
 
                 engine = cuda.CudaEngine(model, cluster_size=args.cluster)
                 report["cuda_info"] = engine.info
@@ -581,7 +583,7 @@ def describe_machine(device: str) -> dict:
     if device == "cuda":
         m["driver_version"] = driver_version()
         try:
-            from pywavernn import cuda
+            from pywavernn.engines import cuda
 
             m["pywavernn_cuda_library"] = str(cuda.library_path())
             m["pywavernn_cuda_limits"] = cuda.limits()
@@ -602,14 +604,14 @@ def cuda_device_reason() -> tuple[bool, str]:
     except ImportError as exc:
         reasons.append(f"torch not importable ({exc})")
     try:
-        from pywavernn import cuda
+        from pywavernn.engines import cuda
 
         ok, why = cuda.available()
         if ok:
             return True, ""
-        reasons.append(f"pywavernn.cuda: {why}")
+        reasons.append(f"pywavernn.engines.cuda: {why}")
     except Exception as exc:  # noqa: BLE001
-        reasons.append(f"pywavernn.cuda: {exc}")
+        reasons.append(f"pywavernn.engines.cuda: {exc}")
     return False, "; ".join(reasons)
 
 

@@ -1,5 +1,5 @@
 """End-to-end benchmark: samples/s and speed relative to real time (24 kHz) of the C sampling loop
-(pywavernn.engine.CpuEngine.generate) over hidden size x sparsity x block shape x pruned matrices x threads x
+(pywavernn.engines.cpu.CpuEngine.generate) over hidden size x sparsity x block shape x pruned matrices x threads x
 weight storage, against the NumPy reference, plain per-sample PyTorch loops of the same dense model and, for
 dense H = 896, the 'streaming bound' (the five matrix x vector products alone, same kernels) and B = 16 batching.
 
@@ -37,15 +37,17 @@ except ImportError:  # pragma: no cover
 from benchmarks.harness import Candidate, format_table, interleaved_medians, machine_description, write_report
 from pywavernn import _native
 from pywavernn import kernels as K
+from pywavernn.common import STEP_MATRICES
 from pywavernn.config import ModelConfig
-from pywavernn.engine import CpuEngine
-from pywavernn.format import BlockSparseMatrix, Model, unpack_block_sparse
-from pywavernn.reference import conditioning_ref, generate_ref
+from pywavernn.engines.cpu import CpuEngine
+from pywavernn.modelfile import BlockSparseMatrix, Model, unpack_block_sparse
+from pywavernn.conditioning import conditioning_ref
+from pywavernn.reference.plain import generate_ref
 from pywavernn.testing import random_model
 
 SAMPLE_RATE = 24000
 OUT_HIDDEN = 256
-MATRICES = ("gru.R", "out.O1", "out.O2", "out.O3", "out.O4")
+MATRICES = STEP_MATRICES  # the matrices a model may store block-sparse
 VALIDATE_STEPS = 300  # one frame
 STEP_RTOL = 1e-4  # fast mode vs reference, relative to 1 + |value| (tests/test_engine.py states why)
 
@@ -226,7 +228,7 @@ def raw_call_overhead_s(isa: int) -> float:
     eng = _native.engine()
     km = K.KernelMatrix(np.ones((1, 8), np.float32))
     x, y = np.ones(8, np.float32), np.zeros(1, np.float32)
-    res = interleaved_medians([Candidate("call", lambda: eng.gemv(isa, km._c, x, None, y, 0, 1))], 3, 0.1)
+    res = interleaved_medians([Candidate("call", lambda: eng.gemv(isa, km.native, x, None, y, 0, 1))], 3, 0.1)
     return res["call"]["median_s"]
 
 
@@ -240,15 +242,15 @@ def bound_candidates(engine: CpuEngine, storage: str, overhead_s: float, rng, ba
         hid = np.abs(rng.standard_normal((nrhs, OUT_HIDDEN))).astype(np.float32)
         xs = (h, np.ascontiguousarray(h[:, :H // 2]), hid, np.ascontiguousarray(h[:, H // 2:]), hid)
         calls = []
-        for m, x in zip(engine._kmats, xs):
+        for m, x in zip(engine.matrices, xs):
             y = np.zeros((nrhs, m.shape[0]), np.float32)
             x = x[0] if nrhs == 1 else x
             y = y[0] if nrhs == 1 else y
-            calls.append((m._c, x, y, m.n_block_rows))
+            calls.append((m.native, x, y, m.n_block_rows))
             if nrhs == 1:
-                eng.gemv(isa, m._c, x, None, y, 0, m.n_block_rows)
+                eng.gemv(isa, m.native, x, None, y, 0, m.n_block_rows)
             else:
-                eng.gemm(isa, m._c, x, nrhs, None, y, 0, m.n_block_rows)
+                eng.gemm(isa, m.native, x, nrhs, None, y, 0, m.n_block_rows)
             w = m.weights_f32().astype(np.float64)
             want, scale = x.astype(np.float64) @ w.T, np.abs(x).astype(np.float64) @ np.abs(w).T
             if not np.all(np.abs(y - want) <= 1e-5 * scale + 1e-30):
@@ -269,7 +271,7 @@ def bound_candidates(engine: CpuEngine, storage: str, overhead_s: float, rng, ba
 
 def weight_bytes(engine: CpuEngine) -> int:
     """Bytes of R and O1..O4 (values and block indices) read per sample."""
-    return sum(m.values.nbytes + (m.row_ptr.nbytes + m.col_idx.nbytes if not m.dense else 0) for m in engine._kmats)
+    return sum(m.values.nbytes + (m.row_ptr.nbytes + m.col_idx.nbytes if not m.dense else 0) for m in engine.matrices)
 
 
 # --- one model: all its candidates in interleaved rounds ---------------------------------------------------------

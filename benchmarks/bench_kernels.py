@@ -27,7 +27,7 @@ import scipy.sparse
 
 from benchmarks.harness import Candidate, format_table, interleaved_medians, machine_description, write_report
 from pywavernn import kernels as K
-from pywavernn.format import pack_block_sparse
+from pywavernn.modelfile import pack_block_sparse
 
 
 def masked_matrix(rng, m: int, n: int, block: tuple[int, int] | None, density: float) -> np.ndarray:
@@ -151,7 +151,7 @@ def main(argv=None) -> None:
     machine = machine_description()
     grid = [((3072, 1024), (16, 1), 0.05, 1)]
     if args.h256:  # R (75 % pruned in 16x1 blocks), O1/O3 (50 %), O2/O4 dense as the plain loop stores them and
-        # as all-kept 16x1 blocks as the subscale loop does (pywavernn/subscale_engine.py), one and 16 columns
+        # as all-kept 16x1 blocks as the subscale loop does (pywavernn/engines/subscale.py), one and 16 columns
         grid = [(shape, block, d, b) for shape, block, d in (((768, 256), (16, 1), 0.25), ((128, 128), (16, 1), 0.5),
                                                              ((256, 128), None, 1.0), ((256, 128), (16, 1), 1.0))
                 for b in (1, 16)]

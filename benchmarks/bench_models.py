@@ -130,10 +130,10 @@ def main(argv=None) -> None:
                 voc = Vocoder(source, threads=t, weights=wt, isa=isa)
                 if not np.array_equal(voc.vocode(mel, seed=0), one):
                     raise RuntimeError(f"{label}: threads={t} gives other samples than threads=1 ({wt} weights, "
-                                       f"ISA {voc._engine.isa})")
+                                       f"ISA {voc.engine.isa})")
                 name = _cand_name(label, t, wt, isa)
                 cands.append(Candidate(name, (lambda v=voc, m=mel: v.vocode(m, seed=0)), work=want.shape[0]))
-                meta[name] = {"model": label, "threads": t, "weights": wt, "isa": voc._engine.isa,
+                meta[name] = {"model": label, "threads": t, "weights": wt, "isa": voc.engine.isa,
                               "isa_arg": isa, "hidden": mc.hidden_size, "subscale_factor": mc.subscale_factor,
                               "sparsity": base.model.sparsity(), "samples": int(want.shape[0])}
     count = _native.engine().handover_count if _native.available() else (lambda: 0)

@@ -1,11 +1,11 @@
-"""Subscale benchmark: samples/s of the C Subscale WaveRNN loop (pywavernn.subscale_engine.SubscaleEngine, B = 16,
-all sub-tensors in lockstep, B-column products) against the plain C loop (pywavernn.engine.CpuEngine) of the same
+"""Subscale benchmark: samples/s of the C Subscale WaveRNN loop (pywavernn.engines.subscale.SubscaleEngine, B = 16,
+all sub-tensors in lockstep, B-column products) against the plain C loop (pywavernn.engines.cpu.CpuEngine) of the same
 hidden size, sparsity and storage, one thread each, over hidden size x sparsity.
 
 What it is: the measuring script. Before anything is timed, every configuration is validated on one frame
 (300 samples): the subscale engine in exact mode gives the very samples of
-pywavernn.reference_subscale.generate_subscale_ref, the plain engine in exact mode those of
-pywavernn.reference.generate_ref, and each engine as timed (fast mode) reproduces its exact-mode per-sample logits
+pywavernn.reference.subscale.generate_subscale_ref, the plain engine in exact mode those of
+pywavernn.reference.plain.generate_ref, and each engine as timed (fast mode) reproduces its exact-mode per-sample logits
 (relative 1e-4) up to its first differing draw. The two engines of a configuration are timed in alternating rounds
 (benchmarks/harness.py) and reported as medians; the ratio is taken within the same rounds.
 What it is not: a test (nothing asserts a speed), nor a measure of trained models (random weights of the right
@@ -35,11 +35,12 @@ except ImportError:  # pragma: no cover
     threadpool_limits = None
 
 from benchmarks.harness import Candidate, format_table, interleaved_medians, machine_description, write_report
-from pywavernn import reference_subscale as rs
+from pywavernn.reference import subscale as rs
 from pywavernn.config import ModelConfig
-from pywavernn.engine import CpuEngine
-from pywavernn.reference import conditioning_ref, generate_ref
-from pywavernn.subscale_engine import SubscaleEngine
+from pywavernn.engines.cpu import CpuEngine
+from pywavernn.conditioning import conditioning_ref
+from pywavernn.reference.plain import generate_ref
+from pywavernn.engines.subscale import SubscaleEngine
 from pywavernn.testing import random_model
 
 SAMPLE_RATE = 24000

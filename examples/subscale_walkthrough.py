@@ -13,7 +13,7 @@ Letters: B subscale factor, F future horizon, N positions per sub-tensor, T samp
 import numpy as np
 
 from pywavernn import Vocoder
-from pywavernn import subscale as ss
+from pywavernn import fold as ss
 from pywavernn.config import ModelConfig
 from pywavernn.testing import random_model
 

@@ -55,14 +55,14 @@ def _vocode_with_progress(voc, mel: np.ndarray, seed: int, quiet: bool) -> np.nd
 
 
 def cmd_info(args) -> int:
-    from pywavernn import format as fmt
+    from pywavernn import modelfile as fmt
 
     print(fmt.describe(fmt.load_model(args.model)))
     return 0
 
 
 def cmd_mel(args) -> int:
-    from pywavernn import audio, features, format as fmt
+    from pywavernn import audio, features, modelfile as fmt
     from pywavernn.vocoder import bundled_model_path
 
     model = fmt.load_model(args.model or bundled_model_path())

@@ -1,7 +1,7 @@
 """Frozen, serialisable configurations: the feature (log-mel) config and the model config.
 
 Both travel inside every model file (see docs/format.md), so a model can never be fed features it was not
-trained on. This module is plain Python: no NumPy arrays, no compiled code.
+trained on. This module is plain Python: no NumPy arrays, no compiled code (it imports only pywavernn.common).
 
 Dimension letters used across pywavernn: H hidden units (even; H/2 coarse + H/2 fine), C conditioning channels,
 K output-head hidden units, BH x BW block shape, B subscale factor, T samples, F frames.
@@ -15,8 +15,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from pywavernn.common import N_CLASSES  # coarse and fine are 8 bits each (defined once, in common)
+
 SUPPORTED_SAMPLE_RATE = 24000
-N_CLASSES = 256  # coarse and fine are 8 bits each
 SUBSCALE_PREVIOUS = ("sub_tensor", "time")  # the values of ModelConfig.subscale_previous
 SUBSCALE_CONTEXT_ORDER = ("sub_tensor", "lag")  # the values of ModelConfig.subscale_context_order
 SUBSCALE_MAX_LINEAR = 64  # the largest ModelConfig.subscale_linear (the C loop keeps the estimates on its stack)
@@ -135,7 +136,7 @@ class ModelConfig:
     n_mels           mel bins the model was trained on (must equal the feature config's).
     block_shape      (BH, BW) of the block-sparse matrices; (1, 1) for dense or unstructured.
     subscale_factor  B, a power of two; 1 for the plain WaveRNN (docs/format.md §9 for B > 1).
-    subscale_horizon F of the subscale model (>= 1 to run one; pywavernn.subscale checks); 0 for the plain WaveRNN.
+    subscale_horizon F of the subscale model (>= 1 to run one; pywavernn.fold checks); 0 for the plain WaveRNN.
     subscale_channels C_x: channels of the subscale context network (used only when B > 1).
     subscale_layers  D: its dilated kernel-2 layers, dilations 1, 2, ..., 2**(D-1) (used only when B > 1).
     subscale_previous which earlier sample the GRU input x_t of a subscale sample (i, s) carries (docs/format.md §9):

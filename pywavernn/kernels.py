@@ -2,12 +2,12 @@
 
 What it is: the edge where inputs are checked (dtype, contiguity, shape, block-CSR layout, row ranges) before any
 compiled code sees them; every failure is a TypeError (wrong type or dtype) or ValueError (wrong shape, layout or
-range) saying what was expected and what was found. Used by the tests, the benchmarks and pywavernn/engine.py.
-What it is not: fast per call (Python overhead is microseconds) and not the per-sample loop (that is engine.py,
+range) saying what was expected and what was found. Used by the tests, the benchmarks and pywavernn/engines/cpu.py.
+What it is not: fast per call (Python overhead is microseconds) and not the per-sample loop (that is engines/cpu.py,
 which runs entirely in C).
 
     from pywavernn import kernels
-    from pywavernn.format import pack_block_sparse
+    from pywavernn.modelfile import pack_block_sparse
     w = kernels.KernelMatrix(pack_block_sparse(dense, 16, 1), storage="fp16")
     y = kernels.gemv(w, x)                      # (M,) = W x
     Y = kernels.gemm(w, X)                      # X (B, N) -> Y (B, M): B right-hand sides, each contiguous
@@ -26,12 +26,12 @@ from typing import Any
 import numpy as np
 
 from pywavernn import _native
-from pywavernn.format import BlockSparseMatrix
+from pywavernn.common import N_CLASSES, check_f32, describe
+from pywavernn.modelfile import BlockSparseMatrix
 
 STORAGES = {"fp32": 0, "fp16": 1}
 BLOCK_SHAPES = ((16, 1), (4, 4), (1, 1))  # block shapes with kernels of their own (plus dense)
 MAX_RHS = 16
-N_CLASSES = 256
 
 
 def available_isas() -> tuple[str, ...]:
@@ -41,32 +41,13 @@ def available_isas() -> tuple[str, ...]:
                  if eng.isa_built(i) and eng.isa_supported(i))
 
 
-def _isa_id(isa: str | None) -> int:
+def isa_id(isa: str | None) -> int:
     if isa is None:
         return _native.selected_isa_id()
     eng = _native.engine()
     if not isinstance(isa, str) or isa not in available_isas():
         raise ValueError(f"isa: expected one of {available_isas()} (built and supported here), found {isa!r}")
     return eng.ISA_IDS[isa]
-
-
-def _describe(arr: Any) -> str:
-    if isinstance(arr, np.ndarray):
-        return f"{arr.dtype} array of shape {arr.shape}" + ("" if arr.flags.c_contiguous else " (not C-contiguous)")
-    return type(arr).__name__
-
-
-def _check_f32(name: str, arr: Any, shape: tuple[int, ...], writable: bool = False) -> np.ndarray:
-    """arr must be a C-contiguous float32 ndarray of exactly `shape` (and writable if asked)."""
-    if not isinstance(arr, np.ndarray) or arr.dtype != np.float32:
-        raise TypeError(f"{name}: expected a float32 numpy array of shape {shape}, found {_describe(arr)}")
-    if arr.shape != shape:
-        raise ValueError(f"{name}: expected shape {shape}, found {arr.shape}")
-    if not arr.flags.c_contiguous:
-        raise ValueError(f"{name}: expected a C-contiguous array, found a strided view (use np.ascontiguousarray)")
-    if writable and not arr.flags.writeable:
-        raise ValueError(f"{name}: expected a writable array, found a read-only one")
-    return arr
 
 
 def _check_range(name: str, rng: Any, limit: int, unit: str) -> tuple[int, int]:
@@ -96,7 +77,7 @@ class KernelMatrix:
     values stored as fp32 or fp16 (IEEE binary16; arithmetic stays fp32). Immutable and shareable between threads.
 
     Attributes: shape (M, N), block (BH, BW) ((1, N) when dense), dense, storage, n_block_rows, nnz (stored
-    weights) and row_ptr (block-CSR only; for work splitting).
+    weights), row_ptr (block-CSR only; for work splitting) and native (the compiled matrix the C loops take).
     """
 
     def __init__(self, w: np.ndarray | BlockSparseMatrix, storage: str = "fp32"):
@@ -120,13 +101,13 @@ class KernelMatrix:
         elif isinstance(w, np.ndarray):
             if w.dtype != np.float32 or w.ndim != 2 or 0 in w.shape:
                 raise TypeError(f"KernelMatrix: expected a non-empty 2-D float32 array or a BlockSparseMatrix, "
-                                f"found {_describe(w)}")
+                                f"found {describe(w)}")
             self.dense = True
             self.shape, self.block = tuple(w.shape), (1, int(w.shape[1]))
             self.row_ptr = self.col_idx = None
             values = frozen_copy(w)
         else:
-            raise TypeError(f"KernelMatrix: expected a float32 numpy array or a BlockSparseMatrix, found {_describe(w)}")
+            raise TypeError(f"KernelMatrix: expected a float32 numpy array or a BlockSparseMatrix, found {describe(w)}")
         if max(self.shape) >= 2**31 or values.size >= 2**62:
             raise ValueError(f"KernelMatrix: shape {self.shape} is too large for the kernels' int32 indices")
         if storage == "fp16":
@@ -140,8 +121,8 @@ class KernelMatrix:
         self.n_block_rows = self.shape[0] // self.block[0]
         self.nnz = int(self.values.size)
         self.shape_id = eng.shape_id(self.block[0], self.block[1], self.dense)
-        self._c = eng.KernelMatrix(self.shape[0], self.shape[1], self.block[0], self.block[1], self.shape_id,
-                                   STORAGES[storage], self.row_ptr, self.col_idx, self.values)
+        self.native = eng.KernelMatrix(self.shape[0], self.shape[1], self.block[0], self.block[1], self.shape_id,
+                                       STORAGES[storage], self.row_ptr, self.col_idx, self.values)
 
     def weights_f32(self) -> np.ndarray:
         """The dense float32 matrix the kernels multiply by (fp16 storage rounded), for tests and benchmarks."""
@@ -173,14 +154,14 @@ def gemv(w: KernelMatrix, x: np.ndarray, bias: np.ndarray | None = None, *, rows
     """
     w = _check_matrix(w)
     m, n = w.shape
-    x = _check_f32("x", x, (n,))
+    x = check_f32("x", x, (n,))
     if bias is not None:
-        bias = _check_f32("bias", bias, (m,))
-    out = np.zeros(m, np.float32) if out is None else _check_f32("out", out, (m,), writable=True)
+        bias = check_f32("bias", bias, (m,))
+    out = np.zeros(m, np.float32) if out is None else check_f32("out", out, (m,), writable=True)
     if np.shares_memory(out, x):
         raise ValueError("out: expected an array that does not overlap x")
     r0, r1 = _check_range("rows", rows, w.n_block_rows, f"block rows of {w.block[0]}")
-    _native.engine().gemv(_isa_id(isa), w._c, x, bias, out, r0, r1)
+    _native.engine().gemv(isa_id(isa), w.native, x, bias, out, r0, r1)
     return out
 
 
@@ -195,14 +176,14 @@ def gemm(w: KernelMatrix, x: np.ndarray, bias: np.ndarray | None = None, *, rows
     w = _check_matrix(w)
     m, n = w.shape
     if not isinstance(x, np.ndarray) or x.ndim != 2:
-        raise TypeError(f"x: expected a 2-D float32 array (B, {n}), found {_describe(x)}")
-    x = _check_f32("x", x, (x.shape[0], n))
+        raise TypeError(f"x: expected a 2-D float32 array (B, {n}), found {describe(x)}")
+    x = check_f32("x", x, (x.shape[0], n))
     if rhs is None:
         rhs = range(x.shape[0])
     else:
         idx = np.asarray(rhs)
         if idx.ndim != 1 or not np.issubdtype(idx.dtype, np.integer):
-            raise TypeError(f"rhs: expected a 1-D sequence of row indices of x, found {_describe(rhs)}")
+            raise TypeError(f"rhs: expected a 1-D sequence of row indices of x, found {describe(rhs)}")
         if idx.size and not (0 <= idx.min() and idx.max() < x.shape[0]):
             raise ValueError(f"rhs: expected row indices in [0, {x.shape[0]}), found {idx.min()}..{idx.max()}")
         rhs = [int(i) for i in idx]
@@ -210,12 +191,12 @@ def gemm(w: KernelMatrix, x: np.ndarray, bias: np.ndarray | None = None, *, rows
     if not 1 <= nrhs <= MAX_RHS:
         raise ValueError(f"x: expected 1 <= B <= {MAX_RHS} right-hand sides (rows of x), found {nrhs}")
     if bias is not None:
-        bias = _check_f32("bias", bias, (m,))
-    out = np.zeros((nrhs, m), np.float32) if out is None else _check_f32("out", out, (nrhs, m), writable=True)
+        bias = check_f32("bias", bias, (m,))
+    out = np.zeros((nrhs, m), np.float32) if out is None else check_f32("out", out, (nrhs, m), writable=True)
     if np.shares_memory(out, x):
         raise ValueError("out: expected an array that does not overlap x")
     r0, r1 = _check_range("rows", rows, w.n_block_rows, f"block rows of {w.block[0]}")
-    _native.engine().gemm(_isa_id(isa), w._c, x, rhs, bias, out, r0, r1)
+    _native.engine().gemm(isa_id(isa), w.native, x, rhs, bias, out, r0, r1)
     return out
 
 
@@ -227,26 +208,26 @@ def gru_gates(rh: np.ndarray, gi: np.ndarray, h: np.ndarray, *, units: tuple[int
     uses libm expf/tanhf, False the fast approximations (errors stated in c/gru_isa.c). Returns h.
     """
     if not isinstance(h, np.ndarray) or h.ndim != 1:
-        raise TypeError(f"h: expected a 1-D float32 array (H,), found {_describe(h)}")
+        raise TypeError(f"h: expected a 1-D float32 array (H,), found {describe(h)}")
     hidden = h.shape[0]
-    h = _check_f32("h", h, (hidden,), writable=True)
-    rh = _check_f32("rh", rh, (3 * hidden,))
-    gi = _check_f32("gi", gi, (3 * hidden,))
+    h = check_f32("h", h, (hidden,), writable=True)
+    rh = check_f32("rh", rh, (3 * hidden,))
+    gi = check_f32("gi", gi, (3 * hidden,))
     if np.shares_memory(h, rh) or np.shares_memory(h, gi):
         raise ValueError("h: expected an array that does not overlap rh or gi")
     j0, j1 = _check_range("units", units, hidden, "hidden units")
-    _native.engine().gru_gates(_isa_id(isa), rh, gi, h, hidden, j0, j1, bool(exact))
+    _native.engine().gru_gates(isa_id(isa), rh, gi, h, hidden, j0, j1, bool(exact))
     return h
 
 
 def _fast_map(which: str, x: np.ndarray, isa: str | None) -> np.ndarray:
     if not isinstance(x, np.ndarray) or x.ndim != 1:
-        raise TypeError(f"x: expected a 1-D float32 array, found {_describe(x)}")
-    x = _check_f32("x", x, x.shape)
+        raise TypeError(f"x: expected a 1-D float32 array, found {describe(x)}")
+    x = check_f32("x", x, x.shape)
     if x.shape[0] >= 2**31:
         raise ValueError(f"x: expected fewer than 2**31 elements, found {x.shape[0]}")
     y = np.empty_like(x)
-    _native.engine().fast_map(_isa_id(isa), which, x, y)
+    _native.engine().fast_map(isa_id(isa), which, x, y)
     return y
 
 
@@ -268,7 +249,7 @@ def fast_exp(x: np.ndarray, isa: str | None = None) -> np.ndarray:
 def sample_softmax(logits: np.ndarray, u: float, *, exact: bool = True, isa: str | None = None) -> int:
     """docs/format.md §4: the first k with cdf[k] > u * cdf[255] (255 if none), cdf = float32 running sum of
     exp(l - max l). logits float32 (256,), finite; u in [0, 1)."""
-    logits = _check_f32("logits", logits, (N_CLASSES,))
+    logits = check_f32("logits", logits, (N_CLASSES,))
     if not np.isfinite(logits).all():
         raise ValueError("logits: expected finite values")
     if isinstance(u, bool) or not isinstance(u, (float, int, np.floating, np.integer)):
@@ -276,7 +257,7 @@ def sample_softmax(logits: np.ndarray, u: float, *, exact: bool = True, isa: str
     u32 = np.float32(u)
     if not 0.0 <= u32 < 1.0:
         raise ValueError(f"u: expected a float in [0, 1) (as float32), found {u!r}")
-    return int(_native.engine().sample_softmax(_isa_id(isa), logits, float(u32), bool(exact)))
+    return int(_native.engine().sample_softmax(isa_id(isa), logits, float(u32), bool(exact)))
 
 
 def sample_softmax_rows(logits: np.ndarray, u: np.ndarray, *, exact: bool = True, isa: str | None = None) -> np.ndarray:
@@ -284,29 +265,29 @@ def sample_softmax_rows(logits: np.ndarray, u: np.ndarray, *, exact: bool = True
     (n, 256), finite; u float32 (n,) in [0, 1). The subscale loop's draw for its B streams (the AVX2 copy runs 8
     rows in parallel lanes with the one-row kernel's float32 operations, so the classes are the same)."""
     if not isinstance(logits, np.ndarray) or logits.ndim != 2:
-        raise TypeError(f"logits: expected a float32 array (n, {N_CLASSES}), found {_describe(logits)}")
-    logits = _check_f32("logits", logits, (logits.shape[0], N_CLASSES))
+        raise TypeError(f"logits: expected a float32 array (n, {N_CLASSES}), found {describe(logits)}")
+    logits = check_f32("logits", logits, (logits.shape[0], N_CLASSES))
     if not np.isfinite(logits).all():
         raise ValueError("logits: expected finite values")
-    u = _check_f32("u", u, (logits.shape[0],))
+    u = check_f32("u", u, (logits.shape[0],))
     if not (np.all(u >= 0) and np.all(u < 1)):  # also rejects NaN
         raise ValueError("u: expected values in [0, 1)")
     k = np.empty(logits.shape[0], np.int32)
-    _native.engine().sample_softmax_rows(_isa_id(isa), logits, u, k, bool(exact))
+    _native.engine().sample_softmax_rows(isa_id(isa), logits, u, k, bool(exact))
     return k
 
 
 def frame_matmul(w: np.ndarray, z: np.ndarray, isa: str | None = None) -> np.ndarray:
-    """w (M, C) @ z (C, F) as float32 (M, F), bit-identical to pywavernn.reference._frame_independent_matmul: each
+    """w (M, C) @ z (C, F) as float32 (M, F), bit-identical to pywavernn.conditioning.frame_independent_matmul: each
     element summed over c = 0, 1, ... from zero, a rounded multiply and a rounded add per term, so frame f's value
-    does not depend on the other frames. The conditioning network's products (pywavernn.vocoder.conditioning).
+    does not depend on the other frames. The conditioning network's products (pywavernn.conditioning.conditioning).
     w must be C-contiguous; z may be a view with contiguous rows (e.g. a window of columns of a larger array),
     other layouts are copied first."""
     if not isinstance(w, np.ndarray) or w.ndim != 2:
-        raise TypeError(f"w: expected a float32 array (M, C), found {_describe(w)}")
-    w = _check_f32("w", w, w.shape)
+        raise TypeError(f"w: expected a float32 array (M, C), found {describe(w)}")
+    w = check_f32("w", w, w.shape)
     if not isinstance(z, np.ndarray) or z.dtype != np.float32 or z.ndim != 2:
-        raise TypeError(f"z: expected a float32 array ({w.shape[1]}, F), found {_describe(z)}")
+        raise TypeError(f"z: expected a float32 array ({w.shape[1]}, F), found {describe(z)}")
     if z.shape[0] != w.shape[1]:
         raise ValueError(f"z: expected {w.shape[1]} rows (w has {w.shape[1]} columns), found {z.shape[0]}")
     if z.size and (z.strides[1] != 4 or z.strides[0] % 4 or z.strides[0] < 4 * z.shape[1]):
@@ -315,7 +296,7 @@ def frame_matmul(w: np.ndarray, z: np.ndarray, isa: str | None = None) -> np.nda
         raise ValueError(f"frame_matmul: dimensions must fit int32, found w {w.shape}, z {z.shape}")
     y = np.empty((w.shape[0], z.shape[1]), np.float32)
     if y.size and w.shape[1]:
-        _native.engine().frame_matmul(_isa_id(isa), w, z, y)
+        _native.engine().frame_matmul(isa_id(isa), w, z, y)
     else:
         y.fill(0.0)
     return y

@@ -1,6 +1,6 @@
 """Random models and block-sparse matrices for tests and benchmarks.
 
-What it is: `random_model` (a valid float32 `pywavernn.format.Model`, optionally block-sparse) and
+What it is: `random_model` (a valid float32 `pywavernn.modelfile.Model`, optionally block-sparse) and
 `random_block_sparse` (one random block-CSR matrix with its dense twin). Shipped with the package so that
 tests, benchmarks and downstream projects build models the same way.
 What it is not: public API with stability promises, nor a trained model (the audio it makes is noise).
@@ -17,11 +17,11 @@ from __future__ import annotations
 import numpy as np
 
 from pywavernn.config import FeatureConfig, ModelConfig
-from pywavernn.format import (
+from pywavernn.modelfile import (
     SPARSE_CAPABLE, BlockSparseMatrix, Model, coarse_rows_of_gates, expected_weight_shapes, pack_block_sparse,
     sparse_capable,
 )
-from pywavernn.subscale import linear_estimate_mask
+from pywavernn.fold import linear_estimate_mask
 
 
 def _check_density(density: float) -> float:
@@ -120,7 +120,7 @@ def random_model(model_config: ModelConfig | None = None, feature_config: Featur
         bound = float(scale) if scale is not None else 1.0 / np.sqrt(_fan_in(name, shapes, model_config.hidden_size))
         weights[name] = _nonzero_uniform(rng, shape, bound)
     weights["gru.W_in"][coarse_rows_of_gates(model_config.hidden_size), 2] = 0.0
-    if model_config.subscale_linear:  # zero where subscale.linear_estimate_mask says a sample is not seen
+    if model_config.subscale_linear:  # zero where fold.linear_estimate_mask says a sample is not seen
         mask = linear_estimate_mask(model_config.subscale_factor, model_config.subscale_horizon)
         weights["subscale.linear.weight"] *= mask[..., None]
     if model_config.subscale_prior != "none":  # log-scales from 0.4 to 3,000 16-bit steps: sharp and wide priors

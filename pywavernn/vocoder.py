@@ -1,10 +1,14 @@
 """The public vocoder: `Vocoder(model, backend=...)` turns log-mel spectrograms into 24 kHz 16-bit audio.
 
-What it is: input validation and normalisation, then a call into one backend:
-- `reference`: pywavernn/reference.py, NumPy, slow and clear;
-- `cpu`: the compiled engine (Cython + C kernels), the default;
+What it is: input validation and normalisation, the conditioning network run once per utterance
+(pywavernn.conditioning), the uniforms drawn from the seed, and a call into one engine (pywavernn/engines/: the
+`Engine` interface of engines/base.py, chosen once, in the constructor, by pywavernn.engines.make_engine):
+- `reference`: pywavernn/reference/, NumPy, slow and clear;
+- `cpu`: the compiled engines (Cython + C kernels), the default;
 - `cuda`: the nvcc-built persistent-kernel sampler (cuda/), when built and a GPU is present.
-What it is not: the maths (see docs/format.md and reference.py) or the kernels (pywavernn/_kernels/).
+The methods below never branch on the backend or the model kind. What is done here for every backend: a
+pre-emphasis model's output is de-emphasised, and its NLL scores the pre-emphasised audio (docs/format.md §10).
+What it is not: the maths (see docs/format.md and pywavernn/reference/) or the kernels (pywavernn/_kernels/).
 
 A Vocoder holds immutable weights and may be shared between threads; every call draws its own randomness from
 `numpy.random.default_rng(seed)` as (T, 2) float32 uniforms (docs/format.md §4), so backends can be compared
@@ -13,6 +17,8 @@ sample for sample.
     from pywavernn import Vocoder
     voc = Vocoder("model.safetensors")
     audio = voc.vocode(mel, seed=0)          # int16 at voc.sample_rate
+
+Tests: `python -m pytest tests/test_vocoder.py tests/test_preemphasis.py tests/test_engines.py -q`.
 """
 
 from __future__ import annotations
@@ -23,12 +29,15 @@ from typing import Callable, Union
 
 import numpy as np
 
-from pywavernn import features, format as fmt
+from pywavernn import features
+from pywavernn import modelfile as fmt
 from pywavernn.audio import deemphasis, preemphasis
+from pywavernn.common import draw_uniforms
+from pywavernn.conditioning import conditioning
+from pywavernn.engines import BACKENDS, Engine, make_engine
+from pywavernn.engines.stream import Stream
 
-BACKENDS = ("cpu", "reference", "cuda")
 WEIGHT_DTYPES = ("fp32", "fp16")
-PROGRESS_CHUNK = 24000  # samples between progress callbacks on the cpu backend
 BUNDLED_MODEL = Path(__file__).resolve().parent / "data" / "default.safetensors"
 
 ModelLike = Union[str, os.PathLike, fmt.Model, None]
@@ -51,43 +60,13 @@ def _as_model(model: ModelLike) -> fmt.Model:
         return model
     if isinstance(model, (str, os.PathLike)):
         return fmt.load_model(model)
-    raise TypeError(f"model: expected a path, a pywavernn.format.Model or None, found {type(model).__name__}")
-
-
-def conditioning(model: fmt.Model, mel: np.ndarray) -> np.ndarray:
-    """The frame-rate conditioning g (F, 3H) of a checked mel, computed once per utterance; finite or a clear
-    error (finite but huge mel values can overflow the conditioning network). The products run in the compiled
-    kernel when it is built (pywavernn.kernels.frame_matmul: the reference's bits, ~10x faster)."""
-    from pywavernn import _native, kernels, reference
-
-    matmul = kernels.frame_matmul if _native.available() else None
-    with np.errstate(over="ignore", invalid="ignore"):
-        g = reference.conditioning_ref(model, mel, matmul)
-    if not np.isfinite(g).all():
-        raise ValueError(f"mel: values up to |{float(np.abs(mel).max()):.3g}| overflow the conditioning network; "
-                         "expected a log-mel spectrogram (typically within [-12, 5])")
-    return g
-
-
-def _with_progress(samples: np.ndarray, progress: Callable[[int], None] | None) -> np.ndarray:
-    if progress is not None:
-        progress(samples.shape[0])
-    return samples
-
-
-def draw_uniforms(n_samples: int, seed: int | np.random.Generator | None) -> np.ndarray:
-    """The (T, 2) float32 uniforms every backend consumes (coarse, fine per sample)."""
-    if not (seed is None or isinstance(seed, np.random.Generator)
-            or (isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) and seed >= 0)):
-        raise ValueError(f"seed: expected a non-negative integer, a numpy Generator or None, found {seed!r}")
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-    return rng.random((n_samples, 2), dtype=np.float32)
+    raise TypeError(f"model: expected a path, a pywavernn.modelfile.Model or None, found {type(model).__name__}")
 
 
 class Vocoder:
     """A WaveRNN vocoder bound to one model and one backend.
 
-    model:   path to a .safetensors model file, a loaded `pywavernn.format.Model`, or None for the bundled model.
+    model:   path to a .safetensors model file, a loaded `pywavernn.modelfile.Model`, or None for the bundled model.
     backend: "cpu" (compiled kernels, default), "reference" (NumPy) or "cuda" (GPU; ValueError saying why if
              it is not available here).
     weights: storage precision of the matrices on the cpu backend, "fp32" or "fp16" (arithmetic stays fp32).
@@ -117,23 +96,12 @@ class Vocoder:
         self.weights = weights
         self.threads = threads
         self.exact = bool(exact)
-        self._engine = None
-        self._subscale = self.model.model_config.subscale_factor > 1
-        if backend == "cpu" and self._subscale:
-            from pywavernn.subscale_engine import SubscaleEngine  # compiled; imported only when asked for
+        self._engine = make_engine(self.model, backend, weights=weights, threads=threads, exact=exact, isa=isa)
 
-            self._engine = SubscaleEngine(self.model, weights=weights, exact=exact, threads=threads, isa=isa)
-        elif backend == "cpu":
-            from pywavernn.engine import CpuEngine
-
-            self._engine = CpuEngine(self.model, weights=weights, threads=threads, exact=exact, isa=isa)
-        elif backend == "cuda":
-            from pywavernn import cuda
-
-            ok, why = cuda.available(self.model)
-            if not ok:
-                raise ValueError(f"backend 'cuda' is not available: {why}")
-            self._engine = cuda.CudaEngine(self.model)
+    @property
+    def engine(self) -> Engine:
+        """The engine this Vocoder runs (pywavernn/engines/base.py), e.g. for its `isa` on the cpu backend."""
+        return self._engine
 
     @property
     def model_config(self):
@@ -157,41 +125,25 @@ class Vocoder:
 
     def vocode(self, mel: np.ndarray, seed: int | np.random.Generator | None = 0, *,
                progress: Callable[[int], None] | None = None) -> np.ndarray:
-        """Generate int16 audio of F * hop samples from a log-mel of shape (F, n_mels)."""
-        samples = self._generate(mel, seed, progress)
+        """Generate int16 audio of F * hop samples from a log-mel of shape (F, n_mels).
+
+        progress(n_done), when given, is called as samples are done (the cpu engine reports every 24,000 samples,
+        the plain reference every frame, the others once at the end)."""
+        mel = features.check_mel(mel, self.model_config.n_mels)
+        uniforms = draw_uniforms(mel.shape[0] * self.hop_length, seed)
+        g = conditioning(self.model, mel)  # frame rate, once per utterance
+        samples = self._engine.generate(g, uniforms, progress=progress)
         coef = self.model_config.preemphasis
         return samples if not coef else deemphasis(samples, coef)[0]
 
-    def _generate(self, mel, seed, progress) -> np.ndarray:
-        """The network's samples (before any de-emphasis)."""
-        from pywavernn import reference
-
-        mel = features.check_mel(mel, self.model_config.n_mels)
-        uniforms = draw_uniforms(mel.shape[0] * self.hop_length, seed)
-        g = conditioning(self.model, mel)  # frame rate, once per utterance (the reference recomputes its own)
-        if self._engine is None and self._subscale:
-            from pywavernn.reference_subscale import generate_subscale_ref
-
-            return _with_progress(generate_subscale_ref(self.model, mel, uniforms), progress)
-        if self._engine is None:
-            return reference.generate_ref(self.model, mel, uniforms, progress=progress)
-        if progress is None or self.backend == "cuda" or self._subscale:  # one call for the whole utterance
-            return _with_progress(self._engine.generate(g, uniforms), progress)
-        state, pieces = self._engine.new_state(), []
-        for start in range(0, uniforms.shape[0], PROGRESS_CHUNK):  # same samples as one call (state carries on)
-            pieces.append(self._engine.generate(g, uniforms[start:start + PROGRESS_CHUNK], state))
-            progress(state.t)
-        return np.concatenate(pieces)
-
-    def stream(self, seed: int | np.random.Generator | None = 0):
-        """A streaming utterance: `push(mel_chunk) -> samples`, then `finish() -> samples` (cpu backend).
+    def stream(self, seed: int | np.random.Generator | None = 0) -> Stream:
+        """A streaming utterance (pywavernn/engines/stream.py): `push(mel_chunk) -> samples`, then `finish()`.
 
         The samples equal `vocode(whole_mel, seed)`; latency is (cond_lookahead + 1) frames, plus about
-        (B - 1)(F + 1) B samples for a subscale model (pywavernn/stream.py).
+        (B - 1)(F + 1) B samples for a subscale model. Backends whose loop runs whole utterances (CUDA, the
+        subscale reference) cannot stream: ValueError saying so.
         """
-        from pywavernn.stream import open_stream
-
-        return open_stream(self, seed)
+        return Stream(self._engine, self.model, seed)
 
     def resynthesize(self, audio: np.ndarray, seed: int | np.random.Generator | None = 0, *,
                      progress: Callable[[int], None] | None = None) -> np.ndarray:
@@ -204,11 +156,10 @@ class Vocoder:
         """Teacher-forced negative log-likelihood of the audio, in bits per 16-bit sample.
 
         A pre-emphasis model scores the pre-emphasised audio (what its network predicts; docs/format.md §10).
-        Plain models on the cpu backend run it in C (within 1e-4 bits of the reference with exact=True, 0.01
-        with the fast nonlinearities; tests/test_engine.py); otherwise the NumPy reference computes it.
+        The engine computes it: in C for plain models on the cpu backend (within 1e-4 bits of the reference with
+        exact=True, 0.01 with the fast nonlinearities; tests/test_engine.py); the NumPy reference otherwise (the
+        subscale C loop and the CUDA sampler have no teacher forcing).
         """
-        from pywavernn import reference
-
         mel = features.check_mel(mel, self.model_config.n_mels)
         audio_int16 = np.asarray(audio_int16)
         if audio_int16.shape != (mel.shape[0] * self.hop_length,):
@@ -216,13 +167,7 @@ class Vocoder:
                              f"found {audio_int16.shape}")
         if self.model_config.preemphasis:  # the network models the pre-emphasised samples
             audio_int16 = preemphasis(audio_int16, self.model_config.preemphasis)
-        if self._subscale:
-            from pywavernn.reference_subscale import nll_subscale_ref
-
-            return nll_subscale_ref(self.model, mel, audio_int16)
-        if self.backend == "cpu":
-            return self._engine.nll(conditioning(self.model, mel), audio_int16)
-        return reference.nll_ref(self.model, mel, audio_int16)
+        return self._engine.nll(conditioning(self.model, mel), audio_int16)
 
     def __repr__(self) -> str:
         c = self.model_config

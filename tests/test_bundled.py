@@ -20,10 +20,11 @@ import pywavernn
 from pywavernn import audio as pa
 from pywavernn import cli
 from pywavernn.config import FeatureConfig
-from pywavernn.format import load_model
-from pywavernn.reference import generate_ref
+from pywavernn.modelfile import load_model
+from pywavernn.reference.plain import generate_ref
 from pywavernn.testing import random_model
-from pywavernn.vocoder import BUNDLED_MODEL, Vocoder, bundled_model_path, draw_uniforms
+from pywavernn.common import draw_uniforms
+from pywavernn.vocoder import BUNDLED_MODEL, Vocoder, bundled_model_path
 
 
 def test_bundled_model_is_shipped_and_is_what_its_card_says():

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from pywavernn import cli, format as fmt
+from pywavernn import cli, modelfile as fmt
 from pywavernn.config import FeatureConfig, ModelConfig
 from pywavernn.testing import random_model
 

@@ -1,4 +1,4 @@
-"""The CUDA backend (cuda/ built by nvcc, loaded by pywavernn/cuda.py).
+"""The CUDA backend (cuda/ built by nvcc, loaded by pywavernn/engines/cuda.py).
 
 Runs everywhere: the library builds with `make -C cuda lib` (skipped without nvcc; built into a temporary folder,
 so the checkout's cuda/build is left alone); `available()` answers (False, reason) without raising when the
@@ -24,9 +24,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pywavernn import cuda
-from pywavernn import format as fmt
-from pywavernn import reference as ref
+from pywavernn.engines import cuda
+from pywavernn import modelfile as fmt
+from pywavernn.conditioning import conditioning_ref
+from pywavernn.reference import plain as ref
 from pywavernn.config import FeatureConfig, ModelConfig
 from pywavernn.testing import random_model
 
@@ -87,7 +88,7 @@ def test_library_builds_and_reports_limits(built_lib, monkeypatch):
 
 
 def test_ctypes_structs_match_the_c_header(tmp_path):
-    """Every field offset and struct size of pywavernn/cuda.py's ctypes mirrors equals the C compiler's."""
+    """Every field offset and struct size of pywavernn/engines/cuda.py's ctypes mirrors equals the C compiler's."""
     compiler = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
     if compiler is None:
         pytest.skip("no C compiler to read the header's layout")
@@ -233,7 +234,7 @@ def golden():
 def test_golden_samples_exact(gpu, golden):
     model = golden["model"]
     with cuda.CudaEngine(model) as engine:
-        samples = engine.generate(ref.conditioning_ref(model, golden["mel"]), golden["uniforms"])
+        samples = engine.generate(conditioning_ref(model, golden["mel"]), golden["uniforms"])
     np.testing.assert_array_equal(samples, golden["generated"])
 
 
@@ -244,7 +245,7 @@ def test_step_parity_with_reference(gpu):
     uniforms = rng.random((3 * model.feature_config.hop_length, 2), dtype=np.float32)
     want, steps = ref.generate_ref(model, mel, uniforms, trace=True)
     with cuda.CudaEngine(model) as engine:
-        got, trace = engine.generate_trace(ref.conditioning_ref(model, mel), uniforms)
+        got, trace = engine.generate_trace(conditioning_ref(model, mel), uniforms)
     differ = np.flatnonzero(got != want)
     upto = differ[0] if differ.size else len(want)  # a float32 tie may fork the paths; compare before it
     assert upto >= 2 * model.feature_config.hop_length, f"samples differ from step {upto}"
@@ -257,7 +258,7 @@ def test_batch_equals_single(gpu):
     model = random_model(SMALL, seed=5)
     rng = np.random.default_rng(6)
     hop = model.feature_config.hop_length
-    g = np.stack([ref.conditioning_ref(model, rng.normal(-4, 1.5, (2, SMALL.n_mels)).astype(np.float32))
+    g = np.stack([conditioning_ref(model, rng.normal(-4, 1.5, (2, SMALL.n_mels)).astype(np.float32))
                   for _ in range(3)])
     u = rng.random((3, 2 * hop, 2), dtype=np.float32)
     with cuda.CudaEngine(model) as engine:

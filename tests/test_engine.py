@@ -1,7 +1,7 @@
-"""Tests of the C sampling loop (pywavernn/engine.py, c/sampler.c) against the NumPy reference, end to end and
+"""Tests of the C sampling loop (pywavernn/engines/cpu.py, c/sampler.c) against the NumPy reference, end to end and
 step by step.
 
-Sampled integers: in exact mode the C loop gives the very samples of pywavernn.reference.generate_ref for
+Sampled integers: in exact mode the C loop gives the very samples of pywavernn.reference.plain.generate_ref for
 2,100 steps (7 frames x hop 300) on random models, dense and block-sparse, on every ISA available here and with
 1 or 2 threads. Also: samples do not depend on the thread count; streaming in chunks equals one offline call;
 fp16 storage equals fp32 storage of the fp16-rounded weights; invalid input raises before C runs.
@@ -24,9 +24,10 @@ import pytest
 from pywavernn import kernels
 from pywavernn.audio import coarse_fine_split
 from pywavernn.config import ModelConfig
-from pywavernn.engine import CpuEngine
-from pywavernn.format import BlockSparseMatrix, Model
-from pywavernn.reference import conditioning_ref, generate_ref, nll_ref, teacher_forced_logits_ref
+from pywavernn.engines.cpu import CpuEngine
+from pywavernn.modelfile import BlockSparseMatrix, Model
+from pywavernn.conditioning import conditioning_ref
+from pywavernn.reference.plain import generate_ref, nll_ref, teacher_forced_logits_ref
 from pywavernn.testing import random_model
 
 _native = pytest.importorskip("pywavernn._native")

@@ -21,7 +21,7 @@ pytest.importorskip("pystoi")
 from pywavernn import features
 from pywavernn.audio import save_audio
 from pywavernn.config import FeatureConfig, ModelConfig
-from pywavernn.format import save_model
+from pywavernn.modelfile import save_model
 from pywavernn.testing import random_model
 from training import metrics
 
@@ -184,14 +184,14 @@ def test_evaluate_reports_a_missing_id(tmp_path, capsys):
 
 def test_evaluate_scores_a_subscale_model_with_its_reference_nll(tmp_path):
     """A subscale model vocodes through the subscale engine and gets a teacher-forced NLL (the PyTorch twin's):
-    the reference's bits (pywavernn.reference_subscale) on the audio zero-padded to whole frames, averaged over
+    the reference's bits (pywavernn.reference.subscale) on the audio zero-padded to whole frames, averaged over
     the file's real samples."""
     pytest.importorskip("torch")
     from pywavernn import features as feat
     from pywavernn.audio import float_to_int16, load_audio
-    from pywavernn.format import load_model
+    from pywavernn.modelfile import load_model
     from pywavernn.audio import coarse_fine_split
-    from pywavernn.reference_subscale import teacher_forced_logits_subscale_ref
+    from pywavernn.reference.subscale import teacher_forced_logits_subscale_ref
     from training import evaluate
 
     data = tmp_path / "data"

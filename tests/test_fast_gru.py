@@ -132,7 +132,7 @@ def test_scan_loss_matches_windowed_nll(impl):
         scale = float(g_ref[k].abs().max()) + 1e-12
         assert float((g_new[k] - g_ref[k]).abs().max()) / scale < (1e-4 if impl == "scan" else 0.05), k
     # the input mask holds: c_t's coarse-row weights get no gradient
-    from pywavernn.format import coarse_rows_of_gates
+    from pywavernn.modelfile import coarse_rows_of_gates
     rows = torch.from_numpy(coarse_rows_of_gates(TINY.model.hidden_size))
     assert float(g_new["gru.weight_ih_l0"][rows, 2].abs().max()) == 0.0
 

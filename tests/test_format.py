@@ -1,4 +1,4 @@
-"""Tests of pywavernn/format.py: the block-CSR packer, the model file round trip and the loader's refusals.
+"""Tests of pywavernn/modelfile.py: the block-CSR packer, the model file round trip and the loader's refusals.
 
 What it is: property tests (hypothesis) that unpack(pack(W)) == W and that a truncated file is always a clean
 ValueError, round trips of dense and block-sparse models, and one test per kind of bad file, each building the
@@ -20,7 +20,7 @@ from hypothesis.extra import numpy as hnp
 from safetensors import safe_open
 from safetensors.numpy import save_file
 
-from pywavernn import format as fmt
+from pywavernn import modelfile as fmt
 from pywavernn.config import FeatureConfig, ModelConfig
 from pywavernn.testing import random_block_sparse, random_model
 

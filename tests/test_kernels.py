@@ -19,8 +19,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pywavernn import kernels as K
-from pywavernn.format import BlockSparseMatrix, pack_block_sparse
-from pywavernn.reference import sample_from_logits_ref
+from pywavernn.modelfile import BlockSparseMatrix, pack_block_sparse
+from pywavernn.reference.plain import sample_from_logits_ref
 
 _native = pytest.importorskip("pywavernn._native")
 if not _native.available():  # pragma: no cover
@@ -284,10 +284,10 @@ def test_sample_softmax_rows_validation():
        offset=st.integers(0, 5), special=st.booleans())
 def test_frame_matmul_is_the_reference_bit_for_bit(seed, m, c, f, offset, special):
     """The conditioning network's compiled product gives the very bits of the NumPy definition
-    (reference._frame_independent_matmul) on every ISA: any shape (the AVX2 copy's 4-row x 16/8-frame tiles and
+    (conditioning.frame_independent_matmul) on every ISA: any shape (the AVX2 copy's 4-row x 16/8-frame tiles and
     their row and frame tails), z a window of columns of a wider array (the convolution taps), values spanning
     many magnitudes, and IEEE specials (inf, NaN, -0) that must propagate as NumPy's do."""
-    from pywavernn.reference import _frame_independent_matmul
+    from pywavernn.conditioning import frame_independent_matmul
 
     rng = np.random.default_rng(seed)
     w = (rng.standard_normal((m, c)) * 10.0 ** rng.integers(-3, 4, size=(m, c))).astype(np.float32)
@@ -298,7 +298,7 @@ def test_frame_matmul_is_the_reference_bit_for_bit(seed, m, c, f, offset, specia
         w[rng.integers(m), rng.integers(c)] = -0.0
     z = wide[:, offset:offset + f]
     with np.errstate(invalid="ignore", over="ignore"):
-        want = _frame_independent_matmul(w, z)
+        want = frame_independent_matmul(w, z)
         for isa in ISAS:
             got = K.frame_matmul(w, z, isa=isa)
             assert got.dtype == np.float32 and got.shape == (m, f)

@@ -24,8 +24,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from pywavernn import format as fmt  # noqa: E402
-from pywavernn import reference as ref  # noqa: E402
+from pywavernn import modelfile as fmt  # noqa: E402
+from pywavernn.reference import plain as ref  # noqa: E402
 from pywavernn.config import FeatureConfig, ModelConfig  # noqa: E402
 from pywavernn.testing import uniforms_clear_of_class_edges  # noqa: E402
 from training.export import export_model  # noqa: E402

@@ -15,7 +15,7 @@ import pytest
 from pywavernn import Vocoder
 from pywavernn.audio import deemphasis, preemphasis
 from pywavernn.config import FeatureConfig, ModelConfig
-from pywavernn.format import Model
+from pywavernn.modelfile import Model
 from pywavernn.testing import random_model
 
 FEAT = FeatureConfig(n_mels=20)
@@ -82,7 +82,7 @@ def test_vocode_is_the_plain_models_samples_deemphasised(backend):
 
 
 def test_stream_equals_offline_and_file_round_trip(tmp_path):
-    from pywavernn.format import load_model, save_model
+    from pywavernn.modelfile import load_model, save_model
 
     _, emph = _pair(0.9)
     path = tmp_path / "emph.safetensors"

@@ -16,7 +16,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from pywavernn.config import FeatureConfig, ModelConfig  # noqa: E402
-from pywavernn.format import load_model  # noqa: E402
+from pywavernn.modelfile import load_model  # noqa: E402
 from training.export import export_model  # noqa: E402
 from training.model import WaveRNN  # noqa: E402
 from training.pruning import (  # noqa: E402

@@ -1,4 +1,4 @@
-"""The NumPy reference (pywavernn/reference.py) against the golden data from PyTorch, and on its own.
+"""The NumPy reference (pywavernn/reference/plain.py) against the golden data from PyTorch, and on its own.
 
 Golden data: tests/data/golden_small.npz, written by tests/data/make_golden.py (see there). No torch needed here.
 Tolerances: logits and hidden states 1e-4 absolute. The golden logits are of order 1-10; NumPy and PyTorch differ
@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pywavernn import format as fmt
-from pywavernn import reference as ref
+from pywavernn import modelfile as fmt
+from pywavernn.conditioning import cond_at, conditioning_ref, upsample_conditioning
+from pywavernn.reference import plain as ref
 from pywavernn.config import FeatureConfig, ModelConfig
 from pywavernn.testing import random_block_sparse, random_model
 
@@ -134,11 +135,11 @@ def test_teacher_forcing_on_generated_audio_reproduces_the_generation_steps(gold
 def test_gru_step_ref_reproduces_the_generation_steps(golden):
     model, mel = golden["model"], golden["mel"]
     _, trace = ref.generate_ref(model, mel, golden["uniforms"], trace=True)
-    g = ref.conditioning_ref(model, mel)
+    g = conditioning_ref(model, mel)
     c, f = trace["coarse"], trace["fine"]
     for t in (1, 299, 300, 1234):
         x_t = ref.BYTE_INPUT[[c[t - 1], f[t - 1], c[t]]]
-        h = ref.gru_step_ref(model, trace["h"][t - 1], x_t, ref.cond_at(g, t, 300))
+        h = ref.gru_step_ref(model, trace["h"][t - 1], x_t, cond_at(g, t, 300))
         np.testing.assert_array_equal(h, trace["h"][t])  # the same float32 operations in the same order
 
 
@@ -146,13 +147,13 @@ def test_upsampling_follows_the_frames():
     g = np.random.default_rng(0).standard_normal((5, 6)).astype(np.float32)
     hop = 300
     for j in range(5):
-        np.testing.assert_array_equal(ref.cond_at(g, j * hop, hop), g[j])  # frame j applies at sample j * hop
-    np.testing.assert_array_equal(ref.cond_at(g, 5 * hop - 1, hop), g[4])  # g[F] := g[F - 1]
-    mid = ref.cond_at(g, 150, hop)
+        np.testing.assert_array_equal(cond_at(g, j * hop, hop), g[j])  # frame j applies at sample j * hop
+    np.testing.assert_array_equal(cond_at(g, 5 * hop - 1, hop), g[4])  # g[F] := g[F - 1]
+    mid = cond_at(g, 150, hop)
     np.testing.assert_allclose(mid, (g[0] + g[1]) / 2, atol=1e-6)
-    block = ref.upsample_conditioning(g, 0, 5 * hop, hop)
+    block = upsample_conditioning(g, 0, 5 * hop, hop)
     for t in (0, 1, 299, 300, 301, 777, 1499):
-        np.testing.assert_array_equal(block[t], ref.cond_at(g, t, hop))
+        np.testing.assert_array_equal(block[t], cond_at(g, t, hop))
 
 
 def test_conditioning_pads_by_replicating_edge_frames():
@@ -166,7 +167,7 @@ def test_conditioning_pads_by_replicating_edge_frames():
     weights["cond.proj.weight"][:, 0] = 1.0
     weights["cond.proj.bias"] = np.zeros(12, np.float32)
     mel = np.array([[3.0, 0.0], [5.0, 0.0], [7.0, 0.0]], np.float32)
-    g = ref.conditioning_ref(fmt.Model(cfg, model.feature_config, weights), mel)
+    g = conditioning_ref(fmt.Model(cfg, model.feature_config, weights), mel)
     np.testing.assert_array_equal(g[:, 0], [3.0, 3.0, 5.0])  # frame -1 is frame 0 replicated
 
 
@@ -242,8 +243,8 @@ def test_conditioning_of_a_frame_does_not_depend_on_the_window():
     model = random_model(ModelConfig(hidden_size=256, out_hidden=64, cond_channels=128, cond_kernels=(5, 3)),
                          seed=8)
     mel = np.random.default_rng(8).normal(-4.0, 2.0, (60, 80)).astype(np.float32)
-    whole = ref.conditioning_ref(model, mel)
+    whole = conditioning_ref(model, mel)
     lookahead = model.model_config.cond_lookahead
     for j in range(60):
         lo, hi = max(0, j - lookahead), min(60, j + lookahead + 1)
-        assert np.array_equal(ref.conditioning_ref(model, mel[lo:hi])[j - lo], whole[j]), j
+        assert np.array_equal(conditioning_ref(model, mel[lo:hi])[j - lo], whole[j]), j

@@ -1,4 +1,4 @@
-"""Tests of the subscale bookkeeping (pywavernn/subscale.py), the NumPy subscale reference's leak-freedom, and the
+"""Tests of the subscale bookkeeping (pywavernn/fold.py), the NumPy subscale reference's leak-freedom, and the
 subscale additions to the config and the model file.
 
 What it is: hypothesis properties that unfold(fold(x)) == x for any length, that the step schedule generates every
@@ -18,9 +18,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pywavernn import format as fmt
-from pywavernn import reference_subscale as rs
-from pywavernn import subscale
+from pywavernn import modelfile as fmt
+from pywavernn.reference import subscale as rs
+from pywavernn import fold
 from pywavernn.config import FeatureConfig, ModelConfig
 from pywavernn.testing import random_model
 
@@ -35,9 +35,9 @@ SMALL_FEATURES = FeatureConfig(n_mels=8, hop_length=25)
 @given(factor=st.sampled_from(FACTORS), extra=st.integers(0, 200), seed=st.integers(0, 2**31 - 1))
 def test_unfold_inverts_fold_for_any_length(factor, extra, seed):
     x = np.random.default_rng(seed).integers(-32768, 32768, factor + extra).astype(np.int16)
-    folded = subscale.fold(x, factor)
-    assert folded.shape == (subscale.n_positions(x.size, factor), factor) and folded.dtype == np.int16
-    np.testing.assert_array_equal(subscale.unfold(folded, x.size), x)
+    folded = fold.fold(x, factor)
+    assert folded.shape == (fold.n_positions(x.size, factor), factor) and folded.dtype == np.int16
+    np.testing.assert_array_equal(fold.unfold(folded, x.size), x)
     t = np.arange(x.size)
     np.testing.assert_array_equal(folded[t // factor, t % factor], x)  # sample i * B + s -> [i, s]
     assert np.all(folded.reshape(-1)[x.size:] == 0)  # the padding
@@ -45,27 +45,27 @@ def test_unfold_inverts_fold_for_any_length(factor, extra, seed):
 
 def test_fold_keeps_trailing_axes():
     x = np.arange(22 * 2).reshape(22, 2)
-    np.testing.assert_array_equal(subscale.unfold(subscale.fold(x, 8, pad_value=-1), 22), x)
-    assert subscale.fold(x, 8, pad_value=-1)[-1, -1, 0] == -1
+    np.testing.assert_array_equal(fold.unfold(fold.fold(x, 8, pad_value=-1), 22), x)
+    assert fold.fold(x, 8, pad_value=-1)[-1, -1, 0] == -1
 
 
 @pytest.mark.parametrize("call, match", [
-    (lambda: subscale.fold(np.zeros(32), 3), "power of two"),
-    (lambda: subscale.fold(np.zeros(32), 0), "power of two"),
-    (lambda: subscale.fold(np.zeros(7), 8), "shorter|larger"),
-    (lambda: subscale.unfold(np.zeros((4, 8)), 40), "positions"),
-    (lambda: subscale.schedule(100, 4, 0), "horizon"),
-    (lambda: subscale.schedule(3, 4, 1), "one fold"),
+    (lambda: fold.fold(np.zeros(32), 3), "power of two"),
+    (lambda: fold.fold(np.zeros(32), 0), "power of two"),
+    (lambda: fold.fold(np.zeros(7), 8), "shorter|larger"),
+    (lambda: fold.unfold(np.zeros((4, 8)), 40), "positions"),
+    (lambda: fold.schedule(100, 4, 0), "horizon"),
+    (lambda: fold.schedule(3, 4, 1), "one fold"),
     (lambda: ModelConfig(subscale_factor=6, subscale_horizon=1), "power of two"),
-    (lambda: subscale.check_model_config(ModelConfig(subscale_factor=4, subscale_horizon=0)), "horizon"),
-    (lambda: subscale.check_model_config(ModelConfig()), "B >= 2"),
+    (lambda: fold.check_model_config(ModelConfig(subscale_factor=4, subscale_horizon=0)), "horizon"),
+    (lambda: fold.check_model_config(ModelConfig()), "B >= 2"),
     (lambda: ModelConfig(subscale_factor=4, subscale_horizon=1, subscale_previous="next"),
      "subscale_previous: expected one of 'sub_tensor', 'time', found 'next'"),
     (lambda: ModelConfig(subscale_factor=4, subscale_horizon=1, subscale_residual=1),
      "subscale_residual: expected true or false, found 1"),
     (lambda: ModelConfig(subscale_factor=4, subscale_horizon=1, subscale_context_order="time"),
      "subscale_context_order: expected one of 'sub_tensor', 'lag', found 'time'"),
-    (lambda: subscale.context_input_order(1, 4, "reversed"), "order: expected 'sub_tensor' or 'lag'"),
+    (lambda: fold.context_input_order(1, 4, "reversed"), "order: expected 'sub_tensor' or 'lag'"),
 ])
 def test_bad_input_is_a_clear_error(call, match):
     with pytest.raises(ValueError, match=match):
@@ -82,18 +82,18 @@ schedules = st.tuples(st.sampled_from([2, 4, 8, 16]), st.integers(1, 4), st.inte
 def test_schedule_generates_every_sample_once_after_all_its_dependencies(case):
     factor, horizon, extra = case
     n_samples = factor + extra
-    sched = subscale.schedule(n_samples, factor, horizon)
-    n = subscale.n_positions(n_samples, factor)
-    assert sched.shape == (subscale.n_steps(n_samples, factor, horizon), factor)
+    sched = fold.schedule(n_samples, factor, horizon)
+    n = fold.n_positions(n_samples, factor)
+    assert sched.shape == (fold.n_steps(n_samples, factor, horizon), factor)
     step = np.full((n, factor), -1)
     for n_step, s in zip(*np.nonzero(sched >= 0)):
         i = sched[n_step, s]
         assert step[i, s] == -1, "generated twice"
         step[i, s] = n_step
-    real = subscale.sample_time(np.arange(n)[:, None], np.arange(factor), factor) < n_samples
+    real = fold.sample_time(np.arange(n)[:, None], np.arange(factor), factor) < n_samples
     assert np.all((step >= 0) == real), "every real sample exactly once, no padded one"
     for i, s in zip(*np.nonzero(real)):
-        deps = subscale.dependency_mask(i, s, n_samples, factor, horizon)
+        deps = fold.dependency_mask(i, s, n_samples, factor, horizon)
         assert np.all(step[deps] < step[i, s]), f"({i}, {s}) would see a sample not yet generated"
         # the frontier exists and is at the last step before: the schedule wastes nothing
         if s > 0 and i + horizon < n and real[i + horizon, s - 1]:
@@ -104,8 +104,8 @@ def test_schedule_generates_every_sample_once_after_all_its_dependencies(case):
 def test_all_sub_tensors_run_together_after_the_warm_up(case):
     factor, horizon, extra = case
     n_samples = factor + extra
-    sched = subscale.schedule(n_samples, factor, horizon)
-    warm, n = subscale.warmup_steps(factor, horizon), subscale.n_positions(n_samples, factor)
+    sched = fold.schedule(n_samples, factor, horizon)
+    warm, n = fold.warmup_steps(factor, horizon), fold.n_positions(n_samples, factor)
     assert warm == (factor - 1) * (horizon + 1)
     for step in range(warm, n - 1):  # before the last, possibly padded, position
         assert np.all(sched[step] >= 0), f"step {step}: {sched[step]}"
@@ -123,42 +123,42 @@ def test_a_lag_of_f_would_not_do(horizon):
 
 @given(case=schedules, previous=st.sampled_from(["sub_tensor", "time"]))
 def test_previous_sample_is_an_allowed_dependency_generated_before(case, previous):
-    """The sample a GRU input carries (subscale.previous_sample) may be seen, exists by the step that reads it, is
+    """The sample a GRU input carries (fold.previous_sample) may be seen, exists by the step that reads it, is
     real whenever the reader is, and with "time" is sample t - 1 for every sub-tensor but the first."""
     factor, horizon, extra = case
     n_samples = factor + extra
-    n = subscale.n_positions(n_samples, factor)
+    n = fold.n_positions(n_samples, factor)
     i, s = np.meshgrid(np.arange(n), np.arange(factor), indexing="ij")
-    t = subscale.sample_time(i, s, factor)
+    t = fold.sample_time(i, s, factor)
     real = t < n_samples
-    k, z = subscale.previous_sample(i, s, factor, previous)
+    k, z = fold.previous_sample(i, s, factor, previous)
     has = k >= 0
     assert np.all(has == ((i > 0) | ((s > 0) if previous == "time" else False)))
-    assert np.all(subscale.may_depend(i, s, k, z, horizon)[has])
-    assert np.all(subscale.step_of(k, z, horizon)[has] < subscale.step_of(i, s, horizon)[has])
-    assert np.all(subscale.sample_time(k, z, factor)[has & real] < n_samples)
+    assert np.all(fold.may_depend(i, s, k, z, horizon)[has])
+    assert np.all(fold.step_of(k, z, horizon)[has] < fold.step_of(i, s, horizon)[has])
+    assert np.all(fold.sample_time(k, z, factor)[has & real] < n_samples)
     want = np.where(s > 0, t - 1, t - factor) if previous == "time" else t - factor
-    np.testing.assert_array_equal(subscale.sample_time(k, z, factor)[has], want[has])
+    np.testing.assert_array_equal(fold.sample_time(k, z, factor)[has], want[has])
     with pytest.raises(ValueError, match="previous: expected 'sub_tensor' or 'time', found 'next'"):
-        subscale.previous_sample(0, 0, factor, "next")
+        fold.previous_sample(0, 0, factor, "next")
 
 
 @given(case=schedules)
 def test_linear_estimates_weigh_allowed_samples_generated_before(case):
-    """Every sample the linear estimates of (i, s) weigh (subscale.linear_estimate_mask, entry [s, d, z]: sample
+    """Every sample the linear estimates of (i, s) weigh (fold.linear_estimate_mask, entry [s, d, z]: sample
     (i - 1 + d, z)) may be seen and is generated at an earlier step; linear_estimate_taps lists their true-time
     offsets: earliest t - B - s, nearest later sample t + B - s (s >= 1)."""
     factor, horizon, extra = case
-    n = subscale.n_positions(factor + extra, factor)
-    mask = subscale.linear_estimate_mask(factor, horizon)
+    n = fold.n_positions(factor + extra, factor)
+    mask = fold.linear_estimate_mask(factor, horizon)
     assert mask.shape == (factor, horizon + 2, factor)
     for i in range(n):
         for s, d, z in zip(*np.nonzero(mask)):
             k = i - 1 + d
-            assert subscale.may_depend(i, s, k, z, horizon)
-            assert subscale.step_of(k, z, horizon) < subscale.step_of(i, s, horizon)
+            assert fold.may_depend(i, s, k, z, horizon)
+            assert fold.step_of(k, z, horizon) < fold.step_of(i, s, horizon)
     for s in range(factor):
-        taps = subscale.linear_estimate_taps(s, factor, horizon)
+        taps = fold.linear_estimate_taps(s, factor, horizon)
         assert taps.size == mask[s].sum() and 0 not in taps
         assert taps.min() == -factor - s and (s == 0 or taps[taps > 0].min() == factor - s)
 
@@ -167,8 +167,8 @@ def test_context_input_mask_matches_may_depend():
     for factor in (2, 4, 16):
         for s in range(factor):
             z = np.repeat(np.arange(factor), 2)
-            np.testing.assert_array_equal(subscale.context_input_mask(s, factor),
-                                          subscale.may_depend(0, s, 0, z, 1) & (z != s))
+            np.testing.assert_array_equal(fold.context_input_mask(s, factor),
+                                          fold.may_depend(0, s, 0, z, 1) & (z != s))
 
 
 def test_context_input_order_lag_puts_the_same_distance_in_the_same_column():
@@ -176,11 +176,11 @@ def test_context_input_order_lag_puts_the_same_distance_in_the_same_column():
     at the row's position, for every s; it permutes the row and keeps the unseen pairs (zeros) where they were."""
     for factor in (2, 4, 16):
         for s in range(factor):
-            ident = subscale.context_input_order(s, factor)
+            ident = fold.context_input_order(s, factor)
             np.testing.assert_array_equal(ident, np.arange(2 * factor))
-            lag = subscale.context_input_order(s, factor, "lag")
+            lag = fold.context_input_order(s, factor, "lag")
             np.testing.assert_array_equal(np.sort(lag), np.arange(2 * factor))  # a permutation
-            seen = subscale.context_input_mask(s, factor)
+            seen = fold.context_input_mask(s, factor)
             np.testing.assert_array_equal(seen[lag], seen)  # seen entries stay in the seen columns
             z = lag[0::2] // 2  # the sub-tensor in pair j
             j = np.arange(factor)
@@ -212,7 +212,7 @@ def test_changing_a_forbidden_sample_never_changes_a_logit(small, t0, d_coarse, 
     changed[t0] = np.int16(((((u >> 8) + d_coarse) % 256) << 8 | (((u & 255) + d_fine) % 256)) - 32768)
     lc2, lf2 = rs.teacher_forced_logits_subscale_ref(model, mel, changed)
     t = np.arange(audio.size)
-    allowed = subscale.may_depend(t // b, t % b, t0 // b, t0 % b, horizon)
+    allowed = fold.may_depend(t // b, t % b, t0 // b, t0 % b, horizon)
     coarse_same = np.all(lc2 == lc, axis=1)
     fine_same = np.all(lf2 == lf, axis=1)
     assert np.all(coarse_same[~allowed]), "a coarse logit saw a sample it may not"
@@ -231,7 +231,7 @@ def test_generation_reads_only_generated_samples(small):
     samples, trace = rs.generate_subscale_ref(model, mel, uniforms, trace=True)
     assert np.isfinite(trace["logits_c"]).all() and np.isfinite(trace["logits_f"]).all()
     t = np.arange(100)
-    np.testing.assert_array_equal(trace["step"], subscale.step_of(t // 4, t % 4, SMALL.subscale_horizon))
+    np.testing.assert_array_equal(trace["step"], fold.step_of(t // 4, t % 4, SMALL.subscale_horizon))
     lc, lf = rs.teacher_forced_logits_subscale_ref(model, mel, samples)  # teacher forcing on its own output
     assert np.abs(lc - trace["logits_c"]).max() < 1e-5 and np.abs(lf - trace["logits_f"]).max() < 1e-5
 
@@ -368,15 +368,15 @@ def test_prior_term_is_the_floored_log_mass_of_each_bin(mu, log_b, fine, c):
 def test_cost_per_sample():
     cfg = ModelConfig(hidden_size=512, out_hidden=256, subscale_factor=16, subscale_horizon=2,
                       subscale_channels=32, subscale_layers=4)
-    ctx, gru = subscale.context_macs_per_sample(cfg), subscale.gru_macs_per_sample(cfg)
+    ctx, gru = fold.context_macs_per_sample(cfg), fold.gru_macs_per_sample(cfg)
     assert ctx == {"embed": 1024, "layers": 8192, "proj": 49152, "total": 58368}
     assert gru["R"] == 3 * 512 * 512 and ctx["total"] < 0.1 * gru["total"]
-    assert subscale.context_receptive_field(cfg) == 16
+    assert fold.context_receptive_field(cfg) == 16
     wide = ModelConfig(hidden_size=256, subscale_factor=16, subscale_horizon=2, subscale_channels=64,
                        subscale_layers=4)  # rq3_subscale256_prev_c64s: layers 75 %, projection 87.5 % pruned
-    assert subscale.context_macs_per_sample(wide, layer_density=0.25, proj_density=0.125) == {
+    assert fold.context_macs_per_sample(wide, layer_density=0.25, proj_density=0.125) == {
         "embed": 2048, "layers": 8192, "proj": 6144, "total": 16384}
     # subscale_linear 4: taps (B - 1)(F + 2) / 2 + 1 = 31 a sample on average, and 3H columns each
     lin = dataclasses.replace(wide, subscale_linear=4)
-    assert subscale.context_macs_per_sample(lin, layer_density=0.25, proj_density=0.125) == {
+    assert fold.context_macs_per_sample(lin, layer_density=0.25, proj_density=0.125) == {
         "embed": 2048, "layers": 8192, "proj": 6144, "linear": 4 * 31 + 4 * 768, "total": 16384 + 124 + 3072}

@@ -1,5 +1,5 @@
-"""Tests of the C Subscale WaveRNN loop (pywavernn/subscale_engine.py, c/subscale_sampler.c) against the NumPy
-subscale reference (pywavernn/reference_subscale.py), end to end and per sample.
+"""Tests of the C Subscale WaveRNN loop (pywavernn/engines/subscale.py, c/subscale_sampler.c) against the NumPy
+subscale reference (pywavernn/reference/subscale.py), end to end and per sample.
 
 Exact mode gives the very samples of generate_subscale_ref for 2,100 samples (7 frames x hop 300; B = 16 pads the
 last position) on small random models: B = 2, 4, 16, F = 1..3, D = 0 and 3 context layers, dense, 16x1-sparse and
@@ -28,18 +28,18 @@ import numpy as np
 import pytest
 
 from pywavernn import kernels
-from pywavernn import reference_subscale as rs
-from pywavernn import subscale
+from pywavernn.reference import subscale as rs
+from pywavernn import fold
 from pywavernn.config import ModelConfig
-from pywavernn.format import BlockSparseMatrix, Model, pack_block_sparse
-from pywavernn.reference import conditioning_ref
+from pywavernn.modelfile import BlockSparseMatrix, Model, pack_block_sparse
+from pywavernn.conditioning import conditioning_ref
 from pywavernn.testing import random_model
 
 _native = pytest.importorskip("pywavernn._native")
 if not _native.available():  # pragma: no cover
     pytest.skip("compiled extension not built", allow_module_level=True)
 
-from pywavernn.subscale_engine import SubscaleEngine  # noqa: E402
+from pywavernn.engines.subscale import SubscaleEngine  # noqa: E402
 
 ISAS = kernels.available_isas()
 N_FRAMES = 7  # x hop 300 = 2,100 samples
@@ -182,8 +182,8 @@ def test_prior_is_read_by_reference_and_engine_alike():
 def _first_estimates(model: Model, samples: np.ndarray) -> np.ndarray:
     """The prior's centre (unsigned 16-bit units) of every sample, from the samples themselves (teacher forcing)."""
     factor = model.model_config.subscale_factor
-    v16 = subscale.fold(samples.astype(np.float32) / np.float32(32768), factor)
-    real = subscale.sample_time(np.arange(v16.shape[0])[:, None], np.arange(factor), factor) < samples.size
+    v16 = fold.fold(samples.astype(np.float32) / np.float32(32768), factor)
+    real = fold.sample_time(np.arange(v16.shape[0])[:, None], np.arange(factor), factor) < samples.size
     est = np.empty(samples.size)
     for t in range(samples.size):
         e0 = rs.linear_estimates_ref(model, v16, real, t // factor, t % factor)[0]
@@ -238,7 +238,7 @@ def test_handover_to_thread_zero_and_back_keeps_samples(forced_handover, previou
         run, out = engine.new_run(), np.zeros(len(uniforms), np.int16)
         total = len(uniforms)
         for n_end in (37, 90, engine.n_steps(total)):
-            engine.advance(run, g, 0, total, uniforms, 0, out, n_end)
+            engine.run_steps(run, g, 0, total, uniforms, 0, out, n_end)
         np.testing.assert_array_equal(out, one["samples"])
     n_steps = SubscaleEngine(model).n_steps(len(uniforms))  # 75 positions + 45 warm-up steps = 120
     assert _native.engine().handover_count() - before >= 2 * (n_steps // 40)
@@ -329,7 +329,7 @@ def test_context_layers_pruned_in_training_twin_run_block_sparse():
     for isa in ISAS:
         engine = SubscaleEngine(pruned, exact=True, isa=isa)
         # embed, proj, then both taps of each layer: 16 x 16 taps keep 4 of their 16 blocks of 16 x 1
-        assert [km.nnz for km in engine._ctx_kmats[2:]] == [4 * 16] * 6
+        assert [km.nnz for km in engine.context_matrices[2:]] == [4 * 16] * 6
         np.testing.assert_array_equal(engine.generate(g, uniforms), want)
 
 
@@ -438,7 +438,7 @@ def test_gate_input_kernel_gives_the_bits_of_its_definition(hidden):
     for isa in ISAS:
         for with_x2, (j0, j1) in ((False, (0, half)), (True, (half, hidden)), (True, (1, max(hidden - 2, 1)))):
             gi = np.full(h3, np.nan, np.float32)
-            eng.gru_input_t(kernels._isa_id(isa), w_in_t, x3, with_x2, g0, g1, float(a), pq, bias, gi, hidden,
+            eng.gru_input_t(kernels.isa_id(isa), w_in_t, x3, with_x2, g0, g1, float(a), pq, bias, gi, hidden,
                             j0, j1)
             v = x3[0] * w_in_t[0] + x3[1] * w_in_t[1]
             if with_x2:
@@ -464,7 +464,7 @@ def test_advance_in_pieces_equals_generate(threads, extra):
     for n_end in cuts:
         first = engine.first_pending(run.next_step)
         j0 = first // hop
-        engine.advance(run, np.ascontiguousarray(g[j0:]), j0, total, np.ascontiguousarray(uniforms[first:]), first,
+        engine.run_steps(run, np.ascontiguousarray(g[j0:]), j0, total, np.ascontiguousarray(uniforms[first:]), first,
                        got[first:], n_end)  # a view: C writes sample t at got[t]
         done = min(engine.first_pending(n_end), total)
         np.testing.assert_array_equal(got[:done], want[:done])  # everything before first_pending is final
@@ -473,11 +473,11 @@ def test_advance_in_pieces_equals_generate(threads, extra):
 
     run = engine.new_run()
     with pytest.raises(ValueError, match="needs frame"):  # end unknown: the steps must not reach the last frame
-        engine.advance(run, g, 0, None, uniforms, 0, np.zeros(total, np.int16), n_steps)
+        engine.run_steps(run, g, 0, None, uniforms, 0, np.zeros(total, np.int16), n_steps)
     with pytest.raises(ValueError, match="uniforms"):
-        engine.advance(run, g, 0, total, uniforms[:10], 0, np.zeros(total, np.int16), 5)
+        engine.run_steps(run, g, 0, total, uniforms[:10], 0, np.zeros(total, np.int16), 5)
     with pytest.raises(ValueError, match="out"):
-        engine.advance(run, g, 0, total, uniforms, 0, np.zeros(3, np.int16), 5)
+        engine.run_steps(run, g, 0, total, uniforms, 0, np.zeros(3, np.int16), 5)
     with pytest.raises(ValueError, match="n_samples"):
-        engine.advance(run, g, 0, total + 1, uniforms, 0, np.zeros(total, np.int16), 5)
+        engine.run_steps(run, g, 0, total + 1, uniforms, 0, np.zeros(total, np.int16), 5)
     assert run.next_step == 0

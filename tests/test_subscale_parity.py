@@ -1,5 +1,5 @@
 """Parity of the PyTorch Subscale WaveRNN twin (training/subscale_model.py) with the NumPy subscale reference
-(pywavernn/reference_subscale.py), and the twin's round trip through the model file.
+(pywavernn/reference/subscale.py), and the twin's round trip through the model file.
 
 What it is: for B = 4 and B = 16 on a small random model, teacher-forced logits agree within 1e-4 (the twin fuses
 the projections into one GRU input matmul, the reference sums them separately: float32 rounding, ~1e-5), and
@@ -21,9 +21,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from pywavernn import format as fmt  # noqa: E402
-from pywavernn import reference_subscale as rs  # noqa: E402
-from pywavernn import subscale  # noqa: E402
+from pywavernn import modelfile as fmt  # noqa: E402
+from pywavernn.reference import subscale as rs  # noqa: E402
+from pywavernn import fold  # noqa: E402
 from pywavernn.config import FeatureConfig, ModelConfig  # noqa: E402
 from pywavernn.testing import uniforms_clear_of_class_edges  # noqa: E402
 from training.subscale_model import SubscaleWaveRNN  # noqa: E402
@@ -146,11 +146,11 @@ def test_twin_teacher_forcing_is_leak_free(inputs, previous):
         changed = audio.copy()
         changed[t0] = np.int16(-int(audio[t0]) - 1)  # flips every bit: both bytes change
         lc2, lf2 = torch_logits(net, mel, changed)
-        allowed = subscale.may_depend(t // factor, t % factor, t0 // factor, t0 % factor, horizon)
+        allowed = fold.may_depend(t // factor, t % factor, t0 // factor, t0 % factor, horizon)
         np.testing.assert_array_equal(lc2[~allowed], lc[~allowed])
         np.testing.assert_array_equal(lf2[~allowed & (t != t0)], lf[~allowed & (t != t0)])
         assert np.abs(lf2[t0] - lf[t0]).max() > 1e-3
-        k, z = subscale.previous_sample(t // factor, t % factor, factor, previous)
+        k, z = fold.previous_sample(t // factor, t % factor, factor, previous)
         for t1 in np.flatnonzero((k == t0 // factor) & (z == t0 % factor)):  # the GRU inputs that carry t0 see it
             assert np.abs(lc2[t1] - lc[t1]).max() > 1e-6, (t0, t1)
 
@@ -171,8 +171,8 @@ def test_input_mask_survives_an_optimizer_step(inputs):
 
 def test_linear_estimates_see_exactly_their_mask(inputs):
     """subscale_linear (docs/format.md §9): the estimate of sample (i, s) moves with sample (k, z) exactly when
-    k - i is in 0..F and z < s, or k = i - 1 and z <= s (subscale.linear_estimate_mask, a subset of
-    subscale.may_depend), and the model's teacher forcing stays leak-free."""
+    k - i is in 0..F and z < s, or k = i - 1 and z <= s (fold.linear_estimate_mask, a subset of
+    fold.may_depend), and the model's teacher forcing stays leak-free."""
     mel, audio, _ = inputs
     factor, horizon = 4, 2
     net = make_net(factor, horizon, seed=5, previous="time", extra={**LAG, "subscale_linear": 3})
@@ -193,6 +193,6 @@ def test_linear_estimates_see_exactly_their_mask(inputs):
         moved = np.abs(estimates(torch.from_numpy(changed.astype(np.int32) + 32768)[None]) - base).max(axis=2) > 0
         expect = ((k - i >= 0) & (k - i <= horizon) & (z < s)) | ((k == i - 1) & (z <= s))
         np.testing.assert_array_equal(moved, expect, err_msg=f"t0 = {t0}")
-        assert np.all(subscale.may_depend(i, s, k, z, horizon)[expect])
-        allowed = subscale.may_depend(t // factor, t % factor, k, z, horizon)
+        assert np.all(fold.may_depend(i, s, k, z, horizon)[expect])
+        allowed = fold.may_depend(t // factor, t % factor, k, z, horizon)
         np.testing.assert_array_equal(torch_logits(net, mel, changed)[0][~allowed], lc[~allowed])

@@ -4,7 +4,7 @@ What it is: TrainConfig loading and its refusals; the data folder (plain and LJS
 cache, and the handling of empty folders, unreadable, silent, short, stereo and non-24 kHz files; windows whose
 conditioning equals the full utterance's; a tiny run killed with SIGKILL after its first checkpoint and resumed,
 ending bit-identical to an uninterrupted run; a 2-process torchrun (gloo) run whose ranks stay in sync; export
-to a model file that pywavernn.format.load_model accepts at the trained sparsity; and the CLI's errors.
+to a model file that pywavernn.modelfile.load_model accepts at the trained sparsity; and the CLI's errors.
 What it is not: a quality test (no real training here) and it never reads ../shared: all audio is synthetic,
 written in tmp_path.
 
@@ -30,7 +30,7 @@ torch = pytest.importorskip("torch")
 from pywavernn.audio import float_to_int16, int16_to_float, load_audio  # noqa: E402
 from pywavernn.config import FeatureConfig  # noqa: E402
 from pywavernn.features import log_mel  # noqa: E402
-from pywavernn.format import load_model  # noqa: E402
+from pywavernn.modelfile import load_model  # noqa: E402
 from training import data as tdata  # noqa: E402
 from training.config import TrainConfig  # noqa: E402
 from training.model import WaveRNN  # noqa: E402

@@ -4,7 +4,7 @@ What it is: the config checks of a subscale run (F >= 1, windows a multiple of B
 (subscale_small.json and plain_small.json differ only in the subscale fields), the windowed subscale loss against
 SubscaleWaveRNN.nll_bits, and a tiny pruned subscale run that trains, checkpoints, is interrupted after a
 checkpoint and resumed to bit-identical parameters, exports a block-sparse subscale model file that
-pywavernn.format.load_model accepts, and vocodes with pywavernn.Vocoder(backend="reference").
+pywavernn.modelfile.load_model accepts, and vocodes with pywavernn.Vocoder(backend="reference").
 What it is not: a quality test; all audio is synthetic, written in tmp_path.
 
 Run: python -m pytest tests/test_training_subscale.py -q      (a few seconds on one CPU thread)
@@ -21,8 +21,8 @@ import soundfile as sf
 torch = pytest.importorskip("torch")
 
 import pywavernn
-from pywavernn import subscale
-from pywavernn.format import load_model
+from pywavernn import fold
+from pywavernn.modelfile import load_model
 from training import data as tdata
 from training import train as ttrain
 from training.config import TrainConfig
@@ -278,7 +278,7 @@ def test_linear_estimates_train_export_and_vocode(tmp_path, speech_dir, cache_di
     model = load_model(path)
     assert model.model_config.subscale_linear == 2
     assert model.weights["subscale.linear.weight"].shape == (B, F + 2, B, 2)
-    assert np.all(model.weights["subscale.linear.weight"][~subscale.linear_estimate_mask(B, F)] == 0)
+    assert np.all(model.weights["subscale.linear.weight"][~fold.linear_estimate_mask(B, F)] == 0)
     assert model.model_config.subscale_prior == prior and ("subscale.prior.bias" in model.weights) == (prior != "none")
     a, b = (score(p, speech_dir, log=lambda m: None) for p in (out / "checkpoint.pt", path))
     assert abs(a["mean"]["nll_bits"] - b["mean"]["nll_bits"]) < 1e-4
@@ -301,8 +301,8 @@ def test_linear_headroom_finds_interpolation_beats_prediction_on_band_limited_au
     sf.write(str(tmp_path / "band.wav"), (0.3 * x / np.abs(x).max()).astype(np.float32), 24000, subtype="PCM_16")
     signals = [np.round(0.3 * x / np.abs(x).max() * 32767)]
     past, _ = linear_headroom.fit(signals, list(range(-8, 0)), None, 4)
-    last, _ = linear_headroom.fit(signals, subscale.linear_estimate_taps(3, 4, 1).tolist(), 3, 4)
-    first, _ = linear_headroom.fit(signals, subscale.linear_estimate_taps(0, 4, 1).tolist(), 0, 4)
+    last, _ = linear_headroom.fit(signals, fold.linear_estimate_taps(3, 4, 1).tolist(), 3, 4)
+    first, _ = linear_headroom.fit(signals, fold.linear_estimate_taps(0, 4, 1).tolist(), 0, 4)
     assert last < past - 10 and first > past + 10, (past, last, first)
     assert linear_headroom.main(["--data", str(tmp_path), "--factor", "4", "--horizon", "1", "--past", "8"]) == 0
     out = capsys.readouterr().out

@@ -40,15 +40,15 @@ def test_cpu_exact_equals_reference(model):
 @pytest.mark.parametrize("frames", [1, 2, 17, 64])
 def test_conditioning_is_the_numpy_definition_bit_for_bit(model, frames):
     """Vocoder's conditioning runs its products in the compiled kernel (kernels.frame_matmul); g must be the bits
-    of the NumPy reference (reference.conditioning_ref with its own matmul), or the same seed would not give the
+    of the NumPy definition (conditioning_ref with its own matmul), or the same seed would not give the
     reference backend's samples."""
-    from pywavernn import _native, vocoder
-    from pywavernn.reference import conditioning_ref
+    from pywavernn import _native
+    from pywavernn.conditioning import conditioning, conditioning_ref
 
     if not _native.available():  # pragma: no cover
         pytest.skip("compiled extension not built")
     mel = _mel(frames, seed=frames)
-    assert vocoder.conditioning(model, mel).tobytes() == conditioning_ref(model, mel).tobytes()
+    assert conditioning(model, mel).tobytes() == conditioning_ref(model, mel).tobytes()
 
 
 def test_progress_chunks_do_not_change_samples(model):
@@ -78,6 +78,15 @@ def test_stream_equals_offline(model, chunks, seed):
     assert np.array_equal(np.concatenate(pieces), offline)
 
 
+def test_stream_on_the_reference_backend_equals_offline(model):
+    """The plain reference carries its state too, so it streams through the same interface as the C engine."""
+    mel = _mel(6, 3)
+    voc = Vocoder(model, backend="reference")
+    stream = voc.stream(seed=2)
+    pieces = [stream.push(mel[a:b]) for a, b in ((0, 2), (2, 5), (5, 6))] + [stream.finish()]
+    assert np.array_equal(np.concatenate(pieces), voc.vocode(mel, seed=2))
+
+
 def test_stream_equals_offline_one_frame_at_a_time_on_a_wider_model():
     # Wide enough (C = 64, H = 128) that a BLAS product's rounding would depend on the window's frame count;
     # the conditioning network must give each frame the same bits however many frames it is given.
@@ -91,7 +100,7 @@ def test_stream_equals_offline_one_frame_at_a_time_on_a_wider_model():
 
 
 def test_a_vocoder_is_unaffected_by_later_changes_to_the_callers_arrays():
-    from pywavernn.format import pack_block_sparse
+    from pywavernn.modelfile import pack_block_sparse
 
     m = random_model(CFG, seed=11, density=0.5)
     voc = Vocoder(m)
@@ -116,8 +125,12 @@ def test_stream_memory_is_bounded(model):
 
 
 def test_stream_errors(model):
-    with pytest.raises(ValueError, match="cpu"):
-        Vocoder(model, backend="reference").stream()
+    from dataclasses import replace
+
+    sub = random_model(replace(CFG, subscale_factor=4, subscale_horizon=1, subscale_channels=8, subscale_layers=2),
+                       seed=5)
+    with pytest.raises(ValueError, match="streaming is not available on the 'reference' backend.*'cpu'"):
+        Vocoder(sub, backend="reference").stream()  # the subscale reference runs whole utterances
     stream = Vocoder(model).stream()
     with pytest.raises(ValueError, match="no mel frames"):
         stream.finish()
@@ -160,7 +173,7 @@ def test_constructor_errors(model, kwargs, message):
 
 
 def test_cuda_backend_says_why_it_is_unavailable(model):
-    from pywavernn import cuda
+    from pywavernn.engines import cuda
 
     ok, why = cuda.available(model)
     if ok:
@@ -237,7 +250,7 @@ def test_subscale_stream_latency_and_memory_are_bounded(sub_model):
         assert ready - lag <= stream.samples_out <= max(0, ready)
         assert stream._mel.shape[0] <= 2 * look + 2
         assert stream._g.shape[0] <= lag // hop + 4
-        assert stream._pending.shape[0] <= lag and stream._u.shape[0] <= lag
+        assert stream._state.pending.shape[0] <= lag and stream._state.uniforms.shape[0] <= lag
     before = stream.samples_out
     assert before + stream.finish().shape[0] == stream.samples_out == 60 * hop
 
@@ -270,7 +283,7 @@ def test_huge_but_finite_mel_is_a_clear_error_on_every_backend(model):
 
 
 def test_conditioning_overflow_is_a_clear_error():
-    from pywavernn.vocoder import conditioning
+    from pywavernn.conditioning import conditioning
 
     loud = random_model(CFG, seed=1, scale=1e30)
     with pytest.raises(ValueError, match="overflow the conditioning network"):

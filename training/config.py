@@ -35,7 +35,7 @@ from typing import Any
 
 from pywavernn.config import N_CLASSES, FeatureConfig, ModelConfig
 from pywavernn.config import dataclass_from_dict as _from_dict
-from pywavernn.subscale import check_model_config
+from pywavernn.fold import check_model_config
 from training.pruning import RECURRENT_NAMES, check_schedule, resolve_targets
 
 SCHEDULES = ("cosine", "step", "constant")

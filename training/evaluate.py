@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 import pywavernn
-from pywavernn import format as fmt
+from pywavernn import modelfile as fmt
 from pywavernn._atomic import atomic_write
 from pywavernn.audio import float_to_int16, int16_to_float, load_audio, preemphasis, save_audio
 from pywavernn.vocoder import Vocoder
@@ -130,7 +130,7 @@ def _nll(engine, model, mel, audio):
     """bits per sample, or for a subscale model (bits, its per-sub-tensor sums: _TorchSubscaleNLL.nll)."""
     if isinstance(engine, _TorchSubscaleNLL):
         return engine.nll(mel, float_to_int16(audio))
-    from pywavernn.reference import conditioning_ref
+    from pywavernn.conditioning import conditioning_ref
 
     audio = float_to_int16(audio)
     if model.model_config.preemphasis:  # the network models the pre-emphasised samples (docs/format.md §10)
@@ -140,7 +140,7 @@ def _nll(engine, model, mel, audio):
 
 class _TorchSubscaleNLL:
     """The teacher-forced NLL of a subscale model (the C engine only generates): the PyTorch twin's logits, which
-    match pywavernn.reference_subscale's within 4e-6 (tests/test_subscale_model.py), in float32.
+    match pywavernn.reference.subscale's within 4e-6 (tests/test_subscale_model.py), in float32.
 
     A subscale model folds whole frames (F * hop samples), so the audio is zero-padded to that length and the
     bits are averaged over its first n (real) samples. Near the end a sample's logits see up to F positions of
@@ -340,10 +340,10 @@ def _nll_engine(voc: Vocoder, enabled: bool):
         except Exception as exc:  # noqa: BLE001 - torch absent: report why
             return None, f"unavailable: {type(exc).__name__}: {exc}"
     try:
-        from pywavernn.engine import CpuEngine
+        from pywavernn.engines.cpu import CpuEngine
 
         # exact=True: libm exp/tanh, so the NLL equals the NumPy reference's (Vocoder.nll) at C speed.
-        return CpuEngine(voc.model, exact=True), "pywavernn.engine.CpuEngine(exact=True).nll"
+        return CpuEngine(voc.model, exact=True), "pywavernn.engines.cpu.CpuEngine(exact=True).nll"
     except Exception as exc:  # noqa: BLE001 - no compiled engine, or a model it cannot run: report why
         return None, f"unavailable: {type(exc).__name__}: {exc}"
 

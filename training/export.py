@@ -3,7 +3,7 @@ model file (docs/format.md §8, §9 for subscale models).
 
 What it is: `export_model`, which converts the module's weights to the file's names and gate order, optionally
 packs the sparse-capable matrices into block-CSR (pruned blocks must be exactly zero), records provenance and
-writes the file through `pywavernn.format.save_model` (validated, atomic).
+writes the file through `pywavernn.modelfile.save_model` (validated, atomic).
 What it is not: pruning (done during training) or a checkpoint reader.
 
     from training.export import export_model
@@ -19,7 +19,7 @@ import torch
 
 import pywavernn
 from pywavernn.config import FeatureConfig
-from pywavernn.format import SPARSE_CAPABLE, Model, save_model
+from pywavernn.modelfile import SPARSE_CAPABLE, Model, save_model
 from training.model import WaveRNN
 from training.subscale_model import SubscaleWaveRNN
 

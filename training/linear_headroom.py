@@ -5,7 +5,7 @@
 What it is: a measurement of the data, not of a model. For every sub-tensor s of a subscale model (B, F) it fits,
 by least squares over the files, the best linear estimate of sample t = i * B + s from exactly the samples the
 linear estimates of a subscale model (ModelConfig.subscale_linear) weigh (positions i - 1 .. i + F: sub-tensors
-z <= s at i - 1, z < s from i on; pywavernn.subscale.linear_estimate_mask), and reports the residual's energy
+z <= s at i - 1, z < s from i on; pywavernn.fold.linear_estimate_mask), and reports the residual's energy
 relative to the signal's (dB) and its RMS in int16 steps (a coarse byte is 256 steps). For comparison it fits
 the plain WaveRNN's situation, the best linear predictor from the previous `--past` samples. A large gap between
 the two says the subscale model's inputs carry information that a plain model's do not (for audio band-limited
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pywavernn import subscale
+from pywavernn import fold
 from pywavernn.audio import float_to_int16, load_audio
 from training.evaluate import find_audio
 
@@ -68,7 +68,7 @@ def main(argv=None) -> int:
     db, rms = fit(signals, list(range(-args.past, 0)), None, args.factor)
     print(f"| plain: the previous {args.past} samples | {args.past} | {db:.1f} | {rms:.0f} |")
     for s in range(args.factor):
-        offsets = subscale.linear_estimate_taps(s, args.factor, args.horizon).tolist()
+        offsets = fold.linear_estimate_taps(s, args.factor, args.horizon).tolist()
         db, rms = fit(signals, offsets, s, args.factor)
         near = min((o for o in offsets if o > 0), default=None)
         where = f"nearest later sample t + {near}" if near else "no later sample"

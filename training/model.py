@@ -2,7 +2,7 @@
 
 What it is: `WaveRNN`, an nn.Module computing exactly the model of docs/format.md, with teacher-forced
 `forward` / `nll_bits` for training, a free-running `generate` (a slow Python loop, kept for parity tests
-against pywavernn.reference) and conversions to and from `pywavernn.format.Model`.
+against pywavernn.reference) and conversions to and from `pywavernn.modelfile.Model`.
 What it is not: an inference engine (use pywavernn.Vocoder), a data pipeline or a training loop.
 
 Layout. The recurrence runs in one fused `torch.nn.GRU` (cuDNN on GPU) whose input at sample t is
@@ -37,10 +37,10 @@ import torch.nn.functional as nnf
 from torch import nn
 
 from pywavernn.audio import coarse_fine_join, scale_byte
-from pywavernn.config import N_CLASSES, FeatureConfig, ModelConfig
-from pywavernn.format import Model, coarse_rows_of_gates
+from pywavernn.common import N_CLASSES, PREV_COARSE, PREV_FINE
+from pywavernn.config import FeatureConfig, ModelConfig
+from pywavernn.modelfile import Model, coarse_rows_of_gates
 
-PREV_COARSE, PREV_FINE = 128, 0  # the sample before the first is s = 0 (§1)
 # Parameters holding the sparse-capable matrices of docs/format.md §6 (for training.pruning.wavernn_targets).
 # The recurrent one is in torch gate order (r, z, n).
 RECURRENT_PARAMETER = "gru.weight_hh_l0"

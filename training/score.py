@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from pywavernn import features
-from pywavernn import format as fmt
+from pywavernn import modelfile as fmt
 from pywavernn.audio import float_to_int16, load_audio
 from training.evaluate import find_audio, teacher_forced_bits
 from training.model import WaveRNN

@@ -3,8 +3,8 @@
 What it is: `SubscaleWaveRNN`, an nn.Module computing exactly the model of docs/format.md §9: teacher-forced
 `forward` / `nll_bits` over folded windows (the B sub-tensors of every utterance run as a batch of B through one
 fused `torch.nn.GRU`), a lockstep `generate` that follows pywavernn.subscale's schedule with all active sub-tensors
-as one batch per step (for parity tests against pywavernn.reference_subscale), and conversions to and from
-`pywavernn.format.Model`.
+as one batch per step (for parity tests against pywavernn.reference.subscale), and conversions to and from
+`pywavernn.modelfile.Model`.
 What it is not: an inference engine, a data pipeline or a training loop (training.train drives the plain model).
 
 Layout. As in training.model, the projections into the 3H gate space are fused into the GRU's input weights. The
@@ -35,12 +35,13 @@ import torch
 import torch.nn.functional as nnf
 from torch import nn
 
-from pywavernn import subscale
+from pywavernn import fold
 from pywavernn.audio import coarse_fine_join, scale_byte
-from pywavernn.config import N_CLASSES, FeatureConfig, ModelConfig
-from pywavernn.format import Model, coarse_rows_of_gates
-from pywavernn.reference_subscale import PRIOR_FLOOR, PRIOR_LOG_SCALE_RANGE
-from training.model import (PREV_COARSE, PREV_FINE, WaveRNN, copy_shared_weights_, dual_softmax_bits, model_tensor,
+from pywavernn.common import N_CLASSES, PREV_COARSE, PREV_FINE
+from pywavernn.config import FeatureConfig, ModelConfig
+from pywavernn.modelfile import Model, coarse_rows_of_gates
+from pywavernn.reference.subscale import PRIOR_FLOOR, PRIOR_LOG_SCALE_RANGE
+from training.model import (WaveRNN, copy_shared_weights_, dual_softmax_bits, model_tensor,
                             sample_from_logits, swap_gates_ur)
 from training.pruning import PruneTarget, subscale_conv_targets, subscale_proj_target
 
@@ -49,7 +50,7 @@ PRIOR_INIT_LOG_SCALE = 6.0
 
 
 def prior_term(lo: torch.Tensor, width: float, mu: torch.Tensor, log_b: torch.Tensor) -> torch.Tensor:
-    """pywavernn.reference_subscale.prior_term_ref, batched and differentiable: lo (..., 256) bin starts, mu and
+    """pywavernn.reference.subscale.prior_term_ref, batched and differentiable: lo (..., 256) bin starts, mu and
     log_b (...) in unsigned 16-bit units -> (..., 256) max(PRIOR_FLOOR, log Laplace mass of [lo, lo + width))."""
     inv_b, mu = torch.exp(-log_b)[..., None], mu[..., None]
     d = torch.maximum(lo - mu, mu - (lo + width))  # > 0: the bin lies wholly on one side of mu
@@ -76,7 +77,7 @@ class SubscaleWaveRNN(nn.Module):
         if model_config.n_mels != feature_config.n_mels:
             raise ValueError(f"n_mels: the model config expects {model_config.n_mels} mel bins but the feature "
                              f"config computes {feature_config.n_mels}")
-        self.factor, self.horizon = subscale.check_model_config(model_config)
+        self.factor, self.horizon = fold.check_model_config(model_config)
         self.model_config, self.feature_config = model_config, feature_config
         cfg, b = model_config, self.factor
         hidden, half, channels, cx = cfg.hidden_size, cfg.half, cfg.cond_channels, cfg.subscale_channels
@@ -92,13 +93,13 @@ class SubscaleWaveRNN(nn.Module):
         bound = 1.0 / math.sqrt(cx)
         self.ctx_biases = nn.Parameter(torch.empty(cfg.subscale_layers + 1, b, cx).uniform_(-bound, bound))
         # subscale_linear E > 0 (§9): E linear estimates of each sample (i, s) from the 16-bit values of the samples
-        # subscale.linear_estimate_mask lets through (positions i - 1 .. i + F), as E more GRU input columns.
+        # fold.linear_estimate_mask lets through (positions i - 1 .. i + F), as E more GRU input columns.
         self.linear_estimates = cfg.subscale_linear
         if self.linear_estimates:
             n_in = (self.horizon + 2) * b
             self.lin_weight = nn.Parameter(torch.empty(b, self.horizon + 2, b, self.linear_estimates)
                                            .uniform_(-1 / math.sqrt(n_in), 1 / math.sqrt(n_in)))
-            lin_mask = torch.from_numpy(subscale.linear_estimate_mask(b, self.horizon)).float()[..., None]
+            lin_mask = torch.from_numpy(fold.linear_estimate_mask(b, self.horizon)).float()[..., None]
             self.register_buffer("lin_mask", lin_mask, persistent=False)  # [s, d, z, 1]
         # subscale_prior "laplace" (§9): each byte's logits add a Laplace prior's log-mass per bin, centred on the
         # first estimate, log-scale prior_weight[byte] . hidden + prior_bias[byte, s]. It starts wide (b = e^6,
@@ -124,7 +125,7 @@ class SubscaleWaveRNN(nn.Module):
         self.register_buffer("byte_input", torch.from_numpy(scale_byte(np.arange(N_CLASSES))), persistent=False)
         seen = torch.arange(b)[None, :] < torch.arange(b)[:, None]  # [s, z]: z < s
         self.register_buffer("ctx_mask", seen.repeat_interleave(2, dim=1).float(), persistent=False)  # (B, 2B)
-        order = np.stack([subscale.context_input_order(s, b, cfg.subscale_context_order) for s in range(b)])
+        order = np.stack([fold.context_input_order(s, b, cfg.subscale_context_order) for s in range(b)])
         self.register_buffer("ctx_order", torch.from_numpy(order), persistent=False)  # (B, 2B): row s's entries
         self._hooked_weight = None
         self.register_forward_pre_hook(lambda module, args, kwargs: module.apply_input_mask(), with_kwargs=True)
@@ -193,8 +194,8 @@ class SubscaleWaveRNN(nn.Module):
         """Teacher-forced logits: mel (N, F, n_mels) and audio int16 (N, F * hop), or its coarse and fine bytes,
         -> (logits_c, logits_f), each (N, T, 256) in true time order. Every sub-tensor starts at h = 0."""
         coarse, fine = self._check_inputs(mel, audio, coarse, fine)
-        n_batch, n_samples = coarse.shape[0], subscale.check_length(coarse.shape[1], self.factor)
-        n_pos = subscale.n_positions(n_samples, self.factor)
+        n_batch, n_samples = coarse.shape[0], fold.check_length(coarse.shape[1], self.factor)
+        n_pos = fold.n_positions(n_samples, self.factor)
         cond = self.upsample(self.conditioning_features(mel), n_samples)
         logits = self.folded_logits(cond, coarse, fine)
         logits = [lg.transpose(1, 2).reshape(n_batch, n_pos * self.factor, -1)[:, :n_samples] for lg in logits]
@@ -207,7 +208,7 @@ class SubscaleWaveRNN(nn.Module):
         i * B + s; a padded last position has logits too). training.train's loss calls it with the conditioning
         of its windows, so the two cannot drift apart."""
         n_batch, b = coarse.shape[0], self.factor
-        n_pos = subscale.n_positions(coarse.shape[1], b)
+        n_pos = fold.n_positions(coarse.shape[1], b)
         values = self._fold(self.byte_input[torch.stack([coarse, fine], dim=2)], n_pos)  # (N, B, P, 2), pad 0
         by_position = values.transpose(1, 2).reshape(n_batch, 1, n_pos, 2 * b)  # row k: [c(k,0), f(k,0), ...]
         ctx_in = nnf.pad(by_position * self.ctx_mask[None, :, None, :], (0, 0, 0, self.horizon))  # (N, B, P+F, 2B)
@@ -220,7 +221,7 @@ class SubscaleWaveRNN(nn.Module):
         folded_c, folded_f = self._fold(coarse, n_pos), self._fold(fine, n_pos)  # (N, B, P)
         prev_c = nnf.pad(folded_c[..., :-1], (1, 0), value=PREV_COARSE)  # (i - 1, s): the sub-tensor's own past
         prev_f = nnf.pad(folded_f[..., :-1], (1, 0), value=PREV_FINE)
-        if self.model_config.subscale_previous == "time":  # s >= 1: (i, s - 1) (subscale.previous_sample)
+        if self.model_config.subscale_previous == "time":  # s >= 1: (i, s - 1) (fold.previous_sample)
             prev_c = torch.cat([prev_c[:, :1], folded_c[:, :-1]], dim=1)
             prev_f = torch.cat([prev_f[:, :1], folded_f[:, :-1]], dim=1)
         x = self.byte_input[torch.stack([prev_c, prev_f, folded_c], dim=3)]
@@ -287,7 +288,7 @@ class SubscaleWaveRNN(nn.Module):
         """ctx(i, s) (M, 3H) for active streams subs at positions pos, over windows i + F - R + 1 .. i + F, plus
         the linear estimates' columns (v16 (N, B): the samples' 16-bit values); and the estimates (M, E) or None."""
         n_pos, b = real.shape
-        r = subscale.context_receptive_field(self.model_config)
+        r = fold.context_receptive_field(self.model_config)
         k = pos[:, None] + self.horizon - r + 1 + torch.arange(r, device=pos.device)[None, :]  # (M, R)
         inside = (k >= 0) & (k < n_pos)
         kc = k.clamp(0, n_pos - 1)
@@ -324,15 +325,15 @@ class SubscaleWaveRNN(nn.Module):
         device = self.gru.weight_ih_l0.device
         mel = torch.as_tensor(np.asarray(mel, dtype=np.float32), device=device)
         n_frames, hop, b, half = mel.shape[0], self.hop, self.factor, self.model_config.half
-        n_samples = subscale.check_length(n_frames * hop, b)
+        n_samples = fold.check_length(n_frames * hop, b)
         uniforms = np.asarray(uniforms)
         if uniforms.dtype != np.float32 or uniforms.shape != (n_samples, 2):
             raise ValueError(f"uniforms: expected float32 of shape ({n_samples}, 2), found {uniforms.dtype} "
                              f"{uniforms.shape}")
         w = self._file_order()
         g = (w["cond.proj.weight"] @ self.conditioning_features(mel[None])[0] + w["cond.proj.bias"][:, None]).T
-        n_pos = subscale.n_positions(n_samples, b)
-        real = torch.from_numpy(subscale.sample_time(np.arange(n_pos)[:, None], np.arange(b), b) < n_samples)
+        n_pos = fold.n_positions(n_samples, b)
+        real = torch.from_numpy(fold.sample_time(np.arange(n_pos)[:, None], np.arange(b), b) < n_samples)
         values, v16 = torch.zeros(n_pos, b, 2, device=device), torch.zeros(n_pos, b, device=device)
         coarse, fine = np.zeros((n_pos, b), np.int64), np.zeros((n_pos, b), np.int64)
         h = torch.zeros(b, self.model_config.hidden_size, device=device)
@@ -340,12 +341,12 @@ class SubscaleWaveRNN(nn.Module):
                  "logits_f": torch.zeros(n_samples, N_CLASSES)}
         w_ct = w["W_in"][:, 2].view(3, 2, half)[:, 1]
 
-        for positions in subscale.schedule(n_samples, b, self.horizon):
+        for positions in fold.schedule(n_samples, b, self.horizon):
             subs_np = np.flatnonzero(positions >= 0)
             if subs_np.size == 0:  # the last steps of a padded sequence
                 continue
             pos_np = positions[subs_np]
-            t_np = subscale.sample_time(pos_np, subs_np, b)
+            t_np = fold.sample_time(pos_np, subs_np, b)
             subs, pos = torch.from_numpy(subs_np).to(device), torch.from_numpy(pos_np).to(device)
             j = torch.from_numpy(t_np // hop).to(device)
             a = torch.from_numpy((t_np % hop).astype(np.float32) / np.float32(hop)).to(device)[:, None]
@@ -353,7 +354,7 @@ class SubscaleWaveRNN(nn.Module):
             ctx, est = self._context_step(values, v16, real, pos, subs, w)
             q = ((g0 + a * (g1 - g0)) + ctx).view(-1, 3, 2, half)
 
-            k, z = subscale.previous_sample(pos_np, subs_np, b, self.model_config.subscale_previous)
+            k, z = fold.previous_sample(pos_np, subs_np, b, self.model_config.subscale_previous)
             c_prev = np.where(k >= 0, coarse[np.maximum(k, 0), z], PREV_COARSE)
             f_prev = np.where(k >= 0, fine[np.maximum(k, 0), z], PREV_FINE)
             x0, x1 = self.byte_input[torch.from_numpy(c_prev)], self.byte_input[torch.from_numpy(f_prev)]
@@ -380,7 +381,7 @@ class SubscaleWaveRNN(nn.Module):
                                              self.byte_input[torch.from_numpy(f_t)]], dim=1)
             t = torch.from_numpy(t_np)
             steps["h"][t], steps["logits_c"][t], steps["logits_f"][t] = h[subs].cpu(), logits_c.cpu(), logits_f.cpu()
-        samples = coarse_fine_join(subscale.unfold(coarse, n_samples), subscale.unfold(fine, n_samples))
+        samples = coarse_fine_join(fold.unfold(coarse, n_samples), fold.unfold(fine, n_samples))
         return (samples, {k: v.numpy() for k, v in steps.items()}) if trace else samples
 
     # --- conversions to and from the model file's layout (§6, §9) ---------------------------------------------

@@ -179,7 +179,7 @@ def frame_matmul(int isa, w, z, y):
 
 
 # ------------------------------------------------------------------------------------------------------------
-# The sampling loop (c/sampler.h). pywavernn/engine.py has validated the model, g, uniforms / audio, the state and
+# The sampling loop (c/sampler.h). pywavernn/engines/cpu.py has validated the model, g, uniforms / audio, the state and
 # every output buffer (shapes, dtypes, C-contiguity, no sharing between the items of a batch).
 # ------------------------------------------------------------------------------------------------------------
 from libc.stdint cimport int16_t, int64_t

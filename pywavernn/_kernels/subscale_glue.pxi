@@ -1,5 +1,5 @@
 # subscale_glue.pxi: thin typed glue over c/subscale_sampler.h, included at the end of _engine.pyx (it uses that
-# module's _ptr, _table and KernelMatrix). Not the public API: pywavernn/subscale_engine.py validates every input
+# module's _ptr, _table and KernelMatrix). Not the public API: pywavernn/engines/subscale.py validates every input
 # (model, g, uniforms, output buffers: dtypes, shapes, C-contiguity) before calling in; the GIL is released around
 # the loop.
 from pywavernn._kernels.subscale_sampler cimport (pwr_subscale_net, pwr_subscale_trace, pwr_generate_subscale,
@@ -62,7 +62,7 @@ cdef class SubscaleRun:
     def advance(self, int isa, bint exact, g, int64_t g_first, int64_t g_end, int64_t T, uniforms, out,
                 int64_t t_first, int64_t n_end):
         """Steps [next_step, n_end); the windows and T as pwr_subscale_advance (unchecked here: the caller,
-        pywavernn/stream.py via SubscaleEngine, guarantees them)."""
+        SubscaleEngine.run_steps in pywavernn/engines/subscale.py, guarantees them)."""
         cdef const pwr_kernel_table *t = _table(isa)
         cdef const float *gp = <const float *>_ptr(g)
         cdef const float *up = <const float *>_ptr(uniforms)

@@ -4,7 +4,7 @@
  * Compiled once per ISA (see pwr_isa.h). Every output element is the same chain of float32 operations in every copy
  * and whatever the number of frames: acc = +0; for c = 0, 1, ..., C - 1: acc = acc + (w[m, c] * z[c, f]), one
  * rounded multiply and one rounded add per term (the build's -std=c11 keeps the compiler from contracting them into
- * an FMA). That is the arithmetic of pywavernn.reference._frame_independent_matmul (a NumPy loop over c), so the
+ * an FMA). That is the arithmetic of pywavernn.conditioning.frame_independent_matmul (a NumPy loop over c), so the
  * results are bit-identical to it, and a frame's value never depends on which other frames are in the call (what
  * lets streaming reproduce the offline samples). The AVX2 copy only changes which elements are in flight: a tile of
  * 4 rows x 16 frames (8 accumulators) per pass over c, frames across vector lanes.

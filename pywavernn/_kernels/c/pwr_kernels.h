@@ -87,7 +87,7 @@ typedef void (*pwr_map_fn)(const float *x, float *y, int32_t n);
 /* The conditioning network's frame-independent product (docs/format.md §2): y (M, Fr) row-major,
  *   y[m, f] = sum over c = 0, 1, ..., C - 1 of w[m, c] * z[c, f]
  * accumulated from +0 in that order, each term a rounded float32 multiply then a rounded add (no contraction), so
- * every ISA gives the bits of pywavernn.reference._frame_independent_matmul and frame f's value does not depend on
+ * every ISA gives the bits of pywavernn.conditioning.frame_independent_matmul and frame f's value does not depend on
  * the other frames. w (M, C) row-major; row c of z starts at z + c * ldz (ldz >= Fr); y does not overlap w or z. */
 typedef void (*pwr_frame_matmul_fn)(const float *w, const float *z, int64_t ldz, float *y, int32_t M, int32_t C,
                                     int32_t Fr);
@@ -103,7 +103,7 @@ typedef void (*pwr_sample_rows_fn)(const float *logits, int32_t n, const float *
 
 /* Subscale (docs/format.md §9, subscale_prior "laplace"): logits[k] += max(-16, log of the mass Laplace(mu, b) gives
  * [lo0 + k width, lo0 + (k + 1) width)) for k < 256, log b = w . hid + bias (K terms) clipped to [-3, 12]; the
- * float32 formulas of pywavernn.reference_subscale.prior_term_ref (libm expf, logf, expm1f in every mode). */
+ * float32 formulas of pywavernn.reference.subscale.prior_term_ref (libm expf, logf, expm1f in every mode). */
 typedef void (*pwr_subscale_prior_fn)(float *logits, float lo0, float width, float mu, const float *w, float bias,
                                       const float *hid, int32_t K);
 

@@ -48,7 +48,7 @@ typedef struct {
 /* Generate n samples from s->t on: out[i] for sample s->t + i, using uniforms[2i], uniforms[2i+1] (coarse,
  * fine) and conditioning g (n_frames, 3H) upsampled per docs/format.md §2; updates *s.
  * exact: libm exp/tanh (matches the NumPy reference sample for sample) or the fast approximations.
- * Preconditions (checked by pywavernn/engine.py): every matrix valid for its kernel table entry with the shapes
+ * Preconditions (checked by pywavernn/engines/cpu.py): every matrix valid for its kernel table entry with the shapes
  * above, H even; s->t + n <= n_frames * hop; uniforms in [0, 1); 0 <= prev_c, prev_f <= 255;
  * nthreads >= 1; table non-NULL. Returns 0, or -1 if scratch memory could not be allocated (s unchanged). */
 int pwr_generate(const pwr_wavernn *net, const pwr_kernel_table *table, int exact, int nthreads, const float *g,

@@ -36,7 +36,7 @@
  *     f_t = sample(logits_f, uniforms[t].fine)
  *   5 the step's samples enter the folded sequence. The context chains read only positions generated at earlier
  *     steps (stream s reads sub-tensors z < s at positions up to n - s(F + 1) + F, while stream z writes position
- *     n - z(F + 1) >= n - s(F + 1) + F + 1; pywavernn/subscale.py), so the lockstep of §9 holds whatever order,
+ *     n - z(F + 1) >= n - s(F + 1) + F + 1; pywavernn/fold.py), so the lockstep of §9 holds whatever order,
  *     or thread, the streams of a step run in.
  *
  * Context chain of stream s (§9): per layer l = 1..D a ring of d_l + 1 slots (d_l = 2^(l-1)) of the activations
@@ -217,7 +217,7 @@ static void context_round(const pwr_subscale_net *net, const pwr_kernel_table *t
  * sequence's samples at positions i - 1 .. i + F (z <= s at i - 1, z < s after), where real; proj's last E columns
  * turn them into gate inputs in the same gemm as a_D. Every sample read was written at an earlier step (as for the
  * context chains) and is still in the window (W > (B - 1)(F + 1) + 1). The sums run over d, then z, in float32,
- * as pywavernn.reference_subscale.linear_estimates_ref does. */
+ * as pywavernn.reference.subscale.linear_estimates_ref does. */
 static void linear_step(const pwr_subscale_net *net, scratch *sc, int64_t n, int32_t lo, int32_t hi, int64_t T) {
     const int32_t B = net->B, F = net->F, E = net->E, Cx = net->Cx;
     for (int32_t s = lo; s <= hi; s++) {

@@ -66,10 +66,10 @@ typedef struct {
 
 /* Generate T = n_frames * hop samples of one utterance: out[t] (int16) for every t, sample t drawing
  * uniforms[2t] (coarse) and uniforms[2t + 1] (fine); g (n_frames, 3H) is the frame-rate conditioning, upsampled
- * per docs/format.md §2. exact != 0: libm exp/tanh (the arithmetic of pywavernn.reference_subscale); 0: the fast
+ * per docs/format.md §2. exact != 0: libm exp/tanh (the arithmetic of pywavernn.reference.subscale); 0: the fast
  * approximations. nthreads: threads of the call's team (values below 1 mean 1; at most B are used, and fewer
  * when OpenMP gives a smaller team or was not built). trace may be NULL.
- * Preconditions (checked by pywavernn/subscale_engine.py): every matrix valid for its kernel table entry with
+ * Preconditions (checked by pywavernn/engines/subscale.py): every matrix valid for its kernel table entry with
  * the shapes above; H even; B a power of two, 2 <= B <= PWR_MAX_RHS; F >= 1; 0 <= D <= PWR_SUBSCALE_MAX_LAYERS;
  * C_x >= 1; T >= B; uniforms in [0, 1); table non-NULL; out has T entries and trace buffers room for T samples.
  * Returns 0, or -1 if scratch memory could not be allocated (nothing written). */

@@ -1,19 +1,24 @@
-"""pywavernn.cuda: the optional CUDA backend, a ctypes loader of the nvcc-built persistent-kernel sampler.
+"""pywavernn.engines.cuda: the optional CUDA backend, a ctypes loader of the nvcc-built persistent-kernel sampler.
 
 What it is: input validation (ValueError naming the array, expected vs found, before any call into C), the
-conversion of a `pywavernn.format.Model` into the library's descriptor, and `CudaEngine.generate(g, uniforms)`,
+conversion of a `pywavernn.modelfile.Model` into the library's descriptor, and `CudaEngine.generate(g, uniforms)`,
 which returns exactly the samples of docs/format.md §1-4 (same upsampling, same sampling rule) computed on a GPU.
-What it is not: the conditioning network (run `pywavernn.reference.conditioning_ref` on the host to get g),
-or a requirement: nothing else in pywavernn imports it, and `available()` says why it cannot run without raising.
+`CudaEngine` meets the engine interface of pywavernn/engines/base.py for whole utterances (no streaming: the kernel
+carries no state between calls; `nll` runs the NumPy reference on the host: the sampler has no teacher forcing).
+What it is not: the conditioning network (run `pywavernn.conditioning.conditioning` on the host to get g), or a
+requirement: only `Vocoder(backend="cuda")` imports it, and `available()` says why it cannot run without raising.
 
 The library is `cuda/build/libpywavernn_cuda.so` (build: `make -C cuda lib`), or the path in PYWAVERNN_CUDA_LIB.
 
-    from pywavernn import cuda, reference
+    from pywavernn.conditioning import conditioning
+    from pywavernn.engines import cuda
     ok, why = cuda.available(model)
     if ok:
         engine = cuda.CudaEngine(model)
-        g = reference.conditioning_ref(model, mel)                     # (F, 3H) float32
+        g = conditioning(model, mel)                                   # (F, 3H) float32
         samples = engine.generate(g, uniforms)                         # int16 (F * hop,)
+
+Tests: `python -m pytest tests/test_cuda.py -q` (skipped without a GPU and the built library).
 
 Letters: H hidden units, K output-head hidden units, F frames, hop samples per frame, T = F * hop, B batch.
 """
@@ -27,11 +32,13 @@ from typing import Any
 
 import numpy as np
 
+from pywavernn.common import N_CLASSES
+from pywavernn.engines.base import Engine, Progress, WholeUtterance, check_whole_utterance, report
+
 ENV_LIB = "PYWAVERNN_CUDA_LIB"
-DEFAULT_LIB = Path(__file__).resolve().parent.parent / "cuda" / "build" / "libpywavernn_cuda.so"
+DEFAULT_LIB = Path(__file__).resolve().parents[2] / "cuda" / "build" / "libpywavernn_cuda.so"  # the checkout's cuda/
 ABI_VERSION = 1
 MAX_HIDDEN = 1024  # the build's limit (pwr_cuda_limits); checked again against the loaded library
-N_CLASSES = 256
 
 OK, ERR_INVALID_ARGUMENT, ERR_UNSUPPORTED, ERR_NO_DEVICE, ERR_OUT_OF_MEMORY, ERR_CUDA, ERR_TIMEOUT = range(7)
 
@@ -247,10 +254,10 @@ def check_generate_inputs(g: Any, uniforms: Any, hidden: int, hop: int) -> tuple
 
 # --- the engine ----------------------------------------------------------------------------------------------------
 
-class CudaEngine:
+class CudaEngine(Engine):
     """The CUDA sampler bound to one model on one device.
 
-    model:        a pywavernn.format.Model (anything with .model_config and .dense(name)); block-sparse matrices
+    model:        a pywavernn.modelfile.Model (anything with .model_config and .dense(name)); block-sparse matrices
                   are densified (the kernel is dense).
     device:       CUDA device ordinal, -1 for the current one.
     cluster_size: 0 (automatic), 8 or 16 blocks per thread-block cluster.
@@ -258,6 +265,8 @@ class CudaEngine:
     Raises ValueError for a model the sampler cannot take, RuntimeError if the library or a device is missing,
     CudaError if the library refuses (status and detail in the message).
     """
+
+    backend = "cuda"
 
     def __init__(self, model, *, device: int = -1, cluster_size: int = 0, timeout_ms: int = 0):
         for name, value in (("device", device), ("cluster_size", cluster_size), ("timeout_ms", timeout_ms)):
@@ -271,6 +280,7 @@ class CudaEngine:
         self.hidden_size, self.out_hidden = _check_model_config(model)
         feature_config = getattr(model, "feature_config", None)
         self.hop_length = getattr(feature_config, "hop_length", None)
+        self.model, self.model_config, self.hop = model, model.model_config, self.hop_length
         self._handle = ctypes.c_void_p()
         lib, reason = _load()
         if lib is None:
@@ -295,9 +305,25 @@ class CudaEngine:
         out["smem_bytes"] = list(info.smem_bytes)
         return out
 
-    def generate(self, g: np.ndarray, uniforms: np.ndarray, hop: int | None = None) -> np.ndarray:
-        """int16 samples (T,) for g (F, 3H), or (B, T) for g (B, F, 3H); uniforms (T, 2) or (B, T, 2) float32."""
-        return self._generate(g, uniforms, hop, trace=False)
+    def new_state(self) -> WholeUtterance:
+        return WholeUtterance()
+
+    def generate(self, g: np.ndarray, uniforms: np.ndarray, state: WholeUtterance | None = None, *,
+                 hop: int | None = None, progress: Progress | None = None) -> np.ndarray:
+        """int16 samples (T,) for g (F, 3H), or (B, T) for g (B, F, 3H); uniforms (T, 2) or (B, T, 2) float32.
+        state: None or a fresh one (one utterance per call); progress(T) once, after the call."""
+        state = check_whole_utterance(state, self)
+        samples = self._generate(g, uniforms, hop, trace=False)
+        state.t = samples.shape[-1]
+        report(progress, samples.shape[-1])
+        return samples
+
+    def nll(self, g: np.ndarray, audio_int16: np.ndarray) -> float:
+        """Teacher-forced bits per 16-bit sample, by the NumPy reference on the host (the sampler has no teacher
+        forcing): pywavernn.reference.plain.nll_cond_ref on this g. model must be a validated Model."""
+        from pywavernn.reference import plain  # only here: the rest of this module runs without audio I/O modules
+
+        return plain.nll_cond_ref(self.model, g, audio_int16)
 
     def generate_trace(self, g: np.ndarray, uniforms: np.ndarray, hop: int | None = None):
         """(samples, trace): trace holds float32 "h" (.., T, H), "logits_c" and "logits_f" (.., T, 256)."""

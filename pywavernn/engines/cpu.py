@@ -1,16 +1,18 @@
-"""The CPU inference engine: a model's weights prepared for the C kernels, and the sampling loop run in C.
+"""The CPU inference engine: a plain model's weights prepared for the C kernels, and the sampling loop run in C.
 
 What it is: `CpuEngine(model)` holds immutable prepared weights (fp32 or fp16 storage, dense or block-CSR per
 matrix) and runs docs/format.md §1-4 entirely in C without the GIL (pywavernn/_kernels/c/sampler.c): Python is
 called once per `generate`, never per sample. Per-stream state lives in a `StreamState`, so one engine serves many
-streams, and generating a stream in chunks gives exactly the samples of one offline call.
-What it is not: the conditioning network (frame rate, NumPy: `pywavernn.reference.conditioning_ref`), nor the
-mel front end; it takes the frame-rate conditioning g (F, 3H) directly.
+streams, and generating a stream in chunks gives exactly the samples of one offline call. It meets the engine
+interface of pywavernn/engines/base.py (generate, nll, new_state, advance for streaming) and adds what only it
+has: utterances in parallel (`generate_batch`) and per-step traces (`trace`).
+What it is not: the conditioning network (frame rate: `pywavernn.conditioning`), nor the mel front end; it takes
+the frame-rate conditioning g (F, 3H) directly.
 
-    from pywavernn.engine import CpuEngine
-    from pywavernn.reference import conditioning_ref
+    from pywavernn.conditioning import conditioning
+    from pywavernn.engines.cpu import CpuEngine
     engine = CpuEngine(model, weights="fp16", threads=1)
-    g = conditioning_ref(model, mel)                                   # (F, 3H) float32
+    g = conditioning(model, mel)                                       # (F, 3H) float32
     u = np.random.default_rng(seed).random((len(g) * hop, 2), dtype=np.float32)
     audio = engine.generate(g, u)                                      # int16, F * hop samples
     # streaming: state = engine.new_state(); engine.generate(g, u[:n], state); engine.generate(g, u[n:], state)
@@ -18,6 +20,7 @@ mel front end; it takes the frame-rate conditioning g (F, 3H) directly.
     bits = engine.nll(g, audio_int16)                                  # teacher-forced bits per sample
     steps = engine.trace(g, audio_int16_or_uniforms, n_steps=100)      # per-step h, logits_c, logits_f
 
+Tests: `python -m pytest tests/test_engine.py tests/test_engines.py -q`.
 Letters: H hidden units, K output-head hidden units, F frames, hop samples per frame, T samples.
 """
 
@@ -26,13 +29,12 @@ from __future__ import annotations
 import numpy as np
 
 from pywavernn import _native
-from pywavernn.format import BlockSparseMatrix, Model, pack_block_sparse, unpack_block_sparse
-from pywavernn.kernels import (BLOCK_SHAPES, N_CLASSES, STORAGES, KernelMatrix, _check_f32, _describe, _isa_id,
-                               frozen_copy)
+from pywavernn.common import N_CLASSES, PREV_COARSE, PREV_FINE, STEP_MATRICES, STEP_VECTORS, check_f32, describe
+from pywavernn.engines.base import Progress, SequentialEngine
+from pywavernn.kernels import BLOCK_SHAPES, STORAGES, KernelMatrix, frozen_copy, isa_id
+from pywavernn.modelfile import BlockSparseMatrix, Model, pack_block_sparse, unpack_block_sparse
 
-MATRICES = ("gru.R", "out.O1", "out.O2", "out.O3", "out.O4")
-VECTORS = ("gru.W_in", "gru.b_R", "out.b1", "out.b2", "out.b3", "out.b4")
-PREV_COARSE, PREV_FINE = 128, 0  # the sample before the first is s = 0 (docs/format.md §1)
+PROGRESS_CHUNK = 24000  # samples per C call when a progress callback is given (one second at 24 kHz)
 
 
 def _kernel_block(block: tuple[int, int]) -> tuple[int, int]:
@@ -47,7 +49,8 @@ def _kernel_block(block: tuple[int, int]) -> tuple[int, int]:
     return 1, 1  # pragma: no cover - (1, 1) tiles everything
 
 
-def _prepare(w: np.ndarray | BlockSparseMatrix, storage: str) -> KernelMatrix:
+def prepare_matrix(w: np.ndarray | BlockSparseMatrix, storage: str) -> KernelMatrix:
+    """A model matrix as the kernels take it: block-CSR repacked to a kernel block shape if its own has no kernel."""
     if isinstance(w, BlockSparseMatrix):
         block = _kernel_block(tuple(w.block))
         if block != tuple(w.block):
@@ -77,20 +80,22 @@ class StreamState:
         return other
 
 
-class CpuEngine:
+class CpuEngine(SequentialEngine):
     """A model prepared for the C kernels. Immutable after construction; `generate` may be called from several
     Python threads at once with different StreamState objects (the GIL is released in the loop).
 
     weights  "fp32" or "fp16" storage for the five large matrices (R, O1..O4); arithmetic is fp32 either way.
     threads  threads of the loop's persistent team (1 = no OpenMP region); samples never depend on it.
-    exact    True: libm exp/tanh (sample-for-sample equal to pywavernn.reference); False: fast approximations.
+    exact    True: libm exp/tanh (sample-for-sample equal to pywavernn.reference.plain); False: fast approximations.
     isa      None: pywavernn.selected_isa(); or a name from pywavernn.kernels.available_isas().
     """
+
+    backend = "cpu"
 
     def __init__(self, model: Model, weights: str = "fp32", threads: int = 1, exact: bool = False,
                  isa: str | None = None):
         if not isinstance(model, Model):
-            raise TypeError(f"model: expected a pywavernn.format.Model, found {type(model).__name__}")
+            raise TypeError(f"model: expected a pywavernn.modelfile.Model, found {type(model).__name__}")
         if weights not in STORAGES:
             raise ValueError(f"weights: expected one of {sorted(STORAGES)}, found {weights!r}")
         if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or not 1 <= threads <= 256:
@@ -104,12 +109,12 @@ class CpuEngine:
         self.hidden, self.out_hidden = cfg.hidden_size, cfg.out_hidden
         self.storage, self.exact = weights, bool(exact)
         self.threads = int(threads) if _native.openmp_enabled() else 1
-        self._isa = _isa_id(isa)
+        self._isa = isa_id(isa)
         self.isa = _native.engine().isa_name(self._isa)
-        self._kmats = tuple(_prepare(model.weights[name], weights) for name in MATRICES)
-        self._mats = tuple(km._c for km in self._kmats)  # the C-level matrices the loop takes
+        self.matrices = tuple(prepare_matrix(model.weights[name], weights) for name in STEP_MATRICES)
+        self._mats = tuple(km.native for km in self.matrices)  # the C-level matrices the loop takes
         # Private copies: the C loop keeps pointers into them (and W_in carries the input mask).
-        self._vecs = tuple(frozen_copy(np.asarray(model.dense(name), dtype=np.float32)) for name in VECTORS)
+        self._vecs = tuple(frozen_copy(np.asarray(model.dense(name), dtype=np.float32)) for name in STEP_VECTORS)
 
     def new_state(self) -> StreamState:
         """A fresh stream: h = 0, previous sample s = 0, t = 0."""
@@ -127,16 +132,16 @@ class CpuEngine:
     def _check_state(self, state, name: str = "state") -> StreamState:
         state = self.new_state() if state is None else state
         if not isinstance(state, StreamState) or state.h.shape != (self.hidden,):
-            raise TypeError(f"{name}: expected a StreamState from this engine's new_state(), found {_describe(state)}")
-        _check_f32(f"{name}.h", state.h, (self.hidden,), writable=True)
+            raise TypeError(f"{name}: expected a StreamState from this engine's new_state(), found {describe(state)}")
+        check_f32(f"{name}.h", state.h, (self.hidden,), writable=True)
         if not (0 <= state._st[0] <= 255 and 0 <= state._st[1] <= 255 and state._st[2] >= 0):
             raise ValueError(f"{name}: expected bytes in [0, 255] and t >= 0, found {state._st.tolist()}")
         return state
 
     def _check_g(self, g, name: str = "g") -> np.ndarray:
         if not isinstance(g, np.ndarray) or g.ndim != 2:
-            raise TypeError(f"{name}: expected a float32 array (F, {3 * self.hidden}), found {_describe(g)}")
-        g = _check_f32(name, g, (g.shape[0], 3 * self.hidden))
+            raise TypeError(f"{name}: expected a float32 array (F, {3 * self.hidden}), found {describe(g)}")
+        g = check_f32(name, g, (g.shape[0], 3 * self.hidden))
         if g.shape[0] < 1 or not np.isfinite(g).all():
             raise ValueError(f"{name}: expected at least one frame and finite values")
         if g.shape[0] >= 2**31:
@@ -145,15 +150,15 @@ class CpuEngine:
 
     def _check_uniforms(self, uniforms, name: str = "uniforms") -> np.ndarray:
         if not isinstance(uniforms, np.ndarray) or uniforms.ndim != 2:
-            raise TypeError(f"{name}: expected a float32 array (T, 2), found {_describe(uniforms)}")
-        uniforms = _check_f32(name, uniforms, (uniforms.shape[0], 2))
+            raise TypeError(f"{name}: expected a float32 array (T, 2), found {describe(uniforms)}")
+        uniforms = check_f32(name, uniforms, (uniforms.shape[0], 2))
         if not (np.all(uniforms >= 0) and np.all(uniforms < 1)):  # also rejects NaN
             raise ValueError(f"{name}: expected values in [0, 1)")
         return uniforms
 
     def _check_audio(self, audio) -> np.ndarray:
         if not isinstance(audio, np.ndarray) or audio.dtype != np.int16 or audio.ndim != 1:
-            raise TypeError(f"audio_int16: expected a 1-D int16 numpy array, found {_describe(audio)}")
+            raise TypeError(f"audio_int16: expected a 1-D int16 numpy array, found {describe(audio)}")
         return np.ascontiguousarray(audio)
 
     def _check_length(self, name: str, n: int, t: int, g: np.ndarray) -> None:
@@ -166,19 +171,39 @@ class CpuEngine:
 
     # --- generation ------------------------------------------------------------------------------------------
 
-    def generate(self, g: np.ndarray, uniforms: np.ndarray, state: StreamState | None = None) -> np.ndarray:
+    def generate(self, g: np.ndarray, uniforms: np.ndarray, state: StreamState | None = None, *,
+                 cond_first: int = 0, progress: Progress | None = None) -> np.ndarray:
         """Samples state.t .. state.t + T - 1 (T = len(uniforms)) as int16, advancing `state` (a fresh one if None).
 
-        g: the whole utterance's frame-rate conditioning, float32 (F, 3H), finite. uniforms: float32 (T, 2) in
-        [0, 1), (coarse, fine) per sample. Requires state.t + T <= F * hop.
+        g: the frame-rate conditioning, float32 (F, 3H), finite: of the whole utterance, or of its frames from
+        cond_first on (streaming; then cond_first * hop <= state.t). uniforms: float32 (T, 2) in [0, 1), (coarse,
+        fine) per sample. The samples must lie in g's frames: state.t + T <= (cond_first + F) * hop. With a
+        progress callback the loop runs in calls of PROGRESS_CHUNK samples (the same samples: the state carries
+        on), progress(n_done) after each.
         """
         state = self._check_state(state)
         g = self._check_g(g)
         uniforms = self._check_uniforms(uniforms)
+        if isinstance(cond_first, bool) or not isinstance(cond_first, (int, np.integer)) or cond_first < 0:
+            raise ValueError(f"cond_first: expected a non-negative integer, found {cond_first!r}")
+        offset = int(cond_first) * self.hop
+        if state.t < offset:
+            raise ValueError(f"cond_first: g starts at frame {cond_first} (sample {offset}), after the next sample "
+                             f"t = {state.t}")
         n = uniforms.shape[0]
-        self._check_length("uniforms", n, state.t, g)
+        self._check_length("uniforms", n, state.t - offset, g)
         out = np.empty(n, np.int16)
-        _native.engine().generate(*self._loop_args(self.threads), g, g.shape[0], uniforms, state.h, state._st, out)
+        st = state._st.copy()  # the C loop indexes g from its first row: t relative to it, put back after
+        st[2] -= offset
+        chunk = n if progress is None else PROGRESS_CHUNK
+        for start in range(0, n, max(chunk, 1)):
+            stop = min(start + chunk, n)
+            _native.engine().generate(*self._loop_args(self.threads), g, g.shape[0], uniforms[start:stop], state.h,
+                                      st, out[start:stop])
+            if progress is not None:
+                progress(stop)
+        st[2] += offset
+        state._st[:] = st
         return out
 
     def generate_batch(self, gs: list, uniforms: list, threads: int | None = None,

@@ -6,7 +6,7 @@ sub-tensor is at which position at each generation step; `may_depend` / `depende
 say which samples a sample may see, `previous_sample` which one its GRU input carries, `linear_estimate_mask`
 which ones its linear estimates weigh; `context_macs_per_sample` /
 `gru_macs_per_sample` size the two networks.
-What it is not: any of the maths (pywavernn/reference_subscale.py, training/subscale_model.py). Plain Python + NumPy.
+What it is not: any of the maths (pywavernn/reference/subscale.py, training/subscale_model.py). Plain Python + NumPy.
 
 Definitions (docs/format.md §9). Sample t = i * B + s is position i of sub-tensor s (0 <= s < B, 0 <= i < N); the
 last position is padded when B does not divide T, and padded samples (t >= T) are never generated or seen.
@@ -16,10 +16,10 @@ position i = n - s * (F + 1). So (k, z) is generated at step k + z * (F + 1) < i
 <= i + s * (F + 1) = n for every allowed z <= s - 1, k <= i + F: everything a sample may see exists before its step.
 After a warm-up of (B - 1)(F + 1) steps all B sub-tensors advance together, as a batch of B.
 
-    from pywavernn import subscale
-    folded = subscale.fold(audio, 16)                  # (N, 16); folded[i, s] = audio[i * 16 + s]
-    audio == subscale.unfold(folded, len(audio))       # True
-    subscale.schedule(len(audio), 16, 2)               # (N + 15 * 3, 16) positions, -1 where idle
+    from pywavernn import fold
+    folded = fold.fold(audio, 16)                  # (N, 16); folded[i, s] = audio[i * 16 + s]
+    audio == fold.unfold(folded, len(audio))       # True
+    fold.schedule(len(audio), 16, 2)               # (N + 15 * 3, 16) positions, -1 where idle
 
 Tests: `python -m pytest tests/test_subscale.py -q`.
 Letters: B subscale factor (sub-tensors), F future horizon, T samples, N = ceil(T / B) positions, H hidden units,
@@ -67,7 +67,7 @@ def check_model_config(model_config) -> tuple[int, int]:
     factor = check_factor(model_config.subscale_factor)
     if factor < 2:
         raise ValueError(f"subscale_factor: expected a subscale model (B >= 2), found {factor} (the plain WaveRNN; "
-                         "use pywavernn.reference)")
+                         "use pywavernn.reference.plain)")
     return factor, check_horizon(model_config.subscale_horizon)
 
 

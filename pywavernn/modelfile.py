@@ -4,7 +4,7 @@ What it is: the implementation of docs/format.md §6-§8. `save_model` / `load_m
 safetensors file; `pack_block_sparse` / `unpack_block_sparse` are the only way in and out of the block-CSR
 layout; `expected_weight_shapes` is the single source of truth for weight names and shapes; `Model.validate`
 holds every check the loader makes, so an in-memory model can be checked before it is saved or run.
-What it is not: the maths (pywavernn/reference.py) or any kernel. Plain Python + NumPy + safetensors.
+What it is not: the maths (pywavernn/reference/plain.py) or any kernel. Plain Python + NumPy + safetensors.
 
 Run its tests with `python -m pytest tests/test_format.py -q`; inspect a file with `python -m pywavernn info FILE`.
 
@@ -27,13 +27,14 @@ from typing import Any, Iterable, Union
 import numpy as np
 
 from pywavernn._atomic import atomic_write
-from pywavernn.config import N_CLASSES, FeatureConfig, ModelConfig
-from pywavernn.subscale import linear_estimate_mask
+from pywavernn.common import N_CLASSES, STEP_MATRICES
+from pywavernn.config import FeatureConfig, ModelConfig
+from pywavernn.fold import linear_estimate_mask
 
 FORMAT_MAGIC = "pywavernn"
 FORMAT_VERSION = 1
 # Matrices a file may store in block-CSR layout (docs/format.md §6); everything else is always dense.
-SPARSE_CAPABLE = ("gru.R", "out.O1", "out.O2", "out.O3", "out.O4")
+SPARSE_CAPABLE = STEP_MATRICES
 # Further matrices a subscale model (subscale_factor > 1, docs/format.md §9) may store in block-CSR layout.
 SUBSCALE_SPARSE_CAPABLE = ("subscale.proj.weight",)
 SPARSE_PARTS = ("row_ptr", "col_idx", "values")
@@ -226,7 +227,7 @@ def subscale_weight_shapes(model_config: ModelConfig) -> dict[str, tuple[int, ..
         shapes[f"subscale.conv{i}.bias"] = (b, cx)
     shapes.update({"subscale.proj.weight": (3 * h, cx), "subscale.proj.bias": (b, 3 * h)})
     e = model_config.subscale_linear
-    if e:  # the linear estimates: weights [s, d, z, e] (zero outside subscale.linear_estimate_mask), GRU columns
+    if e:  # the linear estimates: weights [s, d, z, e] (zero outside fold.linear_estimate_mask), GRU columns
         shapes.update({"subscale.linear.weight": (b, model_config.subscale_horizon + 2, b, e),
                        "subscale.linear.proj": (3 * h, e)})
     if model_config.subscale_prior != "none":  # the prior's log-scale: a row per byte [coarse, fine] over the

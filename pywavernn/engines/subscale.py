@@ -2,32 +2,42 @@
 generation loop of docs/format.md §9 run in C (pywavernn/_kernels/c/subscale_sampler.c).
 
 What it is: `SubscaleEngine(model)` holds immutable prepared weights (the WaveRNN step's five large matrices in fp32
-or fp16 storage, block-CSR as pywavernn.engine.CpuEngine prepares them, dense ones stored as all-kept 16x1 blocks
+or fp16 storage, block-CSR as pywavernn.engines.cpu prepares them, dense ones stored as all-kept 16x1 blocks
 for the faster B-column kernel; the context network fp32, likewise, its projection subscale.proj.weight block-CSR as
 stored when the model has it block-sparse, docs/format.md §9) and generates a whole utterance per call without the
 GIL. After the warm-up all B sub-tensors advance together: each step multiplies R, O1..O4 and the context projection
 by the B active streams' vectors at once (the B-right-hand-side gemm kernels), so each weight is read from memory
-once per B samples.
+once per B samples. It meets the engine interface of pywavernn/engines/base.py.
 Threads (threads=N): the B streams are split into N contiguous ranges, one per thread of a persistent OpenMP team
 that meets once per schedule step; each stream's arithmetic is unchanged, so the samples are the same for every N
 (at most B threads are used; one without OpenMP; a team sharing its cores with other work finishes the call on one
 thread).
-Streaming: `new_run()` and `advance(...)` run the schedule in pieces as the conditioning arrives, with the samples
-of one `generate` call (pywavernn/stream.py builds Vocoder.stream on them).
-What it is not: the conditioning network (frame rate: pywavernn.reference.conditioning_ref gives g).
+What it is not: the conditioning network (frame rate: pywavernn.conditioning gives g), nor teacher forcing: the C
+loop has none, so `nll` runs the NumPy reference (pywavernn.reference.subscale) on the g it is given.
 
-    from pywavernn.subscale_engine import SubscaleEngine
-    from pywavernn.reference import conditioning_ref
+    from pywavernn.conditioning import conditioning
+    from pywavernn.engines.subscale import SubscaleEngine
     engine = SubscaleEngine(model, weights="fp16", threads=2)
-    g = conditioning_ref(model, mel)                                     # (F, 3H) float32
+    g = conditioning(model, mel)                                         # (F, 3H) float32
     u = np.random.default_rng(seed).random((len(g) * hop, 2), dtype=np.float32)
     audio = engine.generate(g, u)                                        # int16, F * hop samples
     steps = engine.trace(g, u)                                           # per-sample h, logits, schedule step
 
-exact=True uses libm exp/tanh and the float32 operation order of pywavernn.reference_subscale, so the samples are
+Streaming (`new_state`, `advance`; pywavernn/engines/stream.py builds Vocoder.stream on them). The C loop keeps its
+state in a run between calls (`new_run`, `run_steps`) and runs the schedule steps n whose samples have their
+conditioning: stream 0 leads, drawing sample t = n B at step n, which interpolates frames floor(n B / hop) and + 1,
+so step n runs once g of that next frame is final, i.e. once n B < (g_end - 1) hop; the last steps (and the
+utterance-end clamp) wait for the end. A sample is final once its own stream has produced it, and the samples come
+out in true-time order, so output lags the leading stream by the schedule's skew: stream s runs s (F + 1) steps
+behind stream 0, so sample t is out about (B - 1)(F + 1) B samples after stream 0 passed it (B = 16, F = 2: 720
+samples, 2.4 frames of hop 300). Memory is bounded likewise: the run (per stream: state and context chains, and the
+last 2 (B + 1)(F + 1) positions of the folded sequence), the generated-but-not-final samples and their uniforms.
+
+exact=True uses libm exp/tanh and the float32 operation order of pywavernn.reference.subscale, so the samples are
 those of `generate_subscale_ref` (up to matrix-product rounding, which in practice never moves a draw across a
 class edge; tests/test_subscale_engine.py checks it); exact=False uses the fast approximations.
 
+Tests: `python -m pytest tests/test_subscale_engine.py tests/test_engines.py -q`.
 Letters: H hidden units, K output-head hidden units, B subscale factor, F future horizon, C_x context channels,
 D context layers, T samples (frames * hop).
 """
@@ -36,11 +46,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from pywavernn import _native, subscale
-from pywavernn.engine import MATRICES, VECTORS, _prepare
-from pywavernn.format import Model, pack_block_sparse
-from pywavernn.kernels import (MAX_RHS, N_CLASSES, STORAGES, KernelMatrix, _check_f32, _describe, _isa_id,
-                               frozen_copy)
+from pywavernn import _native, fold
+from pywavernn.common import N_CLASSES, STEP_MATRICES, STEP_VECTORS, check_f32, describe
+from pywavernn.engines.base import Draw, Engine, Progress, report
+from pywavernn.engines.cpu import prepare_matrix
+from pywavernn.kernels import MAX_RHS, STORAGES, KernelMatrix, frozen_copy, isa_id
+from pywavernn.modelfile import Model, pack_block_sparse
+from pywavernn.reference.subscale import nll_subscale_cond_ref
 
 
 def _f32(a) -> np.ndarray:
@@ -51,30 +63,44 @@ def _f32(a) -> np.ndarray:
 def _for_columns(w, storage: str = "fp32") -> KernelMatrix:
     """A matrix prepared for the B-column products. A BlockSparseMatrix (R, O1..O4, the context projection when
     the model stores them sparse) keeps its blocks (repacked only to a kernel block shape, as
-    pywavernn.engine prepares it). A dense matrix whose rows split into 16s is stored as 16x1
+    pywavernn.engines.cpu prepares it). A dense matrix whose rows split into 16s is stored as 16x1
     blocks, all kept: the 16x1 gemm keeps 8 accumulators per 4 columns in registers and needs no horizontal sums,
     where the dense gemm keeps 4 and reduces every row (measured ~2x (R) to ~4x (the context projection, 32
     columns) faster for 16 right-hand sides on AVX2). The products are the same up to float32 summation order."""
     if isinstance(w, np.ndarray) and w.shape[0] % 16 == 0:
         return KernelMatrix(pack_block_sparse(_f32(w), 16, 1), storage)
-    return _prepare(w, storage)
+    return prepare_matrix(w, storage)
 
 
-class SubscaleEngine:
+class SubscaleState:
+    """One streamed utterance of a SubscaleEngine: the C loop's run, t (samples returned), the samples generated
+    but not yet final (pending, from t on) and the uniforms drawn for samples from t on (uniforms)."""
+
+    def __init__(self, run):
+        self.run = run
+        self.t = 0
+        self.pending = np.empty(0, np.int16)
+        self.uniforms = np.empty((0, 2), np.float32)
+
+
+class SubscaleEngine(Engine):
     """A subscale model (subscale_factor B in 2..16) prepared for the C kernels. Immutable after construction;
     `generate` may be called from several Python threads at once (all per-stream state is per call).
 
     weights  "fp32" or "fp16" storage for R, O1..O4 (arithmetic is fp32 either way); the context network is fp32.
-    exact    True: libm exp/tanh (the samples of pywavernn.reference_subscale); False: fast approximations.
+    exact    True: libm exp/tanh (the samples of pywavernn.reference.subscale); False: fast approximations.
     isa      None: pywavernn.selected_isa(); or a name from pywavernn.kernels.available_isas().
     threads  an int >= 1: threads of the loop's team, each owning a contiguous range of the B streams (min(threads,
              B) are used; 1 without OpenMP). The samples never depend on it.
     """
 
+    backend = "cpu"
+    streams = True
+
     def __init__(self, model: Model, weights: str = "fp32", exact: bool = False, isa: str | None = None,
                  threads: int = 1):
         if not isinstance(model, Model):
-            raise TypeError(f"model: expected a pywavernn.format.Model, found {type(model).__name__}")
+            raise TypeError(f"model: expected a pywavernn.modelfile.Model, found {type(model).__name__}")
         if weights not in STORAGES:
             raise ValueError(f"weights: expected one of {sorted(STORAGES)}, found {weights!r}")
         if not isinstance(exact, (bool, np.bool_)):
@@ -82,11 +108,12 @@ class SubscaleEngine:
         if isinstance(threads, (bool, np.bool_)) or not isinstance(threads, (int, np.integer)) or threads < 1:
             raise ValueError(f"threads: expected an integer >= 1, found {threads!r}")
         cfg = model.model_config
-        factor, horizon = subscale.check_model_config(cfg)
+        factor, horizon = fold.check_model_config(cfg)
         if factor > MAX_RHS:
             raise ValueError(f"subscale_factor: expected at most {MAX_RHS} (the gemm kernels' right-hand sides), "
                              f"found {factor}")
         model.validate()  # shapes, finiteness, block-CSR indices, the W_in mask, the subscale tensors
+        self.model = model  # for nll (the NumPy reference: the C loop has no teacher forcing)
         self.model_config, self.hop = cfg, model.feature_config.hop_length
         self.hidden, self.out_hidden = cfg.hidden_size, cfg.out_hidden
         self.factor, self.horizon = factor, horizon
@@ -94,16 +121,16 @@ class SubscaleEngine:
         self.storage, self.exact = weights, bool(exact)
         # The team's size: a thread owns at least one stream, and without OpenMP there is one.
         self.threads = min(int(threads), factor) if _native.openmp_enabled() else 1
-        self._isa = _isa_id(isa)
+        self._isa = isa_id(isa)
         self.isa = _native.engine().isa_name(self._isa)
-        self._kmats = tuple(_for_columns(model.weights[name], weights) for name in MATRICES)
-        self._mats = tuple(km._c for km in self._kmats)
-        vecs = [_f32(model.dense(name)) for name in VECTORS]
-        w_in = VECTORS.index("gru.W_in")
+        self.matrices = tuple(_for_columns(model.weights[name], weights) for name in STEP_MATRICES)
+        self._mats = tuple(km.native for km in self.matrices)
+        vecs = [_f32(model.dense(name)) for name in STEP_VECTORS]
+        w_in = STEP_VECTORS.index("gru.W_in")
         vecs[w_in] = _f32(vecs[w_in].T)  # (3, 3H): the loop reads each input's weights over contiguous rows
         self._vecs = tuple(vecs)
         w = model.weights
-        # subscale.proj.weight may be a BlockSparseMatrix (format.sparse_capable): its gemm skips pruned blocks.
+        # subscale.proj.weight may be a BlockSparseMatrix (modelfile.sparse_capable): its gemm skips pruned blocks.
         n_lin = cfg.subscale_linear
         # With linear estimates the projection takes their E columns too: one gemm over each stream's [a_D, est].
         proj = (np.hstack([model.dense("subscale.proj.weight"), w["subscale.linear.proj"]]) if n_lin
@@ -112,8 +139,8 @@ class SubscaleEngine:
         for layer in range(self.layers):
             conv = w[f"subscale.conv{layer}.weight"]
             ctx += [_for_columns(conv[:, :, 0]), _for_columns(conv[:, :, 1])]
-        self._ctx_kmats = tuple(ctx)
-        self._ctx_mats = tuple(km._c for km in ctx)
+        self.context_matrices = tuple(ctx)
+        self._ctx_mats = tuple(km.native for km in ctx)
         conv_bias = (np.stack([w[f"subscale.conv{layer}.bias"] for layer in range(self.layers)])
                      if self.layers else np.zeros((1, factor, self.channels)))
         lin_w = _f32(w["subscale.linear.weight"]) if n_lin else np.zeros(1, np.float32)
@@ -122,9 +149,9 @@ class SubscaleEngine:
                             else (np.zeros(1, np.float32), np.zeros(1, np.float32)))
         self._ctx_vecs = (_f32(w["subscale.embed.bias"]), _f32(conv_bias), _f32(w["subscale.proj.bias"]), lin_w,
                           prior_w, prior_b)
-        prev_time = int(model.model_config.subscale_previous == "time")  # subscale.previous_sample
+        prev_time = int(model.model_config.subscale_previous == "time")  # fold.previous_sample
         residual = int(model.model_config.subscale_residual)
-        lag = int(model.model_config.subscale_context_order == "lag")  # subscale.context_input_order
+        lag = int(model.model_config.subscale_context_order == "lag")  # fold.context_input_order
         self._dims = (self.hidden, self.out_hidden, self.hop, factor, horizon, self.channels, self.layers, prev_time,
                       residual, lag, n_lin, prior)
 
@@ -132,8 +159,8 @@ class SubscaleEngine:
 
     def _check_g(self, g) -> np.ndarray:
         if not isinstance(g, np.ndarray) or g.ndim != 2:
-            raise TypeError(f"g: expected a float32 array (F, {3 * self.hidden}), found {_describe(g)}")
-        g = _check_f32("g", g, (g.shape[0], 3 * self.hidden))
+            raise TypeError(f"g: expected a float32 array (F, {3 * self.hidden}), found {describe(g)}")
+        g = check_f32("g", g, (g.shape[0], 3 * self.hidden))
         if g.shape[0] < 1 or not np.isfinite(g).all():
             raise ValueError("g: expected at least one frame and finite values")
         if g.shape[0] * self.hop < self.factor:
@@ -145,11 +172,11 @@ class SubscaleEngine:
 
     def _check_uniforms(self, uniforms, n_samples: int) -> np.ndarray:
         if not isinstance(uniforms, np.ndarray) or uniforms.ndim != 2:
-            raise TypeError(f"uniforms: expected a float32 array ({n_samples}, 2), found {_describe(uniforms)}")
+            raise TypeError(f"uniforms: expected a float32 array ({n_samples}, 2), found {describe(uniforms)}")
         if uniforms.shape != (n_samples, 2):
             raise ValueError(f"uniforms: expected shape ({n_samples}, 2) (F * hop samples, coarse and fine), "
                              f"found {uniforms.shape}")
-        uniforms = _check_f32("uniforms", uniforms, (n_samples, 2))
+        uniforms = check_f32("uniforms", uniforms, (n_samples, 2))
         if not (np.all(uniforms >= 0) and np.all(uniforms < 1)):  # also rejects NaN
             raise ValueError("uniforms: expected values in [0, 1)")
         return uniforms
@@ -171,16 +198,69 @@ class SubscaleEngine:
 
     # --- generation ------------------------------------------------------------------------------------------
 
-    def generate(self, g: np.ndarray, uniforms: np.ndarray) -> np.ndarray:
-        """The utterance's T = F * hop samples as int16 (T,), sample t drawn with uniforms[t].
+    def new_state(self) -> SubscaleState:
+        """A fresh utterance (its run holds the C loop's state between `advance` calls; one user at a time)."""
+        return SubscaleState(self.new_run())
+
+    def generate(self, g: np.ndarray, uniforms: np.ndarray, state: SubscaleState | None = None, *,
+                 progress: Progress | None = None) -> np.ndarray:
+        """The utterance's T = F * hop samples as int16 (T,), sample t drawn with uniforms[t], in one call
+        (progress(T) after it).
 
         g: the frame-rate conditioning, float32 (F, 3H), C-contiguous, finite, T >= B. uniforms: float32 (T, 2)
         in [0, 1), (coarse, fine) per sample, indexed by true time t (so the samples do not depend on the
-        schedule).
+        schedule). state: None or a fresh one from new_state() (marked done: t = T); to generate in pieces, stream.
         """
-        return self._run(g, uniforms, None)
+        if state is not None and not (isinstance(state, SubscaleState) and state.t == 0
+                                      and state.run.next_step == 0):
+            raise ValueError(f"state: generate() takes None or a fresh SubscaleState from new_state() (a whole "
+                             f"utterance; advance() continues one), found {describe(state)}")
+        samples = self._run(g, uniforms, None)
+        if state is not None:
+            state.t = samples.shape[0]
+            state.run = None  # the utterance is done: advance() refuses it
+        report(progress, samples.shape[0])
+        return samples
 
-    # --- streaming (pywavernn/stream.py) ----------------------------------------------------------------------
+    def nll(self, g: np.ndarray, audio_int16: np.ndarray) -> float:
+        """Teacher-forced bits per 16-bit sample (docs/format.md §5), computed by the NumPy reference
+        (pywavernn.reference.subscale.nll_subscale_cond_ref) from this g: the C loop has no teacher forcing."""
+        return nll_subscale_cond_ref(self.model, self._check_g(g), audio_int16)
+
+    # --- streaming (pywavernn/engines/stream.py) -----------------------------------------------------------------
+
+    def advance(self, state: SubscaleState, cond: np.ndarray, cond_first: int, n_frames: int | None,
+                draw: Draw) -> np.ndarray:
+        """Engine.advance: run the schedule steps whose samples have final conditioning (all of them once n_frames
+        is known) and return the samples that became final, in true-time order (see the module docstring)."""
+        if not isinstance(state, SubscaleState) or state.run is None:
+            raise ValueError(f"state: expected a SubscaleState from new_state() not used by generate(), found "
+                             f"{describe(state)}")
+        hop, factor = self.hop, self.factor
+        g_end = cond_first + cond.shape[0]
+        if n_frames is not None:
+            total = n_frames * hop
+            if total < factor:
+                raise ValueError(f"n_frames: expected at least B = {factor} samples, found {n_frames} frames x hop "
+                                 f"{hop} = {total}")
+            n_end, last = self.n_steps(total), total - 1
+        else:
+            total = None
+            n_end = max(0, -(-(g_end - 1) * hop // factor))  # steps n with n B < (g_end - 1) hop
+            last = (n_end - 1) * factor
+        if n_end <= state.run.next_step:
+            return np.empty(0, np.int16)
+        have = state.t + state.uniforms.shape[0]
+        if last + 1 > have:
+            state.uniforms = np.concatenate([state.uniforms, draw(last + 1 - have)])
+        out = np.empty(last + 1 - state.t, np.int16)
+        out[:state.pending.shape[0]] = state.pending  # generated before; the C loop writes only the new samples
+        self.run_steps(state.run, cond, cond_first, total, state.uniforms, state.t, out, n_end)
+        done = min(self.first_pending(n_end), last + 1) - state.t
+        ready, state.pending = out[:done], out[done:]
+        state.uniforms = state.uniforms[done:]
+        state.t += done
+        return ready
 
     def n_steps(self, n_samples: int) -> int:
         """Schedule steps of an utterance of n_samples: ceil(n_samples / B) + (B - 1)(F + 1)."""
@@ -192,12 +272,12 @@ class SubscaleEngine:
         return min(max(0, n - s * (self.horizon + 1)) * self.factor + s for s in range(self.factor))
 
     def new_run(self):
-        """A fresh resumable generation (the C loop's state between `advance` calls; one user at a time)."""
+        """A fresh resumable generation (the C loop's state between `run_steps` calls; one user at a time)."""
         return _native.engine().SubscaleRun(self.threads, self._dims, self._mats, self._vecs, self._ctx_mats,
                                             self._ctx_vecs)
 
-    def advance(self, run, g: np.ndarray, g_first: int, n_samples: int | None, uniforms: np.ndarray, t_first: int,
-                out: np.ndarray, n_end: int) -> None:
+    def run_steps(self, run, g: np.ndarray, g_first: int, n_samples: int | None, uniforms: np.ndarray,
+                  t_first: int, out: np.ndarray, n_end: int) -> None:
         """Run schedule steps [run.next_step, n_end) of one utterance, writing each sample t they generate to
         out[t - t_first] (the samples of `generate`, whatever the split into calls).
 
@@ -213,7 +293,7 @@ class SubscaleEngine:
         g_end = g_first + g.shape[0]
         if not (isinstance(g, np.ndarray) and g.dtype == np.float32 and g.flags.c_contiguous and g.ndim == 2
                 and g.shape[1] == 3 * self.hidden and g.shape[0] >= 1):
-            raise TypeError(f"g: expected a C-contiguous float32 array (>= 1, {3 * self.hidden}), found {_describe(g)}")
+            raise TypeError(f"g: expected a C-contiguous float32 array (>= 1, {3 * self.hidden}), found {describe(g)}")
         if n_samples is None:
             last = (n_end - 1) * self.factor  # stream 0 leads: its sample at the last step
             if last >= (g_end - 1) * self.hop:
@@ -233,11 +313,11 @@ class SubscaleEngine:
         if not (isinstance(uniforms, np.ndarray) and uniforms.dtype == np.float32 and uniforms.flags.c_contiguous
                 and uniforms.ndim == 2 and uniforms.shape[1] == 2 and uniforms.shape[0] > last - t_first):
             raise ValueError(f"uniforms: expected C-contiguous float32 ({last - t_first + 1}+, 2), found "
-                             f"{_describe(uniforms)}")
+                             f"{describe(uniforms)}")
         if not (isinstance(out, np.ndarray) and out.dtype == np.int16 and out.flags.c_contiguous and out.ndim == 1
                 and out.flags.writeable and out.shape[0] > last - t_first):
             raise ValueError(f"out: expected a writable C-contiguous int16 array ({last - t_first + 1}+,), found "
-                             f"{_describe(out)}")
+                             f"{describe(out)}")
         run.advance(self._isa, self.exact, g, g_first, g_end, total, uniforms, out, t_first, n_end)
 
     def trace(self, g: np.ndarray, uniforms: np.ndarray) -> dict:

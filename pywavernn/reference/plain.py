@@ -1,15 +1,21 @@
 """The NumPy reference WaveRNN: docs/format.md §1-5, written to be read.
 
 What it is: the definition-by-code of what a pywavernn model computes, used as the `reference` backend of
-`pywavernn.Vocoder` and as the yardstick every optimised backend (C kernels, CUDA, the PyTorch twin in
-training/) is tested against, step by step and sample by sample.
+`pywavernn.Vocoder` (through pywavernn/engines/reference.py) and as the yardstick every optimised backend (C
+kernels, CUDA, the PyTorch twin in training/) is tested against, step by step and sample by sample. The
+conditioning network and its upsampling are pywavernn/conditioning.py, shared with every engine.
 What it is not: fast. No SIMD, no threads, nothing compiled; it imports only NumPy and pywavernn's plain-Python
-modules (config, format, audio, features). All arithmetic is float32, as in the spec.
+modules (common, conditioning, modelfile, audio, features). All arithmetic is float32, as in the spec.
 
-    from pywavernn import format, reference
-    model = format.load_model("model.safetensors")
-    samples = reference.generate_ref(model, mel, uniforms)          # int16, F * hop samples
-    bits = reference.nll_ref(model, mel, audio_int16)                # bits per 16-bit sample
+    from pywavernn import modelfile
+    from pywavernn.reference import plain
+    model = modelfile.load_model("model.safetensors")
+    samples = plain.generate_ref(model, mel, uniforms)              # int16, F * hop samples
+    bits = plain.nll_ref(model, mel, audio_int16)                   # bits per 16-bit sample
+    # from the conditioning g = pywavernn.conditioning.conditioning_ref(model, mel), in pieces:
+    state = plain.GenerationState.fresh(model)
+    a = plain.generate_cond_ref(model, g, uniforms[:n], state)      # samples 0 .. n - 1
+    b = plain.generate_cond_ref(model, g, uniforms[n:], state)      # the rest: a + b == samples
 
 Tests: `python -m pytest tests/test_reference.py -q` (against golden data from PyTorch, tests/data/make_golden.py).
 
@@ -19,17 +25,17 @@ BH x BW block shape, F frames, hop samples per frame, T = F * hop samples.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable, Iterator
 
 import numpy as np
 
 from pywavernn import features
 from pywavernn.audio import coarse_fine_join, coarse_fine_split, scale_byte
-from pywavernn.format import BlockSparseMatrix, Model
+from pywavernn.common import F32, N_CLASSES, PREV_COARSE, PREV_FINE, check_audio, check_uniforms
+from pywavernn.conditioning import cond_at, conditioning_ref, upsample_conditioning
+from pywavernn.modelfile import BlockSparseMatrix, Model
 
-F32 = np.float32
-N_CLASSES = 256
-PREV_COARSE, PREV_FINE = 128, 0  # the sample before the first is s = 0 (§1)
 TEACHER_FORCING_CHUNK = 2048  # samples per vectorised chunk: bounds memory at ~chunk * 3H floats
 BYTE_INPUT = scale_byte(np.arange(N_CLASSES))  # byte v -> float32(v) / 127.5 - 1, looked up per step
 
@@ -66,76 +72,6 @@ def matvec_ref(w: np.ndarray | BlockSparseMatrix, x: np.ndarray) -> np.ndarray:
 
 def sigmoid_ref(x: np.ndarray) -> np.ndarray:
     return F32(1) / (F32(1) + np.exp(-x))
-
-
-# --- conditioning (§2) ----------------------------------------------------------------------------------------------
-
-def _frame_independent_matmul(w: np.ndarray, z: np.ndarray) -> np.ndarray:
-    """w (M, C) @ z (C, F), summed over c = 0, 1, ... in that order, one float32 multiply-add per element.
-
-    Why not BLAS: a BLAS product's rounding depends on the shape it is given (blocking, kernel choice), so the
-    conditioning of frame j computed from a few frames (streaming) could differ in the last bit from the same
-    frame computed over the whole utterance, and a sampled byte could flip. Elementwise float32 arithmetic
-    gives frame j the same value whatever else is in the window.
-    """
-    out = np.zeros((w.shape[0], z.shape[1]), F32)
-    for c in range(w.shape[1]):
-        out += w[:, c:c + 1] * z[c:c + 1, :]
-    return out
-
-
-def _conv1d_same_replicate(z: np.ndarray, weight: np.ndarray, bias: np.ndarray, matmul=None) -> np.ndarray:
-    """torch.nn.Conv1d(padding=(k-1)//2, padding_mode='replicate') on z (C_in, F) -> (C_out, F)."""
-    matmul = matmul or _frame_independent_matmul
-    k = weight.shape[2]
-    pad = (k - 1) // 2
-    n_frames = z.shape[1]
-    padded = np.pad(z, ((0, 0), (pad, pad)), mode="edge")  # 'edge' repeats the edge frame
-    out = np.repeat(bias[:, None], n_frames, axis=1)
-    for tap in range(k):  # cross-correlation: output frame f sees padded frames f .. f + k - 1
-        out += matmul(np.ascontiguousarray(weight[:, :, tap]), padded[:, tap:tap + n_frames])
-    return out
-
-
-def conditioning_ref(model: Model, mel: np.ndarray, matmul=None) -> np.ndarray:
-    """The frame-rate conditioning network: log-mel (F, n_mels) -> g (F, 3H) float32 (§2).
-
-    Each frame's value does not depend on how many frames are passed (see _frame_independent_matmul), which
-    is what lets streaming reproduce the offline samples exactly. matmul: a function with the very arithmetic
-    of _frame_independent_matmul (the default), e.g. the compiled pywavernn.kernels.frame_matmul that
-    pywavernn.vocoder.conditioning passes.
-    """
-    matmul = matmul or _frame_independent_matmul
-    mel = features.check_mel(mel, model.model_config.n_mels)
-    z = np.ascontiguousarray(mel.T, dtype=F32)
-    for i in range(len(model.model_config.cond_kernels)):
-        w = model.dense(f"cond.conv{i}.weight")
-        b = model.dense(f"cond.conv{i}.bias")
-        z = np.maximum(_conv1d_same_replicate(z, w, b, matmul), F32(0))
-    g = matmul(model.dense("cond.proj.weight"), z) + model.dense("cond.proj.bias")[:, None]
-    return np.ascontiguousarray(g.T, dtype=F32)
-
-
-def cond_at(g: np.ndarray, t: int, hop: int) -> np.ndarray:
-    """The conditioning of sample t (3H,): linear interpolation between frames j = t // hop and j + 1 (§2).
-
-    Frame j's vector applies exactly at sample j * hop; past the last frame g[F] := g[F - 1].
-    """
-    j = t // hop
-    a = F32(t % hop) / F32(hop)
-    g0 = g[j]
-    g1 = g[min(j + 1, g.shape[0] - 1)]
-    return g0 + a * (g1 - g0)
-
-
-def upsample_conditioning(g: np.ndarray, start: int, stop: int, hop: int) -> np.ndarray:
-    """cond_at for samples start..stop-1 at once, (stop - start, 3H); same float32 operations, same values."""
-    t = np.arange(start, stop)
-    j = t // hop
-    a = (t % hop).astype(F32) / F32(hop)
-    g0 = g[j]
-    g1 = g[np.minimum(j + 1, g.shape[0] - 1)]
-    return g0 + a[:, None] * (g1 - g0)
 
 
 # --- one step (§3) ------------------------------------------------------------------------------------------------
@@ -186,38 +122,13 @@ def sample_from_logits_ref(logits: np.ndarray, u: float) -> int:
 def _check_model(model: Model) -> None:
     """Every load_model check (names, shapes, finiteness, the W_in mask) on an in-memory model."""
     if not isinstance(model, Model):
-        raise TypeError(f"model: expected a pywavernn.format.Model, found {type(model).__name__}")
+        raise TypeError(f"model: expected a pywavernn.modelfile.Model, found {type(model).__name__}")
     if model.model_config.subscale_factor != 1:
         raise ValueError(
             f"model: the reference implements the plain WaveRNN (subscale_factor 1), "
             f"found subscale_factor {model.model_config.subscale_factor}"
         )
     model.validate()
-
-
-def _check_uniforms(uniforms: np.ndarray, n_samples: int) -> np.ndarray:
-    if not isinstance(uniforms, np.ndarray) or uniforms.dtype != F32:
-        found = uniforms.dtype if isinstance(uniforms, np.ndarray) else type(uniforms).__name__
-        raise TypeError(f"uniforms: expected a float32 numpy array, found {found}")
-    if uniforms.shape != (n_samples, 2):
-        raise ValueError(
-            f"uniforms: expected shape ({n_samples}, 2) (F * hop samples, coarse and fine), found {uniforms.shape}"
-        )
-    if not (np.all(uniforms >= 0) and np.all(uniforms < 1)):  # also rejects NaN
-        raise ValueError("uniforms: expected values in [0, 1)")
-    return uniforms
-
-
-def _check_audio(audio: np.ndarray, n_frames: int, hop: int) -> np.ndarray:
-    if not isinstance(audio, np.ndarray) or audio.dtype != np.int16:
-        found = audio.dtype if isinstance(audio, np.ndarray) else type(audio).__name__
-        raise TypeError(f"audio_int16: expected an int16 numpy array, found {found}")
-    if audio.shape != (n_frames * hop,):
-        raise ValueError(
-            f"audio_int16: expected shape ({n_frames * hop},): audio length must be F * hop = {n_frames} * {hop} "
-            f"for a mel of {n_frames} frames, found {audio.shape}"
-        )
-    return audio
 
 
 # --- generation (§3, §4) ------------------------------------------------------------------------------------------
@@ -227,8 +138,8 @@ def _gates(v: np.ndarray, half: int) -> np.ndarray:
     return v.reshape(3, 2, half)
 
 
-def _generate_step(model: Model, h: np.ndarray, c_prev: int, f_prev: int, cond: np.ndarray,
-                   u_coarse: float, u_fine: float, adjust: Callable | None = None):
+def generate_step_ref(model: Model, h: np.ndarray, c_prev: int, f_prev: int, cond: np.ndarray,
+                      u_coarse: float, u_fine: float, adjust: Callable | None = None):
     """One sample in the spec's order: rh once; coarse gates; O1, O2; sample c_t; fine gates with c_t; O3, O4; f_t.
 
     Returns (h', c_t, f_t, logits_c, logits_f). The input projection is summed as in input_projection_ref:
@@ -260,6 +171,21 @@ def _generate_step(model: Model, h: np.ndarray, c_prev: int, f_prev: int, cond: 
     return np.concatenate([h_coarse, h_fine]), c_t, f_t, logits_c, logits_f
 
 
+@dataclass
+class GenerationState:
+    """Where a generation stands: the GRU state h (H,), the previous sample's bytes (c_prev, f_prev) and the index
+    t of the next sample, counted from the utterance's start. Fresh: h = 0, previous sample s = 0, t = 0."""
+
+    h: np.ndarray
+    c_prev: int = PREV_COARSE
+    f_prev: int = PREV_FINE
+    t: int = 0
+
+    @classmethod
+    def fresh(cls, model: Model) -> "GenerationState":
+        return cls(np.zeros(model.model_config.hidden_size, dtype=F32))
+
+
 def generate_ref(model: Model, mel: np.ndarray, uniforms: np.ndarray, trace: bool = False, *,
                  progress: Callable[[int], None] | None = None):
     """Free-running generation: log-mel (F, n_mels) and uniforms (F * hop, 2) float32 -> int16 samples (F * hop,).
@@ -270,27 +196,51 @@ def generate_ref(model: Model, mel: np.ndarray, uniforms: np.ndarray, trace: boo
     sampled bytes "coarse" and "fine" (T,) -- for step-level comparisons with other backends.
     """
     _check_model(model)
-    hop = model.feature_config.hop_length
     g = conditioning_ref(model, mel)  # validates the mel
-    n_samples = g.shape[0] * hop
-    uniforms = _check_uniforms(uniforms, n_samples)
+    uniforms = check_uniforms(uniforms, g.shape[0] * model.feature_config.hop_length)
+    return generate_cond_ref(model, g, uniforms, trace=trace, progress=progress)
 
-    hidden = model.model_config.hidden_size
-    h = np.zeros(hidden, dtype=F32)
-    c_prev, f_prev = PREV_COARSE, PREV_FINE
+
+def generate_cond_ref(model: Model, g: np.ndarray, uniforms: np.ndarray, state: GenerationState | None = None, *,
+                      g_first: int = 0, trace: bool = False, progress: Callable[[int], None] | None = None):
+    """generate_ref from the conditioning, in pieces if wanted: the next T = len(uniforms) samples of `state` (a
+    fresh utterance if None), which it advances; successive calls give the samples of one call.
+
+    g (rows, 3H) float32 is the conditioning (pywavernn.conditioning) of frames g_first .. g_first + rows - 1, and
+    must hold the frames of the samples generated: g_first * hop <= state.t and state.t + T <= (g_first + rows) *
+    hop. Past its last row g repeats that row (§2), which is the utterance's edge rule when g reaches the end.
+    model: a validated plain model (load_model validates; generate_ref checks an in-memory one). progress and trace
+    as in generate_ref, counted from this call's first sample.
+    """
+    hop, hidden = model.feature_config.hop_length, model.model_config.hidden_size
+    if not (isinstance(g, np.ndarray) and g.dtype == F32 and g.ndim == 2 and g.shape[1] == 3 * hidden):
+        raise TypeError(f"g: expected a float32 array (frames, {3 * hidden}), found "
+                        f"{g.dtype if isinstance(g, np.ndarray) else type(g).__name__} of shape {np.shape(g)}")
+    if not isinstance(uniforms, np.ndarray) or uniforms.ndim != 2:
+        raise TypeError(f"uniforms: expected a float32 array (T, 2), found {type(uniforms).__name__}")
+    uniforms = check_uniforms(uniforms, uniforms.shape[0])
+    state = GenerationState.fresh(model) if state is None else state
+    t0, n_samples, lo = state.t, uniforms.shape[0], g_first * hop
+    if not lo <= t0 <= t0 + n_samples <= lo + g.shape[0] * hop:
+        raise ValueError(f"uniforms: samples {t0} .. {t0 + n_samples - 1} must lie in the frames of g, samples "
+                         f"{lo} .. {lo + g.shape[0] * hop - 1}")
+
+    h, c_prev, f_prev = state.h, state.c_prev, state.f_prev
     coarse = np.empty(n_samples, dtype=np.int64)
     fine = np.empty(n_samples, dtype=np.int64)
     if trace:
         steps = {"h": np.empty((n_samples, hidden), F32), "logits_c": np.empty((n_samples, N_CLASSES), F32),
                  "logits_f": np.empty((n_samples, N_CLASSES), F32)}
-    for t in range(n_samples):
-        h, c_prev, f_prev, logits_c, logits_f = _generate_step(
-            model, h, c_prev, f_prev, cond_at(g, t, hop), uniforms[t, 0], uniforms[t, 1])
-        coarse[t], fine[t] = c_prev, f_prev
+    for i in range(n_samples):
+        t = t0 + i
+        h, c_prev, f_prev, logits_c, logits_f = generate_step_ref(
+            model, h, c_prev, f_prev, cond_at(g, t - lo, hop), uniforms[i, 0], uniforms[i, 1])
+        coarse[i], fine[i] = c_prev, f_prev
         if trace:
-            steps["h"][t], steps["logits_c"][t], steps["logits_f"][t] = h, logits_c, logits_f
+            steps["h"][i], steps["logits_c"][i], steps["logits_f"][i] = h, logits_c, logits_f
         if progress is not None and (t + 1) % hop == 0:
-            progress(t + 1)
+            progress(i + 1)
+    state.h, state.c_prev, state.f_prev, state.t = h, int(c_prev), int(f_prev), t0 + n_samples
     samples = coarse_fine_join(coarse, fine)
     if not trace:
         return samples
@@ -300,17 +250,15 @@ def generate_ref(model: Model, mel: np.ndarray, uniforms: np.ndarray, trace: boo
 
 # --- teacher forcing and likelihood (§5) --------------------------------------------------------------------------
 
-def _teacher_forced_chunks(model: Model, mel: np.ndarray, audio_int16: np.ndarray,
+def _teacher_forced_chunks(model: Model, g: np.ndarray, audio_int16: np.ndarray,
                            chunk: int) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """Yield (start, logits_c (n, 256), logits_f (n, 256)) for consecutive chunks of n <= chunk samples.
 
     Everything but the recurrence is vectorised over the chunk: the upsampled conditioning, the input projection
     and the output heads. Only rh = R h + b_R and the gate update run one sample at a time.
     """
-    _check_model(model)
     hop = model.feature_config.hop_length
-    g = conditioning_ref(model, mel)
-    audio_int16 = _check_audio(audio_int16, g.shape[0], hop)
+    audio_int16 = check_audio(audio_int16, g.shape[0], hop)
     w = model.weights
     hidden, half = model.model_config.hidden_size, model.model_config.half
 
@@ -339,11 +287,12 @@ def teacher_forced_logits_ref(model: Model, mel: np.ndarray, audio_int16: np.nda
 
     The result is 2 KiB per sample; for long audio use nll_ref, which keeps only one chunk at a time.
     """
-    parts = list(_teacher_forced_chunks(model, mel, audio_int16, chunk))
+    _check_model(model)
+    parts = list(_teacher_forced_chunks(model, conditioning_ref(model, mel), audio_int16, chunk))
     return (np.concatenate([p[1] for p in parts]), np.concatenate([p[2] for p in parts]))
 
 
-def _log_softmax_at(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+def log_softmax_at(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """log softmax(logits)[label] per row, in float64 (a metric, not part of the bit-exact path)."""
     l64 = logits.astype(np.float64)
     top = l64.max(axis=1)
@@ -357,11 +306,19 @@ def nll_ref(model: Model, mel: np.ndarray, audio_int16: np.ndarray, *, chunk: in
     The mean over t of -log2 P(c_t) - log2 P(f_t | c_t); holds one chunk of logits at a time.
     """
     mel = features.check_mel(mel, model.model_config.n_mels)
-    audio_int16 = _check_audio(audio_int16, mel.shape[0], model.feature_config.hop_length)
+    check_audio(audio_int16, mel.shape[0], model.feature_config.hop_length)
+    _check_model(model)
+    return nll_cond_ref(model, conditioning_ref(model, mel), audio_int16, chunk=chunk)
+
+
+def nll_cond_ref(model: Model, g: np.ndarray, audio_int16: np.ndarray, *,
+                 chunk: int = TEACHER_FORCING_CHUNK) -> float:
+    """nll_ref from the utterance's conditioning g (F, 3H) (pywavernn.conditioning); model: a validated plain model."""
+    audio_int16 = check_audio(audio_int16, g.shape[0], model.feature_config.hop_length)
     coarse, fine = coarse_fine_split(audio_int16)
     total_nats = 0.0
-    for start, logits_c, logits_f in _teacher_forced_chunks(model, mel, audio_int16, chunk):
+    for start, logits_c, logits_f in _teacher_forced_chunks(model, g, audio_int16, chunk):
         stop = start + logits_c.shape[0]
-        total_nats -= _log_softmax_at(logits_c, coarse[start:stop]).sum()
-        total_nats -= _log_softmax_at(logits_f, fine[start:stop]).sum()
+        total_nats -= log_softmax_at(logits_c, coarse[start:stop]).sum()
+        total_nats -= log_softmax_at(logits_f, fine[start:stop]).sum()
     return float(total_nats / audio_int16.shape[0] / np.log(2.0))
