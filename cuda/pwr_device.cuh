@@ -137,7 +137,7 @@ __device__ __forceinline__ float gru_unit(float h, float gi_u, float gi_r, float
     return __fadd_rn(__fmul_rn(u, h), __fmul_rn(__fsub_rn(1.0f, u), e));
 }
 
-/* Input projection, summed as pywavernn.reference.input_projection_ref: coarse rows ((x0 w0 + x1 w1) + cond)
+/* Input projection, summed as pywavernn.reference.plain.input_projection_ref: coarse rows ((x0 w0 + x1 w1) + cond)
  * (their c_t weight is zero by the mask), fine rows (((x0 w0 + x1 w1) + x2 w2) + cond). */
 __device__ __forceinline__ float in_proj2(float w0, float w1, float x0, float x1, float cond) {
     return __fadd_rn(__fadd_rn(__fmul_rn(x0, w0), __fmul_rn(x1, w1)), cond);

@@ -1,9 +1,9 @@
 /* pwr_reference.h: a plain C++ reference of one WaveRNN step (docs/format.md §1-4) for the CUDA test and bench.
  *
- * What it is: the same element-wise float32 operations, in the same order, as pywavernn/reference.py (input
- * projection ((x0 w0 + x1 w1) [+ x2 w2]) + cond, sigmoid 1 / (1 + exp(-x)), h' = u h + (1 - u) e, cond by
- * g0 + a (g1 - g0)), matrix-vector products accumulated in float64 and rounded once (closer to exact than
- * any float32 order, so GPU error is measured against the truth), and the sampler pwr::sample_sequential_p,
+ * What it is: the same element-wise float32 operations, in the same order, as pywavernn/reference/plain.py and
+ * pywavernn/conditioning.py (input projection ((x0 w0 + x1 w1) [+ x2 w2]) + cond, sigmoid 1 / (1 + exp(-x)),
+ * h' = u h + (1 - u) e, cond by g0 + a (g1 - g0)), matrix-vector products accumulated in float64 and rounded
+ * once (closer to exact than any float32 order, so GPU error is measured against the truth), and the sampler pwr::sample_sequential_p,
  * the very code the GPU falls back to. What it is not: fast (no SIMD, no threads) or part of the library.
  *
  * Letters: H hidden units, half = H/2, K output-head hidden units, F frames, hop samples per frame, T samples.

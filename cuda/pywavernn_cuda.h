@@ -3,7 +3,7 @@
  * What it is: an opaque sampler built once from a model's dense float32 weights (docs/format.md §6), then
  * asked to generate int16 audio from the frame-rate gate conditioning g (F, 3H) and caller-drawn uniforms
  * (T, 2), T = F * hop, following docs/format.md §1-4 exactly (same upsampling, same sampling rule).
- * What it is not: the conditioning network (it runs on the host, pywavernn.reference.conditioning_ref), a
+ * What it is not: the conditioning network (it runs on the host, pywavernn.conditioning.conditioning), a
  * block-sparse kernel (dense only for now; see cuda/README.md), or a streaming API (one call = whole utterances).
  *
  * Every function returns a status code (pwr_cuda_status); nothing in the library calls exit() or prints.
@@ -13,7 +13,7 @@
  * Letters: H hidden units (half = H/2), K output-head hidden units (out_hidden), F frames, hop samples per
  * frame, T = F * hop samples, B utterances in a batch.
  *
- * Build: make -C cuda lib   ->  cuda/build/libpywavernn_cuda.so   (loaded by pywavernn/cuda.py)
+ * Build: make -C cuda lib   ->  cuda/build/libpywavernn_cuda.so   (loaded by pywavernn/engines/cuda.py)
  */
 #ifndef PYWAVERNN_CUDA_H
 #define PYWAVERNN_CUDA_H
