@@ -143,3 +143,28 @@ def test_loss_module_refuses_unknown_impl():
         loss_module(net, "cudnn")
     with pytest.raises(ValueError, match="gru_impl"):
         TrainConfig.from_dict({**TINY.to_dict(), "gru_impl": "fast"})
+
+
+def test_input_noise_perturbs_only_the_past_and_only_in_training():
+    torch.manual_seed(0)
+    net = build_net(TINY)
+    args = _window_batch(TINY)
+    clean = float(WindowedNLL(net)(*args).detach())
+    losses = {}
+    for impl in ("torch", "scan"):
+        module = loss_module(net, impl, input_noise=300.0)
+        torch.manual_seed(1)
+        losses[impl] = float(module(*args).detach())  # gradients on: noisy past samples
+        with torch.no_grad():
+            assert abs(float(module(*args)) - clean) < 1e-4  # validation (no gradients) sees the clean past
+    assert abs(losses["torch"] - losses["scan"]) < 1e-4 * abs(clean)  # the same noise, drawn the same way
+    assert abs(losses["torch"] - clean) > 1e-5  # an untrained net barely uses its inputs: a small change
+    # the noise reaches s_{t-1} only: the targets and c_t are the audio's own
+    module = loss_module(net, "scan", input_noise=300.0)
+    audio, prev = args[3], args[4]
+    c_past, f_past = module.past_bytes(audio, prev)
+    u = torch.cat([prev[:, None], audio[:, :-1]], 1).to(torch.int32) + 32768
+    assert not torch.equal(c_past * 256 + f_past, u.long())
+    assert float(((c_past * 256 + f_past) - u.long()).float().std()) < 400
+    with pytest.raises(ValueError, match="input_noise"):
+        TrainConfig.from_dict({**TINY.to_dict(), "input_noise": -1})

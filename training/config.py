@@ -8,7 +8,7 @@ What it is not: the training loop (training/train.py) or the data pipeline (trai
 
 JSON layout (every section optional except where a field has no default; "comment" is free text):
 
-    {"comment": "...", "seed": 1234, "device": "auto", "gru_impl": "torch"|"scan"|"scan-bf16"|"auto",
+    {"comment": "...", "seed": 1234, "device": "auto", "gru_impl": "torch"|"scan"|"scan-bf16"|"auto", "input_noise",
      "model": {ModelConfig fields}, "features": {FeatureConfig fields},
      "optimiser": {"lr", "betas", "eps", "weight_decay", "grad_clip", "schedule": "cosine"|"step"|"constant",
                    "warmup_steps", "min_lr", "step_size", "gamma"},
@@ -196,6 +196,7 @@ class TrainConfig:
     seed: int = 1234
     device: str = "auto"  # auto (cuda if available), cpu, cuda, cuda:N
     gru_impl: str = "torch"  # GRU_IMPLS: torch (nn.GRU), scan (hand-written backward), scan-bf16, auto
+    input_noise: float = 0.0  # std (int16 steps) of noise on the teacher-forced s_{t-1} (training.losses)
     comment: str = ""
 
     def __post_init__(self) -> None:
@@ -207,6 +208,9 @@ class TrainConfig:
                 self.device in ("auto", "cpu", "cuda") or (self.device.startswith("cuda:")
                                                           and self.device[5:].isdigit())):
             raise ValueError(f"device: expected 'auto', 'cpu', 'cuda' or 'cuda:N', found {self.device!r}")
+        _num("input_noise", self.input_noise, 0.0)
+        if self.input_noise and self.model.subscale_factor > 1:
+            raise ValueError(f"input_noise = {self.input_noise}: implemented for the plain model only")
         if self.gru_impl not in GRU_IMPLS:
             raise ValueError(f"gru_impl: expected one of {list(GRU_IMPLS)}, found {self.gru_impl!r}")
         if self.gru_impl != "torch" and self.model.subscale_factor > 1:
@@ -276,6 +280,7 @@ class TrainConfig:
         pruning["block"] = list(self.model.block_shape)
         return {
             "comment": self.comment, "seed": self.seed, "device": self.device, "gru_impl": self.gru_impl,
+            "input_noise": self.input_noise,
             "model": self.model.to_dict(), "features": self.features.to_dict(),
             "optimiser": {**dataclasses.asdict(self.optimiser), "betas": list(self.optimiser.betas)},
             "pruning": pruning, "data": dataclasses.asdict(self.data),

@@ -45,9 +45,22 @@ class WindowedNLL(nn.Module):
     inference; and the first step sees the true previous sample instead of silence.
     """
 
-    def __init__(self, net: WaveRNN):
+    def __init__(self, net: WaveRNN, input_noise: float = 0.0):
         super().__init__()
         self.net = net
+        self.input_noise = float(input_noise)
+
+    def past_bytes(self, audio: torch.Tensor, prev: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The bytes of s_{t-1} for every t of the window, (N, T) each: the window's samples shifted by one, with
+        the true previous sample first. With input_noise > 0 and gradients enabled (training, not validation),
+        Gaussian noise of that standard deviation (int16 steps) is added to s_{t-1} before the split, so the
+        network learns to stay on track when the samples it is fed are off, as they are once it is fed its own
+        (LPCNet's remedy for free-running drift); the targets and the current coarse input stay exact."""
+        past = torch.cat([prev[:, None], audio[:, :-1]], dim=1)
+        if self.input_noise > 0 and torch.is_grad_enabled():
+            noisy = past.float() + self.input_noise * torch.randn(past.shape, device=past.device)
+            past = noisy.round_().clamp_(-32768, 32767).to(torch.int16)
+        return _bytes(past)
 
     def conditioning(self, mel: torch.Tensor, crop: list[int], length: list[int], frames: int) -> torch.Tensor:
         """z_L (N, C, frames) for frames j0 .. j0 + frames - 1 of each window. Windows with the same (crop, length)
@@ -71,12 +84,10 @@ class WindowedNLL(nn.Module):
         net.apply_input_mask()  # the forward pre-hook of WaveRNN only runs when net itself is called
         n_samples = audio.shape[1]
         cond = net.upsample(self.conditioning(mel, crop, length, n_samples // net.hop + 1), n_samples)
-        u = audio.to(torch.int32) + 32768
-        coarse, fine = (u >> 8).long(), (u & 255).long()
-        x = net.gru_inputs(coarse, fine)
-        u_prev = prev.to(torch.int32) + 32768
-        x[:, 0, 0] = net.byte_input[(u_prev >> 8).long()]
-        x[:, 0, 1] = net.byte_input[(u_prev & 255).long()]
+        coarse, fine = _bytes(audio)
+        c_past, f_past = self.past_bytes(audio, prev)
+        byte = net.byte_input
+        x = torch.stack([byte[c_past], byte[f_past], byte[coarse]], dim=2)  # x_t = [c_{t-1}, f_{t-1}, c_t]
         states, _ = net.gru(torch.cat([x, cond], dim=2))
         logits_c, logits_f = net.heads(states)
         nats = (nnf.cross_entropy(logits_c.reshape(-1, N_CLASSES), coarse.reshape(-1))
@@ -95,8 +106,8 @@ class ScanWindowedNLL(WindowedNLL):
     matmul_dtype is bfloat16) and the cross-entropy in float32.
     """
 
-    def __init__(self, net: WaveRNN, matmul_dtype: torch.dtype = torch.float32):
-        super().__init__(net)
+    def __init__(self, net: WaveRNN, matmul_dtype: torch.dtype = torch.float32, input_noise: float = 0.0):
+        super().__init__(net, input_noise)
         self.matmul_dtype = matmul_dtype
 
     def forward(self, mel: torch.Tensor, crop: list[int], length: list[int], audio: torch.Tensor,
@@ -115,11 +126,10 @@ class ScanWindowedNLL(WindowedNLL):
         gi = gi.view(n_samples, batch, 3 * hidden)
 
         coarse, fine = _bytes(audio)  # (N, T)
-        c_prev, f_prev = _bytes(prev)
+        c_past, f_past = self.past_bytes(audio, prev)
         coarse_t, fine_t = coarse.t(), fine.t()  # (T, N)
         byte = net.byte_input
-        x = torch.stack([torch.cat([byte[c_prev][None], byte[coarse_t[:-1]]]),
-                         torch.cat([byte[f_prev][None], byte[fine_t[:-1]]]), byte[coarse_t]], dim=2)  # (T, N, 3)
+        x = torch.stack([byte[c_past.t()], byte[f_past.t()], byte[coarse_t]], dim=2)  # (T, N, 3)
         gi = torch.addmm(gi.view(-1, 3 * hidden), x.view(-1, 3), w_ih[:, :3].t()).view(n_samples, batch, -1)
 
         h0 = gi.new_zeros(batch, hidden)
@@ -169,12 +179,16 @@ def resolve_gru_impl(gru_impl: str) -> str:
     return gru_impl
 
 
-def loss_module(net: WaveRNN | SubscaleWaveRNN, gru_impl: str = "torch") -> WindowedNLL:
+def loss_module(net: WaveRNN | SubscaleWaveRNN, gru_impl: str = "torch", input_noise: float = 0.0) -> WindowedNLL:
     """The loss module of a net: SubscaleWindowedNLL for a subscale net, else WindowedNLL (gru_impl "torch") or
-    ScanWindowedNLL ("scan": float32, "scan-bf16": bf16 products; "auto": see resolve_gru_impl)."""
+    ScanWindowedNLL ("scan": float32, "scan-bf16": bf16 products; "auto": see resolve_gru_impl), with
+    input_noise (WindowedNLL.past_bytes) for the plain model."""
     gru_impl = resolve_gru_impl(gru_impl)
     if isinstance(net, SubscaleWaveRNN):
-        if gru_impl != "torch":
-            raise ValueError(f"gru_impl {gru_impl!r}: the subscale model trains through torch.nn.GRU only")
+        if gru_impl != "torch" or input_noise:
+            raise ValueError(f"gru_impl {gru_impl!r}, input_noise {input_noise}: the subscale model trains through "
+                             f"torch.nn.GRU without input noise only")
         return SubscaleWindowedNLL(net)
-    return WindowedNLL(net) if gru_impl == "torch" else ScanWindowedNLL(net, MATMUL_DTYPES[gru_impl])
+    if gru_impl == "torch":
+        return WindowedNLL(net, input_noise)
+    return ScanWindowedNLL(net, MATMUL_DTYPES[gru_impl], input_noise)

@@ -319,7 +319,7 @@ class Trainer:
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank
         self.net = build_net(cfg).to(dist.device)
         self.gru_impl = resolve_gru_impl(cfg.gru_impl)  # what this machine runs ("auto" resolved)
-        self.module = loss_module(self.net, self.gru_impl)
+        self.module = loss_module(self.net, self.gru_impl, cfg.input_noise)
         self.pruner = make_pruner(self.net, cfg)
         o = cfg.optimiser
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=o.lr, betas=o.betas, eps=o.eps,
