@@ -2,7 +2,9 @@
 """pywavernn._kernels._engine: thin typed glue over the C code in c/: CPU introspection, the kernels of
 c/pwr_kernels.h and the sampling loop of c/sampler.h; the GIL is released around every kernel call.
 
-Not the public API: pywavernn/_native.py, kernels.py and engine.py wrap this module and validate every input first.
+Not the public API: pywavernn/_native.py, kernels.py and engines/{cpu,subscale}.py wrap this module and validate
+every input first. A model's weights cross into C once, as a typed net object (WaveRNNNet, SubscaleNet) built with
+named fields when its engine is made; every loop call then takes that object.
 """
 from pywavernn._kernels.cpu_features cimport (pwr_isa_name, pwr_isa_built, pwr_isa_supported, pwr_best_isa,
                                               pwr_openmp_enabled, pwr_openmp_max_threads)
@@ -199,23 +201,30 @@ def handover_count():
     return pwr_handover_count()
 
 
-cdef void _fill_net(pwr_wavernn *net, tuple mats, tuple vecs, int H, int K, int hop):
-    """mats = (R, O1, O2, O3, O4) KernelMatrix; vecs = (w_in, b_R, b1, b2, b3, b4) float32 arrays."""
-    cdef KernelMatrix m
-    net.H = H
-    net.K = K
-    net.hop = hop
-    m = mats[0]; net.R = m.mat
-    m = mats[1]; net.O1 = m.mat
-    m = mats[2]; net.O2 = m.mat
-    m = mats[3]; net.O3 = m.mat
-    m = mats[4]; net.O4 = m.mat
-    net.w_in = <const float *>_ptr(vecs[0])
-    net.b_R = <const float *>_ptr(vecs[1])
-    net.b1 = <const float *>_ptr(vecs[2])
-    net.b2 = <const float *>_ptr(vecs[3])
-    net.b3 = <const float *>_ptr(vecs[4])
-    net.b4 = <const float *>_ptr(vecs[5])
+cdef class WaveRNNNet:
+    """A plain model as the C loop takes it (pwr_wavernn), built once per engine with named fields, keeping alive
+    the KernelMatrix objects and arrays its pointers point into. R, O1..O4: KernelMatrix; w_in (3H, 3), b_R (3H,),
+    b1, b3 (K,), b2, b4 (256,): C-contiguous float32 arrays (pywavernn/engines/cpu.py has checked them)."""
+    cdef pwr_wavernn net
+    cdef object _keep
+
+    def __init__(self, *, int hidden, int out_hidden, int hop, KernelMatrix R, KernelMatrix O1, KernelMatrix O2,
+                 KernelMatrix O3, KernelMatrix O4, w_in, b_R, b1, b2, b3, b4):
+        self._keep = (R, O1, O2, O3, O4, w_in, b_R, b1, b2, b3, b4)
+        self.net.H = hidden
+        self.net.K = out_hidden
+        self.net.hop = hop
+        self.net.R = R.mat
+        self.net.O1 = O1.mat
+        self.net.O2 = O2.mat
+        self.net.O3 = O3.mat
+        self.net.O4 = O4.mat
+        self.net.w_in = <const float *>_ptr(w_in)
+        self.net.b_R = <const float *>_ptr(b_R)
+        self.net.b1 = <const float *>_ptr(b1)
+        self.net.b2 = <const float *>_ptr(b2)
+        self.net.b3 = <const float *>_ptr(b3)
+        self.net.b4 = <const float *>_ptr(b4)
 
 
 cdef void _load_state(pwr_stream *s, h, int64_t[::1] st):
@@ -244,15 +253,13 @@ cdef const pwr_trace *_fill_trace(pwr_trace *tr, trace):
     return tr
 
 
-def generate(int isa, bint exact, int nthreads, tuple mats, tuple vecs, int H, int K, int hop, g, int n_frames,
-             uniforms, h, state, out, trace=None):
+def generate(WaveRNNNet model, int isa, bint exact, int nthreads, g, int n_frames, uniforms, h, state, out,
+             trace=None):
     """state = int64 array [prev_c, prev_f, t] (updated); h float32 (H,) (updated); out int16 (n,);
     trace as in _fill_trace."""
     cdef const pwr_kernel_table *t = _table(isa)
-    cdef pwr_wavernn net
     cdef pwr_stream s
     cdef pwr_trace tr
-    _fill_net(&net, mats, vecs, H, K, hop)
     _load_state(&s, h, state)
     cdef const pwr_trace *trp = _fill_trace(&tr, trace)
     cdef const float *gp = <const float *>_ptr(g)
@@ -261,20 +268,18 @@ def generate(int isa, bint exact, int nthreads, tuple mats, tuple vecs, int H, i
     cdef int64_t n = out.shape[0]
     cdef int rc
     with nogil:
-        rc = pwr_generate_traced(&net, t, exact, nthreads, gp, n_frames, up, n, &s, op, trp)
+        rc = pwr_generate_traced(&model.net, t, exact, nthreads, gp, n_frames, up, n, &s, op, trp)
     if rc != 0:
         raise MemoryError("pywavernn: could not allocate the sampling loop's scratch memory")
     _store_state(&s, state)
 
 
-def teacher_forced(int isa, bint exact, int nthreads, tuple mats, tuple vecs, int H, int K, int hop, g,
-                   int n_frames, audio, h, state, nll, trace=None):
+def teacher_forced(WaveRNNNet model, int isa, bint exact, int nthreads, g, int n_frames, audio, h, state, nll,
+                   trace=None):
     """audio int16 (n,); nll float64 (n,) or None; h, state and trace as in generate."""
     cdef const pwr_kernel_table *t = _table(isa)
-    cdef pwr_wavernn net
     cdef pwr_stream s
     cdef pwr_trace tr
-    _fill_net(&net, mats, vecs, H, K, hop)
     _load_state(&s, h, state)
     cdef const pwr_trace *trp = _fill_trace(&tr, trace)
     cdef const float *gp = <const float *>_ptr(g)
@@ -283,17 +288,15 @@ def teacher_forced(int isa, bint exact, int nthreads, tuple mats, tuple vecs, in
     cdef int64_t n = audio.shape[0]
     cdef int rc
     with nogil:
-        rc = pwr_teacher_forced(&net, t, exact, nthreads, gp, n_frames, ap, n, &s, np_, trp)
+        rc = pwr_teacher_forced(&model.net, t, exact, nthreads, gp, n_frames, ap, n, &s, np_, trp)
     if rc != 0:
         raise MemoryError("pywavernn: could not allocate the sampling loop's scratch memory")
     _store_state(&s, state)
 
 
-def generate_batch(int isa, bint exact, int nthreads, tuple mats, tuple vecs, int H, int K, int hop, list items):
+def generate_batch(WaveRNNNet model, int isa, bint exact, int nthreads, list items):
     """items: list of (g, uniforms, h, state, out) as in generate, no two sharing h, state or out."""
     cdef const pwr_kernel_table *t = _table(isa)
-    cdef pwr_wavernn net
-    _fill_net(&net, mats, vecs, H, K, hop)
     cdef int32_t n_items = len(items)
     cdef pwr_utterance *utt = <pwr_utterance *>malloc(sizeof(pwr_utterance) * max(n_items, 1))
     cdef pwr_stream *streams = <pwr_stream *>malloc(sizeof(pwr_stream) * max(n_items, 1))
@@ -314,7 +317,7 @@ def generate_batch(int isa, bint exact, int nthreads, tuple mats, tuple vecs, in
             utt[k].s = &streams[k]
             utt[k].out = <int16_t *>_ptr(out)
         with nogil:
-            rc = pwr_generate_batch(&net, t, exact, nthreads, utt, n_items)
+            rc = pwr_generate_batch(&model.net, t, exact, nthreads, utt, n_items)
         for k in range(n_items):  # an item that could not run left its stream unchanged
             _store_state(&streams[k], items[k][3])
     finally:

@@ -1,54 +1,86 @@
 # subscale_glue.pxi: thin typed glue over c/subscale_sampler.h, included at the end of _engine.pyx (it uses that
 # module's _ptr, _table and KernelMatrix). Not the public API: pywavernn/engines/subscale.py validates every input
 # (model, g, uniforms, output buffers: dtypes, shapes, C-contiguity) before calling in; the GIL is released around
-# the loop.
-from pywavernn._kernels.subscale_sampler cimport (pwr_subscale_net, pwr_subscale_trace, pwr_generate_subscale,
+# the loop. The model crosses into C once, as a SubscaleNet built with named fields when the engine is made.
+from pywavernn._kernels.subscale_sampler cimport (PWR_SUBSCALE_MAX_LAYERS, pwr_subscale_net, pwr_subscale_trace,
+                                                  pwr_generate_subscale,
                                                   pwr_subscale_run, pwr_subscale_run_new, pwr_subscale_run_free,
                                                   pwr_subscale_run_next_step, pwr_subscale_advance)
 
 
-cdef void _fill_subscale_net(pwr_subscale_net *net, tuple dims, tuple mats, tuple vecs, tuple ctx_mats,
-                             tuple ctx_vecs) except *:
-    cdef KernelMatrix m
-    cdef int l
-    (net.H, net.K, net.hop, net.B, net.F, net.Cx, net.D, net.prev_time, net.residual, net.context_lag, net.E,
-     net.prior) = dims
-    m = mats[0]; net.R = m.mat
-    m = mats[1]; net.O1 = m.mat
-    m = mats[2]; net.O2 = m.mat
-    m = mats[3]; net.O3 = m.mat
-    m = mats[4]; net.O4 = m.mat
-    net.w_in_t = <const float *>_ptr(vecs[0])
-    net.b_R = <const float *>_ptr(vecs[1])
-    net.b1 = <const float *>_ptr(vecs[2])
-    net.b2 = <const float *>_ptr(vecs[3])
-    net.b3 = <const float *>_ptr(vecs[4])
-    net.b4 = <const float *>_ptr(vecs[5])
-    m = ctx_mats[0]; net.embed = m.mat
-    m = ctx_mats[1]; net.proj = m.mat
-    for l in range(net.D):
-        m = ctx_mats[2 + 2 * l]; net.conv_prev[l] = m.mat
-        m = ctx_mats[3 + 2 * l]; net.conv_cur[l] = m.mat
-    net.embed_bias = <const float *>_ptr(ctx_vecs[0])
-    net.conv_bias = <const float *>_ptr(ctx_vecs[1])
-    net.proj_bias = <const float *>_ptr(ctx_vecs[2])
-    net.lin_w = <const float *>_ptr(ctx_vecs[3])
-    net.prior_w = <const float *>_ptr(ctx_vecs[4])
-    net.prior_b = <const float *>_ptr(ctx_vecs[5])
-
-
-cdef class SubscaleRun:
-    """A resumable subscale generation (pwr_subscale_run): the weights it was made with (kept alive here) and the
-    loop's state between calls of `advance`. Not thread-safe: one caller at a time."""
-    cdef pwr_subscale_run *run
+cdef class SubscaleNet:
+    """A subscale model as the C loop takes it (pwr_subscale_net), built once per engine with named fields,
+    keeping alive the KernelMatrix objects and arrays its pointers point into (pywavernn/engines/subscale.py has
+    checked them all). The WaveRNN step: R, O1..O4 KernelMatrix; w_in_t (3, 3H), b_R, b1..b4 float32. The context
+    network: embed, proj ((3H, C_x + E): subscale.proj.weight and subscale.linear.proj side by side) and the
+    lists conv_prev, conv_cur (D each) KernelMatrix; embed_bias (B, C_x), conv_bias (D, B, C_x), proj_bias
+    (B, 3H), linear_weight (B, F + 2, B, E), prior_weight (2, K), prior_bias (2, B) float32 (at least one element
+    each; the last three unread without linear estimates or a prior). The switches: previous_time
+    (subscale_previous "time"), residual (subscale_residual), context_lag (subscale_context_order "lag"),
+    linear (E, subscale_linear), prior (subscale_prior "laplace")."""
     cdef pwr_subscale_net net
     cdef object _keep
 
-    def __cinit__(self, int nthreads, tuple dims, tuple mats, tuple vecs, tuple ctx_mats, tuple ctx_vecs):
+    def __init__(self, *, int hidden, int out_hidden, int hop, int factor, int horizon, int channels, int layers,
+                 bint previous_time, bint residual, bint context_lag, int linear, bint prior,
+                 KernelMatrix R, KernelMatrix O1, KernelMatrix O2, KernelMatrix O3, KernelMatrix O4,
+                 w_in_t, b_R, b1, b2, b3, b4, KernelMatrix embed, KernelMatrix proj, list conv_prev, list conv_cur,
+                 embed_bias, conv_bias, proj_bias, linear_weight, prior_weight, prior_bias):
+        cdef KernelMatrix m
+        cdef int l
+        if not (0 <= layers <= PWR_SUBSCALE_MAX_LAYERS and len(conv_prev) == layers and len(conv_cur) == layers):
+            raise ValueError(f"layers: expected 0 .. {PWR_SUBSCALE_MAX_LAYERS} with one conv_prev and conv_cur "
+                             f"each, found {layers}, {len(conv_prev)}, {len(conv_cur)}")
+        self._keep = (R, O1, O2, O3, O4, w_in_t, b_R, b1, b2, b3, b4, embed, proj, conv_prev, conv_cur, embed_bias,
+                      conv_bias, proj_bias, linear_weight, prior_weight, prior_bias)
+        self.net.H = hidden
+        self.net.K = out_hidden
+        self.net.hop = hop
+        self.net.B = factor
+        self.net.F = horizon
+        self.net.Cx = channels
+        self.net.D = layers
+        self.net.prev_time = previous_time
+        self.net.residual = residual
+        self.net.context_lag = context_lag
+        self.net.E = linear
+        self.net.prior = prior
+        self.net.R = R.mat
+        self.net.O1 = O1.mat
+        self.net.O2 = O2.mat
+        self.net.O3 = O3.mat
+        self.net.O4 = O4.mat
+        self.net.w_in_t = <const float *>_ptr(w_in_t)
+        self.net.b_R = <const float *>_ptr(b_R)
+        self.net.b1 = <const float *>_ptr(b1)
+        self.net.b2 = <const float *>_ptr(b2)
+        self.net.b3 = <const float *>_ptr(b3)
+        self.net.b4 = <const float *>_ptr(b4)
+        self.net.embed = embed.mat
+        self.net.proj = proj.mat
+        for l in range(layers):
+            m = conv_prev[l]
+            self.net.conv_prev[l] = m.mat
+            m = conv_cur[l]
+            self.net.conv_cur[l] = m.mat
+        self.net.embed_bias = <const float *>_ptr(embed_bias)
+        self.net.conv_bias = <const float *>_ptr(conv_bias)
+        self.net.proj_bias = <const float *>_ptr(proj_bias)
+        self.net.lin_w = <const float *>_ptr(linear_weight)
+        self.net.prior_w = <const float *>_ptr(prior_weight)
+        self.net.prior_b = <const float *>_ptr(prior_bias)
+
+
+cdef class SubscaleRun:
+    """A resumable subscale generation (pwr_subscale_run): the net it was made with (kept alive here) and the
+    loop's state between calls of `advance`. Not thread-safe: one caller at a time."""
+    cdef pwr_subscale_run *run
+    cdef SubscaleNet model
+
+    def __cinit__(self, SubscaleNet model, int nthreads):
         self.run = NULL
-        _fill_subscale_net(&self.net, dims, mats, vecs, ctx_mats, ctx_vecs)
-        self._keep = (mats, vecs, ctx_mats, ctx_vecs)
-        self.run = pwr_subscale_run_new(&self.net, nthreads)
+        self.model = model
+        self.run = pwr_subscale_run_new(&model.net, nthreads)
         if self.run == NULL:
             raise MemoryError("pywavernn: could not allocate the subscale loop's state")
 
@@ -68,26 +100,17 @@ cdef class SubscaleRun:
         cdef const float *up = <const float *>_ptr(uniforms)
         cdef int16_t *op = <int16_t *>_ptr(out)
         with nogil:
-            pwr_subscale_advance(self.run, &self.net, t, exact, gp, g_first, g_end, T, up, op, t_first, NULL,
+            pwr_subscale_advance(self.run, &self.model.net, t, exact, gp, g_first, g_end, T, up, op, t_first, NULL,
                                  n_end)
 
 
-def generate_subscale(int isa, bint exact, int nthreads, tuple dims, tuple mats, tuple vecs, tuple ctx_mats,
-                      tuple ctx_vecs, g, int n_frames, uniforms, out, trace=None):
-    """nthreads >= 1 (the team's size; the loop uses at most B); dims = (H, K, hop, B, F, C_x, D, prev_time,
-    residual, context_lag, E, prior) (prev_time 1 for subscale_previous "time", residual 1 for subscale_residual,
-    context_lag 1 for subscale_context_order "lag", E subscale_linear, prior 1 for subscale_prior "laplace"); mats = (R, O1, O2, O3, O4) KernelMatrix; vecs = (w_in_t (3, 3H), b_R, b1,
-    b2, b3, b4) float32; ctx_mats = (embed, proj, conv_prev_0, conv_cur_0, ..., conv_prev_{D-1}, conv_cur_{D-1})
-    KernelMatrix (dense fp32; proj (3H, C_x + E): subscale.proj.weight and subscale.linear.proj side by side);
-    ctx_vecs = (embed_bias (B, C_x), conv_bias (D, B, C_x) (at least one element),
-    proj_bias (B, 3H), lin_w (B, F + 2, B, E) (at least one element; unread when E = 0), prior_w (2, K),
-    prior_b (2, B) (at least one element each; unread when prior = 0)); out int16 (T,); trace None or (h (T, H) | None, logits_c | None, logits_f | None, step int64
-    (T,) | None)."""
+def generate_subscale(SubscaleNet model, int isa, bint exact, int nthreads, g, int n_frames, uniforms, out,
+                      trace=None):
+    """nthreads >= 1 (the team's size; the loop uses at most B); g (F, 3H), uniforms (T, 2) float32; out int16 (T,);
+    trace None or (h (T, H) | None, logits_c | None, logits_f | None, step int64 (T,) | None)."""
     cdef const pwr_kernel_table *t = _table(isa)
-    cdef pwr_subscale_net net
     cdef pwr_subscale_trace tr
     cdef const pwr_subscale_trace *trp = NULL
-    _fill_subscale_net(&net, dims, mats, vecs, ctx_mats, ctx_vecs)
     if trace is not None:
         th, tc, tf, ts = trace
         tr.h = <float *>_ptr(th) if th is not None else NULL
@@ -100,6 +123,6 @@ def generate_subscale(int isa, bint exact, int nthreads, tuple dims, tuple mats,
     cdef int16_t *op = <int16_t *>_ptr(out)
     cdef int rc
     with nogil:
-        rc = pwr_generate_subscale(&net, t, exact, nthreads, gp, n_frames, up, op, trp)
+        rc = pwr_generate_subscale(&model.net, t, exact, nthreads, gp, n_frames, up, op, trp)
     if rc != 0:
         raise MemoryError("pywavernn: could not allocate the subscale loop's scratch memory")

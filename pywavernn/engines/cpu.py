@@ -112,9 +112,14 @@ class CpuEngine(SequentialEngine):
         self._isa = isa_id(isa)
         self.isa = _native.engine().isa_name(self._isa)
         self.matrices = tuple(prepare_matrix(model.weights[name], weights) for name in STEP_MATRICES)
-        self._mats = tuple(km.native for km in self.matrices)  # the C-level matrices the loop takes
+        r, o1, o2, o3, o4 = (km.native for km in self.matrices)
         # Private copies: the C loop keeps pointers into them (and W_in carries the input mask).
-        self._vecs = tuple(frozen_copy(np.asarray(model.dense(name), dtype=np.float32)) for name in STEP_VECTORS)
+        w_in, b_r, b1, b2, b3, b4 = (frozen_copy(np.asarray(model.dense(name), dtype=np.float32))
+                                     for name in STEP_VECTORS)
+        # The model, as the C loop takes it, built once: every field named (pywavernn/_kernels/_engine.pyx).
+        self._net = _native.engine().WaveRNNNet(hidden=self.hidden, out_hidden=self.out_hidden, hop=self.hop,
+                                                R=r, O1=o1, O2=o2, O3=o3, O4=o4, w_in=w_in, b_R=b_r, b1=b1, b2=b2,
+                                                b3=b3, b4=b4)
 
     def new_state(self) -> StreamState:
         """A fresh stream: h = 0, previous sample s = 0, t = 0."""
@@ -167,7 +172,7 @@ class CpuEngine(SequentialEngine):
                              f"F * hop = {g.shape[0]} * {self.hop} = {g.shape[0] * self.hop} samples")
 
     def _loop_args(self, threads: int) -> tuple:
-        return (self._isa, self.exact, threads, self._mats, self._vecs, self.hidden, self.out_hidden, self.hop)
+        return (self._net, self._isa, self.exact, threads)
 
     # --- generation ------------------------------------------------------------------------------------------
 

@@ -124,36 +124,41 @@ class SubscaleEngine(Engine):
         self._isa = isa_id(isa)
         self.isa = _native.engine().isa_name(self._isa)
         self.matrices = tuple(_for_columns(model.weights[name], weights) for name in STEP_MATRICES)
-        self._mats = tuple(km.native for km in self.matrices)
-        vecs = [_f32(model.dense(name)) for name in STEP_VECTORS]
-        w_in = STEP_VECTORS.index("gru.W_in")
-        vecs[w_in] = _f32(vecs[w_in].T)  # (3, 3H): the loop reads each input's weights over contiguous rows
-        self._vecs = tuple(vecs)
         w = model.weights
         # subscale.proj.weight may be a BlockSparseMatrix (modelfile.sparse_capable): its gemm skips pruned blocks.
         n_lin = cfg.subscale_linear
         # With linear estimates the projection takes their E columns too: one gemm over each stream's [a_D, est].
         proj = (np.hstack([model.dense("subscale.proj.weight"), w["subscale.linear.proj"]]) if n_lin
                 else w["subscale.proj.weight"])
+        conv = [w[f"subscale.conv{layer}.weight"] for layer in range(self.layers)]
         ctx = [_for_columns(w["subscale.embed.weight"]), _for_columns(proj)]
-        for layer in range(self.layers):
-            conv = w[f"subscale.conv{layer}.weight"]
-            ctx += [_for_columns(conv[:, :, 0]), _for_columns(conv[:, :, 1])]
+        for weight in conv:  # kernel-2 dilated layers: the tap on the earlier position, then the current one
+            ctx += [_for_columns(weight[:, :, 0]), _for_columns(weight[:, :, 1])]
         self.context_matrices = tuple(ctx)
-        self._ctx_mats = tuple(km.native for km in ctx)
         conv_bias = (np.stack([w[f"subscale.conv{layer}.bias"] for layer in range(self.layers)])
                      if self.layers else np.zeros((1, factor, self.channels)))
-        lin_w = _f32(w["subscale.linear.weight"]) if n_lin else np.zeros(1, np.float32)
-        prior = int(cfg.subscale_prior != "none")
-        prior_w, prior_b = ((_f32(w["subscale.prior.weight"]), _f32(w["subscale.prior.bias"])) if prior
-                            else (np.zeros(1, np.float32), np.zeros(1, np.float32)))
-        self._ctx_vecs = (_f32(w["subscale.embed.bias"]), _f32(conv_bias), _f32(w["subscale.proj.bias"]), lin_w,
-                          prior_w, prior_b)
-        prev_time = int(model.model_config.subscale_previous == "time")  # fold.previous_sample
-        residual = int(model.model_config.subscale_residual)
-        lag = int(model.model_config.subscale_context_order == "lag")  # fold.context_input_order
-        self._dims = (self.hidden, self.out_hidden, self.hop, factor, horizon, self.channels, self.layers, prev_time,
-                      residual, lag, n_lin, prior)
+        prior = cfg.subscale_prior != "none"
+        unused = np.zeros(1, np.float32)  # for the tensors a model without linear estimates or a prior lacks
+        r, o1, o2, o3, o4 = self.matrices
+        w_in, b_r, b1, b2, b3, b4 = (_f32(model.dense(name)) for name in STEP_VECTORS)
+        # The model, as the C loop takes it, built once: every field named (pywavernn/_kernels/subscale_glue.pxi).
+        self._net = _native.engine().SubscaleNet(
+            hidden=self.hidden, out_hidden=self.out_hidden, hop=self.hop, factor=factor, horizon=horizon,
+            channels=self.channels, layers=self.layers,
+            previous_time=cfg.subscale_previous == "time",  # fold.previous_sample
+            residual=bool(cfg.subscale_residual),
+            context_lag=cfg.subscale_context_order == "lag",  # fold.context_input_order
+            linear=n_lin, prior=prior,
+            R=r.native, O1=o1.native, O2=o2.native, O3=o3.native, O4=o4.native,
+            w_in_t=_f32(w_in.T),  # (3, 3H): the loop reads each input's weights over contiguous rows
+            b_R=b_r, b1=b1, b2=b2, b3=b3, b4=b4,
+            embed=ctx[0].native, proj=ctx[1].native,
+            conv_prev=[km.native for km in ctx[2::2]], conv_cur=[km.native for km in ctx[3::2]],
+            embed_bias=_f32(w["subscale.embed.bias"]), conv_bias=_f32(conv_bias),
+            proj_bias=_f32(w["subscale.proj.bias"]),
+            linear_weight=_f32(w["subscale.linear.weight"]) if n_lin else unused,
+            prior_weight=_f32(w["subscale.prior.weight"]) if prior else unused,
+            prior_bias=_f32(w["subscale.prior.bias"]) if prior else unused)
 
     # --- validation (once, here; the C loop trusts its inputs) ---------------------------------------------------
 
@@ -192,8 +197,8 @@ class SubscaleEngine(Engine):
                          logits_c=np.empty((n_samples, N_CLASSES), np.float32),
                          logits_f=np.empty((n_samples, N_CLASSES), np.float32), step=np.empty(n_samples, np.int64))
             buffers = (trace["h"], trace["logits_c"], trace["logits_f"], trace["step"])
-        _native.engine().generate_subscale(self._isa, self.exact, self.threads, self._dims, self._mats, self._vecs,
-                                           self._ctx_mats, self._ctx_vecs, g, g.shape[0], uniforms, out, buffers)
+        _native.engine().generate_subscale(self._net, self._isa, self.exact, self.threads, g, g.shape[0], uniforms,
+                                           out, buffers)
         return out
 
     # --- generation ------------------------------------------------------------------------------------------
@@ -273,8 +278,7 @@ class SubscaleEngine(Engine):
 
     def new_run(self):
         """A fresh resumable generation (the C loop's state between `run_steps` calls; one user at a time)."""
-        return _native.engine().SubscaleRun(self.threads, self._dims, self._mats, self._vecs, self._ctx_mats,
-                                            self._ctx_vecs)
+        return _native.engine().SubscaleRun(self._net, self.threads)
 
     def run_steps(self, run, g: np.ndarray, g_first: int, n_samples: int | None, uniforms: np.ndarray,
                   t_first: int, out: np.ndarray, n_end: int) -> None:
