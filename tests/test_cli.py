@@ -6,6 +6,8 @@ Runs the CLI's main() in-process (fast) on small random models; one test resynth
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -122,7 +124,144 @@ def test_resynth_real_speech_with_exported_random_torch_model(shared_data, tmp_p
 
 def test_unusable_output_paths_fail_before_any_work(model_path, tmp_path, capsys):
     np.save(tmp_path / "mel.npy", np.zeros((2, 80), np.float32))
-    (tmp_path / "dir.wav").mkdir()
-    for out, message in ((tmp_path / "dir.wav", "directory"), (tmp_path / "nope" / "o.wav", "does not exist")):
-        assert run_cli("vocode", tmp_path / "mel.npy", "-o", out, "--model", model_path) == 2
-        assert message in capsys.readouterr().err
+    (tmp_path / "taken").write_text("a file where an output folder is needed")
+    assert run_cli("vocode", tmp_path / "mel.npy", "-o", tmp_path / "nope" / "o.wav", "--model", model_path) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert run_cli("vocode", tmp_path / "mel.npy", tmp_path / "mel.npy", "-o", tmp_path / "taken",
+                   "--model", model_path) == 2
+    assert "expected an output folder" in capsys.readouterr().err
+
+
+# --- several files: folders in, a folder out, several at once, bad files skipped --------------------------------
+
+def write_tone(path, seconds=0.1, rate=16000, freq=220.0):
+    t = np.arange(int(seconds * rate)) / rate
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32), rate)
+
+
+@pytest.fixture
+def speech_dir(tmp_path):
+    """Three good files (one in a subfolder, one FLAC), a broken one, and files that are not audio."""
+    root = tmp_path / "in"
+    write_tone(root / "a.wav", freq=200.0)
+    write_tone(root / "b.flac", freq=300.0)
+    write_tone(root / "sub" / "c.wav", freq=400.0, rate=22050)
+    (root / "broken.wav").write_bytes(b"RIFF, but not really")
+    (root / "notes.txt").write_text("not audio, not searched for")
+    write_tone(root / ".hidden" / "skipped.wav")
+    return root
+
+
+def test_resynth_folder_keeps_going_past_a_bad_file(model_path, speech_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert run_cli("resynth", speech_dir, "-o", out, "--model", model_path, "--jobs", 2) == 1
+    captured = capsys.readouterr()
+    assert "pywavernn: error:" in captured.err and "broken.wav" in captured.err
+    assert "cannot read as audio" in captured.err
+    assert "vocoded 3 of 4 files" in captured.err
+    written = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert written == ["a.wav", "b.wav", "sub/c.wav"]  # layout mirrored, the broken file not written
+    for name in written:
+        data, sr = sf.read(out / name, dtype="int16")
+        assert sr == 24000 and data.shape == (2400,)  # 0.1 s at 24 kHz, trimmed to the input
+    assert not list(out.rglob("*.tmp")) and not list(out.rglob(".*"))  # nothing half-written
+
+
+def test_files_vocoded_at_once_equal_one_at_a_time(model_path, speech_dir, tmp_path, capsys):
+    (speech_dir / "broken.wav").unlink()
+    assert run_cli("resynth", speech_dir, "-o", tmp_path / "many", "--model", model_path, "--jobs", 3,
+                   "--seed", 5) == 0
+    assert "vocoded 3 of 3 files" in capsys.readouterr().out
+    for rel in ("a.wav", "b.flac", "sub/c.wav"):
+        single = tmp_path / "single.wav"
+        assert run_cli("resynth", speech_dir / rel, "-o", single, "--model", model_path, "--seed", 5, "-q") == 0
+        many, _ = sf.read((tmp_path / "many" / rel).with_suffix(".wav"), dtype="int16")
+        one, _ = sf.read(single, dtype="int16")
+        assert np.array_equal(many, one), rel
+
+
+def test_several_inputs_and_a_missing_one(model_path, speech_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert run_cli("resynth", speech_dir / "a.wav", tmp_path / "missing.wav", speech_dir / "b.flac", "-o", out,
+                   "--model", model_path, "-q") == 1
+    captured = capsys.readouterr()
+    assert "missing.wav" in captured.err and "no such file" in captured.err
+    assert captured.out == ""  # --quiet: no per-file lines, no bar; the failure summary goes to stderr
+    assert sorted(p.name for p in out.iterdir()) == ["a.wav", "b.wav"]
+
+
+def test_single_file_into_a_folder_with_trailing_slash(model_path, speech_dir, tmp_path):
+    out = tmp_path / "new" / "folder"
+    assert run_cli("resynth", speech_dir / "a.wav", "-o", f"{out}/", "--model", model_path, "-q") == 0
+    assert (out / "a.wav").is_file()
+
+
+def test_name_clashes_and_overwriting_inputs_are_refused_before_work(model_path, tmp_path, capsys):
+    write_tone(tmp_path / "x" / "s.wav")
+    write_tone(tmp_path / "y" / "s.flac")
+    assert run_cli("resynth", tmp_path / "x" / "s.wav", tmp_path / "y" / "s.flac", "-o", tmp_path / "out",
+                   "--model", model_path) == 2
+    assert "would both be written" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    assert run_cli("resynth", tmp_path / "x", "-o", tmp_path / "x", "--model", model_path) == 2
+    assert "replace an input" in capsys.readouterr().err
+
+
+def test_output_folder_inside_the_input_folder_is_not_searched(model_path, speech_dir, capsys):
+    (speech_dir / "broken.wav").unlink()
+    for _ in range(2):  # the second run must not pick up the first run's outputs
+        assert run_cli("resynth", speech_dir, "-o", speech_dir / "out", "--model", model_path) == 0
+        assert "vocoded 3 of 3 files" in capsys.readouterr().out
+    assert not (speech_dir / "out" / "out").exists()
+
+
+def test_vocode_folder_of_mels(model_path, tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    (tmp_path / "mels").mkdir()
+    for name in ("m1", "m2"):
+        np.save(tmp_path / "mels" / f"{name}.npy", rng.normal(-4.0, 1.0, size=(2, 80)).astype(np.float32))
+    np.save(tmp_path / "mels" / "bad.npy", np.zeros((2, 40), np.float32))  # 40 mel bins, the model wants 80
+    assert run_cli("vocode", tmp_path / "mels", "-o", tmp_path / "wavs", "--model", model_path, "-q") == 1
+    assert "bad.npy" in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "wavs").iterdir()) == ["m1.wav", "m2.wav"]
+
+
+def test_progress_bar_only_on_a_terminal_and_not_with_quiet(model_path, speech_dir, tmp_path, capsys, monkeypatch):
+    (speech_dir / "broken.wav").unlink()
+    assert run_cli("resynth", speech_dir, "-o", tmp_path / "o1", "--model", model_path) == 0
+    assert "vocoding" not in capsys.readouterr().err  # stderr is not a terminal here: no bar
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert run_cli("resynth", speech_dir, "-o", tmp_path / "o2", "--model", model_path) == 0
+    assert "vocoding" in capsys.readouterr().err
+    assert run_cli("resynth", speech_dir, "-o", tmp_path / "o3", "--model", model_path, "--quiet") == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_bad_jobs_and_threads_are_usage_errors(model_path, tmp_path, capsys):
+    for flag in ("--jobs", "--threads"):
+        with pytest.raises(SystemExit) as exc:
+            run_cli("resynth", tmp_path / "a.wav", "-o", tmp_path / "o.wav", flag, "0")
+        assert exc.value.code == 2
+        assert "expected a positive integer" in capsys.readouterr().err
+
+
+# --- info without a model, doctor -----------------------------------------------------------------------------
+
+def test_info_without_a_model_describes_the_bundled_one(capsys):
+    assert run_cli("info") == 0
+    out = capsys.readouterr().out
+    assert "the bundled model" in out and "default.safetensors" in out
+    assert "hidden_size: 256" in out and "gru.R" in out
+
+
+def test_doctor_reports_build_machine_and_measured_speed(capsys):
+    import pywavernn
+
+    assert run_cli("doctor", "--seconds", "0.25", "--threads", "2") == 0
+    out = capsys.readouterr().out
+    assert f"{pywavernn.selected_isa()} selected" in out
+    assert "openmp:" in out and "usable cores" in out and "cuda backend:" in out
+    assert out.count("real-time factor") == (3 if pywavernn.openmp_enabled() else 2)  # header + 1 or 2 timings
+    assert run_cli("info", "--system", "--seconds", "0.25") == 0
+    assert "real-time factor" in capsys.readouterr().out
