@@ -61,7 +61,7 @@ from pywavernn._atomic import atomic_write
 from training.config import TrainConfig
 from training.data import Batch, WindowSampler, build_datasets, default_cache_dir, fixed_windows
 from training.losses import SubscaleWindowedNLL, WindowedNLL, loss_module, resolve_gru_impl  # noqa: F401
-from training.model import WaveRNN
+from training.model import OUTPUT_PARAMETERS, RECURRENT_PARAMETER, WaveRNN
 from training.pruning import OUTPUT_NAMES, RECURRENT_NAMES, Pruner, wavernn_targets
 from training.subscale_model import SubscaleWaveRNN
 
@@ -73,9 +73,8 @@ LOG_COLUMNS = ["step", "elapsed_s", "lr", "train_bits", "grad_norm", "valid_bits
 RESUMABLE_CHANGES = {"steps", "eval_every", "checkpoint_every", "log_every", "device", "comment", "gru_impl",
                      "optimiser"}  # a long run in stretches may change its learning-rate schedule
 # Where training/model.py (and training/subscale_model.py, under the same names) keeps the matrices that are
-# pruned (weight_hh_l0 in torch gate order r, z, n).
-RECURRENT_PARAM = "gru.weight_hh_l0"
-OUTPUT_PARAMS = {"out.O1": "O1.weight", "out.O2": "O2.weight", "out.O3": "O3.weight", "out.O4": "O4.weight"}
+# pruned (weight_hh_l0 in torch gate order r, z, n): the twin's names, defined there once.
+RECURRENT_PARAM, OUTPUT_PARAMS = RECURRENT_PARAMETER, OUTPUT_PARAMETERS
 
 
 def is_subscale(cfg: TrainConfig) -> bool:
@@ -497,7 +496,7 @@ def _run(trainer: Trainer, out_dir: Path, ckpt_path: Path, resumed: bool, progre
 # --------------------------------------------------------------------------------------------------- export
 
 def export_checkpoint(ckpt_path, out_path, dense: bool = False, notes: dict | None = None):
-    """Write a checkpoint's model to a pywavernn model file; returns the pywavernn.format.Model written.
+    """Write a checkpoint's model to a pywavernn model file; returns the pywavernn.modelfile.Model written.
 
     The pruned matrices (gru.R when any gate is pruned, and each pruned O1..O4) are stored block-sparse with the
     training block shape unless dense=True; the rest dense. `notes` ({key: text}, e.g. the licence terms the
