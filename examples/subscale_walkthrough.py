@@ -2,7 +2,7 @@
 
     python examples/subscale_walkthrough.py
 
-What it is: a guided tour of pywavernn.subscale (paper §4, docs/format.md §9) on small numbers you can read, then
+What it is: a guided tour of pywavernn.fold (paper §4, docs/format.md §9) on small numbers you can read, then
 a random Subscale-16 model vocoded by the NumPy reference and by the compiled lockstep engine, which give the same
 samples. What it is not: a trained model (the audio is noise) or a benchmark (benchmarks/bench_models.py).
 Needs only the package (NumPy and the compiled kernels); runs in well under a minute (the reference is slow).
