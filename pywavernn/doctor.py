@@ -114,8 +114,9 @@ def _speed_lines(seconds: float, threads: int | None) -> list[str]:
     for n in counts:
         audio_s, wall = measure_speed(seconds, n)
         rtf = wall / audio_s
+        pace = f"{1 / rtf:.1f}x faster than real time" if rtf <= 1 else f"{rtf:.1f}x slower than real time"
         lines.append(f"                {n} thread{'s' if n > 1 else ' '}: {wall:.2f} s -> real-time factor {rtf:.3f} "
-                     f"({1 / rtf:.1f}x faster than real time)")
+                     f"({pace})")
     return lines
 
 
