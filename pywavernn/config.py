@@ -21,7 +21,9 @@ SUPPORTED_SAMPLE_RATE = 24000
 SUBSCALE_PREVIOUS = ("sub_tensor", "time")  # the values of ModelConfig.subscale_previous
 SUBSCALE_CONTEXT_ORDER = ("sub_tensor", "lag")  # the values of ModelConfig.subscale_context_order
 SUBSCALE_MAX_LINEAR = 64  # the largest ModelConfig.subscale_linear (the C loop keeps the estimates on its stack)
-SUBSCALE_PRIOR = ("none", "laplace")  # the values of ModelConfig.subscale_prior
+PRIOR = ("none", "laplace")  # the values of ModelConfig.prior (plain model) and subscale_prior (subscale model)
+SUBSCALE_PRIOR = PRIOR
+MAX_LINEAR_ORDER = 64  # the largest ModelConfig.linear_order (the C loop keeps the past samples on its stack)
 
 
 def dataclass_from_dict(cls, data: Any, what: str, convert: dict[str, Any] | None = None):
@@ -156,10 +158,17 @@ class ModelConfig:
     preemphasis      a in [0, 1): the network models e[n] = s[n] - a s[n-1], and the samples it generates are
                      de-emphasised, y[n] = e[n] + a y[n-1], before they are returned (docs/format.md §10), so its
                      sampling noise is shaped like speech's spectrum; 0 (the default): none, left out of to_dict().
+    linear_order     P in [0, 64]: a learned linear prediction est(t) = sum_p linear.weight[p-1] v(t - p) from the P
+                     previous samples' 16-bit values enters the GRU as a 4th input column (docs/format.md §11; plain
+                     model only); 0 (the default): none, left out of to_dict().
+    prior            "laplace": each byte's logits add the log-mass a Laplace distribution centred on est(t) gives
+                     its 256 bins, at a scale the output head predicts (docs/format.md §11; needs linear_order >= 1);
+                     "none" (the default): the heads' logits alone, left out of to_dict().
 
     The two subscale_ context fields are left out of to_dict() for a plain model at their defaults, and
     subscale_previous, subscale_residual, subscale_context_order, subscale_linear and subscale_prior for any model
     at their defaults, so files are written exactly as before they existed, and a file without them loads with the defaults.
+    preemphasis, linear_order and prior are left out at their defaults for the same reason.
     """
 
     hidden_size: int = 512
@@ -178,6 +187,8 @@ class ModelConfig:
     subscale_linear: int = 0
     subscale_prior: str = "none"
     preemphasis: float = 0.0
+    linear_order: int = 0
+    prior: str = "none"
     n_classes: int = field(default=N_CLASSES)
 
     def __post_init__(self) -> None:
@@ -228,8 +239,21 @@ class ModelConfig:
         if self.preemphasis and self.subscale_factor > 1:
             raise ValueError(f"preemphasis = {self.preemphasis}: implemented for the plain model only "
                              f"(subscale_factor 1), found subscale_factor {self.subscale_factor}")
+        self._check_linear_prediction()
         if self.n_classes != N_CLASSES:
             raise ValueError(f"n_classes: expected {N_CLASSES} (8-bit coarse and fine), found {self.n_classes}")
+
+    def _check_linear_prediction(self) -> None:
+        _check_int("linear_order", self.linear_order, 0, MAX_LINEAR_ORDER)
+        if self.linear_order and self.subscale_factor > 1:
+            raise ValueError(f"linear_order = {self.linear_order}: implemented for the plain model only "
+                             f"(subscale_factor 1; a subscale model has subscale_linear), found subscale_factor "
+                             f"{self.subscale_factor}")
+        if self.prior not in PRIOR:
+            raise ValueError(f"prior: expected one of {', '.join(map(repr, PRIOR))}, found {self.prior!r}")
+        if self.prior != "none" and self.linear_order < 1:
+            raise ValueError(f"prior = {self.prior!r}: the prior is centred on the linear prediction, so it needs "
+                             f"linear_order >= 1, found {self.linear_order}")
 
     @property
     def half(self) -> int:
@@ -250,6 +274,10 @@ class ModelConfig:
                 del d[name]
         if not d["preemphasis"]:
             del d["preemphasis"]  # files without pre-emphasis are written as before the field existed
+        if not d["linear_order"]:
+            del d["linear_order"]  # nor those without linear prediction (docs/format.md §11)
+        if d["prior"] == "none":
+            del d["prior"]
         return d
 
     @classmethod

@@ -196,7 +196,8 @@ def unpack_block_sparse(matrix: BlockSparseMatrix) -> np.ndarray:
 
 def expected_weight_shapes(model_config: ModelConfig) -> dict[str, tuple[int, ...]]:
     """Every weight name of a model with this config and its (dense) shape, in docs/format.md §6 order, followed by
-    the subscale context network's (§9) when subscale_factor > 1."""
+    the linear prediction's and the prior's (§11) when the plain model has them, and the subscale context
+    network's (§9) when subscale_factor > 1."""
     h, k, c = model_config.hidden_size, model_config.out_hidden, model_config.cond_channels
     shapes: dict[str, tuple[int, ...]] = {}
     c_in = model_config.n_mels
@@ -206,13 +207,22 @@ def expected_weight_shapes(model_config: ModelConfig) -> dict[str, tuple[int, ..
         c_in = c
     shapes.update({
         "cond.proj.weight": (3 * h, c), "cond.proj.bias": (3 * h,),
-        "gru.W_in": (3 * h, 3), "gru.R": (3 * h, h), "gru.b_R": (3 * h,),
+        "gru.W_in": (3 * h, gru_input_columns(model_config)), "gru.R": (3 * h, h), "gru.b_R": (3 * h,),
         "out.O1": (k, h // 2), "out.b1": (k,), "out.O2": (N_CLASSES, k), "out.b2": (N_CLASSES,),
         "out.O3": (k, h // 2), "out.b3": (k,), "out.O4": (N_CLASSES, k), "out.b4": (N_CLASSES,),
     })
+    if model_config.linear_order:  # the linear prediction's taps, then the prior's log-scale (docs/format.md §11)
+        shapes["linear.weight"] = (model_config.linear_order,)
+    if model_config.prior != "none":  # a row per byte [coarse, fine] over the head's K hidden units, a bias per byte
+        shapes.update({"prior.weight": (2, k), "prior.bias": (2,)})
     if model_config.subscale_factor > 1:
         shapes.update(subscale_weight_shapes(model_config))
     return shapes
+
+
+def gru_input_columns(model_config: ModelConfig) -> int:
+    """Columns of gru.W_in: 3 (c_{t-1}, f_{t-1}, c_t), and a 4th, est(t), with linear prediction (§3, §11)."""
+    return 4 if model_config.linear_order else 3
 
 
 def subscale_weight_shapes(model_config: ModelConfig) -> dict[str, tuple[int, ...]]:
@@ -532,7 +542,11 @@ def _check_tensor_headers(tensors: dict[str, tuple[str, tuple[int, ...]]], model
             want = "float32" if dtype == "F32" else "int32"
             raise ValueError(f"{key}: expected dtype {want} ({dtype}), found {found_dtype}")
         if shape is not None and found_shape != shape:
-            raise ValueError(f"{key}: expected shape {shape}, found {found_shape}")
+            hint = ""
+            if key == "gru.W_in" and found_shape[1:] != shape[1:]:
+                hint = (" (4 columns, the 4th est(t), belong to a model with linear_order >= 1, 3 to one without; "
+                        "docs/format.md §11)")
+            raise ValueError(f"{key}: expected shape {shape}, found {found_shape}{hint}")
 
 
 def _owned_copy(arr: np.ndarray) -> np.ndarray:

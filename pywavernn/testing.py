@@ -67,10 +67,12 @@ def _fan_in(name: str, shapes: dict[str, tuple[int, ...]], hidden_size: int) -> 
     if name.startswith("gru."):
         return hidden_size
     weight_of_bias = {"cond.proj.bias": "cond.proj.weight", "out.b1": "out.O1", "out.b2": "out.O2",
-                      "out.b3": "out.O3", "out.b4": "out.O4"}
+                      "out.b3": "out.O3", "out.b4": "out.O4", "prior.bias": "prior.weight"}
     if name.startswith("cond.conv") and name.endswith(".bias"):
         name = name[: -len("bias")] + "weight"
     shape = shapes[weight_of_bias.get(name, name)]
+    if name == "linear.weight":  # (P,): the prediction weighs P samples
+        return shape[0]
     if name == "subscale.linear.weight":  # [s, d, z, e]: an estimate weighs (F + 2) B samples
         return shape[1] * shape[2]
     return shape[1] * shape[2] if len(shape) == 3 else shape[1]
@@ -126,6 +128,9 @@ def random_model(model_config: ModelConfig | None = None, feature_config: Featur
     if model_config.subscale_prior != "none":  # log-scales from 0.4 to 3,000 16-bit steps: sharp and wide priors
         weights["subscale.prior.bias"] = np.random.default_rng([seed, 1]).uniform(
             -1.0, 8.0, weights["subscale.prior.bias"].shape).astype(np.float32)
+    if model_config.prior != "none":  # the plain model's prior (docs/format.md §11): the same range of scales
+        weights["prior.bias"] = np.random.default_rng([seed, 2]).uniform(
+            -1.0, 8.0, weights["prior.bias"].shape).astype(np.float32)
     capable = sparse_capable(model_config)
     per_matrix = dict.fromkeys(SPARSE_CAPABLE, density) if density is not None else {}
     if proj_density is not None:

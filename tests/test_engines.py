@@ -1,11 +1,11 @@
 """The engine interface (pywavernn/engines/base.py): one conformance suite over every backend present.
 
-What it is: the same checks for each engine `pywavernn.engines.make_engine` gives, plain and subscale models
-alike: it is an Engine; generate gives the reference's samples (the C engines in exact mode) and calls progress;
-streaming through `advance` (pywavernn/engines/stream.py) gives generate's samples for any chunking; nll agrees
-with the reference; the thread count never changes the samples; bad input is a TypeError or ValueError before any
-compiled code runs. The CUDA engine joins when its library and a GPU are present (tests/test_cuda.py has its own
-per-step tests).
+What it is: the same checks for each engine `pywavernn.engines.make_engine` gives, plain models (with and without
+the linear prediction and prior of docs/format.md §11) and subscale models alike: it is an Engine; generate gives
+the reference's samples (the C engines in exact mode) and calls progress; streaming through `advance`
+(pywavernn/engines/stream.py) gives generate's samples for any chunking; nll agrees with the reference; the thread
+count never changes the samples; bad input is a TypeError or ValueError before any compiled code runs. The CUDA
+engine joins when its library and a GPU are present (tests/test_cuda.py has its own per-step tests).
 What it is not: the per-kernel and per-step tests of each engine (test_kernels.py, test_engine.py,
 test_subscale_engine.py) or the public API's (test_vocoder.py).
 
@@ -32,13 +32,16 @@ from pywavernn.testing import random_model, uniforms_clear_of_class_edges
 PLAIN = ModelConfig(hidden_size=32, out_hidden=16, cond_channels=8, cond_kernels=(5, 3), block_shape=(16, 1))
 SUBSCALE = replace(PLAIN, block_shape=(1, 1), subscale_factor=4, subscale_horizon=1, subscale_channels=8,
                    subscale_layers=2)
+LINEAR = replace(PLAIN, linear_order=6, prior="laplace")  # docs/format.md §11
 N_FRAMES = 3
 
 
-@pytest.fixture(scope="module", params=["plain", "subscale"])
+@pytest.fixture(scope="module", params=["plain", "plain-linear-prior", "subscale"])
 def model(request):
     if request.param == "plain":
         return random_model(PLAIN, seed=11, density=0.5)
+    if request.param == "plain-linear-prior":
+        return random_model(LINEAR, seed=12, density=0.5)
     return random_model(SUBSCALE, seed=2)
 
 

@@ -29,6 +29,7 @@ import pytest
 
 from pywavernn import kernels
 from pywavernn.reference import subscale as rs
+from pywavernn.reference.prior import prior_location_ref
 from pywavernn import fold
 from pywavernn.config import ModelConfig
 from pywavernn.modelfile import BlockSparseMatrix, Model, pack_block_sparse
@@ -187,7 +188,7 @@ def _first_estimates(model: Model, samples: np.ndarray) -> np.ndarray:
     est = np.empty(samples.size)
     for t in range(samples.size):
         e0 = rs.linear_estimates_ref(model, v16, real, t // factor, t % factor)[0]
-        est[t] = rs.prior_location_ref(e0)
+        est[t] = prior_location_ref(e0)
     return est
 
 

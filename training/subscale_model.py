@@ -14,7 +14,8 @@ subscale_linear E > 0, its E linear estimates est(i, s), so
     weight_ih = [gru.W_in | cond.proj.weight | subscale.proj.weight | subscale.proj.bias^T | subscale.linear.proj]
     bias_ih = cond.proj.bias    weight_hh = gru.R    bias_hh = gru.b_R      (torch gate order (r, u, e))
 
-With subscale_prior "laplace" each byte's logits add the prior's terms (`prior_term`, `prior_heads`; §9).
+With subscale_prior "laplace" each byte's logits add the prior's terms (`prior_heads`; the arithmetic is
+training/prior.py's, shared with the plain twin; §9).
 ctx_features is the context network's last layer at position i + F. It depends on s through the input mask (only
 sub-tensors z < s are seen) and the per-sub-tensor biases, so teacher forcing runs it once per (utterance, s): B
 times the work of one unmasked pass, on inputs 2B wide. The input mask of W_in (c_t unseen by the coarse rows) is
@@ -40,25 +41,10 @@ from pywavernn.audio import coarse_fine_join, scale_byte
 from pywavernn.common import N_CLASSES, PREV_COARSE, PREV_FINE
 from pywavernn.config import FeatureConfig, ModelConfig
 from pywavernn.modelfile import Model, coarse_rows_of_gates
-from pywavernn.reference.subscale import PRIOR_FLOOR, PRIOR_LOG_SCALE_RANGE
 from training.model import (WaveRNN, copy_shared_weights_, dual_softmax_bits, model_tensor,
                             sample_from_logits, swap_gates_ur)
+from training.prior import PRIOR_INIT_LOG_SCALE, add_prior
 from training.pruning import PruneTarget, subscale_conv_targets, subscale_proj_target
-
-
-PRIOR_INIT_LOG_SCALE = 6.0
-
-
-def prior_term(lo: torch.Tensor, width: float, mu: torch.Tensor, log_b: torch.Tensor) -> torch.Tensor:
-    """pywavernn.reference.subscale.prior_term_ref, batched and differentiable: lo (..., 256) bin starts, mu and
-    log_b (...) in unsigned 16-bit units -> (..., 256) max(PRIOR_FLOOR, log Laplace mass of [lo, lo + width))."""
-    inv_b, mu = torch.exp(-log_b)[..., None], mu[..., None]
-    d = torch.maximum(lo - mu, mu - (lo + width))  # > 0: the bin lies wholly on one side of mu
-    side = torch.log(-torch.expm1(-width * inv_b)) - math.log(2.0)
-    a = ((lo - mu) * inv_b).clamp(max=0.0)  # the bin holding mu (clamped so the other bins' branch stays finite)
-    c = ((lo + width - mu) * inv_b).clamp(min=0.0)
-    inside = torch.log((-0.5 * (torch.expm1(a) + torch.expm1(-c))).clamp(min=1e-30))
-    return torch.where(d > 0, side - d * inv_b, inside).clamp(min=float(PRIOR_FLOOR))
 
 
 def sample_value(coarse, fine):
@@ -253,10 +239,7 @@ class SubscaleWaveRNN(nn.Module):
                    coarse: torch.Tensor | None = None) -> torch.Tensor:
         """logits (..., 256) of byte 0 (coarse) or 1 (fine, given the coarse bytes) plus the prior's term; hid
         (..., K) the byte's head hidden layer, mu (...) the centre in unsigned 16-bit units."""
-        log_b = (hid @ self.prior_weight[byte] + self.prior_bias[byte][subs]).clamp(*map(float, PRIOR_LOG_SCALE_RANGE))
-        bins = torch.arange(N_CLASSES, device=hid.device, dtype=hid.dtype)
-        lo, width = (bins * 256.0, 256.0) if byte == 0 else ((coarse * 256).to(hid.dtype)[..., None] + bins, 1.0)
-        return logits + prior_term(lo, width, mu, log_b)
+        return add_prior(logits, byte, hid, self.prior_weight[byte], self.prior_bias[byte][subs], mu, coarse)
 
     def _linear_estimates(self, coarse: torch.Tensor, fine: torch.Tensor, n_pos: int) -> torch.Tensor:
         """(N, B, P, E): the linear estimates (§9) of every sample (i, s) from the bytes (N, T): the masked 16-bit

@@ -117,9 +117,11 @@ def gru_gates(int isa, rh, gi, h, int H, int j0, int j1, bint exact):
         t.gru_gates(rp, gp, hp, H, j0, j1, exact)
 
 
-def gru_input(int isa, w_in, x3, g0, g1, float a, gi, int H, int j0, int j1):
+def gru_input(int isa, w_in, x, g0, g1, float a, gi, int H, int j0, int j1):
+    """The plain loop's gate-input kernel (pwr_gru_input_fn) on float32 arrays, unchecked: w_in (3H, n_in), x (n_in,)
+    with n_in = 3 or 4 (docs/format.md §11)."""
     cdef const pwr_kernel_table *t = _table(isa)
-    t.gru_input(<const float *>_ptr(w_in), <const float *>_ptr(x3), <const float *>_ptr(g0),
+    t.gru_input(<const float *>_ptr(w_in), <int32_t>w_in.shape[1], <const float *>_ptr(x), <const float *>_ptr(g0),
                 <const float *>_ptr(g1), a, <float *>_ptr(gi), H, j0, j1)
 
 
@@ -203,14 +205,23 @@ def handover_count():
 
 cdef class WaveRNNNet:
     """A plain model as the C loop takes it (pwr_wavernn), built once per engine with named fields, keeping alive
-    the KernelMatrix objects and arrays its pointers point into. R, O1..O4: KernelMatrix; w_in (3H, 3), b_R (3H,),
-    b1, b3 (K,), b2, b4 (256,): C-contiguous float32 arrays (pywavernn/engines/cpu.py has checked them)."""
+    the KernelMatrix objects and arrays its pointers point into. R, O1..O4: KernelMatrix; w_in (3H, 3) or (3H, 4)
+    with linear prediction, b_R (3H,), b1, b3 (K,), b2, b4 (256,): C-contiguous float32 arrays. Linear prediction
+    (docs/format.md §11): linear_order P, linear_weight (P,); prior (bool), prior_weight (2, K), prior_bias (2,)
+    float32 (at least one element each; unread without linear prediction or a prior). pywavernn/engines/cpu.py has
+    checked them all."""
     cdef pwr_wavernn net
     cdef object _keep
 
     def __init__(self, *, int hidden, int out_hidden, int hop, KernelMatrix R, KernelMatrix O1, KernelMatrix O2,
-                 KernelMatrix O3, KernelMatrix O4, w_in, b_R, b1, b2, b3, b4):
-        self._keep = (R, O1, O2, O3, O4, w_in, b_R, b1, b2, b3, b4)
+                 KernelMatrix O3, KernelMatrix O4, w_in, b_R, b1, b2, b3, b4, int linear_order, linear_weight,
+                 bint prior, prior_weight, prior_bias):
+        self._keep = (R, O1, O2, O3, O4, w_in, b_R, b1, b2, b3, b4, linear_weight, prior_weight, prior_bias)
+        self.net.P = linear_order
+        self.net.lin_w = <const float *>_ptr(linear_weight)
+        self.net.prior = prior
+        self.net.prior_w = <const float *>_ptr(prior_weight)
+        self.net.prior_b = <const float *>_ptr(prior_bias)
         self.net.H = hidden
         self.net.K = out_hidden
         self.net.hop = hop
@@ -227,8 +238,9 @@ cdef class WaveRNNNet:
         self.net.b4 = <const float *>_ptr(b4)
 
 
-cdef void _load_state(pwr_stream *s, h, int64_t[::1] st):
+cdef void _load_state(pwr_stream *s, h, past, int64_t[::1] st):
     s.h = <float *>_ptr(h)
+    s.past = <float *>_ptr(past)
     s.prev_c = <int32_t>st[0]
     s.prev_f = <int32_t>st[1]
     s.t = st[2]
@@ -253,14 +265,14 @@ cdef const pwr_trace *_fill_trace(pwr_trace *tr, trace):
     return tr
 
 
-def generate(WaveRNNNet model, int isa, bint exact, int nthreads, g, int n_frames, uniforms, h, state, out,
+def generate(WaveRNNNet model, int isa, bint exact, int nthreads, g, int n_frames, uniforms, h, past, state, out,
              trace=None):
-    """state = int64 array [prev_c, prev_f, t] (updated); h float32 (H,) (updated); out int16 (n,);
-    trace as in _fill_trace."""
+    """state = int64 array [prev_c, prev_f, t] (updated); h float32 (H,) and past float32 (max(P, 1),) (updated);
+    out int16 (n,); trace as in _fill_trace."""
     cdef const pwr_kernel_table *t = _table(isa)
     cdef pwr_stream s
     cdef pwr_trace tr
-    _load_state(&s, h, state)
+    _load_state(&s, h, past, state)
     cdef const pwr_trace *trp = _fill_trace(&tr, trace)
     cdef const float *gp = <const float *>_ptr(g)
     cdef const float *up = <const float *>_ptr(uniforms)
@@ -274,13 +286,13 @@ def generate(WaveRNNNet model, int isa, bint exact, int nthreads, g, int n_frame
     _store_state(&s, state)
 
 
-def teacher_forced(WaveRNNNet model, int isa, bint exact, int nthreads, g, int n_frames, audio, h, state, nll,
+def teacher_forced(WaveRNNNet model, int isa, bint exact, int nthreads, g, int n_frames, audio, h, past, state, nll,
                    trace=None):
-    """audio int16 (n,); nll float64 (n,) or None; h, state and trace as in generate."""
+    """audio int16 (n,); nll float64 (n,) or None; h, past, state and trace as in generate."""
     cdef const pwr_kernel_table *t = _table(isa)
     cdef pwr_stream s
     cdef pwr_trace tr
-    _load_state(&s, h, state)
+    _load_state(&s, h, past, state)
     cdef const pwr_trace *trp = _fill_trace(&tr, trace)
     cdef const float *gp = <const float *>_ptr(g)
     cdef const int16_t *ap = <const int16_t *>_ptr(audio)
@@ -295,7 +307,7 @@ def teacher_forced(WaveRNNNet model, int isa, bint exact, int nthreads, g, int n
 
 
 def generate_batch(WaveRNNNet model, int isa, bint exact, int nthreads, list items):
-    """items: list of (g, uniforms, h, state, out) as in generate, no two sharing h, state or out."""
+    """items: list of (g, uniforms, h, past, state, out) as in generate, no two sharing h, past, state or out."""
     cdef const pwr_kernel_table *t = _table(isa)
     cdef int32_t n_items = len(items)
     cdef pwr_utterance *utt = <pwr_utterance *>malloc(sizeof(pwr_utterance) * max(n_items, 1))
@@ -308,8 +320,8 @@ def generate_batch(WaveRNNNet model, int isa, bint exact, int nthreads, list ite
         raise MemoryError("pywavernn: could not allocate the batch descriptors")
     try:
         for k in range(n_items):
-            g, uniforms, h, state, out = items[k]
-            _load_state(&streams[k], h, state)
+            g, uniforms, h, past, state, out = items[k]
+            _load_state(&streams[k], h, past, state)
             utt[k].g = <const float *>_ptr(g)
             utt[k].n_frames = g.shape[0]
             utt[k].uniforms = <const float *>_ptr(uniforms)
@@ -319,7 +331,7 @@ def generate_batch(WaveRNNNet model, int isa, bint exact, int nthreads, list ite
         with nogil:
             rc = pwr_generate_batch(&model.net, t, exact, nthreads, utt, n_items)
         for k in range(n_items):  # an item that could not run left its stream unchanged
-            _store_state(&streams[k], items[k][3])
+            _store_state(&streams[k], items[k][4])
     finally:
         free(utt)
         free(streams)

@@ -14,8 +14,8 @@ cdef extern from "pwr_kernels.h" nogil:
                                  float *y, int32_t r0, int32_t r1)
     ctypedef void (*pwr_gru_gates_fn)(const float *rh, const float *gi, float *h, int32_t H, int32_t j0,
                                       int32_t j1, int exact)
-    ctypedef void (*pwr_gru_input_fn)(const float *w_in, const float *x3, const float *g0, const float *g1,
-                                      float a, float *gi, int32_t H, int32_t j0, int32_t j1)
+    ctypedef void (*pwr_gru_input_fn)(const float *w_in, int32_t n_in, const float *x, const float *g0,
+                                      const float *g1, float a, float *gi, int32_t H, int32_t j0, int32_t j1)
     ctypedef void (*pwr_gru_input_t_fn)(const float *w_in_t, const float *x3, int with_x2, const float *g0,
                                         const float *g1, float a, const float *pq, const float *bias, float *gi,
                                         int32_t H, int32_t j0, int32_t j1)

@@ -12,10 +12,16 @@ cdef extern from "sampler.h" nogil:
         const float *b2
         const float *b3
         const float *b4
+        int32_t P
+        const float *lin_w
+        int32_t prior
+        const float *prior_w
+        const float *prior_b
     ctypedef struct pwr_stream:
         float *h
         int32_t prev_c, prev_f
         int64_t t
+        float *past
     ctypedef struct pwr_trace:
         int64_t lo, hi
         float *h

@@ -1,8 +1,8 @@
 """The CPU inference engine: a plain model's weights prepared for the C kernels, and the sampling loop run in C.
 
 What it is: `CpuEngine(model)` holds immutable prepared weights (fp32 or fp16 storage, dense or block-CSR per
-matrix) and runs docs/format.md §1-4 entirely in C without the GIL (pywavernn/_kernels/c/sampler.c): Python is
-called once per `generate`, never per sample. Per-stream state lives in a `StreamState`, so one engine serves many
+matrix) and runs docs/format.md §1-4 (with the linear prediction and prior of §11) entirely in C without the GIL
+(pywavernn/_kernels/c/sampler.c): Python is called once per `generate`, never per sample. Per-stream state lives in a `StreamState`, so one engine serves many
 streams, and generating a stream in chunks gives exactly the samples of one offline call. It meets the engine
 interface of pywavernn/engines/base.py (generate, nll, new_state, advance for streaming) and adds what only it
 has: utterances in parallel (`generate_batch`) and per-step traces (`trace`).
@@ -59,10 +59,13 @@ def prepare_matrix(w: np.ndarray | BlockSparseMatrix, storage: str) -> KernelMat
 
 
 class StreamState:
-    """One stream's state: hidden state h (H,), the previous sample's bytes and the next sample index t."""
+    """One stream's state: hidden state h (H,), the previous sample's bytes, the next sample index t and, for a
+    model with linear prediction (docs/format.md §11), the 16-bit values of the P previous samples (v(t - 1) first;
+    one unused entry when P = 0, so the C loop always gets a valid pointer)."""
 
-    def __init__(self, hidden_size: int):
+    def __init__(self, hidden_size: int, linear_order: int = 0):
         self.h = np.zeros(hidden_size, np.float32)
+        self.past = np.zeros(max(linear_order, 1), np.float32)  # updated by C
         self._st = np.array([PREV_COARSE, PREV_FINE, 0], np.int64)  # [prev_c, prev_f, t], updated by C
 
     @property
@@ -76,6 +79,7 @@ class StreamState:
     def copy(self) -> StreamState:
         other = StreamState(self.h.shape[0])
         other.h[:] = self.h
+        other.past = self.past.copy()
         other._st[:] = self._st
         return other
 
@@ -113,17 +117,23 @@ class CpuEngine(SequentialEngine):
         self.isa = _native.engine().isa_name(self._isa)
         self.matrices = tuple(prepare_matrix(model.weights[name], weights) for name in STEP_MATRICES)
         r, o1, o2, o3, o4 = (km.native for km in self.matrices)
-        # Private copies: the C loop keeps pointers into them (and W_in carries the input mask).
+        # Private copies: the C loop keeps pointers into them (and W_in carries the input mask). The linear
+        # prediction's taps and the prior (docs/format.md §11) stay fp32 whatever `weights` says: P + 2K + 2 floats.
         w_in, b_r, b1, b2, b3, b4 = (frozen_copy(np.asarray(model.dense(name), dtype=np.float32))
                                      for name in STEP_VECTORS)
+        self.linear_order = cfg.linear_order
+        lin_w, prior_w, prior_b = (frozen_copy(np.asarray(model.weights[name], dtype=np.float32))
+                                   if name in model.weights else np.zeros(1, np.float32)
+                                   for name in ("linear.weight", "prior.weight", "prior.bias"))
         # The model, as the C loop takes it, built once: every field named (pywavernn/_kernels/_engine.pyx).
         self._net = _native.engine().WaveRNNNet(hidden=self.hidden, out_hidden=self.out_hidden, hop=self.hop,
                                                 R=r, O1=o1, O2=o2, O3=o3, O4=o4, w_in=w_in, b_R=b_r, b1=b1, b2=b2,
-                                                b3=b3, b4=b4)
+                                                b3=b3, b4=b4, linear_order=cfg.linear_order, linear_weight=lin_w,
+                                                prior=cfg.prior != "none", prior_weight=prior_w, prior_bias=prior_b)
 
     def new_state(self) -> StreamState:
-        """A fresh stream: h = 0, previous sample s = 0, t = 0."""
-        return StreamState(self.hidden)
+        """A fresh stream: h = 0, previous samples s = 0, t = 0."""
+        return StreamState(self.hidden, self.linear_order)
 
     # --- validation (once, here; the C loop trusts its inputs) ---------------------------------------------------
 
@@ -139,8 +149,11 @@ class CpuEngine(SequentialEngine):
         if not isinstance(state, StreamState) or state.h.shape != (self.hidden,):
             raise TypeError(f"{name}: expected a StreamState from this engine's new_state(), found {describe(state)}")
         check_f32(f"{name}.h", state.h, (self.hidden,), writable=True)
+        check_f32(f"{name}.past", state.past, (max(self.linear_order, 1),), writable=True)
         if not (0 <= state._st[0] <= 255 and 0 <= state._st[1] <= 255 and state._st[2] >= 0):
             raise ValueError(f"{name}: expected bytes in [0, 255] and t >= 0, found {state._st.tolist()}")
+        if not np.isfinite(state.past).all():
+            raise ValueError(f"{name}.past: expected finite values")
         return state
 
     def _check_g(self, g, name: str = "g") -> np.ndarray:
@@ -204,7 +217,7 @@ class CpuEngine(SequentialEngine):
         for start in range(0, n, max(chunk, 1)):
             stop = min(start + chunk, n)
             _native.engine().generate(*self._loop_args(self.threads), g, g.shape[0], uniforms[start:stop], state.h,
-                                      st, out[start:stop])
+                                      state.past, st, out[start:stop])
             if progress is not None:
                 progress(stop)
         st[2] += offset
@@ -239,10 +252,10 @@ class CpuEngine(SequentialEngine):
             u = self._check_uniforms(u, f"uniforms[{i}]")
             self._check_length(f"uniforms[{i}]", u.shape[0], st.t, g)
             out = np.empty(u.shape[0], np.int16)
-            items.append((g, u, st.h, st._st, out))
+            items.append((g, u, st.h, st.past, st._st, out))
             outs.append(out)
-        if len({id(it[2]) for it in items}) != len(items):  # two StreamStates sharing one h (hand-built)
-            raise ValueError("states: expected each item to have its own hidden state array")
+        if len({id(it[2]) for it in items} | {id(it[3]) for it in items}) != 2 * len(items):  # sharing (hand-built)
+            raise ValueError("states: expected each item to have its own hidden state and past arrays")
         if items:
             _native.engine().generate_batch(*self._loop_args(threads), items)
         return outs
@@ -261,8 +274,8 @@ class CpuEngine(SequentialEngine):
         if audio.shape[0] == 0:
             raise ValueError("audio_int16: expected at least one sample")
         state, bits = self.new_state(), np.empty(audio.shape[0], np.float64)
-        _native.engine().teacher_forced(*self._loop_args(self.threads), g, g.shape[0], audio, state.h, state._st,
-                                        bits)
+        _native.engine().teacher_forced(*self._loop_args(self.threads), g, g.shape[0], audio, state.h, state.past,
+                                        state._st, bits)
         return bits if per_sample else float(bits.mean())
 
     def trace(self, g: np.ndarray, inputs: np.ndarray, n_steps: int, start: int = 0) -> dict:
@@ -290,11 +303,12 @@ class CpuEngine(SequentialEngine):
         trace = (int(start), stop, out["h"], out["logits_c"], out["logits_f"])
         state, eng = self.new_state(), _native.engine()
         if forced:
-            eng.teacher_forced(*self._loop_args(self.threads), g, g.shape[0], inputs, state.h, state._st, None,
-                               trace)
+            eng.teacher_forced(*self._loop_args(self.threads), g, g.shape[0], inputs, state.h, state.past, state._st,
+                               None, trace)
             out["samples"] = inputs[start:stop].copy()
         else:
             samples = np.empty(stop, np.int16)
-            eng.generate(*self._loop_args(self.threads), g, g.shape[0], inputs, state.h, state._st, samples, trace)
+            eng.generate(*self._loop_args(self.threads), g, g.shape[0], inputs, state.h, state.past, state._st, samples,
+                         trace)
             out["samples"] = samples[start:]
         return out

@@ -183,6 +183,9 @@ def _check_model_config(model) -> tuple[int, int]:
     if getattr(cfg, "subscale_factor", 1) != 1:
         raise ValueError(f"model: the CUDA sampler implements the plain WaveRNN (subscale_factor 1), found "
                          f"subscale_factor {cfg.subscale_factor}")
+    if getattr(cfg, "linear_order", 0):
+        raise ValueError(f"model: the CUDA sampler does not implement linear prediction (linear_order "
+                         f"{cfg.linear_order}, docs/format.md §11); use backend 'cpu'")
     if hidden < 2 or hidden % 2:
         raise ValueError(f"model: hidden_size must be even and >= 2, found {hidden}")
     if hidden > MAX_HIDDEN:

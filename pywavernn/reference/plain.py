@@ -1,4 +1,4 @@
-"""The NumPy reference WaveRNN: docs/format.md §1-5, written to be read.
+"""The NumPy reference WaveRNN: docs/format.md §1-5, with the linear prediction and prior of §11, written to be read.
 
 What it is: the definition-by-code of what a pywavernn model computes, used as the `reference` backend of
 `pywavernn.Vocoder` (through pywavernn/engines/reference.py) and as the yardstick every optimised backend (C
@@ -17,7 +17,12 @@ modules (common, conditioning, modelfile, audio, features). All arithmetic is fl
     a = plain.generate_cond_ref(model, g, uniforms[:n], state)      # samples 0 .. n - 1
     b = plain.generate_cond_ref(model, g, uniforms[n:], state)      # the rest: a + b == samples
 
-Tests: `python -m pytest tests/test_reference.py -q` (against golden data from PyTorch, tests/data/make_golden.py).
+Linear prediction (ModelConfig.linear_order P >= 1, §11): est(t), a learned linear combination of the P previous
+samples' 16-bit values, is a 4th GRU input column; with ModelConfig.prior "laplace" each byte's logits also add a
+Laplace prior centred on it (the arithmetic: pywavernn/reference/prior.py, shared with the subscale model).
+
+Tests: `python -m pytest tests/test_reference.py tests/test_linear_prediction.py -q` (against golden data from
+PyTorch, tests/data/make_golden.py; the linear prediction against the twin and the C engine).
 
 Letters: H hidden units (half = H/2 coarse + H/2 fine), C conditioning channels, K output-head hidden units,
 BH x BW block shape, F frames, hop samples per frame, T = F * hop samples.
@@ -25,7 +30,7 @@ BH x BW block shape, F frames, hop samples per frame, T = F * hop samples.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 import numpy as np
@@ -35,6 +40,7 @@ from pywavernn.audio import coarse_fine_join, coarse_fine_split, scale_byte
 from pywavernn.common import F32, N_CLASSES, PREV_COARSE, PREV_FINE, check_audio, check_uniforms
 from pywavernn.conditioning import cond_at, conditioning_ref, upsample_conditioning
 from pywavernn.modelfile import BlockSparseMatrix, Model
+from pywavernn.reference.prior import add_prior_ref
 
 TEACHER_FORCING_CHUNK = 2048  # samples per vectorised chunk: bounds memory at ~chunk * 3H floats
 BYTE_INPUT = scale_byte(np.arange(N_CLASSES))  # byte v -> float32(v) / 127.5 - 1, looked up per step
@@ -77,13 +83,18 @@ def sigmoid_ref(x: np.ndarray) -> np.ndarray:
 # --- one step (§3) ------------------------------------------------------------------------------------------------
 
 def input_projection_ref(w_in: np.ndarray, x: np.ndarray, cond: np.ndarray) -> np.ndarray:
-    """gi = W_in @ x + cond, summed in a fixed order: ((x0 w0 + x1 w1) + x2 w2) + cond.
+    """gi = W_in @ x + cond, summed in a fixed order: ((x0 w0 + x1 w1) + x2 w2) + cond, or with linear prediction
+    (W_in (3H, 4), x3 = est(t), §11) (((x0 w0 + x1 w1) + x2 w2) + x3 w3) + cond.
 
-    Written element-wise (no BLAS) so the value does not depend on the library. x is (3,) or (n, 3), cond (3H,)
-    or (n, 3H). The generation loop computes the same sum in two parts (see _generate_step).
+    Written element-wise (no BLAS) so the value does not depend on the library. x is (3,) or (n, 3) (4 with
+    linear prediction), cond (3H,) or (n, 3H). The generation loop computes the same sum in two parts (see
+    generate_step_ref).
     """
     x = x[..., None, :]
-    return ((x[..., 0] * w_in[:, 0] + x[..., 1] * w_in[:, 1]) + x[..., 2] * w_in[:, 2]) + cond
+    gi = (x[..., 0] * w_in[:, 0] + x[..., 1] * w_in[:, 1]) + x[..., 2] * w_in[:, 2]
+    if w_in.shape[1] == 4:
+        gi = gi + x[..., 3] * w_in[:, 3]
+    return gi + cond
 
 
 def gru_update_ref(h: np.ndarray, gi: np.ndarray, rh: np.ndarray) -> np.ndarray:
@@ -107,6 +118,49 @@ def output_head_ref(y: np.ndarray, w1, b1: np.ndarray, w2, b2: np.ndarray) -> np
     extra = (slice(None),) + (None,) * (y.ndim - 1)  # broadcast the biases over columns
     hidden = np.maximum(matvec_ref(w1, y) + b1[extra], F32(0))
     return matvec_ref(w2, hidden) + b2[extra]
+
+
+def head_prior_ref(model: Model, byte: int, y: np.ndarray, logits: np.ndarray, c_t: int | None, est: np.float32,
+                   weight: np.ndarray, bias: np.float32) -> np.ndarray:
+    """A byte's logits plus the Laplace prior's term (pywavernn/reference/prior.py) centred on est, its log-scale
+    weight . hidden + bias from the byte's head hidden layer hidden = relu(O1 y + b1) (byte 0, coarse) or
+    relu(O3 y + b3) (byte 1, fine, bins given the coarse byte c_t); y (H/2,) the half state the head read."""
+    w = model.weights
+    o, b = ("out.O1", "out.b1") if byte == 0 else ("out.O3", "out.b3")
+    hidden = np.maximum(matvec_ref(w[o], y) + w[b], F32(0))  # the head's hidden layer, as output_head_ref has it
+    return add_prior_ref(logits, byte, hidden, c_t, est, weight, bias)
+
+
+# --- linear prediction (§11) -------------------------------------------------------------------------------------
+
+def sample_value_ref(samples) -> np.ndarray:
+    """v = s / 32768 in float32 (exact): the 16-bit values the linear prediction weighs."""
+    return np.asarray(samples).astype(F32) / F32(32768)
+
+
+def linear_prediction_ref(weight: np.ndarray, past: np.ndarray) -> np.ndarray:
+    """est = sum over p = 1..P of weight[p-1] * past[p-1], summed in that order in float32 (§11); past (P, ...)
+    holds v(t - 1), v(t - 2), ..., v(t - P) (zeros before the utterance) for one sample t or a row of them."""
+    est = np.zeros(past.shape[1:], dtype=F32)
+    for p in range(weight.shape[0]):
+        est = est + weight[p] * past[p]
+    return est
+
+
+def past_values_ref(v: np.ndarray, order: int) -> np.ndarray:
+    """(P, T) view of the 16-bit values v (T,) of an utterance: row p - 1 holds v(t - p) for t = 0 .. T - 1, with
+    v = 0 before the utterance (the previous sample of §1 is s = 0); P = order >= 1."""
+    padded = np.concatenate([np.zeros(order, F32), v])
+    return np.lib.stride_tricks.sliding_window_view(padded, v.shape[0])[order - 1::-1]  # row P - p: v(t - p)
+
+
+def prior_adjust_ref(model: Model, est: np.float32) -> Callable | None:
+    """generate_step_ref's `adjust` for a plain model with prior "laplace" (§11), centred on est; else None."""
+    if model.model_config.prior == "none":
+        return None
+    w = model.weights
+    return lambda byte, y, logits, c_t: head_prior_ref(model, byte, y, logits, c_t, est, w["prior.weight"][byte],
+                                                       w["prior.bias"][byte])
 
 
 def sample_from_logits_ref(logits: np.ndarray, u: float) -> int:
@@ -139,30 +193,36 @@ def _gates(v: np.ndarray, half: int) -> np.ndarray:
 
 
 def generate_step_ref(model: Model, h: np.ndarray, c_prev: int, f_prev: int, cond: np.ndarray,
-                      u_coarse: float, u_fine: float, adjust: Callable | None = None):
+                      u_coarse: float, u_fine: float, adjust: Callable | None = None, est: np.float32 | None = None):
     """One sample in the spec's order: rh once; coarse gates; O1, O2; sample c_t; fine gates with c_t; O3, O4; f_t.
 
     Returns (h', c_t, f_t, logits_c, logits_f). The input projection is summed as in input_projection_ref:
     the coarse rows get ((x0 w0 + x1 w1) + cond) because their c_t weight is zero (the mask), the fine rows
-    ((x0 w0 + x1 w1) + x2 w2) + cond once c_t is known, so teacher forcing reproduces these values exactly.
-    adjust(byte, y, logits, c_t) -> logits, when given, changes each byte's logits before its draw (byte 0 coarse,
-    1 fine; y the half state the head read; c_t None for the coarse byte): the subscale prior's hook.
+    ((x0 w0 + x1 w1) + x2 w2) + cond once c_t is known, so teacher forcing reproduces these values exactly; with
+    linear prediction (est given, §11) est w3 is added before cond in both. adjust(byte, y, logits, c_t) ->
+    logits, when given, changes each byte's logits before its draw (byte 0 coarse, 1 fine; y the half state the
+    head read; c_t None for the coarse byte): the prior's hook (prior_adjust_ref; the subscale model's own).
     """
     w = model.weights
     half = model.model_config.half
     w_in = w["gru.W_in"]
     rh = _gates(matvec_ref(w["gru.R"], h) + w["gru.b_R"], half)
     x01 = _gates(BYTE_INPUT[c_prev] * w_in[:, 0] + BYTE_INPUT[f_prev] * w_in[:, 1], half)
+    x_est = None if est is None else _gates(F32(est) * w_in[:, 3], half)
     cond = _gates(cond, half)
 
-    h_coarse = gru_update_ref(h[:half], x01[:, 0] + cond[:, 0], rh[:, 0])
+    gi_coarse = x01[:, 0] if x_est is None else x01[:, 0] + x_est[:, 0]
+    h_coarse = gru_update_ref(h[:half], gi_coarse + cond[:, 0], rh[:, 0])
     logits_c = output_head_ref(h_coarse, w["out.O1"], w["out.b1"], w["out.O2"], w["out.b2"])
     if adjust is not None:
         logits_c = adjust(0, h_coarse, logits_c, None)
     c_t = sample_from_logits_ref(logits_c, u_coarse)
 
     w_ct = _gates(w_in[:, 2], half)[:, 1]  # c_t's column, fine rows only
-    gi_fine = (x01[:, 1] + BYTE_INPUT[c_t] * w_ct) + cond[:, 1]
+    gi_fine = x01[:, 1] + BYTE_INPUT[c_t] * w_ct
+    if x_est is not None:
+        gi_fine = gi_fine + x_est[:, 1]
+    gi_fine = gi_fine + cond[:, 1]
     h_fine = gru_update_ref(h[half:], gi_fine, rh[:, 1])
     logits_f = output_head_ref(h_fine, w["out.O3"], w["out.b3"], w["out.O4"], w["out.b4"])
     if adjust is not None:
@@ -173,17 +233,20 @@ def generate_step_ref(model: Model, h: np.ndarray, c_prev: int, f_prev: int, con
 
 @dataclass
 class GenerationState:
-    """Where a generation stands: the GRU state h (H,), the previous sample's bytes (c_prev, f_prev) and the index
-    t of the next sample, counted from the utterance's start. Fresh: h = 0, previous sample s = 0, t = 0."""
+    """Where a generation stands: the GRU state h (H,), the previous sample's bytes (c_prev, f_prev), the index t
+    of the next sample, counted from the utterance's start, and with linear prediction the P previous samples'
+    16-bit values `past` (P,) (v(t - 1) first, §11). Fresh: h = 0, previous samples s = 0, t = 0."""
 
     h: np.ndarray
     c_prev: int = PREV_COARSE
     f_prev: int = PREV_FINE
     t: int = 0
+    past: np.ndarray = field(default_factory=lambda: np.zeros(0, F32))
 
     @classmethod
     def fresh(cls, model: Model) -> "GenerationState":
-        return cls(np.zeros(model.model_config.hidden_size, dtype=F32))
+        return cls(np.zeros(model.model_config.hidden_size, dtype=F32),
+                   past=np.zeros(model.model_config.linear_order, dtype=F32))
 
 
 def generate_ref(model: Model, mel: np.ndarray, uniforms: np.ndarray, trace: bool = False, *,
@@ -225,7 +288,8 @@ def generate_cond_ref(model: Model, g: np.ndarray, uniforms: np.ndarray, state: 
         raise ValueError(f"uniforms: samples {t0} .. {t0 + n_samples - 1} must lie in the frames of g, samples "
                          f"{lo} .. {lo + g.shape[0] * hop - 1}")
 
-    h, c_prev, f_prev = state.h, state.c_prev, state.f_prev
+    h, c_prev, f_prev, past = state.h, state.c_prev, state.f_prev, state.past
+    w_lin = model.weights.get("linear.weight")
     coarse = np.empty(n_samples, dtype=np.int64)
     fine = np.empty(n_samples, dtype=np.int64)
     if trace:
@@ -233,14 +297,18 @@ def generate_cond_ref(model: Model, g: np.ndarray, uniforms: np.ndarray, state: 
                  "logits_f": np.empty((n_samples, N_CLASSES), F32)}
     for i in range(n_samples):
         t = t0 + i
+        est = None if w_lin is None else linear_prediction_ref(w_lin, past)
         h, c_prev, f_prev, logits_c, logits_f = generate_step_ref(
-            model, h, c_prev, f_prev, cond_at(g, t - lo, hop), uniforms[i, 0], uniforms[i, 1])
+            model, h, c_prev, f_prev, cond_at(g, t - lo, hop), uniforms[i, 0], uniforms[i, 1],
+            adjust=prior_adjust_ref(model, est), est=est)
         coarse[i], fine[i] = c_prev, f_prev
+        if w_lin is not None:  # v(t) becomes v(t' - 1) of the next sample t'
+            past = np.concatenate([[sample_value_ref(coarse_fine_join(c_prev, f_prev))], past[:-1]]).astype(F32)
         if trace:
             steps["h"][i], steps["logits_c"][i], steps["logits_f"][i] = h, logits_c, logits_f
         if progress is not None and (t + 1) % hop == 0:
             progress(i + 1)
-    state.h, state.c_prev, state.f_prev, state.t = h, int(c_prev), int(f_prev), t0 + n_samples
+    state.h, state.c_prev, state.f_prev, state.t, state.past = h, int(c_prev), int(f_prev), t0 + n_samples, past
     samples = coarse_fine_join(coarse, fine)
     if not trace:
         return samples
@@ -255,7 +323,8 @@ def _teacher_forced_chunks(model: Model, g: np.ndarray, audio_int16: np.ndarray,
     """Yield (start, logits_c (n, 256), logits_f (n, 256)) for consecutive chunks of n <= chunk samples.
 
     Everything but the recurrence is vectorised over the chunk: the upsampled conditioning, the input projection
-    and the output heads. Only rh = R h + b_R and the gate update run one sample at a time.
+    and the output heads. Only rh = R h + b_R and the gate update run one sample at a time (and the prior's terms,
+    with a prior, §11).
     """
     hop = model.feature_config.hop_length
     audio_int16 = check_audio(audio_int16, g.shape[0], hop)
@@ -265,7 +334,12 @@ def _teacher_forced_chunks(model: Model, g: np.ndarray, audio_int16: np.ndarray,
     coarse, fine = coarse_fine_split(audio_int16)
     coarse_prev = np.concatenate([[PREV_COARSE], coarse[:-1]])
     fine_prev = np.concatenate([[PREV_FINE], fine[:-1]])
-    x = np.stack([BYTE_INPUT[coarse_prev], BYTE_INPUT[fine_prev], BYTE_INPUT[coarse]], axis=1)  # (T, 3)
+    columns = [BYTE_INPUT[coarse_prev], BYTE_INPUT[fine_prev], BYTE_INPUT[coarse]]
+    order = model.model_config.linear_order
+    if order:  # est(t) from the true past (§11)
+        est = linear_prediction_ref(w["linear.weight"], past_values_ref(sample_value_ref(audio_int16), order))
+        columns.append(est)
+    x = np.stack(columns, axis=1)  # (T, 3), or (T, 4) with est
 
     h = np.zeros(hidden, dtype=F32)
     for start in range(0, x.shape[0], chunk):
@@ -278,7 +352,13 @@ def _teacher_forced_chunks(model: Model, g: np.ndarray, audio_int16: np.ndarray,
             states[i] = h
         logits_c = output_head_ref(states[:, :half].T, w["out.O1"], w["out.b1"], w["out.O2"], w["out.b2"])
         logits_f = output_head_ref(states[:, half:].T, w["out.O3"], w["out.b3"], w["out.O4"], w["out.b4"])
-        yield start, np.ascontiguousarray(logits_c.T), np.ascontiguousarray(logits_f.T)
+        logits_c, logits_f = np.ascontiguousarray(logits_c.T), np.ascontiguousarray(logits_f.T)
+        if model.model_config.prior != "none":
+            for i in range(stop - start):
+                adjust = prior_adjust_ref(model, x[start + i, 3])
+                logits_c[i] = adjust(0, states[i, :half], logits_c[i], None)
+                logits_f[i] = adjust(1, states[i, half:], logits_f[i], coarse[start + i])
+        yield start, logits_c, logits_f
 
 
 def teacher_forced_logits_ref(model: Model, mel: np.ndarray, audio_int16: np.ndarray, *,

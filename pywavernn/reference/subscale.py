@@ -3,9 +3,9 @@
 What it is: the definition-by-code of a subscale model (subscale_factor B > 1): teacher-forced logits and NLL,
 and free-running generation from supplied uniforms (T, 2) indexed by each sample's true time t, so the samples do
 not depend on the order they are computed in. With subscale_prior "laplace" each byte's logits add the prior's terms
-(`prior_term_ref`, `prior_logits_ref`). It reuses pywavernn.reference.plain for everything the plain model shares
-(the GRU step, the output heads, the sampling rule), pywavernn.conditioning for the conditioning, and
-pywavernn.fold for the index arithmetic.
+(`prior_logits_ref`; the arithmetic is pywavernn/reference/prior.py's, shared with the plain model). It reuses
+pywavernn.reference.plain for everything the plain model shares (the GRU step, the output heads, the sampling
+rule), pywavernn.conditioning for the conditioning, and pywavernn.fold for the index arithmetic.
 What it is not: fast. One sample at a time, and the context network is recomputed from scratch over its receptive
 field for every sample (a real engine keeps per-stream activation queues; docs/format.md §9 gives the cost).
 
@@ -39,6 +39,7 @@ from pywavernn.reference.plain import (
     BYTE_INPUT,
     generate_step_ref,
     gru_step_ref,
+    head_prior_ref,
     log_softmax_at,
     matvec_ref,
     output_head_ref,
@@ -127,47 +128,7 @@ def context_ref(model: Model, values: np.ndarray, v16: np.ndarray, real: np.ndar
     return ctx
 
 
-# --- the Laplace prior (ModelConfig.subscale_prior "laplace", docs/format.md §9) ----------------------------------------
-
-PRIOR_FLOOR = F32(-16.0)  # the prior's term never goes below this (a bounded cost for a wrong estimate)
-PRIOR_LOG_SCALE_RANGE = (F32(-3.0), F32(12.0))  # log b is clipped to this (b from 0.05 to 1.6e5 16-bit steps)
-
-
-def prior_location_ref(est0: np.float32) -> np.float32:
-    """The prior's centre in unsigned 16-bit units (0 .. 65536) from the first linear estimate (v16 units)."""
-    return F32(est0) * F32(32768) + F32(32768)
-
-
-def prior_log_scale_ref(model: Model, byte: int, hidden: np.ndarray, s: int) -> np.float32:
-    """log b of byte 0 (coarse) or 1 (fine) of a sample of sub-tensor s: subscale.prior.weight[byte] . hidden
-    + subscale.prior.bias[byte, s], clipped to PRIOR_LOG_SCALE_RANGE; hidden (K,) is the byte's output head's
-    hidden layer relu(O1 y + b1) (coarse) or relu(O3 y + b3) (fine)."""
-    w = model.weights
-    z = F32(w["subscale.prior.weight"][byte] @ hidden) + w["subscale.prior.bias"][byte, s]
-    return F32(np.clip(z, *PRIOR_LOG_SCALE_RANGE))
-
-
-def prior_term_ref(lo: np.ndarray, width: float, mu: np.float32, log_b: np.float32) -> np.ndarray:
-    """max(PRIOR_FLOOR, log of the mass a Laplace(mu, b = exp(log b)) distribution gives each bin [lo, lo + width)),
-    float32, in the order of operations the engines use. A bin wholly on one side of mu at distance d (to its
-    nearer edge) has log mass side - d / b with side = log((1 - exp(-width / b)) / 2); the bin holding mu has
-    log(1 - (exp(-(mu - lo) / b) + exp(-(hi - mu) / b)) / 2), written with expm1 so a wide b loses nothing."""
-    lo = np.asarray(lo, dtype=F32)
-    width, mu = F32(width), F32(mu)
-    inv_b = F32(np.exp(-F32(log_b)))
-    hi = lo + width
-    d = np.maximum(lo - mu, mu - hi)  # > 0: the bin lies wholly on one side of mu
-    side = F32(np.log(-np.expm1(-(width * inv_b)))) - F32(np.log(2.0))
-    term = side - d * inv_b
-    inside = np.flatnonzero(d <= 0)
-    for k in inside:  # at most one bin holds mu (two when mu is on their shared edge: both get this formula)
-        a, c = (lo[k] - mu) * inv_b, (hi[k] - mu) * inv_b
-        term[k] = np.log(F32(-0.5) * (np.expm1(a) + np.expm1(-c)))
-    return np.maximum(term, PRIOR_FLOOR).astype(F32)
-
-
-COARSE_BIN_LO = np.arange(N_CLASSES, dtype=F32) * F32(256)  # coarse byte c covers [256 c, 256 c + 256)
-
+# --- the Laplace prior (ModelConfig.subscale_prior "laplace", docs/format.md §9; arithmetic: reference/prior.py) -----
 
 def prior_logits_ref(model: Model, byte: int, y: np.ndarray, logits: np.ndarray, c_t: int | None,
                      est0: np.float32, s: int) -> np.ndarray:
@@ -177,11 +138,8 @@ def prior_logits_ref(model: Model, byte: int, y: np.ndarray, logits: np.ndarray,
     if model.model_config.subscale_prior == "none":
         return logits
     w = model.weights
-    o, b = ("out.O1", "out.b1") if byte == 0 else ("out.O3", "out.b3")
-    hidden = np.maximum(matvec_ref(w[o], y) + w[b], F32(0))  # the head's hidden layer, as output_head_ref has it
-    lo, width = (COARSE_BIN_LO, 256) if byte == 0 else (F32(256 * int(c_t)) + np.arange(N_CLASSES, dtype=F32), 1)
-    term = prior_term_ref(lo, width, prior_location_ref(est0), prior_log_scale_ref(model, byte, hidden, s))
-    return logits + term
+    return head_prior_ref(model, byte, y, logits, c_t, est0, w["subscale.prior.weight"][byte],
+                          w["subscale.prior.bias"][byte, s])
 
 
 def _previous_bytes(coarse: np.ndarray, fine: np.ndarray, i: int, s: int, factor: int,

@@ -1,5 +1,5 @@
 /* gru_isa.c: the fused GRU gate update, the gate-input terms (plain and subscale), fast exp/sigmoid/tanh, softmax
- * sampling and the subscale prior's logit terms.
+ * sampling and the Laplace prior's logit terms (subscale and plain models).
  *
  * Compiled once per ISA (see pwr_isa.h). Fast mode uses one exp approximation everywhere (Cephes expf: range
  * reduction x = n ln2 + r, degree-5 polynomial on |r| <= ln2/2, 2^n from exponent bits); inputs above 88 are
@@ -215,9 +215,23 @@ void PWR_FN(gru_gates)(const float *rh, const float *gi, float *h, int32_t H, in
     }
 }
 
-void PWR_FN(gru_input)(const float *w_in, const float *x3, const float *g0, const float *g1, float a, float *gi,
-                       int32_t H, int32_t j0, int32_t j1) {
-    const float x0 = x3[0], x1 = x3[1], x2 = x3[2];
+void PWR_FN(gru_input)(const float *w_in, int32_t n_in, const float *x, const float *g0, const float *g1, float a,
+                       float *gi, int32_t H, int32_t j0, int32_t j1) {
+    const float x0 = x[0], x1 = x[1], x2 = x[2];
+    if (n_in == 4) { /* the linear prediction's column (docs/format.md §11), added after the others, before cond */
+        const float x3 = x[3];
+        for (int g = 0; g < 3; g++) {
+            for (int32_t j = j0; j < j1; j++) {
+                const size_t row = (size_t)g * H + j;
+                const float cond = g0[row] + a * (g1[row] - g0[row]);
+                const float *wr = w_in + 4 * row;
+                const float v = (wr[0] * x0 + wr[1] * x1) + wr[2] * x2;
+                const float est = wr[3] * x3; /* a statement of its own: never contracted into the add below */
+                gi[row] = (v + est) + cond;
+            }
+        }
+        return;
+    }
     for (int g = 0; g < 3; g++) {
         for (int32_t j = j0; j < j1; j++) {
             const size_t row = (size_t)g * H + j;
@@ -382,20 +396,20 @@ void PWR_FN(sample_softmax_rows)(const float *logits, int32_t n, const float *u,
                                                       scratch, exact);
 }
 
-/* The Laplace prior of a subscale model (pwr_kernels.h, pwr_subscale_prior_fn). A bin wholly on one side of mu, at
- * distance d to its nearer edge, gets side - d / b; beyond d = (side - FLOOR) b that is below the floor, so only the
- * bins within that reach (widened by two bins, far more than float32 rounding needs, and to whole groups of 16 so
- * the loop runs in full vectors) evaluate it and the rest add FLOOR, which is what the formula would give them. The
- * bin or two whose d <= 0 hold mu get the exact formula, from their logits as they were. Bin starts are integers
- * below 2^24: exact. */
+/* The Laplace prior of a subscale model (§9) or a plain one (§11) (pwr_kernels.h, pwr_prior_fn). A bin wholly on
+ * one side of mu, at distance d to its nearer edge, gets side - d / b; beyond d = (side - FLOOR) b that is below the
+ * floor, so only the bins within that reach (widened by two bins, far more than float32 rounding needs, and to whole
+ * groups of 16 so the loop runs in full vectors) evaluate it and the rest add FLOOR, which is what the formula would
+ * give them. The bin or two whose d <= 0 hold mu get the exact formula, from their logits as they were. Bin starts
+ * are integers below 2^24: exact. */
 #define PRIOR_FLOOR (-16.0f)
 #define PRIOR_LOG_B_MIN (-3.0f)
 #define PRIOR_LOG_B_MAX 12.0f
 
 static inline int32_t prior_bin(float k) { return k < 0.0f ? 0 : k > 256.0f ? 256 : (int32_t)k; }
 
-void PWR_FN(subscale_prior)(float *restrict logits, float lo0, float width, float mu, const float *restrict w,
-                            float bias, const float *restrict hid, int32_t K) {
+void PWR_FN(laplace_prior)(float *restrict logits, float lo0, float width, float mu, const float *restrict w,
+                           float bias, const float *restrict hid, int32_t K) {
     float acc[8] = {0}; /* eight running sums side by side (vector lanes), then added in order */
     const int32_t k8 = K - K % 8;
     for (int32_t k = 0; k < k8; k += 8)

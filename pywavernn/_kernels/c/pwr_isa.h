@@ -110,8 +110,8 @@ PWR_DECL_MV(16x1)
 PWR_DECL_MV(4x4)
 PWR_DECL_MV(1x1)
 void PWR_FN(gru_gates)(const float *, const float *, float *, int32_t, int32_t, int32_t, int);
-void PWR_FN(gru_input)(const float *, const float *, const float *, const float *, float, float *, int32_t, int32_t,
-                       int32_t);
+void PWR_FN(gru_input)(const float *, int32_t, const float *, const float *, const float *, float, float *, int32_t,
+                       int32_t, int32_t);
 void PWR_FN(gru_input_t)(const float *, const float *, int, const float *, const float *, float, const float *,
                          const float *, float *, int32_t, int32_t, int32_t);
 void PWR_FN(fast_sigmoid)(const float *, float *, int32_t);
@@ -120,6 +120,6 @@ void PWR_FN(fast_exp)(const float *, float *, int32_t);
 int PWR_FN(sample_softmax)(const float *, float, float *, int);
 void PWR_FN(sample_softmax_rows)(const float *, int32_t, const float *, int32_t, int32_t *, float *, int);
 void PWR_FN(frame_matmul)(const float *, const float *, int64_t, float *, int32_t, int32_t, int32_t);
-void PWR_FN(subscale_prior)(float *, float, float, float, const float *, float, const float *, int32_t);
+void PWR_FN(laplace_prior)(float *, float, float, float, const float *, float, const float *, int32_t);
 
 #endif

@@ -68,10 +68,12 @@ typedef void (*pwr_gemm_fn)(const pwr_matrix *w, const float *const *x, int32_t 
  * Preconditions: 0 <= j0 <= j1 <= H; rh, gi have 3H floats; h has H floats; no overlap. */
 typedef void (*pwr_gru_gates_fn)(const float *rh, const float *gi, float *h, int32_t H, int32_t j0, int32_t j1,
                                  int exact);
-/* gi[g*H + j] = W_in[g*H + j, 0:3] . x[0:3] + cond[g*H + j] for g = 0,1,2 and j in [j0, j1), where
- * cond = g0 + a * (g1 - g0) (docs/format.md §2; float32). W_in is (3H, 3) row-major; g0, g1, gi have 3H floats. */
-typedef void (*pwr_gru_input_fn)(const float *w_in, const float *x3, const float *g0, const float *g1, float a,
-                                 float *gi, int32_t H, int32_t j0, int32_t j1);
+/* gi[r] = W_in[r, 0:n_in] . x[0:n_in] + cond[r] for rows r = g*H + j, g = 0,1,2 and j in [j0, j1), where
+ * cond = g0 + a * (g1 - g0) (docs/format.md §2; float32), summed as ((w0 x0 + w1 x1) + w2 x2) + cond, or with
+ * n_in = 4 (the linear prediction's column, §11) (((w0 x0 + w1 x1) + w2 x2) + w3 x3) + cond, each product and sum
+ * rounded to float32 (no contraction). W_in is (3H, n_in) row-major, n_in 3 or 4; g0, g1, gi have 3H floats. */
+typedef void (*pwr_gru_input_fn)(const float *w_in, int32_t n_in, const float *x, const float *g0, const float *g1,
+                                 float a, float *gi, int32_t H, int32_t j0, int32_t j1);
 /* Subscale (docs/format.md §9), one stream's gate input from W_in transposed (3, 3H) row-major, the frame-rate
  * conditioning rows g0, g1 (frames j, j + 1 of the sample's true time, weight a), pq = proj a_D and bias =
  * proj.bias[s]: for g = 0,1,2 and j in [j0, j1), r = g*H + j,
@@ -101,11 +103,12 @@ typedef int (*pwr_sample_fn)(const float *logits, float u, float *scratch, int e
 typedef void (*pwr_sample_rows_fn)(const float *logits, int32_t n, const float *u, int32_t u_stride, int32_t *k,
                                    float *scratch, int exact);
 
-/* Subscale (docs/format.md §9, subscale_prior "laplace"): logits[k] += max(-16, log of the mass Laplace(mu, b) gives
- * [lo0 + k width, lo0 + (k + 1) width)) for k < 256, log b = w . hid + bias (K terms) clipped to [-3, 12]; the
- * float32 formulas of pywavernn.reference.subscale.prior_term_ref (libm expf, logf, expm1f in every mode). */
-typedef void (*pwr_subscale_prior_fn)(float *logits, float lo0, float width, float mu, const float *w, float bias,
-                                      const float *hid, int32_t K);
+/* The Laplace prior (docs/format.md §9 subscale_prior, §11 prior "laplace"): logits[k] += max(-16, log of the mass
+ * Laplace(mu, b) gives [lo0 + k width, lo0 + (k + 1) width)) for k < 256, log b = w . hid + bias (K terms) clipped to
+ * [-3, 12]; the float32 formulas of pywavernn.reference.prior.prior_term_ref (libm expf, logf, expm1f in every
+ * mode). */
+typedef void (*pwr_prior_fn)(float *logits, float lo0, float width, float mu, const float *w, float bias,
+                             const float *hid, int32_t K);
 
 typedef struct {
     const char *isa;
@@ -118,7 +121,7 @@ typedef struct {
     pwr_sample_fn sample_softmax;
     pwr_sample_rows_fn sample_softmax_rows;
     pwr_frame_matmul_fn frame_matmul;
-    pwr_subscale_prior_fn subscale_prior;
+    pwr_prior_fn laplace_prior;
 } pwr_kernel_table;
 
 /* The kernel table of `isa` (a pwr_isa_id), or NULL when that ISA was not built. Does not check CPU support:

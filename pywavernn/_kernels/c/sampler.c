@@ -3,15 +3,19 @@
  * audio; per-sample NLL), both optionally recording per-step traces.
  *
  * One step, per thread (every phase touches only the thread's rows; B = spin barrier):
+ *   0 with linear prediction (P >= 1), est(t) from the thread's own copy of the past samples (every thread,
+ *     redundantly, like the draws: same data, same code, same answer; P multiply-adds)
  *   1 rh = R h + b_R (own R block rows); gi for own coarse units          B
  *   2 coarse gate update (own coarse units)                                B
  *   3 hid_c = relu(O1 y_c + b1) (own O1 rows)                              B
  *   4 logits_c = O2 hid_c + b2 (own O2 rows)                               B
- *   5 c_t = sample(logits_c) (every thread, redundantly: same data, same code, same answer; or the true c_t);
- *     gi for own fine units with c_t; fine gate update (own fine units)    B
+ *   5 c_t = sample(logits_c) (every thread, redundantly: same data, same code, same answer; or the true c_t), with
+ *     a prior first added to the thread's own copy of logits_c; gi for own fine units with c_t; fine gate update
+ *     (own fine units)                                                     B
  *   6 hid_f = relu(O3 y_f + b3)                                            B
  *   7 logits_f = O4 hid_f + b4                                             B
- *   8 f_t = sample(logits_f) (every thread); thread 0 writes the sample, the NLL and the trace
+ *   8 f_t = sample(logits_f) (every thread; a prior added to its own copy first); thread 0 writes the sample, the
+ *     NLL and the trace (of the logits with the prior); every thread shifts v(t) into its copy of the past
  * Every buffer written in a phase is read only after the next barrier and rewritten only after the next step's
  * barriers, so 7 barriers a step suffice. With one thread the barriers return at once.
  */
@@ -89,19 +93,50 @@ static double neg_log2_softmax_at(const float *l, int k) {
     return (mx + log(sum) - (double)l[k]) / LN2;
 }
 
-/* Thread 0's per-step bookkeeping after the step's last barrier: every buffer it reads is complete and is not
- * rewritten before the next step's barriers (which thread 0 has not yet reached). */
-static void record_step(const loop_io *io, const buffers *bf, const float *h, int32_t H, int64_t i, int32_t c_t,
-                        int32_t f_t) {
+/* Thread 0's per-step bookkeeping after the step's last barrier: every buffer it reads (h; the step's logits lc, lf:
+ * the shared buffers, or thread 0's own copies with the prior added) is complete and is not rewritten before the
+ * next step's barriers (which thread 0 has not yet reached). */
+static void record_step(const loop_io *io, const float *lc, const float *lf, const float *h, int32_t H, int64_t i,
+                        int32_t c_t, int32_t f_t) {
     if (io->out) io->out[i] = (int16_t)(((c_t << 8) | f_t) - 32768);
-    if (io->nll) io->nll[i] = neg_log2_softmax_at(bf->logits_c, c_t) + neg_log2_softmax_at(bf->logits_f, f_t);
+    if (io->nll) io->nll[i] = neg_log2_softmax_at(lc, c_t) + neg_log2_softmax_at(lf, f_t);
     const pwr_trace *tr = io->trace;
     if (tr && i >= tr->lo && i < tr->hi) {
         const size_t k = (size_t)(i - tr->lo);
         if (tr->h) memcpy(tr->h + k * (size_t)H, h, sizeof(float) * (size_t)H);
-        if (tr->logits_c) memcpy(tr->logits_c + k * N_CLASSES, bf->logits_c, sizeof(float) * N_CLASSES);
-        if (tr->logits_f) memcpy(tr->logits_f + k * N_CLASSES, bf->logits_f, sizeof(float) * N_CLASSES);
+        if (tr->logits_c) memcpy(tr->logits_c + k * N_CLASSES, lc, sizeof(float) * N_CLASSES);
+        if (tr->logits_f) memcpy(tr->logits_f + k * N_CLASSES, lf, sizeof(float) * N_CLASSES);
     }
+}
+
+/* est = sum over p = 1..P of w[p - 1] * past[p - 1] (docs/format.md §11), in that order from 0, each product and
+ * each sum rounded to float32: the product is a statement of its own, so no compiler contracts it into the add. */
+static float linear_prediction(const float *w, const float *past, int32_t P) {
+    float est = 0.0f;
+    for (int32_t p = 0; p < P; p++) {
+        const float term = w[p] * past[p];
+        est = est + term;
+    }
+    return est;
+}
+
+/* A byte's logits with the prior (net->prior): a copy of the shared logits in the thread's own buffer `mine`, plus
+ * the Laplace prior's terms centred on est (byte 0 coarse: bins of 256; byte 1 fine given c_t: bins of 1 from
+ * 256 c_t), its scale from hid, the byte's head hidden layer. Returns mine. */
+static const float *with_prior(const pwr_wavernn *net, const pwr_kernel_table *tb, int byte, const float *logits,
+                               const float *hid, float est, int32_t c_t, float *mine) {
+    memcpy(mine, logits, sizeof(float) * N_CLASSES);
+    const float mu = est * 32768.0f + 32768.0f;
+    tb->laplace_prior(mine, byte == 0 ? 0.0f : (float)(c_t * 256), byte == 0 ? 256.0f : 1.0f, mu,
+                      net->prior_w + (size_t)byte * (size_t)net->K, net->prior_b[byte], hid, net->K);
+    return mine;
+}
+
+/* past = [v(t), past[0], ..., past[P - 2]]: sample t becomes v(t' - 1) of the next sample t' = t + 1. */
+static void push_past(float *past, int32_t P, int32_t c_t, int32_t f_t) {
+    if (P == 0) return;
+    memmove(past + 1, past, sizeof(float) * (size_t)(P - 1));
+    past[0] = (float)(((c_t << 8) | f_t) - 32768) / 32768.0f;
 }
 
 /* The rows and units one thread owns. */
@@ -129,6 +164,10 @@ static void run_loop(const pwr_wavernn *net, const pwr_kernel_table *tb, int exa
     const int16_t *audio = io->audio;
     const int bookkeeping = tid == 0 && (io->out || io->nll || io->trace);
     float cdf[N_CLASSES];
+    float lc_mine[N_CLASSES], lf_mine[N_CLASSES]; /* with a prior: this thread's logits plus the prior's terms */
+    const int32_t P = net->P, n_in = P ? 4 : 3;
+    float past[PWR_MAX_LINEAR_ORDER]; /* this thread's copy of s->past (every thread keeps one alike) */
+    if (P) memcpy(past, s->past, sizeof(float) * (size_t)P);
     float *h = s->h;
     waiter w = {0};
     spin_barrier solo, *team = bar; /* thread 0 alone: a barrier of one */
@@ -141,6 +180,7 @@ static void run_loop(const pwr_wavernn *net, const pwr_kernel_table *tb, int exa
         if (i == solo_end) { /* back to the team: the others re-read the previous samples, then own rows again */
             s->prev_c = c_prev;
             s->prev_f = f_prev;
+            if (P) memcpy(s->past, past, sizeof(float) * (size_t)P);
             handover_resume(ho, i, team, &window_sleeps);
             bar = team;
             sh = split_work(net, tid, nth);
@@ -151,11 +191,13 @@ static void run_loop(const pwr_wavernn *net, const pwr_kernel_table *tb, int exa
         const float a = (float)(int32_t)(t % hop) / (float)hop;
         const float *g0 = g + (size_t)j * 3 * H;
         const float *g1 = g + (size_t)(j + 1 < n_frames ? j + 1 : n_frames - 1) * 3 * H;
-        float x3[3] = {scale_byte(c_prev), scale_byte(f_prev), 0.0f}; /* c_t's weight is 0 in coarse rows */
+        /* x_t = [c_{t-1}, f_{t-1}, c_t (0 until known: its weight is 0 in the coarse rows), est(t) when P >= 1] */
+        const float est = P ? linear_prediction(net->lin_w, past, P) : 0.0f;
+        float x[4] = {scale_byte(c_prev), scale_byte(f_prev), 0.0f, est};
         const int32_t u_true = audio ? (int32_t)audio[i] + 32768 : 0;
 
         mv_r(&net->R, h, net->b_R, bf->rh, sh.r.lo, sh.r.hi);
-        tb->gru_input(net->w_in, x3, g0, g1, a, bf->gi, H, sh.uc.lo, sh.uc.hi);
+        tb->gru_input(net->w_in, n_in, x, g0, g1, a, bf->gi, H, sh.uc.lo, sh.uc.hi);
         barrier_wait(bar, &w);
         tb->gru_gates(bf->rh, bf->gi, h, H, sh.uc.lo, sh.uc.hi, exact);
         barrier_wait(bar, &w);
@@ -164,9 +206,11 @@ static void run_loop(const pwr_wavernn *net, const pwr_kernel_table *tb, int exa
         barrier_wait(bar, &w);
         mv_2(&net->O2, bf->hid_c, net->b2, bf->logits_c, sh.o2.lo, sh.o2.hi);
         barrier_wait(bar, &w);
-        const int32_t c_t = audio ? u_true >> 8 : tb->sample_softmax(bf->logits_c, uniforms[2 * i], cdf, exact);
-        x3[2] = scale_byte(c_t);
-        tb->gru_input(net->w_in, x3, g0, g1, a, bf->gi, H, sh.uf.lo, sh.uf.hi);
+        const float *lc = net->prior ? with_prior(net, tb, 0, bf->logits_c, bf->hid_c, est, 0, lc_mine)
+                                     : bf->logits_c;
+        const int32_t c_t = audio ? u_true >> 8 : tb->sample_softmax(lc, uniforms[2 * i], cdf, exact);
+        x[2] = scale_byte(c_t);
+        tb->gru_input(net->w_in, n_in, x, g0, g1, a, bf->gi, H, sh.uf.lo, sh.uf.hi);
         tb->gru_gates(bf->rh, bf->gi, h, H, sh.uf.lo, sh.uf.hi, exact);
         barrier_wait(bar, &w);
         mv_3(&net->O3, h + half, net->b3, bf->hid_f, sh.o3.lo, sh.o3.hi);
@@ -181,6 +225,7 @@ static void run_loop(const pwr_wavernn *net, const pwr_kernel_table *tb, int exa
                 if (rejoin < 0) return;
                 c_prev = s->prev_c; /* the samples of step rejoin - 1, published by thread 0 */
                 f_prev = s->prev_f;
+                if (P) memcpy(past, s->past, sizeof(float) * (size_t)P);
                 i = rejoin - 1;
                 continue;
             }
@@ -188,14 +233,18 @@ static void run_loop(const pwr_wavernn *net, const pwr_kernel_table *tb, int exa
             sh = split_work(net, 0, 1);
             solo_end = handover_stretch_end(ho, i, n);
         }
-        const int32_t f_t = audio ? u_true & 255 : tb->sample_softmax(bf->logits_f, uniforms[2 * i + 1], cdf, exact);
-        if (bookkeeping) record_step(io, bf, h, H, i, c_t, f_t);
+        const float *lf = net->prior ? with_prior(net, tb, 1, bf->logits_f, bf->hid_f, est, c_t, lf_mine)
+                                     : bf->logits_f;
+        const int32_t f_t = audio ? u_true & 255 : tb->sample_softmax(lf, uniforms[2 * i + 1], cdf, exact);
+        if (bookkeeping) record_step(io, lc, lf, h, H, i, c_t, f_t);
+        push_past(past, P, c_t, f_t);
         c_prev = c_t;
         f_prev = f_t;
     }
     if (tid == 0) {
         s->prev_c = c_prev;
         s->prev_f = f_prev;
+        if (P) memcpy(s->past, past, sizeof(float) * (size_t)P);
         s->t += n;
     }
     if (bar == &solo) handover_finish(ho); /* thread 0 ended the call alone: release the others */

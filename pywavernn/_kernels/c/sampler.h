@@ -1,5 +1,6 @@
-/* sampler.h: the WaveRNN sampling loop in C (docs/format.md §1-5): generation, teacher forcing (NLL, per-step
- * traces) and batches of independent utterances; one stream optionally multi-threaded.
+/* sampler.h: the WaveRNN sampling loop in C (docs/format.md §1-5, with the linear prediction and prior of §11):
+ * generation, teacher forcing (NLL, per-step traces) and batches of independent utterances; one stream optionally
+ * multi-threaded.
  *
  * Plain C, no Python.h; the loop runs without the GIL and never calls back into Python. Weights (pwr_wavernn)
  * are immutable and shareable; the per-stream state (pwr_stream) is all a stream needs to continue, so
@@ -22,20 +23,32 @@
 
 #include "pwr_kernels.h"
 
+#define PWR_MAX_LINEAR_ORDER 64 /* pywavernn.config.MAX_LINEAR_ORDER */
+
 typedef struct {
     int32_t H, K, hop;
     pwr_matrix R;            /* (3H, H), rows [u | r | e] */
     pwr_matrix O1, O2;       /* (K, H/2), (256, K): coarse head */
     pwr_matrix O3, O4;       /* (K, H/2), (256, K): fine head */
-    const float *w_in;       /* (3H, 3), column 2 zero in the coarse rows */
+    const float *w_in;       /* (3H, 3), or (3H, 4) when P >= 1 (column 3: est); column 2 zero in the coarse rows */
     const float *b_R;        /* (3H) */
     const float *b1, *b2, *b3, *b4; /* (K), (256), (K), (256) */
+    /* Linear prediction (docs/format.md §11): est(t) = sum over p = 1..P of lin_w[p - 1] v(t - p), in that order,
+     * the 4th GRU input; P = 0: none. With prior = 1 (needs P >= 1) each byte's logits add the Laplace prior centred
+     * on 32768 est + 32768, log b = prior_w[byte] . hid + prior_b[byte] (hid: the byte's head hidden layer). */
+    int32_t P;               /* 0 .. PWR_MAX_LINEAR_ORDER */
+    const float *lin_w;      /* (P) */
+    int32_t prior;
+    const float *prior_w;    /* (2, K): coarse, fine */
+    const float *prior_b;    /* (2) */
 } pwr_wavernn;
 
 typedef struct {
     float *h;                /* (H) hidden state, updated in place */
     int32_t prev_c, prev_f;  /* previous sample's bytes (128, 0 before the first sample) */
     int64_t t;               /* index of the next sample (selects the conditioning frame) */
+    float *past;             /* (P) v(t - 1), v(t - 2), ..., v(t - P), v = s / 32768 (0 before the first sample),
+                              * updated in place; unread when P = 0 */
 } pwr_stream;
 
 /* Steps [lo, hi) of one call (0 = the call's first sample) are recorded into caller buffers: the state after the
@@ -49,8 +62,9 @@ typedef struct {
  * fine) and conditioning g (n_frames, 3H) upsampled per docs/format.md §2; updates *s.
  * exact: libm exp/tanh (matches the NumPy reference sample for sample) or the fast approximations.
  * Preconditions (checked by pywavernn/engines/cpu.py): every matrix valid for its kernel table entry with the shapes
- * above, H even; s->t + n <= n_frames * hop; uniforms in [0, 1); 0 <= prev_c, prev_f <= 255;
- * nthreads >= 1; table non-NULL. Returns 0, or -1 if scratch memory could not be allocated (s unchanged). */
+ * above, H even; s->t + n <= n_frames * hop; uniforms in [0, 1); 0 <= prev_c, prev_f <= 255; 0 <= P <=
+ * PWR_MAX_LINEAR_ORDER, prior only with P >= 1, s->past with P finite floats; nthreads >= 1; table non-NULL.
+ * Returns 0, or -1 if scratch memory could not be allocated (s unchanged). */
 int pwr_generate(const pwr_wavernn *net, const pwr_kernel_table *table, int exact, int nthreads, const float *g,
                  int32_t n_frames, const float *uniforms, int64_t n, pwr_stream *s, int16_t *out);
 

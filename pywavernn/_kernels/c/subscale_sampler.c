@@ -279,7 +279,7 @@ static void prior_step(const pwr_subscale_net *net, const pwr_kernel_table *tb, 
     for (int32_t s = lo; s <= hi; s++) {
         const float mu = sc->top[(size_t)s * top + (size_t)net->Cx] * 32768.0f + 32768.0f;
         const float lo0 = byte == 0 ? 0.0f : (float)(sc->ct[s] * 256);
-        tb->subscale_prior(logits + (size_t)s * N_CLASSES, lo0, byte == 0 ? 256.0f : 1.0f, mu,
+        tb->laplace_prior(logits + (size_t)s * N_CLASSES, lo0, byte == 0 ? 256.0f : 1.0f, mu,
                   net->prior_w + (size_t)byte * (size_t)net->K, net->prior_b[(size_t)byte * (size_t)net->B + (size_t)s],
                   sc->hid + (size_t)s * (size_t)net->K, net->K);
     }

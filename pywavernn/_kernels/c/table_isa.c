@@ -18,5 +18,5 @@ const pwr_kernel_table PWR_TABLE_NAME = {
     .sample_softmax = PWR_FN(sample_softmax),
     .sample_softmax_rows = PWR_FN(sample_softmax_rows),
     .frame_matmul = PWR_FN(frame_matmul),
-    .subscale_prior = PWR_FN(subscale_prior),
+    .laplace_prior = PWR_FN(laplace_prior),
 };
