@@ -2,7 +2,10 @@
 
 The scan's forward and hand-written backward (the C++ loops and the Python loops) give torch.nn.GRU's outputs and
 every gradient; the scan loss gives WindowedNLL's loss and every parameter's gradient, so a run may switch
-gru_impl and train the same model.
+gru_impl and train the same model; with the linear prediction and prior of docs/format.md §11 too, whose est(t)
+sees the same (noisy, with input_noise) past samples as the GRU's byte inputs.
+
+Run: python -m pytest tests/test_fast_gru.py -q
 """
 
 from __future__ import annotations
@@ -113,11 +116,11 @@ def _window_batch(cfg, n=3, seed=0):
     return mel, [pad] * (n - 1) + [1], [frames] * (n - 1) + [frames - 1], audio, prev
 
 
-@pytest.mark.parametrize("impl", ["scan", "scan-bf16"])
-def test_scan_loss_matches_windowed_nll(impl):
-    torch.manual_seed(0)
-    net = build_net(TINY)
-    args = _window_batch(TINY)
+def _assert_scan_loss_matches_windowed_nll(net, impl: str, args) -> tuple[dict, dict]:
+    """loss_module(net, impl) against WindowedNLL on one batch: the loss, and every parameter's gradient relative to
+    its largest entry, agree (float32 summation order for "scan", bf16 rounding for "scan-bf16"). Returns the
+    gradients (WindowedNLL's, the scan's) by parameter name."""
+    assert isinstance(loss_module(net, impl), ScanWindowedNLL)
     grads = []
     for module in (WindowedNLL(net), loss_module(net, impl)):
         net.zero_grad()
@@ -125,12 +128,19 @@ def test_scan_loss_matches_windowed_nll(impl):
         loss.backward()
         grads.append((float(loss.detach()), {k: p.grad.clone() for k, p in net.named_parameters()}))
     (l_ref, g_ref), (l_new, g_new) = grads
-    assert isinstance(loss_module(net, impl), ScanWindowedNLL)
     tol = 1e-5 if impl == "scan" else 1e-2
     assert abs(l_new - l_ref) < tol * abs(l_ref)
     for k in g_ref:
         scale = float(g_ref[k].abs().max()) + 1e-12
         assert float((g_new[k] - g_ref[k]).abs().max()) / scale < (1e-4 if impl == "scan" else 0.05), k
+    return g_ref, g_new
+
+
+@pytest.mark.parametrize("impl", ["scan", "scan-bf16"])
+def test_scan_loss_matches_windowed_nll(impl):
+    torch.manual_seed(0)
+    net = build_net(TINY)
+    _, g_new = _assert_scan_loss_matches_windowed_nll(net, impl, _window_batch(TINY))
     # the input mask holds: c_t's coarse-row weights get no gradient
     from pywavernn.modelfile import coarse_rows_of_gates
     rows = torch.from_numpy(coarse_rows_of_gates(TINY.model.hidden_size))
@@ -168,3 +178,74 @@ def test_input_noise_perturbs_only_the_past_and_only_in_training():
     assert float(((c_past * 256 + f_past) - u.long()).float().std()) < 400
     with pytest.raises(ValueError, match="input_noise"):
         TrainConfig.from_dict({**TINY.to_dict(), "input_noise": -1})
+
+
+def _linear_config(prior: str = "laplace") -> TrainConfig:
+    """TINY with linear prediction of order 4 (docs/format.md §11), with or without the prior."""
+    return TrainConfig.from_dict({**TINY.to_dict(), "model": {**TINY.model.to_dict(), "linear_order": 4,
+                                                              "prior": prior}})
+
+
+def _linear_batch(cfg, n=3, seed=0):
+    """_window_batch with the 4 samples before each window (Batch.prev (N, 4)); the last window at an utterance
+    start, so zeros before it."""
+    mel, crop, length, audio, _ = _window_batch(cfg, n, seed)
+    prev = torch.from_numpy(np.random.default_rng(seed + 1).integers(-3000, 3000, (n, 4)).astype(np.int16))
+    prev[-1] = 0
+    return mel, crop, length, audio, prev
+
+
+@pytest.mark.parametrize("prior", ["none", "laplace"])
+@pytest.mark.parametrize("impl", ["scan", "scan-bf16"])
+def test_scan_loss_matches_windowed_nll_with_linear_prediction(impl, prior):
+    """ScanWindowedNLL == WindowedNLL, loss and every gradient (the taps' and the prior's too), for a net with
+    linear prediction; random taps and prior weights so that every path carries a gradient."""
+    cfg = _linear_config(prior)
+    torch.manual_seed(0)
+    net = build_net(cfg)
+    with torch.no_grad():
+        net.linear_weight.copy_(0.5 * torch.randn(4))
+        if prior != "none":
+            net.prior_weight.copy_(0.1 * torch.randn(2, cfg.model.out_hidden))
+            net.prior_bias.copy_(torch.tensor([5.0, 3.0]))
+    args = _linear_batch(cfg)
+    g_ref, _ = _assert_scan_loss_matches_windowed_nll(net, impl, args)
+    assert {"linear_weight"} <= set(g_ref) and (prior == "none") != ({"prior_weight", "prior_bias"} <= set(g_ref))
+    assert all(float(g.abs().max()) > 1e-9 for g in g_ref.values()), "a parameter without gradient"
+    with pytest.raises(ValueError, match=r"prev: a model with linear_order 4 needs"):
+        WindowedNLL(net)(*args[:4], args[4][:, -1])
+
+
+def test_input_noise_reaches_the_estimate_as_it_reaches_the_bytes():
+    """With input_noise the est(t) of a step is computed from the very noisy samples whose bytes the step sees as
+    c_{t-1}, f_{t-1}; and a model without linear prediction draws the noise it drew before §11 existed."""
+    from training.model import linear_prediction, sample_values
+
+    cfg = _linear_config()
+    torch.manual_seed(0)
+    net = build_net(cfg)
+    with torch.no_grad():
+        net.linear_weight.copy_(torch.randn(4))
+    args = _linear_batch(cfg)
+    audio, prev = args[3], args[4]
+    module = loss_module(net, "scan", input_noise=300.0)
+    torch.manual_seed(1)
+    past = module.past_samples(audio, prev)
+    torch.manual_seed(1)
+    x, est = module.sample_inputs(audio, prev)
+    clean = torch.cat([prev, audio[:, :-1]], dim=1)
+    assert past.shape == clean.shape and not torch.equal(past, clean)
+    c_past, f_past = ((past[:, 3:].to(torch.int32) + 32768) >> 8), ((past[:, 3:].to(torch.int32) + 32768) & 255)
+    assert torch.equal(x[..., 0], net.byte_input[c_past.long()])
+    assert torch.equal(x[..., 1], net.byte_input[f_past.long()])
+    assert torch.equal(est, linear_prediction(net.linear_weight, sample_values(past), audio.shape[1]))
+    with torch.no_grad():  # validation: the clean past
+        assert torch.equal(module.sample_inputs(audio, prev)[1],
+                           linear_prediction(net.linear_weight, sample_values(clean), audio.shape[1]))
+    plain = loss_module(build_net(TINY), "scan", input_noise=300.0)
+    audio0, prev0 = _window_batch(TINY)[3:]
+    torch.manual_seed(1)
+    noisy = plain.past_samples(audio0, prev0)
+    torch.manual_seed(1)
+    want = torch.cat([prev0[:, None], audio0[:, :-1]], 1).float() + 300.0 * torch.randn(audio0.shape)
+    assert torch.equal(noisy, want.round().clamp(-32768, 32767).to(torch.int16))

@@ -11,6 +11,8 @@ conditioning with the same float32 operations and sample with the same float32 r
 differences (~1e-6 of the cdf total) change a sample only if a uniform lands that close to a class edge. Seeded
 draws do that now and then (this test's raw draws come within 2e-7 once), so the uniforms both paths get are
 first made safe: see safe_uniforms.
+The same holds with the linear prediction and prior of docs/format.md §11 (est(t) has the reference's bits in the
+twin: the same float32 sum in the same order), with and without the prior.
 
 Run: python -m pytest tests/test_parity_torch.py -q
 """
@@ -18,6 +20,7 @@ Run: python -m pytest tests/test_parity_torch.py -q
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -181,6 +184,70 @@ def test_coarse_logits_do_not_see_the_current_coarse_byte(net, inputs):
     np.testing.assert_array_equal(lc_a[:t0 + 1], lc_b[:t0 + 1])
     assert np.abs(lf_a[t0] - lf_b[t0]).max() > 1e-3  # the fine head does see c_t
     assert np.abs(lc_a[t0 + 1] - lc_b[t0 + 1]).max() > 1e-3  # and the next step sees it as c_{t-1}
+
+
+LINEAR = replace(CONFIG, linear_order=8, prior="laplace")  # docs/format.md §11
+
+
+def make_linear_net(prior: str, seed: int = 3) -> WaveRNN:
+    """make_net's scaled weights, random taps (the start, est = v(t - 1), would test one tap only) and a prior of
+    scales e^2 and e^4 16-bit steps that the heads' hidden layers move."""
+    torch.manual_seed(seed)
+    net = WaveRNN(replace(LINEAR, prior=prior), FeatureConfig(hop_length=HOP))
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            if name.startswith(("O", "gru", "cond")):
+                p.mul_(3.0 if name.startswith("O") else 2.0)
+        net.linear_weight.copy_(0.4 * torch.randn(8))
+        if prior != "none":
+            net.prior_weight.copy_(0.05 * torch.randn(2, CONFIG.out_hidden))
+            net.prior_bias.copy_(torch.tensor([4.0, 2.0]))
+    return net
+
+
+@pytest.mark.parametrize("prior", ["none", "laplace"])
+def test_linear_prediction_matches_reference(tmp_path, inputs, prior):
+    """Teacher-forced logits and NLL, free-running samples, and the export round trip of a twin with linear
+    prediction (and the prior): the reference's, as for the plain model."""
+    mel, audio, uniforms = inputs
+    net = make_linear_net(prior)
+    path = tmp_path / "linear.safetensors"
+    model = export_model(net, net.feature_config, path)
+    loaded = fmt.load_model(path)
+    assert loaded.model_config.linear_order == 8 and loaded.dense("gru.W_in").shape == (3 * CONFIG.hidden_size, 4)
+    lc_t, lf_t = torch_logits(net, mel, audio)
+    lc_r, lf_r = ref.teacher_forced_logits_ref(loaded, mel, audio)
+    assert np.abs(lc_t - lc_r).max() < TOL and np.abs(lf_t - lf_r).max() < TOL
+    with torch.no_grad():
+        nll_t = float(net.nll_bits(torch.from_numpy(mel)[None], torch.from_numpy(audio)[None]))
+    assert nll_t == pytest.approx(ref.nll_ref(loaded, mel, audio), rel=1e-5)
+    safe = safe_uniforms(model, mel, uniforms)
+    samples_t, trace_t = net.generate(mel, safe, trace=True)
+    samples_r, trace_r = ref.generate_ref(model, mel, safe, trace=True)
+    first = np.flatnonzero(samples_t != samples_r)
+    assert first.size == 0, f"samples differ first at step {first[0]} of {N_SAMPLES}"
+    assert len(np.unique(samples_t)) > 30  # a live trajectory (a prior of a few steps keeps it near est)
+    for key in ("h", "logits_c", "logits_f"):
+        assert np.abs(trace_t[key] - trace_r[key]).max() < TOL, key
+    back = WaveRNN.from_model(loaded)
+    for (name, a), b in zip(net.state_dict().items(), back.state_dict().values()):
+        assert torch.equal(a, b), name
+    # the taps matter: the same weights with est's column zeroed give other logits
+    with torch.no_grad():
+        net.gru.weight_ih_l0[:, 3] = 0.0
+    assert np.abs(torch_logits(net, mel, audio)[1] - lf_t).max() > 1e-3
+
+
+def test_linear_prediction_starts_as_the_previous_sample():
+    """A fresh twin's est(t) is v(t - 1) and its prior's log-scale is PRIOR_INIT_LOG_SCALE (docs/format.md §11)."""
+    net = WaveRNN(LINEAR, FeatureConfig(hop_length=HOP))
+    assert net.linear_weight.tolist() == [1.0] + [0.0] * 7
+    assert net.prior_bias.tolist() == [6.0, 6.0] and not net.prior_weight.detach().any()
+    coarse = torch.tensor([[1, 200, 129, 7]])
+    fine = torch.tensor([[3, 4, 0, 255]])
+    est = net.gru_inputs(coarse, fine)[0, :, 3]
+    want = [0.0] + [(256 * c + f - 32768) / 32768 for c, f in zip([1, 200, 129], [3, 4, 0])]
+    assert est.tolist() == pytest.approx(want, abs=0)
 
 
 def test_forward_rejects_mismatched_lengths(net, inputs):

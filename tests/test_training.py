@@ -4,7 +4,9 @@ What it is: TrainConfig loading and its refusals; the data folder (plain and LJS
 cache, and the handling of empty folders, unreadable, silent, short, stereo and non-24 kHz files; windows whose
 conditioning equals the full utterance's; a tiny run killed with SIGKILL after its first checkpoint and resumed,
 ending bit-identical to an uninterrupted run; a 2-process torchrun (gloo) run whose ranks stay in sync; export
-to a model file that pywavernn.modelfile.load_model accepts at the trained sparsity; and the CLI's errors.
+to a model file that pywavernn.modelfile.load_model accepts at the trained sparsity; and the CLI's errors. With the
+linear prediction and prior of docs/format.md §11: windows that carry the P samples before them, the windowed loss,
+and a short run whose exported file the reference and the C engine run alike.
 What it is not: a quality test (no real training here) and it never reads ../shared: all audio is synthetic,
 written in tmp_path.
 
@@ -305,6 +307,79 @@ def test_windowed_loss_is_the_models_nll_when_conditioning_is_constant(speech_di
         direct = net.nll_bits(torch.from_numpy(utt.mel[None, :w]), torch.from_numpy(utt.audio[None, :w * HOP]))
     assert float(windowed) == pytest.approx(float(direct), rel=1e-6)
     assert 4.0 < float(direct) < 17.0
+
+
+def _linear_model(**changes):
+    """TINY's model with linear prediction of order 4 and the prior (docs/format.md §11)."""
+    return {**TINY.model.to_dict(), "linear_order": 4, "prior": "laplace", **changes}
+
+
+def test_windows_carry_the_samples_before_them(speech_dir, cache_dir):
+    """WindowSet(history=L) (Batch.prev (N, L)) holds the L samples before each window, oldest first, zeros before
+    the utterance; history 1, the default, keeps the (N,) of one sample, and the windows themselves do not change."""
+    utt = tdata.FeatureCache(cache_dir, FEATURES).load(speech_dir / "utt1.wav")
+    w, pad, history = 3, 1, 150  # more than a hop: the window at j0 = 1 reaches before the utterance
+    ids = np.arange(tdata.WindowSet([utt], HOP, w, pad).n_windows)
+    b = tdata.WindowSet([utt], HOP, w, pad, history=history).batch(ids)
+    one = tdata.WindowSet([utt], HOP, w, pad).batch(ids)
+    assert b.prev.shape == (len(ids), history) and one.prev.shape == (len(ids),) and b.prev.dtype == np.int16
+    for j0 in ids:
+        start = j0 * HOP
+        want = np.concatenate([np.zeros(max(0, history - start), np.int16), utt.audio[max(0, start - history):start]])
+        np.testing.assert_array_equal(b.prev[j0], want)
+        assert one.prev[j0] == want[-1]
+    np.testing.assert_array_equal(b.audio, one.audio)
+    with pytest.raises(ValueError, match="history"):
+        tdata.WindowSet([utt], HOP, w, pad, history=0)
+
+
+def test_windowed_loss_with_linear_prediction(speech_dir, cache_dir):
+    """A window at an utterance start gives exactly WaveRNN.nll_bits (est(t) from zeros before it, as the model's
+    forward has it), and an interior window's loss depends on the samples before it (its first steps' est)."""
+    torch.manual_seed(0)
+    net = WaveRNN(TINY.model.__class__.from_dict(_linear_model()), FEATURES)
+    with torch.no_grad():
+        for conv in net.cond_convs:
+            conv.weight.zero_()
+        net.linear_weight.copy_(torch.tensor([1.5, -0.7, 0.3, 0.2]))
+    utt = tdata.FeatureCache(cache_dir, FEATURES).load(speech_dir / "utt0.wav")
+    w, pad = 3, net.model_config.cond_lookahead
+    b = tdata.WindowSet([utt], HOP, w, pad, history=4).batch(np.array([0, 1]))
+    args = (torch.from_numpy(b.mel), b.crop.tolist(), b.length.tolist(), torch.from_numpy(b.audio))
+    with torch.no_grad():
+        windowed = WindowedNLL(net)(*(a[:1] for a in args), torch.from_numpy(b.prev[:1]))
+        direct = net.nll_bits(torch.from_numpy(utt.mel[None, :w]), torch.from_numpy(utt.audio[None, :w * HOP]))
+        interior = [float(WindowedNLL(net)(*(a[1:] for a in args), torch.from_numpy(prev)))
+                    for prev in (b.prev[1:], np.zeros_like(b.prev[1:]))]
+    assert float(windowed) == pytest.approx(float(direct), rel=1e-6)
+    assert interior[0] != interior[1]
+
+
+def test_training_with_linear_prediction_exports_a_file_the_engines_run(tmp_path, speech_dir, cache_dir):
+    """A short run of a model with linear prediction and the prior trains the taps and the prior, and its export
+    loads, reproduces the torch model's NLL, and gives the same samples in the reference and the C engine."""
+    from pywavernn.conditioning import conditioning
+    from pywavernn.engines import make_engine
+
+    run = tmp_path / "run"
+    cfg = tiny_config(model=_linear_model(), steps=8, checkpoint_every=4, eval_every=4)
+    assert train(cfg, speech_dir, run, cache_dir=cache_dir, progress=False)["step"] == 8
+    ckpt = load_checkpoint(run / "checkpoint.pt")
+    assert not torch.equal(ckpt["model"]["linear_weight"], torch.tensor([1.0, 0.0, 0.0, 0.0]))
+    assert not torch.equal(ckpt["model"]["prior_bias"], torch.tensor([6.0, 6.0]))
+    out = tmp_path / "lp.safetensors"
+    assert main(["export", str(run / "checkpoint.pt"), "-o", str(out)]) == 0
+    model = load_model(out)
+    assert (model.model_config.linear_order, model.model_config.prior) == (4, "laplace")
+    net = WaveRNN(cfg.model, FEATURES)
+    net.load_state_dict(ckpt["model"])
+    mel, audio = torch.randn(1, 3, FEATURES.n_mels), torch.randint(-2000, 2000, (1, 3 * HOP), dtype=torch.int16)
+    with torch.no_grad():
+        assert float(net.nll_bits(mel, audio)) == float(WaveRNN.from_model(model).nll_bits(mel, audio))
+    g = conditioning(model, mel[0].numpy())
+    uniforms = np.random.default_rng(0).random((3 * HOP, 2), dtype=np.float32)
+    np.testing.assert_array_equal(make_engine(model, "cpu", exact=True).generate(g, uniforms),
+                                  make_engine(model, "reference").generate(g, uniforms))
 
 
 # -------------------------------------------------------------------------------------------- checkpoints

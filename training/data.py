@@ -18,7 +18,8 @@ the frames [j0 - pad, j0 + W + 1 + pad) clipped to the utterance, and `crop` = t
 Where the window touches an utterance edge the clipped frames are exactly what inference sees there (the network's
 own replicate padding then acts at the true edge), so the conditioning in training equals the conditioning at
 inference for every window. What still differs from inference, as in every WaveRNN trained on windows: the GRU
-state starts at h = 0 at each window start (it is given the true previous sample, `prev`).
+state starts at h = 0 at each window start (it is given the true previous sample, `prev`; a model with linear
+prediction of order P, docs/format.md §11, the P previous samples: `WindowSet(history=P)`).
 
 Feature cache. Entries live in `CACHE_DIR/features-<hash of the FeatureConfig JSON and the cache version>/`, one
 `<hash of resolved path, mtime, size>.npz` per file holding `audio` (int16, T) and `mel` (float32, F x n_mels),
@@ -274,7 +275,9 @@ class Batch:
            left-aligned; entries past `length` are zero and unused.
     crop   (N,) int64: index of frame j0 in `mel`.   length (N,) int64: valid frames in `mel`.
     audio  (N, W * hop) int16: samples [j0 * hop, (j0 + W) * hop).
-    prev   (N,) int16: the sample before the window (0 at an utterance start, as at inference).
+    prev   (N,) int16: the sample before the window (0 at an utterance start, as at inference); with a history
+           L > 1 (WindowSet(history=L), for linear prediction of order L, docs/format.md §11) (N, L): the L samples
+           before the window, oldest first (prev[:, -1] the one just before), 0 before an utterance's start.
     """
 
     mel: np.ndarray
@@ -285,11 +288,14 @@ class Batch:
 
 
 class WindowSet:
-    """The windows of a list of utterances: every (utterance, j0) with 0 <= j0 <= T // hop - W, equally likely."""
+    """The windows of a list of utterances: every (utterance, j0) with 0 <= j0 <= T // hop - W, equally likely.
+    history: how many samples before each window a batch carries (Batch.prev)."""
 
-    def __init__(self, utterances: Sequence[Utterance], hop: int, window_frames: int, pad: int):
+    def __init__(self, utterances: Sequence[Utterance], hop: int, window_frames: int, pad: int, history: int = 1):
+        if isinstance(history, bool) or not isinstance(history, int) or history < 1:
+            raise ValueError(f"history: expected an integer >= 1 (samples before each window), found {history!r}")
         self.utterances = list(utterances)
-        self.hop, self.window_frames, self.pad = hop, window_frames, pad
+        self.hop, self.window_frames, self.pad, self.history = hop, window_frames, pad, history
         counts = np.array([u.audio.shape[0] // hop - window_frames + 1 for u in self.utterances], dtype=np.int64)
         if not self.utterances or (counts < 1).any():
             raise ValueError("WindowSet: expected utterances of at least one window each")
@@ -305,7 +311,7 @@ class WindowSet:
         n_mels = self.utterances[0].mel.shape[1]
         mel = np.zeros((n, w + 1 + 2 * pad, n_mels), dtype=np.float32)
         crop, length = np.empty(n, np.int64), np.empty(n, np.int64)
-        audio, prev = np.empty((n, w * hop), np.int16), np.zeros(n, np.int16)
+        audio, prev = np.empty((n, w * hop), np.int16), np.zeros((n, self.history), np.int16)
         utt_index = np.searchsorted(self.offsets, window_ids, side="right") - 1
         for b, (k, i) in enumerate(zip(window_ids, utt_index)):
             utt = self.utterances[i]
@@ -314,9 +320,9 @@ class WindowSet:
             mel[b, :hi - lo] = utt.mel[lo:hi]
             crop[b], length[b] = j0 - lo, hi - lo
             audio[b] = utt.audio[j0 * hop:(j0 + w) * hop]
-            if j0 > 0:
-                prev[b] = utt.audio[j0 * hop - 1]
-        return Batch(mel, crop, length, audio, prev)
+            before = utt.audio[max(0, j0 * hop - self.history):j0 * hop]  # zeros before the utterance stay
+            prev[b, self.history - before.shape[0]:] = before
+        return Batch(mel, crop, length, audio, prev[:, 0] if self.history == 1 else prev)
 
 
 class WindowSampler:
@@ -357,7 +363,7 @@ def _emphasised(utt: Utterance, coef: float) -> Utterance:
 
 def build_datasets(data_dir, feature_config: FeatureConfig, window_frames: int, pad: int, cache_dir,
                    valid_fraction: float = 0.05, min_peak: float = 1e-4, rank: int = 0, world_size: int = 1,
-                   gather: Callable | None = None, preemphasis: float = 0.0) -> Datasets:
+                   gather: Callable | None = None, preemphasis: float = 0.0, history: int = 1) -> Datasets:
     """Find, check, cache and load the data of `data_dir` for one rank.
 
     Unreadable, silent (peak < min_peak) and too-short (under one window) files are skipped with a warning
@@ -365,7 +371,8 @@ def build_datasets(data_dir, feature_config: FeatureConfig, window_frames: int, 
     training files are used for validation, with a warning. Training files are sharded over ranks
     (file i to rank i % world_size) when there are at least world_size of them. preemphasis > 0: the audio the
     windows carry (the samples predicted, and `prev`) is pywavernn.audio.preemphasis of the file's samples; the
-    mel stays the file's own, as at inference.
+    mel stays the file's own, as at inference. history: samples before each window its batch carries (Batch.prev;
+    the model's linear_order, at least 1).
     """
     split = merge_splits([split_files(d, valid_fraction) for d in _data_dirs(data_dir)])
     warn = rank == 0
@@ -404,5 +411,5 @@ def build_datasets(data_dir, feature_config: FeatureConfig, window_frames: int, 
         "shard_hours": sum(u.audio.shape[0] for u in train_utts) / feature_config.sample_rate / 3600,
         "cache_dir": str(cache.dir),
     }
-    return Datasets(WindowSet(train_utts, hop, window_frames, pad), WindowSet(valid_utts, hop, window_frames, pad),
-                    summary)
+    return Datasets(WindowSet(train_utts, hop, window_frames, pad, history),
+                    WindowSet(valid_utts, hop, window_frames, pad, history), summary)

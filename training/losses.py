@@ -7,8 +7,13 @@ and the config's `gru_impl`. Each is an nn.Module taking (mel, crop, length, aud
 training.train.batch_inputs makes them, so DistributedDataParallel can wrap any of them.
 What it is not: the model (training/model.py) or the loop (training/train.py).
 
+Linear prediction (docs/format.md §11): for a net with linear_order P the plain losses compute est(t) from the
+window's past samples, the P before the window (`prev` (N, P), training/data.py) and the window's own, the same
+samples (noisy ones with input_noise) whose bytes are the GRU's c_{t-1}, f_{t-1}; with a prior the heads add its
+terms.
+
 Tests: tests/test_training.py (WindowedNLL), tests/test_fast_gru.py (ScanWindowedNLL against WindowedNLL: loss and
-every parameter's gradient).
+every parameter's gradient), tests/test_linear_prediction.py (both with linear prediction).
 
 Letters: N batch, W window frames, T = W * hop samples per window, C conditioning channels, H hidden units,
 B subscale factor, P = T / B positions.
@@ -25,7 +30,7 @@ from torch import nn
 from pywavernn.config import N_CLASSES
 from training.config import GRU_IMPLS
 from training.fast_gru import gru_scan, has_bf16_units
-from training.model import WaveRNN
+from training.model import WaveRNN, linear_prediction, sample_values
 from training.subscale_model import SubscaleWaveRNN
 
 LN2 = math.log(2.0)
@@ -50,17 +55,39 @@ class WindowedNLL(nn.Module):
         self.net = net
         self.input_noise = float(input_noise)
 
-    def past_bytes(self, audio: torch.Tensor, prev: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The bytes of s_{t-1} for every t of the window, (N, T) each: the window's samples shifted by one, with
-        the true previous sample first. With input_noise > 0 and gradients enabled (training, not validation),
-        Gaussian noise of that standard deviation (int16 steps) is added to s_{t-1} before the split, so the
-        network learns to stay on track when the samples it is fed are off, as they are once it is fed its own
-        (LPCNet's remedy for free-running drift); the targets and the current coarse input stay exact."""
-        past = torch.cat([prev[:, None], audio[:, :-1]], dim=1)
+    def past_samples(self, audio: torch.Tensor, prev: torch.Tensor) -> torch.Tensor:
+        """The samples the window's steps see as their past, (N, L - 1 + T) int16: the L samples before the window
+        (prev (N,) for L = 1, or (N, L), oldest first), then the window's samples but its last, so column L - 1 + t
+        is s_{t-1}. With input_noise > 0 and gradients enabled (training, not validation), Gaussian noise of that
+        standard deviation (int16 steps) is added to every one of them, so the network learns to stay on track
+        when the samples it is fed are off, as they are once it is fed its own (LPCNet's remedy for free-running
+        drift); the targets and the current coarse input stay exact. (L = 1 draws the very noise it drew before
+        linear prediction existed.)"""
+        prev = prev[:, None] if prev.dim() == 1 else prev
+        order = self.net.model_config.linear_order
+        if prev.shape[1] < order:
+            raise ValueError(f"prev: a model with linear_order {order} needs the {order} samples before each window, "
+                             f"(N, {order}); found {tuple(prev.shape)} (training.data.WindowSet(history=...))")
+        past = torch.cat([prev[:, prev.shape[1] - max(order, 1):], audio[:, :-1]], dim=1)
         if self.input_noise > 0 and torch.is_grad_enabled():
             noisy = past.float() + self.input_noise * torch.randn(past.shape, device=past.device)
             past = noisy.round_().clamp_(-32768, 32767).to(torch.int16)
-        return _bytes(past)
+        return past
+
+    def past_bytes(self, audio: torch.Tensor, prev: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The bytes of s_{t-1} for every t of the window, (N, T) each (past_samples, noise and all)."""
+        return _bytes(self.past_samples(audio, prev)[:, -audio.shape[1]:])
+
+    def sample_inputs(self, audio: torch.Tensor, prev: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(x (N, T, 3): the scaled bytes [c_{t-1}, f_{t-1}, c_t], est (N, T) or None): the GRU's sample inputs,
+        est(t) (docs/format.md §11) computed from the same past samples as c_{t-1} and f_{t-1}."""
+        past = self.past_samples(audio, prev)
+        c_past, f_past = _bytes(past[:, -audio.shape[1]:])
+        byte = self.net.byte_input
+        x = torch.stack([byte[c_past], byte[f_past], byte[_bytes(audio)[0]]], dim=2)
+        if not self.net.model_config.linear_order:
+            return x, None
+        return x, linear_prediction(self.net.linear_weight, sample_values(past), audio.shape[1])
 
     def conditioning(self, mel: torch.Tensor, crop: list[int], length: list[int], frames: int) -> torch.Tensor:
         """z_L (N, C, frames) for frames j0 .. j0 + frames - 1 of each window. Windows with the same (crop, length)
@@ -85,11 +112,11 @@ class WindowedNLL(nn.Module):
         n_samples = audio.shape[1]
         cond = net.upsample(self.conditioning(mel, crop, length, n_samples // net.hop + 1), n_samples)
         coarse, fine = _bytes(audio)
-        c_past, f_past = self.past_bytes(audio, prev)
-        byte = net.byte_input
-        x = torch.stack([byte[c_past], byte[f_past], byte[coarse]], dim=2)  # x_t = [c_{t-1}, f_{t-1}, c_t]
+        x, est = self.sample_inputs(audio, prev)  # x_t = [c_{t-1}, f_{t-1}, c_t], est(t)
+        if est is not None:
+            x = torch.cat([x, est[..., None]], dim=2)
         states, _ = net.gru(torch.cat([x, cond], dim=2))
-        logits_c, logits_f = net.heads(states)
+        logits_c, logits_f = net.heads(states, est, coarse)
         nats = (nnf.cross_entropy(logits_c.reshape(-1, N_CLASSES), coarse.reshape(-1))
                 + nnf.cross_entropy(logits_f.reshape(-1, N_CLASSES), fine.reshape(-1)))
         return nats / LN2
@@ -101,9 +128,9 @@ class ScanWindowedNLL(WindowedNLL):
     Differences in the computation only: the conditioning is projected to the 3H gate inputs at frame rate and
     then interpolated (both linear, the interpolation weights sum to one, so this equals interpolating then
     projecting, as training/model.py notes), straight into time-major (T, N, 3H) without a concatenation; the
-    three sample inputs add their three columns of W_ih; the recurrence is training.fast_gru.gru_scan (its
+    three sample inputs (four with est(t)) add their columns of W_ih; the recurrence is training.fast_gru.gru_scan (its
     products in `matmul_dtype`); the heads run on all T * N states at once (under bf16 autocast when
-    matmul_dtype is bfloat16) and the cross-entropy in float32.
+    matmul_dtype is bfloat16; the prior's terms, with a prior, in float32) and the cross-entropy in float32.
     """
 
     def __init__(self, net: WaveRNN, matmul_dtype: torch.dtype = torch.float32, input_noise: float = 0.0):
@@ -118,24 +145,26 @@ class ScanWindowedNLL(WindowedNLL):
         hop, hidden = net.hop, net.model_config.hidden_size
         frames = n_samples // hop  # W; the window needs frames j0 .. j0 + W
         z = self.conditioning(mel, crop, length, frames + 1)  # (N, C, W + 1)
-        w_ih, b_ih = net.gru.weight_ih_l0, net.gru.bias_ih_l0
-        g = torch.addmm(b_ih, z.permute(2, 0, 1).reshape(-1, z.shape[1]), w_ih[:, 3:].t())
+        w_ih, b_ih, n_in = net.gru.weight_ih_l0, net.gru.bias_ih_l0, net.n_inputs
+        g = torch.addmm(b_ih, z.permute(2, 0, 1).reshape(-1, z.shape[1]), w_ih[:, n_in:].t())
         g = g.view(frames + 1, batch, 3 * hidden)  # frame-rate gate inputs, time-major
         a = torch.arange(hop, device=g.device, dtype=torch.float32) / hop  # as WaveRNN.upsample
         gi = torch.addcmul(g[:-1, None], a[None, :, None, None], (g[1:] - g[:-1])[:, None])  # (W, hop, N, 3H)
         gi = gi.view(n_samples, batch, 3 * hidden)
 
         coarse, fine = _bytes(audio)  # (N, T)
-        c_past, f_past = self.past_bytes(audio, prev)
         coarse_t, fine_t = coarse.t(), fine.t()  # (T, N)
-        byte = net.byte_input
-        x = torch.stack([byte[c_past.t()], byte[f_past.t()], byte[coarse_t]], dim=2)  # (T, N, 3)
-        gi = torch.addmm(gi.view(-1, 3 * hidden), x.view(-1, 3), w_ih[:, :3].t()).view(n_samples, batch, -1)
+        x, est = self.sample_inputs(audio, prev)
+        if est is not None:
+            x = torch.cat([x, est[..., None]], dim=2)
+        x = x.transpose(0, 1).reshape(-1, n_in)  # (T N, 3 or 4), time-major
+        gi = torch.addmm(gi.view(-1, 3 * hidden), x, w_ih[:, :n_in].t()).view(n_samples, batch, -1)
 
         h0 = gi.new_zeros(batch, hidden)
         states, _ = gru_scan(gi, h0, net.gru.weight_hh_l0, net.gru.bias_hh_l0, self.matmul_dtype)
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.matmul_dtype == torch.bfloat16):
-            logits_c, logits_f = net.heads(states.view(-1, hidden))
+            logits_c, logits_f = net.heads(states.view(-1, hidden), None if est is None else est.t().reshape(-1),
+                                           coarse_t.reshape(-1))
         nats = (nnf.cross_entropy(logits_c.float(), coarse_t.reshape(-1))
                 + nnf.cross_entropy(logits_f.float(), fine_t.reshape(-1)))
         return nats / LN2

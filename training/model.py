@@ -1,4 +1,5 @@
-"""The PyTorch twin of the pywavernn WaveRNN (docs/format.md §1-5), laid out for training speed.
+"""The PyTorch twin of the pywavernn WaveRNN (docs/format.md §1-5, and §11's linear prediction and prior), laid
+out for training speed.
 
 What it is: `WaveRNN`, an nn.Module computing exactly the model of docs/format.md, with teacher-forced
 `forward` / `nll_bits` for training, a free-running `generate` (a slow Python loop, kept for parity tests
@@ -15,6 +16,12 @@ with rows in torch's gate order (r, z, n) = our (r, u, e); the file's order is (
 blocks swap on import and export. Projecting then interpolating (the spec) equals interpolating then projecting
 (here): both are linear, and the interpolation weights sum to one, so the bias passes through unchanged.
 torch's n gate is tanh(W_in x + b_in + r * (W_hn h + b_hn)), which is §3's e with b_R inside r * (...).
+
+Linear prediction (ModelConfig.linear_order P >= 1, §11): x_t gains a 4th entry est(t) (`linear_prediction`, summed
+in the spec's order, so it has the reference's bits) and W_in a 4th column, weight_ih = [gru.W_in (4) | cond.proj];
+`linear_weight` holds the taps. With prior "laplace" the heads add the prior's terms (`heads`; training/prior.py),
+from `prior_weight` (2, K) and `prior_bias` (2,). Starting values: est(t) = v(t - 1), the previous sample, and
+a prior of scale e^6 = 403 steps (docs/format.md §11 says why).
 
 The input mask (c_t, column 2 of weight_ih, is zero in the coarse rows of every gate) is enforced in training:
 a forward pre-hook re-zeroes those weights and a gradient hook zeroes their gradients, so an optimizer step
@@ -39,7 +46,8 @@ from torch import nn
 from pywavernn.audio import coarse_fine_join, scale_byte
 from pywavernn.common import N_CLASSES, PREV_COARSE, PREV_FINE
 from pywavernn.config import FeatureConfig, ModelConfig
-from pywavernn.modelfile import Model, coarse_rows_of_gates
+from pywavernn.modelfile import Model, coarse_rows_of_gates, gru_input_columns
+from training.prior import PRIOR_INIT_LOG_SCALE, add_prior
 
 # Parameters holding the sparse-capable matrices of docs/format.md §6 (for training.pruning.wavernn_targets).
 # The recurrent one is in torch gate order (r, z, n).
@@ -53,6 +61,23 @@ def swap_gates_ur(w, hidden: int):
     The same swap goes both ways. Works on NumPy arrays and torch tensors.
     """
     return w[np.r_[hidden:2 * hidden, 0:hidden, 2 * hidden:3 * hidden]]
+
+
+def sample_values(samples: torch.Tensor) -> torch.Tensor:
+    """v = s / 32768 in float32 (exact) of integer samples s: what the linear prediction weighs (§11)."""
+    return samples.float() / 32768.0
+
+
+def linear_prediction(weight: torch.Tensor, past: torch.Tensor, n: int) -> torch.Tensor:
+    """est (..., n) of docs/format.md §11 for n consecutive samples from their past: past (..., L - 1 + n) holds the
+    16-bit values v of the L >= P samples before the first and of all but the last (column L - 1 + t is
+    v(t - 1)); est[..., t] = sum over p = 1..P of weight[p - 1] * v(t - p), added in that order from zero, in
+    float32: the reference's bits (each product and sum rounded; a float32 tensor times a 0-d one is)."""
+    history = past.shape[-1] - n + 1
+    est = torch.zeros(past.shape[:-1] + (n,), dtype=past.dtype, device=past.device)
+    for p in range(1, weight.shape[0] + 1):
+        est = est + weight[p - 1] * past[..., history - p:history - p + n]
+    return est
 
 
 def sample_from_logits(logits: np.ndarray, u: float) -> int:
@@ -90,13 +115,22 @@ class WaveRNN(nn.Module):
             convs.append(nn.Conv1d(c_in, channels, k, padding=(k - 1) // 2, padding_mode="replicate"))
             c_in = channels
         self.cond_convs = nn.ModuleList(convs)
-        self.gru = nn.GRU(3 + channels, hidden, batch_first=True)
+        self.n_inputs = gru_input_columns(model_config)  # columns of gru.W_in: 3, or 4 with est(t) (§11)
+        self.gru = nn.GRU(self.n_inputs + channels, hidden, batch_first=True)
         self.O1 = nn.Linear(half, model_config.out_hidden)
         self.O2 = nn.Linear(model_config.out_hidden, N_CLASSES)
         self.O3 = nn.Linear(half, model_config.out_hidden)
         self.O4 = nn.Linear(model_config.out_hidden, N_CLASSES)
+        self.linear_order = model_config.linear_order
+        if self.linear_order:  # est(t) starts as v(t - 1): the previous sample
+            self.linear_weight = nn.Parameter(torch.zeros(self.linear_order))
+            with torch.no_grad():
+                self.linear_weight[0] = 1.0
+        if model_config.prior != "none":  # log b = prior_weight[byte] . hid + prior_bias[byte]: e^6 at the start
+            self.prior_weight = nn.Parameter(torch.zeros(2, model_config.out_hidden))
+            self.prior_bias = nn.Parameter(torch.full((2,), PRIOR_INIT_LOG_SCALE))
 
-        mask = torch.ones(3 * hidden, 3 + channels)
+        mask = torch.ones(3 * hidden, self.n_inputs + channels)
         mask[torch.from_numpy(coarse_rows_of_gates(hidden)), 2] = 0.0  # same rows in either gate order
         self.register_buffer("input_mask", mask, persistent=False)
         self.register_buffer("byte_input", torch.from_numpy(scale_byte(np.arange(N_CLASSES))), persistent=False)
@@ -145,7 +179,7 @@ class WaveRNN(nn.Module):
     def frame_conditioning(self, mel: torch.Tensor) -> torch.Tensor:
         """g of §2 for one utterance, in file gate order: mel (F, n_mels) -> (F, 3H)."""
         hidden, ih = self.model_config.hidden_size, self.gru.weight_ih_l0
-        proj_w = swap_gates_ur(ih[:, 3:], hidden)
+        proj_w = swap_gates_ur(ih[:, self.n_inputs:], hidden)
         proj_b = swap_gates_ur(self.gru.bias_ih_l0, hidden)
         z = self.conditioning_features(mel[None])[0]
         return (proj_w @ z + proj_b[:, None]).T
@@ -170,17 +204,30 @@ class WaveRNN(nn.Module):
         return coarse.long(), fine.long()
 
     def gru_inputs(self, coarse: torch.Tensor, fine: torch.Tensor) -> torch.Tensor:
-        """x_t = [c_{t-1}, f_{t-1}, c_t] scaled to [-1, 1], (N, T, 3), from true bytes (N, T)."""
+        """x_t = [c_{t-1}, f_{t-1}, c_t] scaled to [-1, 1], and est(t) with linear prediction, (N, T, 3 or 4), from
+        true bytes (N, T) of an utterance (silence before it)."""
         coarse_prev = nnf.pad(coarse[:, :-1], (1, 0), value=PREV_COARSE)
         fine_prev = nnf.pad(fine[:, :-1], (1, 0), value=PREV_FINE)
-        return self.byte_input[torch.stack([coarse_prev, fine_prev, coarse], dim=2)]
+        x = self.byte_input[torch.stack([coarse_prev, fine_prev, coarse], dim=2)]
+        if not self.linear_order:
+            return x
+        past = nnf.pad(sample_values(coarse * 256 + fine - 32768)[:, :-1], (self.linear_order, 0))
+        return torch.cat([x, linear_prediction(self.linear_weight, past, coarse.shape[1])[..., None]], dim=2)
 
-    def heads(self, states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(..., H) GRU states -> (logits_c, logits_f), each (..., 256)."""
+    def heads(self, states: torch.Tensor, est: torch.Tensor | None = None,
+              coarse: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(..., H) GRU states -> (logits_c, logits_f), each (..., 256); with a prior (§11) plus its terms, centred
+        on est (...), the fine byte's bins given the coarse bytes (...)."""
         half = self.model_config.half
-        logits_c = self.O2(torch.relu(self.O1(states[..., :half])))
-        logits_f = self.O4(torch.relu(self.O3(states[..., half:])))
-        return logits_c, logits_f
+        hid_c, hid_f = torch.relu(self.O1(states[..., :half])), torch.relu(self.O3(states[..., half:]))
+        logits_c, logits_f = self.O2(hid_c), self.O4(hid_f)
+        if self.model_config.prior == "none":  # (SubscaleWaveRNN shares this method: its own prior is §9's)
+            return logits_c, logits_f
+        if est is None or coarse is None:
+            raise ValueError("heads: a model with a prior needs est and the coarse bytes")
+        mu = est * 32768.0 + 32768.0
+        return (add_prior(logits_c, 0, hid_c, self.prior_weight[0], self.prior_bias[0], mu),
+                add_prior(logits_f, 1, hid_f, self.prior_weight[1], self.prior_bias[1], mu, coarse))
 
     def forward(self, mel: torch.Tensor, audio: torch.Tensor | None = None, *, coarse: torch.Tensor | None = None,
                 fine: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -188,8 +235,9 @@ class WaveRNN(nn.Module):
         -> (logits_c, logits_f), each (N, T, 256). The state starts at h = 0."""
         coarse, fine = self._check_inputs(mel, audio, coarse, fine)
         cond = self.upsample(self.conditioning_features(mel), coarse.shape[1])
-        states, _ = self.gru(torch.cat([self.gru_inputs(coarse, fine), cond], dim=2))
-        return self.heads(states)
+        x = self.gru_inputs(coarse, fine)
+        states, _ = self.gru(torch.cat([x, cond], dim=2))
+        return self.heads(states, x[..., 3] if self.linear_order else None, coarse)
 
     def nll_bits(self, mel: torch.Tensor, audio: torch.Tensor | None = None, *, coarse: torch.Tensor | None = None,
                  fine: torch.Tensor | None = None) -> torch.Tensor:
@@ -201,7 +249,7 @@ class WaveRNN(nn.Module):
 
     def _file_order_gru(self) -> dict[str, torch.Tensor]:
         hidden, ih = self.model_config.hidden_size, self.gru.weight_ih_l0
-        return {"W_in": swap_gates_ur(ih[:, :3], hidden), "R": swap_gates_ur(self.gru.weight_hh_l0, hidden),
+        return {"W_in": swap_gates_ur(ih[:, :self.n_inputs], hidden), "R": swap_gates_ur(self.gru.weight_hh_l0, hidden),
                 "b_R": swap_gates_ur(self.gru.bias_hh_l0, hidden)}
 
     @staticmethod
@@ -213,27 +261,43 @@ class WaveRNN(nn.Module):
         return u * h + (1 - u) * e
 
     def sample_step(self, gru: dict[str, torch.Tensor], h: torch.Tensor, c_prev: int, f_prev: int,
-                    cond: torch.Tensor, u_coarse: float, u_fine: float):
+                    cond: torch.Tensor, u_coarse: float, u_fine: float, est: torch.Tensor | None = None):
         """One sample in §3's order; returns (h', c_t, f_t, logits_c, logits_f). `gru` from _file_order_gru.
 
         The input projection is summed as ((x0 w0 + x1 w1) + x2 w2) + cond, where the coarse rows' x2 term is
-        zero by the mask -- the same order as pywavernn.reference, so both give the same float32 values.
+        zero by the mask, with est(t) w3 added before cond when there is linear prediction (est given, §11) --
+        the same order as pywavernn.reference, so both give the same float32 values. With a prior each byte's
+        logits add its terms before the draw.
         """
         half = self.model_config.half
         w_in = gru["W_in"]
         rh = (gru["R"] @ h + gru["b_R"]).view(3, 2, half)
         x01 = (self.byte_input[c_prev] * w_in[:, 0] + self.byte_input[f_prev] * w_in[:, 1]).view(3, 2, half)
+        x_est = None if est is None else (est * w_in[:, 3]).view(3, 2, half)
         cond = cond.view(3, 2, half)
 
-        h_coarse = self._gru_update(h[:half], x01[:, 0] + cond[:, 0], rh[:, 0])
-        logits_c = self.O2(torch.relu(self.O1(h_coarse)))
+        gi_coarse = x01[:, 0] if x_est is None else x01[:, 0] + x_est[:, 0]
+        h_coarse = self._gru_update(h[:half], gi_coarse + cond[:, 0], rh[:, 0])
+        logits_c = self._byte_logits(0, h_coarse, est)
         c_t = sample_from_logits(logits_c.cpu().numpy(), u_coarse)
         w_ct = w_in[:, 2].view(3, 2, half)[:, 1]
-        gi_fine = (x01[:, 1] + self.byte_input[c_t] * w_ct) + cond[:, 1]
-        h_fine = self._gru_update(h[half:], gi_fine, rh[:, 1])
-        logits_f = self.O4(torch.relu(self.O3(h_fine)))
+        gi_fine = x01[:, 1] + self.byte_input[c_t] * w_ct
+        if x_est is not None:
+            gi_fine = gi_fine + x_est[:, 1]
+        h_fine = self._gru_update(h[half:], gi_fine + cond[:, 1], rh[:, 1])
+        logits_f = self._byte_logits(1, h_fine, est, c_t)
         f_t = sample_from_logits(logits_f.cpu().numpy(), u_fine)
         return torch.cat([h_coarse, h_fine]), c_t, f_t, logits_c, logits_f
+
+    def _byte_logits(self, byte: int, y: torch.Tensor, est: torch.Tensor | None, c_t: int = 0) -> torch.Tensor:
+        """One byte's logits (256,) from its half state y (H/2,), plus the prior's terms when there is a prior."""
+        first, second = (self.O1, self.O2) if byte == 0 else (self.O3, self.O4)
+        hid = torch.relu(first(y))
+        logits = second(hid)
+        if self.model_config.prior == "none":
+            return logits
+        return add_prior(logits, byte, hid, self.prior_weight[byte], self.prior_bias[byte], est * 32768.0 + 32768.0,
+                         torch.tensor(c_t, device=y.device))
 
     @torch.no_grad()
     def generate(self, mel, uniforms: np.ndarray, trace: bool = False):
@@ -258,14 +322,19 @@ class WaveRNN(nn.Module):
         h = torch.zeros(self.model_config.hidden_size, device=device)
         c_prev, f_prev = PREV_COARSE, PREV_FINE
         coarse, fine = np.empty(n_samples, np.int64), np.empty(n_samples, np.int64)
+        history = torch.zeros(self.linear_order, device=device)  # v(t - P) .. v(t - 1), oldest first (§11)
         steps = {"h": [], "logits_c": [], "logits_f": []}
         for t in range(n_samples):
             j = t // hop
             g0, g1 = g[j], g[min(j + 1, n_frames - 1)]
             cond = g0 + a[t] * (g1 - g0)
+            est = linear_prediction(self.linear_weight, history, 1)[0] if self.linear_order else None
             h, c_prev, f_prev, logits_c, logits_f = self.sample_step(
-                gru, h, c_prev, f_prev, cond, uniforms[t, 0], uniforms[t, 1])
+                gru, h, c_prev, f_prev, cond, uniforms[t, 0], uniforms[t, 1], est)
             coarse[t], fine[t] = c_prev, f_prev
+            if self.linear_order:
+                now = sample_values(torch.tensor([c_prev * 256 + f_prev - 32768], device=device))
+                history = torch.cat([history[1:], now])
             if trace:
                 steps["h"].append(h)
                 steps["logits_c"].append(logits_c)
@@ -282,8 +351,19 @@ class WaveRNN(nn.Module):
         """A WaveRNN holding a pywavernn Model's weights (block-sparse matrices are unpacked)."""
         model.validate()
         net = cls(model.model_config, model.feature_config)
-        copy_shared_weights_(net, model)
+        copy_shared_weights_(net, model)  # W_in with est's column when there is linear prediction
+        with torch.no_grad():
+            for name, param in net.linear_prediction_parameters().items():
+                param.copy_(model_tensor(model, name))
         return net
+
+    def linear_prediction_parameters(self) -> dict[str, nn.Parameter]:
+        """The parameters of §11 by their file names: linear.weight, and prior.weight and prior.bias with a prior;
+        empty without linear prediction."""
+        out = {"linear.weight": self.linear_weight} if self.linear_order else {}
+        if self.model_config.prior != "none":
+            out.update({"prior.weight": self.prior_weight, "prior.bias": self.prior_bias})
+        return out
 
     def to_model(self, feature_config: FeatureConfig | None = None, provenance: dict | None = None) -> Model:
         """The weights as a dense pywavernn Model (names and gate order of §6), validated."""
@@ -299,12 +379,14 @@ class WaveRNN(nn.Module):
         for i, conv in enumerate(self.cond_convs):
             weights[f"cond.conv{i}.weight"], weights[f"cond.conv{i}.bias"] = a(conv.weight), a(conv.bias)
         weights.update({
-            "cond.proj.weight": a(ih[:, 3:]), "cond.proj.bias": a(swap_gates_ur(self.gru.bias_ih_l0, hidden)),
-            "gru.W_in": a(ih[:, :3]), "gru.R": a(swap_gates_ur(self.gru.weight_hh_l0, hidden)),
+            "cond.proj.weight": a(ih[:, self.n_inputs:]),
+            "cond.proj.bias": a(swap_gates_ur(self.gru.bias_ih_l0, hidden)),
+            "gru.W_in": a(ih[:, :self.n_inputs]), "gru.R": a(swap_gates_ur(self.gru.weight_hh_l0, hidden)),
             "gru.b_R": a(swap_gates_ur(self.gru.bias_hh_l0, hidden)),
         })
         for i, layer in enumerate((self.O1, self.O2, self.O3, self.O4), start=1):
             weights[f"out.O{i}"], weights[f"out.b{i}"] = a(layer.weight), a(layer.bias)
+        weights.update({name: a(param) for name, param in self.linear_prediction_parameters().items()})
         model = Model(self.model_config, feature_config, weights, dict(provenance or {}))
         model.validate()
         return model

@@ -314,7 +314,8 @@ class Trainer:
         self.data = build_datasets(data_dir, cfg.features, cfg.window_frames, cfg.model.cond_lookahead,
                                    cache_dir if cache_dir is not None else default_cache_dir(),
                                    cfg.data.valid_fraction, cfg.data.min_peak, dist.rank, dist.world_size,
-                                   dist.gather, preemphasis=cfg.model.preemphasis)
+                                   dist.gather, preemphasis=cfg.model.preemphasis,
+                                   history=max(1, cfg.model.linear_order))  # Batch.prev: the samples est(t) needs
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank
         self.net = build_net(cfg).to(dist.device)
         self.gru_impl = resolve_gru_impl(cfg.gru_impl)  # what this machine runs ("auto" resolved)
