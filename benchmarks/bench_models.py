@@ -34,6 +34,12 @@ matrix's final sparsity, in its block shape), for speed figures of runs whose tr
 the engine's speed depends on the shapes and the nonzero blocks, not on the values. Needs the training extra
 (torch), since it reads the config through training.config.
 
+--linear-order P [--prior laplace]: every --like config is timed a second time with the linear prediction of order
+P (and the prior) of docs/format.md §11 added to its model, as like_STEM+lpP (+prior), in the same rounds; with
+--baseline like_STEM the ratio is that option's cost, e.g.
+    python -m benchmarks.bench_models --like training/configs/bundled_cpu.json --linear-order 32 --prior laplace \
+        --threads 1 --baseline like_bundled_cpu --name linear_prediction
+
 Writes results/bench_models[_NAME].json and .md. Letters: T samples per call.
 """
 
@@ -65,12 +71,17 @@ def _mel(voc: Vocoder, audio_path: Path | None, seconds: float) -> np.ndarray:
     return (rng.standard_normal((n_frames, voc.model_config.n_mels)) - 6.0).astype(np.float32)
 
 
-def model_like(config_path: Path, seed: int = 0):
-    """A random pywavernn Model with the shapes, block shape and final per-matrix sparsity of a training config."""
+def model_like(config_path: Path, seed: int = 0, linear_order: int = 0, prior: str = "none"):
+    """A random pywavernn Model with the shapes, block shape and final per-matrix sparsity of a training config,
+    with the linear prediction of order linear_order and the prior (docs/format.md §11) added when asked."""
+    import dataclasses
+
     from pywavernn.testing import random_model
     from training.config import TrainConfig
 
     cfg = TrainConfig.from_json_file(config_path)
+    if linear_order:
+        cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, linear_order=linear_order, prior=prior))
     z = cfg.pruning.sparsities
     densities = {}
     gates = [z[n] for n in ("gru.R_u", "gru.R_r", "gru.R_e")]
@@ -105,18 +116,28 @@ def main(argv=None) -> None:
     ap.add_argument("--name", default="", help="suffix of the result files")
     ap.add_argument("--baseline", default=None, metavar="MODEL",
                     help="one of the model files: report every model's speed over its, per round (see above)")
+    ap.add_argument("--linear-order", type=int, default=0, metavar="P",
+                    help="also time each --like config with linear prediction of order P (docs/format.md §11)")
+    ap.add_argument("--prior", default="none", choices=["none", "laplace"], help="with --linear-order: the prior")
     args = ap.parse_args(argv)
+    if args.prior != "none" and not args.linear_order:
+        ap.error("--prior needs --linear-order P >= 1 (the prior is centred on the linear prediction)")
     sources = [(Path(p).name, str(p)) for p in args.models]  # (label, what Vocoder is given)
-    likes = [(f"like_{cfg.stem}", cfg) for cfg in args.like]
+    likes = [(f"like_{cfg.stem}", cfg, {}) for cfg in args.like]
+    if args.linear_order:
+        suffix = f"+lp{args.linear_order}" + ("+prior" if args.prior != "none" else "")
+        likes += [(f"like_{cfg.stem}{suffix}", cfg, {"linear_order": args.linear_order, "prior": args.prior})
+                  for cfg in args.like]
     base_label = None
     if args.baseline is not None:  # a model file, or a --like config (by its path or its label like_STEM)
         matches = [label for label, p in sources if p == args.baseline or label == Path(args.baseline).name]
-        matches += [label for label, cfg in likes if args.baseline in (str(cfg), label)]
+        matches += [label for label, cfg, extra in likes if args.baseline in (str(cfg), label)
+                    and (not extra or args.baseline == label)]
         if len(matches) != 1:
             ap.error(f"--baseline {args.baseline}: expected one of the model files or --like configs given "
-                     f"({', '.join([p for _, p in sources] + [str(c) for _, c in likes]) or 'none'})")
+                     f"({', '.join([p for _, p in sources] + [label for label, _, _ in likes]) or 'none'})")
         base_label = matches[0]
-    sources += [(label, model_like(cfg)) for label, cfg in likes]
+    sources += [(label, model_like(cfg, **extra)) for label, cfg, extra in likes]
     sources = sources or [(bundled_model_path().name, str(bundled_model_path()))]
     cands, meta = [], {}
     for label, source in sources:
