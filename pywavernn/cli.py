@@ -119,6 +119,8 @@ def _run(args, kind: str) -> int:
     jobs, to_folder = _plan(args, kind)
     voc = _make_vocoder(args)
     workers = args.jobs if args.jobs is not None else max(1, usable_cores() // args.threads)
+    if args.backend == "cuda":  # one persistent kernel fills the GPU, and the CUDA library's error state is global
+        workers = 1
     show_bar = not args.quiet and sys.stderr.isatty()
     total = sum(expected_samples(j, kind, voc.sample_rate, voc.hop_length) for j in jobs) if show_bar else 0
     bar = _progress_bar(total, show_bar)
@@ -204,7 +206,7 @@ def _add_engine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=_positive_int, default=1,
                    help="threads per file on the cpu backend (default 1)")
     p.add_argument("--jobs", type=_positive_int, metavar="N",
-                   help="files vocoded at once (default: usable cores / --threads)")
+                   help="files vocoded at once (default: usable cores / --threads; cuda: 1)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no per-file lines (errors stay)")
 
 
