@@ -142,7 +142,7 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="one matrix shape, fewer rounds")
     ap.add_argument("--h256", action="store_true",
-                    help="the matrices of docs/experiments.md's H = 256 models instead of the grid (see above)")
+                    help="the matrices of the H = 256 models of research/experiments.md instead of the grid (see above)")
     ap.add_argument("--rounds", type=int, default=None)
     args = ap.parse_args(argv)
     rounds = args.rounds or (3 if args.quick else 7)

@@ -1,7 +1,7 @@
 """Model-file benchmark: samples/s of trained model files through the public API (pywavernn.Vocoder), each on
 1 and 2 threads, all timed in the same interleaved rounds.
 
-What it is: the speed half of the experiments in docs/experiments.md (RQ3/RQ5: a Subscale WaveRNN against the plain
+What it is: the speed half of the studies in research/experiments.md (RQ3/RQ5: a Subscale WaveRNN against the plain
 WaveRNN of the same size) and the bundled model's real-time factor in README and docs/quality.md. Every vocoder
 generates from the same real log-mel (a speech file's, or a fixed random one when none is given), fast mode,
 fp32 weights unless --weights says otherwise, the ISA pywavernn selects unless --isa says otherwise; the time
@@ -15,7 +15,7 @@ What it is not: a test (nothing asserts a speed) and not a kernel benchmark (ben
     python -m benchmarks.bench_models MODEL.safetensors [MODEL ...] [--audio FILE] [--threads 1 2] [--weights fp32]
                                       [--isa avx2 avx512] [--name NAME]
     python -m benchmarks.bench_models          # the bundled model on ../shared/data/asterisk-en/digits_1.flac
-    python -m benchmarks.bench_models --like training/configs/experiments/rq2_sparse256.json [CFG ...]
+    python -m benchmarks.bench_models --like research/configs/rq2_sparse256.json [CFG ...]
     python -m benchmarks.bench_models PLAIN.safetensors SUBSCALE.safetensors --baseline PLAIN.safetensors
 
 --weights fp32 fp16: time each model with each weight storage (Vocoder(weights=...)); fp16 halves the bytes a

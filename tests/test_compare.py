@@ -1,11 +1,12 @@
-"""training.compare: the paired difference, its standard error and the count, against NumPy on made-up reports."""
+"""research.compare (a research script, research/compare.py): the paired difference, its standard error and the
+count, against NumPy on made-up reports."""
 
 import json
 
 import numpy as np
 import pytest
 
-from training import compare as cmp
+from research import compare as cmp
 
 
 def _report(names, nll, pesq=None, key="nll_bits"):

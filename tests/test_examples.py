@@ -95,7 +95,7 @@ def test_subscale_walkthrough_runs_and_engine_matches_reference():
     assert "unfold(fold(x)) == x" in out
     assert "48 samples in 18 steps" in out
     assert "reference and C engine give the same samples: True" in out
-    assert "context 19,580" in out  # the H = 256 recipe's figure in docs/experiments.md (RQ5)
+    assert "context 19,580" in out  # the H = 256 recipe's figure in research/experiments.md (RQ5)
 
 
 def test_export_random_model(tmp_path):

@@ -289,10 +289,10 @@ def test_linear_estimates_train_export_and_vocode(tmp_path, speech_dir, cache_di
 
 
 def test_linear_headroom_finds_interpolation_beats_prediction_on_band_limited_audio(tmp_path, capsys):
-    """training.linear_headroom on band-limited noise (nothing above 0.3 x Nyquist): the last sub-tensor, which
+    """research.linear_headroom on band-limited noise (nothing above 0.3 x Nyquist): the last sub-tensor, which
     sees the next sample, is estimated far better than a plain model's past-only predictor; s = 0, which sees only
     its own previous sample, far worse. A missing folder is a clear error (exit 2)."""
-    from training import linear_headroom
+    from research import linear_headroom
 
     rng = np.random.default_rng(3)
     spectrum = np.fft.rfft(rng.standard_normal(48000))

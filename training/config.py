@@ -119,7 +119,7 @@ class PruningConfig:
                      (docs/format.md §9), so a sparse subscale model should prune it too.
     subscale_convs   target of each tap (C_x x C_x) of a subscale model's dilated context layers, same ramp and
                      block shape; 0 keeps them dense. 2 D C_x^2 multiply-adds a sample dense: pruning them is how
-                     a wider context network keeps the cost of a narrow one (docs/experiments.md, RQ3).
+                     a wider context network keeps the cost of a narrow one (research/experiments.md, RQ3).
     """
 
     target_sparsity: float = 0.0

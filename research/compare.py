@@ -1,6 +1,6 @@
 """Paired comparison of two models' reports on the same files: mean difference, its standard error, and a count.
 
-    python -m training.compare eval/PLAIN/report.json eval/SUBSCALE/report.json [--json out.json]
+    python -m research.compare eval/PLAIN/report.json eval/SUBSCALE/report.json [--json out.json]
 
 What it is: for every metric both reports give per file (NLL in bits per sample; coarse and fine bits from
 training.score; PESQ, STOI, MCD and MOS of the resynthesis from training.evaluate), the mean of B - A over the
@@ -9,6 +9,8 @@ sqrt(n)), and on how many files B is the lower. Two models scored on the same fi
 file than the files differ from each other, so the paired standard error is the honest yardstick for "within 0.05
 bits/sample": the difference of the two means is the same number, but only pairing says how sure it is.
 What it is not: a test of significance or an evaluation (training.evaluate, training.score make the reports).
+A research script (research/experiments.md compares the RQ3 models with it), run from the checkout's root;
+nothing in the package imports it.
 
 The reports must cover the same files (matched by name): a file in one and not the other is an error, since a
 mean over different files is not a paired comparison.
@@ -109,7 +111,7 @@ def _load(path: str) -> dict:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m training.compare", description=__doc__.split("\n\n")[1])
+    p = argparse.ArgumentParser(prog="python -m research.compare", description=__doc__.split("\n\n")[1])
     p.add_argument("a", help="report.json of the baseline (training.evaluate or training.score)")
     p.add_argument("b", help="report.json of the model compared with it, on the same files")
     p.add_argument("--json", help="write the comparison as JSON here")
@@ -122,7 +124,7 @@ def main(argv=None) -> int:
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         with atomic_write(Path(args.json)) as f:  # never a half-written file
-            f.write(json.dumps({"tool": "training.compare", "a": args.a, "b": args.b, "metrics": result},
+            f.write(json.dumps({"tool": "research.compare", "a": args.a, "b": args.b, "metrics": result},
                                indent=1).encode())
     print(table(result, "A", "B"))
     print(f"A = {args.a}\nB = {args.b}")

@@ -1,6 +1,6 @@
 """How well a linear filter predicts each sample from what a plain or a subscale WaveRNN may see.
 
-    python -m training.linear_headroom --data DIR [--list ids.txt] [--limit N] [--factor 16] [--horizon 2]
+    python -m research.linear_headroom --data DIR [--list ids.txt] [--limit N] [--factor 16] [--horizon 2]
 
 What it is: a measurement of the data, not of a model. For every sub-tensor s of a subscale model (B, F) it fits,
 by least squares over the files, the best linear estimate of sample t = i * B + s from exactly the samples the
@@ -13,6 +13,8 @@ below the Nyquist frequency, interpolation from both sides is far better than pr
 or may not learn to use.
 What it is not: a bound on a model's NLL (the residuals are pooled over loud and quiet passages, and a network is
 not linear), nor a property of speech in general: it measures the files given.
+A research script (research/experiments.md, RQ3: the linear estimates' headroom), run from the checkout's root;
+nothing in the package imports it.
 
 Letters: B subscale factor, F future horizon, s sub-tensor.
 """
@@ -48,7 +50,7 @@ def fit(signals: list[np.ndarray], offsets: list[int], phase: int | None, factor
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m training.linear_headroom", description=__doc__.split("\n\n")[1])
+    p = argparse.ArgumentParser(prog="python -m research.linear_headroom", description=__doc__.split("\n\n")[1])
     p.add_argument("--data", required=True, help="folder of audio files")
     p.add_argument("--list", dest="id_list", help="file of ids (names without extension), one per line")
     p.add_argument("--limit", type=int, default=20, help="use the first N files (default 20)")
