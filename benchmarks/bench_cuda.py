@@ -15,11 +15,10 @@ of the right shapes and sparsity: speed does not depend on training).
 
 Candidates, per model, timed in alternating rounds (benchmarks/harness.py), medians reported:
   cuda B=b          CudaEngine.generate: g (b, F, 3H) + uniforms -> int16 (b, T), host to host, 1 s utterances
-  torch loop B=b    the way popular PyTorch WaveRNN code generates: torch.no_grad, CUDA tensors, per sample one
-                    nn.Linear R h, the gate equations on slices (split GRU, as in the original WaveRNN code),
-                    nn.Linear + ReLU + nn.Linear heads, softmax, inverse-CDF sampling with the given uniforms
-                    (cumsum + searchsorted, no host sync per sample), torch.cuda.synchronize at the end. B = 1 is
-                    the single-utterance baseline; B > 1 puts N utterances in the batch dimension.
+  torch loop B=b    the way popular PyTorch WaveRNN code generates (benchmarks/torch_gpu_loop.py: per sample one
+                    nn.Linear R h, the gate equations on slices, the heads, inverse-CDF sampling with the given
+                    uniforms, no host sync per sample), torch.cuda.synchronize at the end. B = 1 is the
+                    single-utterance baseline; B > 1 puts N utterances in the batch dimension.
   torch graph B=b   the same step, one CUDA graph per frame (hop steps captured), replayed per frame
 
     python -m benchmarks.bench_cuda                    # on a GPU -> benchmarks/results/bench_cuda.{json,md}
@@ -61,6 +60,7 @@ from benchmarks.harness import (
     machine_description,
     write_report,
 )
+from benchmarks.torch_gpu_loop import TorchLoop
 from pywavernn.common import STEP_MATRICES
 from pywavernn.config import ModelConfig
 from pywavernn.modelfile import BlockSparseMatrix, Model, unpack_block_sparse
@@ -127,167 +127,6 @@ def utterances(model: Model, batch: int, n_frames: int, seed: int):
         gs.append(conditioning_ref(model, mel))
         us.append(rng.random((n_frames * hop, 2), dtype=np.float32))
     return np.stack(gs), np.stack(us)
-
-
-# --- the plain PyTorch loop --------------------------------------------------------------------------------------
-
-class TorchLoop:
-    """Per-sample PyTorch generation of the (dense) model on `device`, batch dimension first."""
-
-    def __init__(self, model: Model, device: str):
-        import torch
-
-        self.torch, self.device = torch, torch.device(device)
-        torch.backends.cuda.matmul.allow_tf32 = False  # float32 products, like every other backend
-        torch.backends.cudnn.allow_tf32 = False
-        cfg = model.model_config
-        self.H, self.half, self.hop = cfg.hidden_size, cfg.hidden_size // 2, model.feature_config.hop_length
-
-        def linear(w, b):
-            w = np.asarray(model.dense(w), np.float32)
-            layer = torch.nn.Linear(w.shape[1], w.shape[0])
-            with torch.no_grad():
-                layer.weight.copy_(torch.from_numpy(w))
-                layer.bias.copy_(torch.from_numpy(np.asarray(model.dense(b), np.float32)))
-            return layer.to(self.device).eval()
-
-        self.R = linear("gru.R", "gru.b_R")
-        self.O1, self.O2 = linear("out.O1", "out.b1"), linear("out.O2", "out.b2")
-        self.O3, self.O4 = linear("out.O3", "out.b3"), linear("out.O4", "out.b4")
-        w_in = torch.from_numpy(np.asarray(model.dense("gru.W_in"), np.float32)).to(self.device)
-        self.w0, self.w1 = w_in[:, 0].contiguous(), w_in[:, 1].contiguous()
-        self.w2_fine = w_in[:, 2].view(3, 2, self.half)[:, 1].contiguous()  # (3, half); coarse rows are zero
-        byte = np.arange(256, dtype=np.float32) / np.float32(127.5) - np.float32(1)
-        self.byte = torch.from_numpy(byte).to(self.device)
-        self.graphs: dict[int, tuple] = {}
-
-    # one sample for the whole batch: all on the device, no host sync
-    def _gates(self, h, gi, rh):  # §3 on (B, 3, n) slices, rows [u, r, e]
-        torch = self.torch
-        u = torch.sigmoid(gi[:, 0] + rh[:, 0])
-        r = torch.sigmoid(gi[:, 1] + rh[:, 1])
-        e = torch.tanh(gi[:, 2] + r * rh[:, 2])
-        return u * h + (1 - u) * e
-
-    def _sample(self, logits, u):  # §4 by inverse CDF: first k with cdf[k] > u * cdf[255]
-        torch = self.torch
-        cdf = torch.cumsum(torch.softmax(logits, dim=-1), dim=-1)
-        k = torch.searchsorted(cdf, (u * cdf[:, -1]).unsqueeze(1), right=True).squeeze(1)
-        return k.clamp_(max=255)
-
-    def step(self, h, c_prev, f_prev, cond_t, u_t):
-        torch, B, half = self.torch, h.shape[0], self.half
-        rh = self.R(h).view(B, 3, 2, half)
-        gi01 = (self.byte[c_prev].unsqueeze(1) * self.w0 + self.byte[f_prev].unsqueeze(1) * self.w1).view(B, 3, 2, half)
-        cond = cond_t.view(B, 3, 2, half)
-        h_c = self._gates(h[:, :half], gi01[:, :, 0] + cond[:, :, 0], rh[:, :, 0])
-        logits_c = self.O2(torch.relu(self.O1(h_c)))
-        c_t = self._sample(logits_c, u_t[:, 0])
-        gi_f = (gi01[:, :, 1] + self.byte[c_t].view(B, 1, 1) * self.w2_fine) + cond[:, :, 1]
-        h_f = self._gates(h[:, half:], gi_f, rh[:, :, 1])
-        logits_f = self.O4(torch.relu(self.O3(h_f)))
-        f_t = self._sample(logits_f, u_t[:, 1])
-        return torch.cat([h_c, h_f], dim=1), c_t, f_t, logits_c, logits_f
-
-    def _upload(self, g: np.ndarray, uniforms: np.ndarray, n: int):
-        """cond (n, B, 3H) at sample rate (§2, computed on the device up front) and uniforms (n, B, 2)."""
-        torch, hop = self.torch, self.hop
-        g = torch.from_numpy(g).to(self.device)  # (B, F, 3H)
-        u = torch.from_numpy(np.ascontiguousarray(uniforms[:, :n].transpose(1, 0, 2))).to(self.device)
-        t = torch.arange(n, device=self.device)
-        j = t // hop
-        a = ((t % hop).to(torch.float32) / np.float32(hop)).view(n, 1, 1)
-        padded = torch.cat([g, g[:, -1:]], dim=1).transpose(0, 1)  # (F + 1, B, 3H), g[F] := g[F - 1]
-        g0, g1 = padded[j], padded[j + 1]
-        return g0 + a * (g1 - g0), u
-
-    def _join(self, coarse, fine) -> np.ndarray:
-        s = (coarse * 256 + fine - 32768).to(self.torch.int16)  # (n, B)
-        return s.t().contiguous().cpu().numpy()
-
-    def run(self, g: np.ndarray, uniforms: np.ndarray, n: int | None = None, record: list | None = None):
-        """int16 (B, n) from g (B, F, 3H) and uniforms (B, T, 2); record: append (logits_c, logits_f) per step."""
-        torch = self.torch
-        n = uniforms.shape[1] if n is None else n
-        B = g.shape[0]
-        with torch.no_grad():
-            cond, u = self._upload(g, uniforms, n)
-            h = torch.zeros(B, self.H, device=self.device)
-            c = torch.full((B,), 128, dtype=torch.long, device=self.device)
-            f = torch.zeros(B, dtype=torch.long, device=self.device)
-            out_c = torch.empty(n, B, dtype=torch.long, device=self.device)
-            out_f = torch.empty(n, B, dtype=torch.long, device=self.device)
-            for t in range(n):
-                h, c, f, lc, lf = self.step(h, c, f, cond[t], u[t])
-                out_c[t], out_f[t] = c, f
-                if record is not None:
-                    record.append((lc.cpu().numpy(), lf.cpu().numpy()))
-            samples = self._join(out_c, out_f)
-            if self.device.type == "cuda":
-                torch.cuda.synchronize()
-        return samples
-
-    # --- the same step captured in CUDA graphs, one graph of `hop` steps replayed per frame ---------------------
-    def _graph(self, B: int):
-        if B in self.graphs:
-            return self.graphs[B]
-        torch, hop, dev = self.torch, self.hop, self.device
-        st = {"cond": torch.zeros(hop, B, 3 * self.H, device=dev), "u": torch.zeros(hop, B, 2, device=dev),
-              "h": torch.zeros(B, self.H, device=dev), "c": torch.full((B,), 128, dtype=torch.long, device=dev),
-              "f": torch.zeros(B, dtype=torch.long, device=dev),
-              "out_c": torch.zeros(hop, B, dtype=torch.long, device=dev),
-              "out_f": torch.zeros(hop, B, dtype=torch.long, device=dev)}
-
-        def frame():
-            h, c, f = st["h"], st["c"], st["f"]
-            for i in range(hop):
-                h, c, f, _, _ = self.step(h, c, f, st["cond"][i], st["u"][i])
-                st["out_c"][i].copy_(c)
-                st["out_f"][i].copy_(f)
-            st["h"].copy_(h)
-            st["c"].copy_(c)
-            st["f"].copy_(f)
-
-        if dev.type != "cuda":  # the dry run: the same static-buffer frame, called instead of replayed
-            self.graphs[B] = (types.SimpleNamespace(replay=frame), st)
-            return self.graphs[B]
-        with torch.no_grad():
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):  # warm-up outside the capture (allocator, cuBLAS handles)
-                frame()
-            torch.cuda.current_stream().wait_stream(side)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                frame()
-        torch.cuda.synchronize()
-        self.graphs[B] = (graph, st)
-        return self.graphs[B]
-
-    def run_graph(self, g: np.ndarray, uniforms: np.ndarray, n: int | None = None) -> np.ndarray:
-        torch, hop = self.torch, self.hop
-        n = uniforms.shape[1] if n is None else n
-        if n % hop:
-            raise ValueError(f"run_graph: n = {n} must be a multiple of hop = {hop}")
-        B = g.shape[0]
-        graph, st = self._graph(B)
-        with torch.no_grad():
-            cond, u = self._upload(g, uniforms, n)
-            out_c = torch.empty(n, B, dtype=torch.long, device=self.device)
-            out_f = torch.empty(n, B, dtype=torch.long, device=self.device)
-            st["h"].zero_()
-            st["c"].fill_(128)
-            st["f"].zero_()
-            for k in range(0, n, hop):
-                st["cond"].copy_(cond[k:k + hop])
-                st["u"].copy_(u[k:k + hop])
-                graph.replay()
-                out_c[k:k + hop].copy_(st["out_c"])
-                out_f[k:k + hop].copy_(st["out_f"])
-            samples = self._join(out_c, out_f)
-            if self.device.type == "cuda":
-                torch.cuda.synchronize()
-        return samples
 
 
 # --- a CPU stand-in for CudaEngine (--cpu-dry-run only: exercises this script's CUDA-engine code paths) ----------
