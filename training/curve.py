@@ -2,6 +2,7 @@
 
     python -m training.curve add RUNDIR EVALDIR [--csv docs/figures/learning_curve.csv] [--label TEXT]
     python -m training.curve add MODEL.safetensors EVALDIR --samples N --core-hours H [--label TEXT]
+    python -m training.curve add EVALDIR/model.safetensors EVALDIR --from-run RUNDIR [--label TEXT]
     python -m training.curve plot [--csv ...] [-o docs/figures/learning_curve.png]
     python -m training.curve table [--csv ...]          # the Markdown table docs/quality.md carries
 
@@ -46,25 +47,41 @@ def _report(eval_dir: Path, subset: str) -> dict:
     return json.loads(path.read_text())
 
 
-def _model_row(model_path: Path, label: str | None, samples: int | None, core_hours: float | None) -> dict:
-    """The start of a row for a model file trained elsewhere (the bundled model): its provenance gives the
-    step and validation NLL; samples and core-hours must be given."""
+def _model_row(model_path: Path, label: str | None, samples: int | None, core_hours: float | None,
+               from_run: Path | None = None) -> dict:
+    """The start of a row for a model file: its provenance gives the step and validation NLL. Samples and
+    core-hours are given, or read from the run it was exported from (from_run: its config and its log.csv row at
+    that step), for a checkpoint evaluated while the run went on."""
     from pywavernn import load_model
 
-    if samples is None or core_hours is None:
-        raise ValueError(f"{model_path}: a model file's row needs --samples and --core-hours (a run folder's "
-                         f"checkpoint records them)")
     train = load_model(model_path).provenance.get("training", {})
-    return {"label": label or model_path.stem, "run": model_path.stem, "step": int(train.get("step", 0)),
-            "samples": int(samples), "core_hours": float(core_hours), "valid_bits": train.get("valid_bits")}
+    step = int(train.get("step", 0))
+    run = model_path.stem
+    if from_run is not None:
+        import torch
+
+        ckpt = torch.load(from_run / "checkpoint.pt", map_location="cpu", weights_only=True)
+        cfg, world = ckpt["config"], int(ckpt.get("world_size", 1))
+        threads = int(ckpt.get("runtime", {}).get("threads", 1))
+        with open(from_run / "log.csv", newline="") as fh:
+            at = [r for r in csv.DictReader(fh) if r["step"].isdigit() and int(r["step"]) <= step]
+        if not at:
+            raise ValueError(f"{from_run}/log.csv: no row at or before step {step}")
+        samples = step * world * cfg["batch_size"] * cfg["window_frames"] * cfg["features"].get("hop_length", 300)
+        core_hours = round(float(at[-1]["elapsed_s"]) * world * threads / 3600.0, 3)
+        run = from_run.name
+    if samples is None or core_hours is None:
+        raise ValueError(f"{model_path}: a model file's row needs --samples and --core-hours, or --from-run")
+    return {"label": label or run, "run": run, "step": step, "samples": int(samples),
+            "core_hours": float(core_hours), "valid_bits": train.get("valid_bits")}
 
 
 def row_of(run_dir: Path, eval_dir: Path, label: str | None = None, samples: int | None = None,
-           core_hours: float | None = None) -> dict:
+           core_hours: float | None = None, from_run: Path | None = None) -> dict:
     """The learning-curve row of a run's checkpoint (or a model file) and its evaluation folder."""
     if run_dir.suffix == ".safetensors":
-        row = _model_row(run_dir, label, samples, core_hours)
-        _fill_reports(row, eval_dir, None)
+        row = _model_row(run_dir, label, samples, core_hours, from_run)
+        _fill_reports(row, eval_dir, row["step"] if from_run is not None else None)
         return row
     import torch
 
@@ -116,8 +133,8 @@ def write_rows(path: Path, rows: list[dict]) -> None:
 
 
 def add(run_dir: Path, eval_dir: Path, csv_path: Path, label: str | None = None, samples: int | None = None,
-        core_hours: float | None = None) -> dict:
-    row = row_of(run_dir, eval_dir, label, samples, core_hours)
+        core_hours: float | None = None, from_run: Path | None = None) -> dict:
+    row = row_of(run_dir, eval_dir, label, samples, core_hours, from_run)
     rows = [r for r in read_rows(csv_path) if not (r["run"] == row["run"] and int(r["step"]) == row["step"])]
     rows.append(row)
     rows.sort(key=lambda r: (r["run"], int(r["step"])))
@@ -207,6 +224,8 @@ def main(argv=None) -> int:
     a.add_argument("--label")
     a.add_argument("--samples", type=int, help="for a model file: training samples it saw")
     a.add_argument("--core-hours", type=float, help="for a model file: core-hours it was trained for")
+    a.add_argument("--from-run", type=Path, help="for a model file exported from a run that went on: the run folder "
+                                                 "(samples and core-hours from its config and log.csv)")
     for q in (a, sub.add_parser("plot", help="draw the curve"), sub.add_parser("table", help="print the table")):
         q.add_argument("--csv", type=Path, default=DEFAULT_CSV)
         if q.prog.endswith("plot"):
@@ -214,7 +233,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     try:
         if args.command == "add":
-            row = add(args.run, args.eval, args.csv, args.label, args.samples, args.core_hours)
+            row = add(args.run, args.eval, args.csv, args.label, args.samples, args.core_hours, args.from_run)
             print(f"added {row['run']} step {row['step']} to {args.csv}")
         elif args.command == "plot":
             plot(read_rows(args.csv), args.output)
