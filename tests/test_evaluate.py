@@ -2,7 +2,9 @@
 
 Metric sanity on a synthetic voiced signal (identical signals score best, added noise scores monotonically worse),
 the Griffin-Lim floor's shape and fidelity to its mel, and the command end to end on two tiny generated files with a
-small random model. Needs the `eval` extra (pesq, pystoi, matplotlib); the MOS parts skip without distillmos.
+small random model. Needs the `eval` extra (pesq, pystoi; matplotlib for the figure and librosa for the F0 tracker
+where a test uses them): each test skips, saying which package is missing, without it; the MOS parts skip without
+distillmos.
 
 Run: `python -m pytest tests/test_evaluate.py -q` (about 20 s on 2 cores).
 """
@@ -15,8 +17,9 @@ from itertools import pairwise
 import numpy as np
 import pytest
 
-pytest.importorskip("pesq")
-pytest.importorskip("pystoi")
+EVAL_EXTRA = "needs the eval extra (pip install -e \".[eval]\")"
+pytest.importorskip("pesq", reason=f"pesq not installed: {EVAL_EXTRA}")
+pytest.importorskip("pystoi", reason=f"pystoi not installed: {EVAL_EXTRA}")
 
 from pywavernn import features
 from pywavernn.audio import save_audio
@@ -121,7 +124,14 @@ def test_mos_predictor_in_range_and_deterministic(speech):
     assert 1.0 <= a <= 5.0 and a == b
 
 
+def needs(*modules: str) -> None:
+    """Skip the calling test, naming the package, where an evaluation package it uses is not installed."""
+    for name in modules:
+        pytest.importorskip(name, reason=f"{name} not installed: {EVAL_EXTRA}")
+
+
 def test_evaluate_command_end_to_end(tmp_path, capsys):
+    needs("matplotlib", "librosa")  # the spectrogram figure; the F0 tracker
     from training import evaluate
 
     data = tmp_path / "data"
@@ -186,7 +196,8 @@ def test_evaluate_scores_a_subscale_model_with_its_reference_nll(tmp_path):
     """A subscale model vocodes through the subscale engine and gets a teacher-forced NLL (the PyTorch twin's):
     the reference's bits (pywavernn.reference.subscale) on the audio zero-padded to whole frames, averaged over
     the file's real samples."""
-    pytest.importorskip("torch")
+    pytest.importorskip("torch", reason="the subscale NLL needs the train extra (torch)")
+    needs("librosa")  # the F0 tracker
     from pywavernn import features as feat
     from pywavernn.audio import float_to_int16, load_audio
     from pywavernn.modelfile import load_model
@@ -236,7 +247,7 @@ def test_evaluate_scores_a_subscale_model_with_its_reference_nll(tmp_path):
 
 
 def test_f0_errors_measure_pitch_shift_and_voicing():
-    pytest.importorskip("librosa")
+    needs("librosa")
     x = voiced(2.0)
     track = metrics.f0_track(x)
     same = metrics.f0_errors(track, track)

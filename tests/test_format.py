@@ -203,8 +203,19 @@ def assert_refused(path, pattern):
     assert str(path) in str(info.value)
 
 
-def test_good_file_loads(good_file):
-    fmt.load_model(good_file).validate()
+def test_good_file_loads_as_it_was_saved(good_file):
+    """The fixture the refusals below edit is itself accepted, and loads as the model that was saved: the same
+    configs, the same layout per matrix, the same weights bit for bit, read-only."""
+    saved = random_model(SMALL, SMALL_FEATURES, seed=11, density=0.5)
+    loaded = fmt.load_model(good_file)
+    assert loaded.model_config == saved.model_config and loaded.feature_config == saved.feature_config
+    assert sorted(loaded.weights) == sorted(saved.weights)
+    assert any(loaded.is_sparse(n) for n in loaded.weights)
+    for name in saved.weights:
+        assert loaded.is_sparse(name) == saved.is_sparse(name), name
+        assert np.array_equal(loaded.dense(name), saved.dense(name)), name
+        w = loaded.weights[name]
+        assert not (w.values if loaded.is_sparse(name) else w).flags.writeable, name
 
 
 @settings(max_examples=40)
