@@ -238,6 +238,7 @@ def bound_candidates(engine: CpuEngine, storage: str, overhead_s: float, rng, ba
     eng, isa, H = _native.engine(), _native.selected_isa_id(), engine.hidden
     out = []
     for nrhs in ((1, 16) if batched else (1,)):
+        rhs = tuple(range(nrhs))  # the raw gemm takes the rows of x to multiply (pywavernn.kernels.gemm's rhs)
         h = rng.standard_normal((nrhs, H)).astype(np.float32)
         hid = np.abs(rng.standard_normal((nrhs, OUT_HIDDEN))).astype(np.float32)
         xs = (h, np.ascontiguousarray(h[:, :H // 2]), hid, np.ascontiguousarray(h[:, H // 2:]), hid)
@@ -250,7 +251,7 @@ def bound_candidates(engine: CpuEngine, storage: str, overhead_s: float, rng, ba
             if nrhs == 1:
                 eng.gemv(isa, m.native, x, None, y, 0, m.n_block_rows)
             else:
-                eng.gemm(isa, m.native, x, nrhs, None, y, 0, m.n_block_rows)
+                eng.gemm(isa, m.native, x, rhs, None, y, 0, m.n_block_rows)
             w = m.weights_f32().astype(np.float64)
             want, scale = x.astype(np.float64) @ w.T, np.abs(x).astype(np.float64) @ np.abs(w).T
             if not np.all(np.abs(y - want) <= 1e-5 * scale + 1e-30):
@@ -260,9 +261,9 @@ def bound_candidates(engine: CpuEngine, storage: str, overhead_s: float, rng, ba
                 for c, x, y, rows in calls:
                     eng.gemv(isa, c, x, None, y, 0, rows)
         else:
-            def run(calls=calls, nrhs=nrhs):
+            def run(calls=calls, rhs=rhs):
                 for c, x, y, rows in calls:
-                    eng.gemm(isa, c, x, nrhs, None, y, 0, rows)
+                    eng.gemm(isa, c, x, rhs, None, y, 0, rows)
         out.append(Candidate(f"bound B={nrhs} {storage}", run, float(nrhs), {
             "impl": "matvec bound, B=1" if nrhs == 1 else "matmul bound, B=16 (per column)",
             "weights": storage, "threads": 1, "raw_overhead_s": 5 * overhead_s}))
