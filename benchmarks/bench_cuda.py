@@ -24,7 +24,9 @@ Candidates, per model, timed in alternating rounds (benchmarks/harness.py), medi
     python -m benchmarks.bench_cuda                    # on a GPU -> benchmarks/results/bench_cuda.{json,md}
     python -m benchmarks.bench_cuda --cpu-dry-run      # no GPU: the PyTorch loop on the CPU, a CPU stand-in for
                                                        # the CUDA engine, a few hundred samples; report to a tmp dir
-Without a CUDA device (and without --cpu-dry-run) it prints "no CUDA device: ..." and exits 0.
+    python -m benchmarks.bench_cuda --quick            # a smoke run (CI): on a GPU 0.1 s utterances, B 1 and 2,
+                                                       # 2 rounds; without one, the dry run on a dense H = 128 model
+Without a CUDA device (and without --cpu-dry-run or --quick) it prints "no CUDA device: ..." and exits 0.
 Exit status 1 if a validation failed (the report is still written, failed rows marked).
 
 Letters: H hidden units, K output-head hidden units (256), B/b batch, F frames, hop samples per frame, T samples.
@@ -35,7 +37,6 @@ from __future__ import annotations
 import argparse
 import ctypes
 import dataclasses
-import os
 import subprocess
 import sys
 import tempfile
@@ -93,7 +94,8 @@ class Config:
         return f"sparse-{self.hidden} {100 * (1 - self.density):.0f}% {self.block[0]}x{self.block[1]}"
 
 
-CONFIGS = {"dense-896": Config(896, None), "sparse-1024": Config(1024, 0.05, (16, 1))}
+CONFIGS = {"dense-896": Config(896, None), "sparse-1024": Config(1024, 0.05, (16, 1)),
+           "dense-128": Config(128, None)}  # the smoke run's model on the CPU (--quick without a GPU)
 
 
 # --- models and inputs (bench_e2e's construction where it imports) ------------------------------------------------
@@ -468,7 +470,11 @@ def main(argv=None) -> int:
     ap.add_argument("--cpu-dry-run", action="store_true",
                     help="no GPU needed: the PyTorch loop on the CPU and a CPU stand-in for the CUDA engine, a few "
                          "hundred samples, report to a temporary folder (checks this script, measures nothing)")
-    ap.add_argument("--models", nargs="*", choices=sorted(CONFIGS), default=["dense-896", "sparse-1024"])
+    ap.add_argument("--quick", action="store_true",
+                    help="a smoke run: short utterances, batches 1 and 2, 2 rounds; without a CUDA device the dry run "
+                         "on a small model (checks this script in about a minute, measures nothing)")
+    ap.add_argument("--models", nargs="*", choices=sorted(CONFIGS), default=None,
+                    help="default dense-896 sparse-1024 (the --quick dry run: dense-128)")
     ap.add_argument("--frames", type=int, default=None, help="frames per CUDA utterance (default 80 = 1 s)")
     ap.add_argument("--torch-frames", type=int, default=None, help="frames per PyTorch loop call (default 10)")
     ap.add_argument("--batches", type=parse_ints, default=None, help="CUDA batch sizes (default 1,2,4,8)")
@@ -482,7 +488,8 @@ def main(argv=None) -> int:
     ap.add_argument("--no-engine", action="store_true", help="skip the pywavernn CUDA engine rows")
     ap.add_argument("--name", default=None, help="report name (default bench_cuda, or bench_cuda_cpu_dryrun)")
     ap.add_argument("--out-dir", type=Path, default=None,
-                    help="report folder (default benchmarks/results; a temporary folder for --cpu-dry-run)")
+                    help="report folder (default $PYWAVERNN_BENCH_OUT or benchmarks/results; a temporary folder for "
+                         "--cpu-dry-run)")
     args = ap.parse_args(argv)
     dry = args.cpu_dry_run
 
@@ -491,10 +498,14 @@ def main(argv=None) -> int:
 
     if not dry:
         ok, why = cuda_device_reason()
-        if not ok:
+        if not ok and args.quick:
+            log(f"no CUDA device: {why}. --quick runs the CPU dry run instead (checks this script, measures nothing).")
+            dry = True
+        elif not ok:
             print(f"no CUDA device: {why}. Nothing measured (run on a GPU machine, or --cpu-dry-run to check the "
                   f"script).")
             return 0
+    args.models = args.models or (["dense-128"] if dry and args.quick else ["dense-896", "sparse-1024"])
     device = "cpu" if dry else "cuda"
     if not dry:
         try:
@@ -509,14 +520,15 @@ def main(argv=None) -> int:
     if dry:
         import torch
 
-        torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
-    args.frames = args.frames or (1 if dry else 80)
-    args.torch_frames = args.torch_frames or (1 if dry else 10)
-    args.batches = args.batches or ([1, 2] if dry else [1, 2, 4, 8])
-    args.torch_batches = args.torch_batches or ([1, 2] if dry else [1, 8])
-    args.rounds = args.rounds or (2 if dry else 5)
-    args.min_seconds = args.min_seconds if args.min_seconds is not None else (0.0 if dry else 0.3)
-    name = args.name or ("bench_cuda_cpu_dryrun" if dry else "bench_cuda")
+        torch.set_num_threads(1)  # it measures nothing; spinning OpenMP threads only slow it on a busy machine
+    short = dry or args.quick
+    args.frames = args.frames or (1 if dry else 8 if args.quick else 80)
+    args.torch_frames = args.torch_frames or (1 if short else 10)
+    args.batches = args.batches or ([1, 2] if short else [1, 2, 4, 8])
+    args.torch_batches = args.torch_batches or ([1, 2] if short else [1, 8])
+    args.rounds = args.rounds or (2 if short else 5)
+    args.min_seconds = args.min_seconds if args.min_seconds is not None else (0.0 if short else 0.3)
+    name = args.name or ("bench_cuda_cpu_dryrun" if dry else "bench_cuda_quick" if args.quick else "bench_cuda")
     out_dir = args.out_dir or (Path(tempfile.mkdtemp(prefix="bench_cuda_")) if dry else None)
 
     machine = describe_machine(device)

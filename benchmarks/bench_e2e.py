@@ -34,7 +34,8 @@ try:  # the NumPy reference's BLAS gets one thread, like every other single-thre
 except ImportError:  # pragma: no cover
     threadpool_limits = None
 
-from benchmarks.harness import Candidate, format_table, interleaved_medians, machine_description, write_report
+from benchmarks.harness import (Candidate, add_out_dir_option, format_table, interleaved_medians, machine_description,
+                                write_report)
 from pywavernn import _native
 from pywavernn import kernels as K
 from pywavernn.common import STEP_MATRICES
@@ -393,6 +394,7 @@ def main(argv=None) -> None:
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--no-batch", action="store_true", help="skip generate_batch rows")
     ap.add_argument("--name", default=None, help="report name (default bench_e2e, or bench_e2e_quick)")
+    add_out_dir_option(ap)
     args = ap.parse_args(argv)
     rounds = args.rounds or (3 if args.quick else 5)
     min_s = 0.05 if args.quick else 0.2
@@ -417,7 +419,7 @@ def main(argv=None) -> None:
              "the five matrix x vector products alone (same kernels, B = 1, minus the raw call overhead) / time of "
              "the whole loop, single thread. 'x torch loop' is against the PyTorch split-GRU loop (same arithmetic, "
              "1 thread). Random weights; K = 256; the conditioning network is not timed.")
-    path = write_report(name, machine, rows, table + "\n\n" + notes)
+    path = write_report(name, machine, rows, table + "\n\n" + notes, args.out_dir)
     print(table)
     print(f"\n{notes}\nReport: {path} ({machine['wall_s']} s)")
 

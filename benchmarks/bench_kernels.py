@@ -11,7 +11,7 @@ Timings include the Python wrapper's validation (~1-2 us per call); `wrapper_us`
 1-row matrix so it can be subtracted.
 
     python -m benchmarks.bench_kernels            # full grid, results/bench_kernels.{json,md}
-    python -m benchmarks.bench_kernels --quick    # one matrix, fewer rounds
+    python -m benchmarks.bench_kernels --quick    # one matrix, fewer rounds, results/bench_kernels_quick.{json,md}
     python -m benchmarks.bench_kernels --h256     # the WaveRNN-256 models' matrices (RQ3/RQ5), B = 1 and 16:
                                                   # results/bench_kernels_h256.{json,md}
 
@@ -25,7 +25,8 @@ import argparse
 import numpy as np
 import scipy.sparse
 
-from benchmarks.harness import Candidate, format_table, interleaved_medians, machine_description, write_report
+from benchmarks.harness import (Candidate, add_out_dir_option, format_table, interleaved_medians, machine_description,
+                                write_report)
 from pywavernn import kernels as K
 from pywavernn.modelfile import pack_block_sparse
 
@@ -142,8 +143,9 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="one matrix shape, fewer rounds")
     ap.add_argument("--h256", action="store_true",
-                    help="the matrices of the H = 256 models of research/experiments.md instead of the grid (see above)")
+                    help="the matrices of research/experiments.md's H = 256 models instead of the grid (see above)")
     ap.add_argument("--rounds", type=int, default=None)
+    add_out_dir_option(ap)
     args = ap.parse_args(argv)
     rounds = args.rounds or (3 if args.quick else 7)
     min_s = 0.05 if args.quick else 0.2
@@ -179,7 +181,8 @@ def main(argv=None) -> None:
                 ("vs_numpy_dense", "x numpy dense", ".1f"), ("vs_best_sparse_lib", "x best scipy/torch sparse", ".1f"),
                 ("per_output_speedup", "B-col speed-up per output", ".2f")]
     table = format_table(rows, columns)
-    path = write_report("bench_kernels" + ("_h256" if args.h256 else ""), machine, rows, table)
+    name = "bench_kernels" + ("_h256" if args.h256 else "_quick" if args.quick else "")
+    path = write_report(name, machine, rows, table, args.out_dir)
     print(table)
     print(f"\nSGEMM peak (NumPy, 1 thread): {peak:.1f} GFLOP/s. Python wrapper overhead per call "
           f"~{machine['wrapper_us']:.2f} us (included above). Report: {path}")

@@ -40,7 +40,9 @@ P (and the prior) of docs/format.md §11 added to its model, as like_STEM+lpP (+
     python -m benchmarks.bench_models --like training/configs/bundled_cpu.json --linear-order 32 --prior laplace \
         --threads 1 --baseline like_bundled_cpu --name linear_prediction
 
-Writes results/bench_models[_NAME].json and .md. Letters: T samples per call.
+--quick: a smoke run (CI's): 1 s of audio, 2 rounds of at least 0.05 s, results/bench_models_quick.{json,md}.
+
+Writes results/bench_models[_NAME].json and .md (--out-dir DIR: there instead). Letters: T samples per call.
 """
 
 from __future__ import annotations
@@ -51,8 +53,8 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.harness import (Candidate, format_table, interleaved_medians, machine_description, paired_ratio,
-                                write_report)
+from benchmarks.harness import (Candidate, add_out_dir_option, format_table, interleaved_medians, machine_description,
+                                paired_ratio, write_report)
 from pywavernn import _native
 from pywavernn import audio as pa
 from pywavernn.vocoder import Vocoder, bundled_model_path
@@ -119,7 +121,14 @@ def main(argv=None) -> None:
     ap.add_argument("--linear-order", type=int, default=0, metavar="P",
                     help="also time each --like config with linear prediction of order P (docs/format.md §11)")
     ap.add_argument("--prior", default="none", choices=["none", "laplace"], help="with --linear-order: the prior")
+    ap.add_argument("--quick", action="store_true",
+                    help="a smoke run: 1 s of audio, 2 short rounds, report bench_models_quick unless --name")
+    add_out_dir_option(ap)
     args = ap.parse_args(argv)
+    min_seconds = 0.5
+    if args.quick:
+        args.seconds, args.rounds, min_seconds = min(args.seconds, 1.0), min(args.rounds, 2), 0.05
+        args.name = args.name or "quick"
     if args.prior != "none" and not args.linear_order:
         ap.error("--prior needs --linear-order P >= 1 (the prior is centred on the linear prediction)")
     sources = [(Path(p).name, str(p)) for p in args.models]  # (label, what Vocoder is given)
@@ -159,7 +168,7 @@ def main(argv=None) -> None:
                               "sparsity": base.model.sparsity(), "samples": int(want.shape[0])}
     count = _native.engine().handover_count if _native.available() else (lambda: 0)
     handovers = count()
-    res = interleaved_medians(cands, rounds=args.rounds, min_seconds=0.5)
+    res = interleaved_medians(cands, rounds=args.rounds, min_seconds=min_seconds)
     handovers = count() - handovers
     rows = []
     for c in cands:
@@ -184,7 +193,8 @@ def main(argv=None) -> None:
             f"medians of {args.rounds} interleaved rounds; conditioning network included. "
             f"Hand-overs to one thread during the timing (a busy machine): {handovers}.")
     path = write_report("bench_models" + (f"_{args.name}" if args.name else ""), machine_description(), rows,
-                        table + note, extra={"handovers_during_timing": handovers, "baseline": base_label})
+                        table + note, args.out_dir,
+                        extra={"handovers_during_timing": handovers, "baseline": base_label})
     print(table + note)
     print(f"wrote {path}")
 

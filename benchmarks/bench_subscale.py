@@ -34,7 +34,8 @@ try:  # the NumPy references' BLAS gets one thread, like the engines
 except ImportError:  # pragma: no cover
     threadpool_limits = None
 
-from benchmarks.harness import Candidate, format_table, interleaved_medians, machine_description, write_report
+from benchmarks.harness import (Candidate, add_out_dir_option, format_table, interleaved_medians, machine_description,
+                                write_report)
 from pywavernn.reference import subscale as rs
 from pywavernn.config import ModelConfig
 from pywavernn.engines.cpu import CpuEngine
@@ -132,6 +133,7 @@ def main(argv=None) -> None:
     ap.add_argument("--weights", nargs="*", choices=["fp32", "fp16"], default=None)
     ap.add_argument("--no-sparse-proj", dest="sparse_proj", action="store_false",
                     help="skip the rows with the context projection pruned like R")
+    add_out_dir_option(ap)
     args = ap.parse_args(argv)
     storages = args.weights or (["fp32"] if args.quick else ["fp32", "fp16"])
     n_frames, rounds, min_s = (16, 3, 0.2) if args.quick else (80, 7, 0.5)
@@ -149,7 +151,7 @@ def main(argv=None) -> None:
             f"'+ ctx proj': subscale.proj.weight (3H x C_x) also 16x1 block-sparse at the sparsity of R (the "
             f"plain engine has no context network: its column is the same model as the row above).")
     path = write_report("bench_subscale_quick" if args.quick else "bench_subscale", machine_description(), rows,
-                        table + note)
+                        table + note, args.out_dir)
     print(table + note)
     print(f"wrote {path}")
 

@@ -20,6 +20,21 @@ from pathlib import Path
 from typing import Any, Callable
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
+OUT_ENV = "PYWAVERNN_BENCH_OUT"  # a folder that replaces RESULTS_DIR (CI's smoke runs: never the committed results)
+
+
+def results_dir(out_dir: Path | None = None) -> Path:
+    """Where a report goes: out_dir if given (a script's --out-dir), else $PYWAVERNN_BENCH_OUT if set, else
+    benchmarks/results (the committed figures)."""
+    if out_dir is not None:
+        return Path(out_dir)
+    return Path(os.environ[OUT_ENV]) if os.environ.get(OUT_ENV) else RESULTS_DIR
+
+
+def add_out_dir_option(ap) -> None:
+    """The --out-dir option every benchmark script takes (argparse parser `ap`)."""
+    ap.add_argument("--out-dir", type=Path, default=None, metavar="DIR",
+                    help=f"report folder (default: ${OUT_ENV} if set, else benchmarks/results)")
 
 
 @dataclass
@@ -133,9 +148,9 @@ def format_table(rows: list[dict[str, Any]], columns: list[tuple[str, str, str]]
 
 def write_report(name: str, machine: dict, results: Any, table: str, out_dir: Path | None = None,
                  extra: dict | None = None) -> Path:
-    """Write results/<name>.json and results/<name>.md (atomically) and return the JSON path; `extra` adds
+    """Write <name>.json and <name>.md (atomically) to results_dir(out_dir) and return the JSON path; `extra` adds
     top-level fields to the JSON."""
-    out_dir = out_dir or RESULTS_DIR
+    out_dir = results_dir(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     payload = {"benchmark": name, "machine": machine, "results": results, **(extra or {})}
     json_path = out_dir / f"{name}.json"
