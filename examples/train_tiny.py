@@ -9,12 +9,14 @@ file that `pywavernn.Vocoder` loads like the bundled one. The loss is the negati
 16-bit sample: 16 bits means a uniform guess over 65,536 values, and every bit below that has been learned.
 What it is not: a recipe for a usable model (README's Train section and training/configs/ are).
 
-    python examples/train_tiny.py [--data FOLDER] [--files 8] [--minutes 0.5] [--out examples/output]
+    python examples/train_tiny.py [--data FOLDER] [--files 8] [--minutes 0.5 | --steps N] [--out examples/output]
 
 Needs the training extra (torch) and matplotlib, and runs from a checkout (training/ is not installed with the
 wheel). The config is training/configs/tiny.json with more steps than the time allows (--max-minutes ends the run
 cleanly) and larger batches; it is written beside the run. Writes OUT/train_tiny/ (the run, the model
 tiny.safetensors, resynth.wav) and OUT/train_tiny_loss.png. About 45 s with the default half minute of training.
+--steps N trains exactly N steps instead of for a time (the tests use it: a busy machine fits fewer steps in a
+time budget, and the run must log some).
 """
 
 import argparse
@@ -38,11 +40,12 @@ REPO = HERE.parent
 DATA = REPO.parent / "shared" / "data" / "piper-joe"
 
 
-def tiny_config(path: Path) -> None:
-    """training/configs/tiny.json, changed only where a timed demo needs it."""
+def tiny_config(path: Path, steps: int | None = None) -> None:
+    """training/configs/tiny.json, changed only where a timed demo needs it (or with exactly `steps` steps)."""
     cfg = json.loads((REPO / "training" / "configs" / "tiny.json").read_text())
     cfg["comment"] = "examples/train_tiny.py: tiny.json with steps beyond the time budget and batches of 8 windows"
-    cfg.update(steps=100_000, batch_size=8, window_frames=8, log_every=10, eval_every=50, checkpoint_every=10_000)
+    cfg.update(steps=steps or 100_000, batch_size=8, window_frames=8, log_every=10, eval_every=50,
+               checkpoint_every=10_000)
     path.write_text(json.dumps(cfg, indent=2))
 
 
@@ -57,6 +60,7 @@ def main() -> None:
     ap.add_argument("--data", default=str(DATA), help="a folder of speech files (default: %(default)s)")
     ap.add_argument("--files", type=int, default=8, help="how many of its files to use (default 8)")
     ap.add_argument("--minutes", type=float, default=0.5, help="training time budget (default 0.5)")
+    ap.add_argument("--steps", type=int, default=None, help="train exactly this many steps instead (no time budget)")
     ap.add_argument("--out", default=str(HERE / "output"), help="output folder (default: %(default)s)")
     args = ap.parse_args()
     work = Path(args.out).resolve() / "train_tiny"
@@ -70,13 +74,15 @@ def main() -> None:
         raise SystemExit(f"--data {args.data}: expected at least 4 .flac files, found {len(files)}")
     for f in files:
         (work / "data" / f.name).symlink_to(f.resolve())
-    tiny_config(work / "config.json")
+    tiny_config(work / "config.json", args.steps)
+    budget = ["--max-minutes", str(args.minutes)] if args.steps is None else []
+    spent = f"{args.minutes:g} min" if args.steps is None else f"{args.steps} steps"
 
     run("-m", "training", "train", "--config", str(work / "config.json"), "--data", str(work / "data"),
-        "--out", str(work / "run"), "--cache-dir", str(work / "cache"), "--max-minutes", str(args.minutes),
+        "--out", str(work / "run"), "--cache-dir", str(work / "cache"), *budget,
         "--threads", "1")  # 16 units gain nothing from more threads, and a busy machine's cores then fight
     run("-m", "training", "export", str(work / "run" / "checkpoint.pt"), "-o", str(work / "tiny.safetensors"),
-        "--note", f"note=examples/train_tiny.py: {args.minutes} min of training on {len(files)} files; noise")
+        "--note", f"note=examples/train_tiny.py: {spent} of training on {len(files)} files; noise")
 
     with open(work / "run" / "log.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
@@ -89,7 +95,7 @@ def main() -> None:
     ax.axhline(16, color="grey", linestyle=":", label="16 bits: a uniform guess")
     ax.set_xlabel("step")
     ax.set_ylabel("NLL, bits per 16-bit sample")
-    ax.set_title(f"a 16-unit WaveRNN, {args.minutes:g} min on {len(files)} files (its output is noise)")
+    ax.set_title(f"a 16-unit WaveRNN, {spent} on {len(files)} files (its output is noise)")
     ax.legend()
     fig.savefig(Path(args.out) / "train_tiny_loss.png", dpi=100)
     last = valid[-1] if valid else train[-1]
