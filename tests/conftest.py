@@ -1,10 +1,19 @@
-"""Shared pytest configuration: hypothesis profiles and the location of the shared speech data.
+"""Shared pytest configuration: hypothesis profiles, the location of the shared speech data, and the markers.
 
 Profiles (choose with HYPOTHESIS_PROFILE): `ci` (derandomized, no deadline, the default under CI=true) and
 `dev` (fewer examples, for quick local runs). The default outside CI is `dev`.
+
+Markers (registered in pyproject.toml), put on at collection so that no test file has to remember them:
+  torch  needs PyTorch (the train extra): the module holds `torch`, or the test asks pytest.importorskip("torch")
+  data   reads ../shared/data (the `shared_data` fixture)
+  gpu    needs a CUDA device (the `gpu` fixture of tests/test_cuda.py)
+  slow   takes long on 2 cores: the modules and tests listed in SLOW below, or marked @pytest.mark.slow in place
+`python -m pytest -m "not slow"` is the fast selection (under 2 minutes on 2 cores); `python -m pytest` runs all.
 """
 
+import inspect
 import os
+import types
 from pathlib import Path
 
 import pytest
@@ -39,3 +48,74 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "piper-joe").is_dir():
         pytest.skip(f"shared speech data not found at {SHARED_DATA} (set PYWAVERNN_SHARED_DATA)")
     return SHARED_DATA
+
+
+# ---------------------------------------------------------------------------------------------------- markers
+# The slow ones: a module (every test in it), a test (every parametrisation) or one parametrisation, by node id
+# relative to tests/. Chosen from a --durations run (CPU seconds on the 2-core VM, 2026-12-07): the whole suite
+# costs ~215 CPU-s, what is left ~90 with collection (the first parametrisation of a test often carries its
+# module's fixtures). A test whose file is free to edit is marked in place (@pytest.mark.slow) instead.
+SLOW = {
+    "test_examples.py",  # each example in a Python of its own, some training or plotting (36 s)
+    "test_training.py::test_two_process_torchrun_ranks_stay_in_sync",  # two ranks over gloo (10 s)
+    "test_training.py::test_killed_run_resumes_bit_identical",  # two training processes (9 s)
+    "test_cuda.py::test_library_builds_and_reports_limits",  # nvcc builds the library (7 s; skipped without)
+    "test_cli.py::test_mel_then_vocode_matches_resynth",  # the bundled model over real speech, three ways (7 s)
+    "test_evaluate.py::test_evaluate_command_end_to_end",  # PESQ, STOI, pYIN and a figure (6 s)
+    "test_subscale_parity.py::test_free_running_generation_is_identical",  # 12 cases (11 s; the teacher-forced
+    # logits of the same models stay in the fast selection)
+    "test_subscale_engine.py::test_thread_count_does_not_change_samples_or_trace",  # 11 cases (10 s)
+    "test_engine.py::test_exact_mode_matches_reference_samples[0.2-block3]",  # 1x1 blocks (7 s)
+    "test_engine.py::test_nll_matches_reference[0.4-block2]",  # (6 s)
+    "test_engine.py::test_step_traces_match_reference[False-0.4-block2]",  # (2.4 s)
+    "test_engine.py::test_step_traces_match_reference[True-0.4-block2]",  # (2.6 s)
+    "test_subscale_engine.py::test_exact_mode_matches_reference_samples_and_steps[B8-F3-D3-d0.5-4x4-proj0.5]",
+    "test_subscale_engine.py::test_exact_mode_matches_reference_samples_and_steps[B8-F3-D3-d0.5-4x4]",
+    "test_linear_prediction.py::test_exact_mode_gives_the_reference_samples[0.5-block2-laplace]",
+    "test_linear_prediction.py::test_exact_mode_gives_the_reference_samples[0.5-block4-none]",
+    "test_linear_prediction.py::test_nll_matches_reference",  # (3.6 s)
+    "test_parity_torch.py::test_linear_prediction_matches_reference",  # (3.7 s)
+    "test_engine.py::test_handover_to_thread_zero_and_back_keeps_samples",  # (2.1 s)
+    "test_reference.py::test_dense_and_block_sparse_models_give_the_same_samples",  # (2.0 s)
+}
+
+
+def _needs_torch(item) -> bool:
+    module = getattr(item, "module", None)
+    if isinstance(getattr(module, "torch", None), types.ModuleType):
+        return True
+    function = getattr(item, "function", None)
+    try:
+        return function is not None and 'importorskip("torch"' in inspect.getsource(function)
+    except (OSError, TypeError):
+        return False
+
+
+def _slow_keys(item) -> set[str]:
+    """The SLOW entries that would name this item: its module, its test, its test with its parameters."""
+    path, _, rest = item.nodeid.partition("::")
+    module = path.rsplit("/", 1)[-1]
+    return {module, f"{module}::{rest.split('[')[0]}", f"{module}::{rest}"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m and -k deselect anything
+def pytest_collection_modifyitems(config, items):
+    matched, modules = set(), set()
+    for item in items:
+        keys = _slow_keys(item)
+        modules.add(min(keys, key=len))
+        if keys & SLOW:
+            matched |= keys & SLOW
+            item.add_marker(pytest.mark.slow)
+        if _needs_torch(item):
+            item.add_marker(pytest.mark.torch)
+        if "shared_data" in item.fixturenames:
+            item.add_marker(pytest.mark.data)
+        if "gpu" in item.fixturenames:
+            item.add_marker(pytest.mark.gpu)
+    # An entry that names a collected module but no test in it has gone stale (a renamed test or parameter):
+    # say so, rather than let a slow test slip into the fast selection unnoticed.
+    stale = sorted(e for e in SLOW - matched if e.split("::")[0] in modules)
+    if stale and not any("::" in arg for arg in config.args):  # with single tests named, the rest are not stale
+        config.issue_config_time_warning(pytest.PytestWarning(
+            f"tests/conftest.py SLOW names tests that were not collected (renamed?): {stale}"), stacklevel=2)
