@@ -90,9 +90,11 @@ def conditioning(model: Model, mel: np.ndarray) -> np.ndarray:
         matmul = kernels.frame_matmul
     with np.errstate(over="ignore", invalid="ignore"):
         g = conditioning_ref(model, mel, matmul)
-    if not np.isfinite(g).all():
-        raise ValueError(f"mel: values up to |{float(np.abs(mel).max()):.3g}| overflow the conditioning network; "
-                         "expected a log-mel spectrogram (typically within [-12, 5])")
+    if not np.isfinite(g).all():  # the mel's fault, or a damaged file's: say both sizes, so the odd one shows
+        w_max = max(float(np.abs(model.dense(n)).max()) for n in model.weights if n.startswith("cond."))
+        raise ValueError(f"mel: values up to |{float(np.abs(mel).max()):.3g}| overflow the conditioning network, "
+                         f"whose largest weight is |{w_max:.3g}|; expected a log-mel spectrogram (typically within "
+                         "[-12, 5]) and a model with trained weights")
     return g
 
 
