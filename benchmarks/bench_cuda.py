@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import dataclasses
+import os
 import subprocess
 import sys
 import tempfile
@@ -55,6 +56,7 @@ except ImportError:  # the GPU image lacks it: a stub lets pywavernn.reference.p
     SOUNDFILE_STUBBED = True
 
 from benchmarks.harness import (
+    OUT_ENV,
     Candidate,
     format_table,
     interleaved_medians,
@@ -488,8 +490,8 @@ def main(argv=None) -> int:
     ap.add_argument("--no-engine", action="store_true", help="skip the pywavernn CUDA engine rows")
     ap.add_argument("--name", default=None, help="report name (default bench_cuda, or bench_cuda_cpu_dryrun)")
     ap.add_argument("--out-dir", type=Path, default=None,
-                    help="report folder (default $PYWAVERNN_BENCH_OUT or benchmarks/results; a temporary folder for "
-                         "--cpu-dry-run)")
+                    help="report folder (default $PYWAVERNN_BENCH_OUT, else benchmarks/results, or for a dry run a "
+                         "new temporary folder)")
     args = ap.parse_args(argv)
     dry = args.cpu_dry_run
 
@@ -529,7 +531,9 @@ def main(argv=None) -> int:
     args.rounds = args.rounds or (2 if short else 5)
     args.min_seconds = args.min_seconds if args.min_seconds is not None else (0.0 if short else 0.3)
     name = args.name or ("bench_cuda_cpu_dryrun" if dry else "bench_cuda_quick" if args.quick else "bench_cuda")
-    out_dir = args.out_dir or (Path(tempfile.mkdtemp(prefix="bench_cuda_")) if dry else None)
+    out_dir = args.out_dir  # None: $PYWAVERNN_BENCH_OUT or benchmarks/results, but a dry run's never the latter
+    if out_dir is None and dry and not os.environ.get(OUT_ENV):
+        out_dir = Path(tempfile.mkdtemp(prefix="bench_cuda_"))
 
     machine = describe_machine(device)
     machine["soundfile"] = "stubbed (not installed; no audio I/O here)" if SOUNDFILE_STUBBED else "installed"
