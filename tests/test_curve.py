@@ -42,6 +42,7 @@ def test_add_table_plot(tmp_path):
     curve.add(tmp_path / "r100", ev, csv_path, label="c0 again")  # same run and step: replaced, not appended
     rows = curve.read_rows(csv_path)
     assert [(r["run"], r["step"], r["label"]) for r in rows] == [("r100", "100", "c0 again"), ("r200", "200", "c0")]
+    # in the order added, not sorted by name
     text = curve.table(rows)
     assert "| c0 | 200 | 15M | 2.00 | 8.500 / 8.500 | 1.30 / 1.30 |" in text
     assert "| Griffin-Lim (floor) | | | | | 2.60 / 2.60 |" in text and "– / –" in text  # F0 of none voiced

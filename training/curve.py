@@ -10,7 +10,8 @@
 training.evaluate reports that training/configs/campaign/evaluate.sh wrote under EVALDIR (piper-joe/ and
 asterisk-en/, the fixed subset), and appends one row: run, step, samples seen, core-hours, held-out NLL, and per
 subset PESQ-WB, STOI, MCD, F0 RMSE, V/UV error and DistillMOS of the resynthesis, with Griffin-Lim's beside them.
-A row for the same run and step replaces the old one; the CSV is written atomically. `plot` draws PESQ, STOI,
+A row for the same run and step replaces the old one in place, others are appended in the order
+they are added; the CSV is written atomically. `plot` draws PESQ, STOI,
 MOS and the NLL on the piper-joe half of the subset against samples seen, one line per run, with Griffin-Lim as
 the floor to beat. (The NLL of a pre-emphasis model is of the pre-emphasised samples: compare it only within a
 run; free-running measures compare across runs.)
@@ -135,9 +136,12 @@ def write_rows(path: Path, rows: list[dict]) -> None:
 def add(run_dir: Path, eval_dir: Path, csv_path: Path, label: str | None = None, samples: int | None = None,
         core_hours: float | None = None, from_run: Path | None = None) -> dict:
     row = row_of(run_dir, eval_dir, label, samples, core_hours, from_run)
-    rows = [r for r in read_rows(csv_path) if not (r["run"] == row["run"] and int(r["step"]) == row["step"])]
-    rows.append(row)
-    rows.sort(key=lambda r: (r["run"], int(r["step"])))
+    rows = read_rows(csv_path)
+    same = [i for i, r in enumerate(rows) if r["run"] == row["run"] and int(r["step"]) == row["step"]]
+    if same:  # the same run and step again: replaced where it stood
+        rows[same[0]] = row
+    else:
+        rows.append(row)
     write_rows(csv_path, rows)
     return row
 
