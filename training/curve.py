@@ -150,38 +150,30 @@ def _num(v) -> float | None:
     return None if v in (None, "") else float(v)
 
 
+def _pair(r: dict, key: str, digits: int) -> str:
+    """The cell "piper-joe / asterisk-en" of column {subset}_{key}, "–" where it is empty."""
+    cells = []
+    for s in SUBSETS:
+        v = _num(r.get(f"{s}_{key}"))
+        cells.append("–" if v is None else f"{v:.{digits}f}")
+    return " / ".join(cells)
+
+
+_TABLE_METRICS = (("pesq", 2), ("stoi", 3), ("mcd", 2), ("f0_cents", 0), ("vuv", 2), ("mos", 2))
+
+
 def table(rows: list[dict]) -> str:
     head = ("| run | step | samples | core-h | NLL joe / ast | PESQ joe / ast | STOI joe / ast | MCD joe / ast | "
             "F0 cents joe / ast | V/UV joe / ast | MOS joe / ast |")
     lines = [head, "|" + "---|" * 11]
-
-    def pair(r, m, digits):
-        cells = []
-        for s in SUBSETS:
-            v = _num(r.get(f"{s}_wavernn_{m}"))
-            cells.append("–" if v is None else f"{v:.{digits}f}")
-        return " / ".join(cells)
-
     for r in rows:
-        nll = " / ".join("–" if _num(r.get(f"{s}_nll_bits")) is None else f"{float(r[f'{s}_nll_bits']):.3f}"
-                         for s in SUBSETS)
+        cells = [_pair(r, "nll_bits", 3)] + [_pair(r, f"wavernn_{m}", d) for m, d in _TABLE_METRICS]
         lines.append(f"| {r['label']} | {r['step']} | {int(r['samples']) / 1e6:.0f}M | {float(r['core_hours']):.2f} | "
-                     f"{nll} | {pair(r, 'pesq', 2)} | {pair(r, 'stoi', 3)} | "
-                     f"{pair(r, 'mcd', 2)} | {pair(r, 'f0_cents', 0)} | {pair(r, 'vuv', 2)} | {pair(r, 'mos', 2)} |")
-    gl = rows[-1] if rows else None
-    if gl is not None:
-        lines.append(f"| Griffin-Lim (floor) | | | | | {pair_gl(gl, 'pesq', 2)} | {pair_gl(gl, 'stoi', 3)} | "
-                     f"{pair_gl(gl, 'mcd', 2)} | {pair_gl(gl, 'f0_cents', 0)} | {pair_gl(gl, 'vuv', 2)} | "
-                     f"{pair_gl(gl, 'mos', 2)} |")
+                     + " | ".join(cells) + " |")
+    if rows:  # Griffin-Lim depends only on the files, so any row's figures are the floor's
+        lines.append("| Griffin-Lim (floor) | | | | | "
+                     + " | ".join(_pair(rows[-1], f"gl_{m}", d) for m, d in _TABLE_METRICS) + " |")
     return "\n".join(lines)
-
-
-def pair_gl(r, m, digits) -> str:
-    cells = []
-    for s in SUBSETS:
-        v = _num(r.get(f"{s}_gl_{m}"))
-        cells.append("–" if v is None else f"{v:.{digits}f}")
-    return " / ".join(cells)
 
 
 def plot(rows: list[dict], out: Path) -> None:
