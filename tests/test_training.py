@@ -16,6 +16,7 @@ Letters: H hidden units, W window frames, hop samples per frame, F frames, T sam
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -543,10 +544,26 @@ def test_cli_refuses_to_overwrite_or_resume_nothing(tmp_path, speech_dir, cache_
                  str(tmp_path / "r"), "--cache-dir", str(cache_dir)]) == 2
     assert "empty: no audio files found" in capsys.readouterr().err
     changed = tmp_path / "changed.json"
-    changed.write_text(json.dumps({**tiny_config(**KILL_RUN).to_dict(), "batch_size": 3}))
+    changed.write_text(json.dumps({**tiny_config(**KILL_RUN).to_dict(), "window_frames": 4}))
     assert main(["train", "--config", str(changed), "--out", str(uninterrupted_run), "--resume", *base]) == 2
-    assert "batch_size" in capsys.readouterr().err
+    assert "window_frames" in capsys.readouterr().err
     assert main(["export", str(tmp_path / "nothing.pt"), "-o", str(tmp_path / "m.safetensors")]) == 2
+
+
+def test_resume_may_change_the_batch_and_pruning_schedule_but_not_the_block(tmp_path, speech_dir, cache_dir,
+                                                                            uninterrupted_run):
+    """A fork of a run at a new batch size trains on from the checkpoint (campaign comparisons start from one
+    checkpoint); a pruning block shape other than the model's (the one its masks were pruned in) is refused."""
+    fork = tmp_path / "fork"
+    shutil.copytree(uninterrupted_run, fork)
+    saved = tiny_config(**KILL_RUN)
+    done = train(tiny_config(**{**KILL_RUN, "steps": 44, "batch_size": 3}), speech_dir, fork, resume=True,
+                 cache_dir=cache_dir, progress=False)
+    assert done["step"] == 44 and load_checkpoint(fork / "checkpoint.pt")["config"]["batch_size"] == 3
+    reblocked = {**saved.to_dict()["pruning"], "block": [16, 1]}
+    with pytest.raises(ValueError, match=r"pruning.block \[16, 1\] differs from model.block_shape"):
+        train(tiny_config(**{**KILL_RUN, "steps": 48, "pruning": reblocked}), speech_dir, fork, resume=True,
+              cache_dir=cache_dir, progress=False)
 
 
 def test_export_writes_a_loadable_file_at_the_trained_sparsity(tmp_path, uninterrupted_run, capsys):

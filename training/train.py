@@ -70,8 +70,12 @@ CHECKPOINT_FORMAT = "pywavernn-train-checkpoint"
 CHECKPOINT_VERSION = 1
 LOG_COLUMNS = ["step", "elapsed_s", "lr", "train_bits", "grad_norm", "valid_bits", "sparsity_R"]
 # Config fields a resumed run may change; anything else would make the resumed run a different experiment.
+# What a resumed run may change: fields of how it trains, never of the model it trains. A long run in stretches
+# may change its learning-rate schedule, its batch (a fork comparing batch sizes from one checkpoint; the in-run
+# valid set is then drawn at the new batch size, so compare forks on a fixed list with training.evaluate), its
+# input noise, and its pruning schedule (pruning is set for the last part of a run once that part is known).
 RESUMABLE_CHANGES = {"steps", "eval_every", "checkpoint_every", "log_every", "device", "comment", "gru_impl",
-                     "optimiser"}  # a long run in stretches may change its learning-rate schedule
+                     "optimiser", "batch_size", "input_noise", "pruning"}
 # Where training/model.py (and training/subscale_model.py, under the same names) keeps the matrices that are
 # pruned (weight_hh_l0 in torch gate order r, z, n): the twin's names, defined there once.
 RECURRENT_PARAM, OUTPUT_PARAMS = RECURRENT_PARAMETER, OUTPUT_PARAMETERS
