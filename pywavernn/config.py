@@ -23,6 +23,8 @@ SUBSCALE_CONTEXT_ORDER = ("sub_tensor", "lag")  # the values of ModelConfig.subs
 SUBSCALE_MAX_LINEAR = 64  # the largest ModelConfig.subscale_linear (the C loop keeps the estimates on its stack)
 PRIOR = ("none", "laplace")  # the values of ModelConfig.prior (plain model) and subscale_prior (subscale model)
 SUBSCALE_PRIOR = PRIOR
+FUSED_FACTOR, FUSED_HORIZON = 2, 2  # the Fused Subscale WaveRNN 2x's B and F (docs/format.md §12)
+FUSED_PARTS = 8  # its state parts: 2 samples x 4 nibbles
 MAX_LINEAR_ORDER = 64  # the largest ModelConfig.linear_order (the C loop keeps the past samples on its stack)
 
 
@@ -155,6 +157,9 @@ class ModelConfig:
     subscale_prior   "laplace": each byte's logits add the log-mass a Laplace distribution centred on the first
                      linear estimate gives its 256 bins, at a scale the output head predicts (docs/format.md §9;
                      needs subscale_linear >= 1); "none" (the default): the logits are the output heads' alone.
+    subscale_fused   True: the Fused Subscale WaveRNN 2x (docs/format.md §12): B = 2 and F = 2, no context network,
+                     the GRU state split in two halves (one per sub-tensor) of four nibble parts each, so one step
+                     emits two 16-bit samples as eight 4-bit draws; False (the default), left out of to_dict().
     preemphasis      a in [0, 1): the network models e[n] = s[n] - a s[n-1], and the samples it generates are
                      de-emphasised, y[n] = e[n] + a y[n-1], before they are returned (docs/format.md §10), so its
                      sampling noise is shaped like speech's spectrum; 0 (the default): none, left out of to_dict().
@@ -186,6 +191,7 @@ class ModelConfig:
     subscale_context_order: str = "sub_tensor"
     subscale_linear: int = 0
     subscale_prior: str = "none"
+    subscale_fused: bool = False
     preemphasis: float = 0.0
     linear_order: int = 0
     prior: str = "none"
@@ -233,15 +239,44 @@ class ModelConfig:
         if self.subscale_prior != "none" and self.subscale_linear < 1:
             raise ValueError(f"subscale_prior = {self.subscale_prior!r}: the prior is centred on the first linear "
                              f"estimate, so it needs subscale_linear >= 1, found {self.subscale_linear}")
+        self._check_fused()
         if isinstance(self.preemphasis, bool) or not isinstance(self.preemphasis, (int, float)) \
                 or not 0.0 <= self.preemphasis < 1.0:
             raise ValueError(f"preemphasis: expected a coefficient in [0, 1) (0: none), found {self.preemphasis!r}")
-        if self.preemphasis and self.subscale_factor > 1:
+        if self.preemphasis and self.subscale_factor > 1 and not self.subscale_fused:
             raise ValueError(f"preemphasis = {self.preemphasis}: implemented for the plain model only "
                              f"(subscale_factor 1), found subscale_factor {self.subscale_factor}")
         self._check_linear_prediction()
         if self.n_classes != N_CLASSES:
             raise ValueError(f"n_classes: expected {N_CLASSES} (8-bit coarse and fine), found {self.n_classes}")
+
+    def _check_fused(self) -> None:
+        """The fused model (docs/format.md §12) is one model, not a family: B = 2, F = 2, no context network and none
+        of the §9 options; its state splits into 2 x 4 parts of H/8 units."""
+        if not isinstance(self.subscale_fused, bool):
+            raise ValueError(f"subscale_fused: expected true or false, found {self.subscale_fused!r}")
+        if not self.subscale_fused:
+            return
+        if (self.subscale_factor, self.subscale_horizon) != (FUSED_FACTOR, FUSED_HORIZON):
+            raise ValueError(f"subscale_fused: the Fused Subscale WaveRNN is defined for subscale_factor "
+                             f"{FUSED_FACTOR} and subscale_horizon {FUSED_HORIZON}, found {self.subscale_factor} and "
+                             f"{self.subscale_horizon}")
+        if self.hidden_size % FUSED_PARTS:
+            raise ValueError(f"hidden_size: the fused model splits its state in {FUSED_PARTS} parts (2 samples x 4 "
+                             f"nibbles), so it must be a multiple of {FUSED_PARTS}, found {self.hidden_size}")
+        for name in _SUBSCALE_CONTEXT_FIELDS + _SUBSCALE_OPTION_FIELDS:
+            if getattr(self, name) != _SUBSCALE_DEFAULTS[name]:
+                raise ValueError(f"{name}: the fused model has no context network and none of the subscale options "
+                                 f"(docs/format.md §12), found {getattr(self, name)!r} (leave it out)")
+        if self.linear_order or self.prior != "none":
+            raise ValueError("linear_order / prior: implemented for the plain model only, not the fused model")
+
+    @property
+    def kind(self) -> str:
+        """"plain" (B = 1), "subscale" (B > 1, docs/format.md §9) or "fused" (§12): what runs the model."""
+        if self.subscale_fused:
+            return "fused"
+        return "plain" if self.subscale_factor == 1 else "subscale"
 
     def _check_linear_prediction(self) -> None:
         _check_int("linear_order", self.linear_order, 0, MAX_LINEAR_ORDER)
@@ -268,10 +303,12 @@ class ModelConfig:
         d = dataclasses.asdict(self)
         d["cond_kernels"] = list(self.cond_kernels)
         d["block_shape"] = list(self.block_shape)
-        omitted = _SUBSCALE_OPTION_FIELDS + (_SUBSCALE_CONTEXT_FIELDS if self.subscale_factor == 1 else ())
+        omitted = _SUBSCALE_OPTION_FIELDS + (_SUBSCALE_CONTEXT_FIELDS if self.kind != "subscale" else ())
         for name in omitted:
             if d[name] == _SUBSCALE_DEFAULTS[name]:
                 del d[name]
+        if not d["subscale_fused"]:
+            del d["subscale_fused"]  # nor those of any model but the fused one (docs/format.md §12)
         if not d["preemphasis"]:
             del d["preemphasis"]  # files without pre-emphasis are written as before the field existed
         if not d["linear_order"]:

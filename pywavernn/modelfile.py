@@ -29,6 +29,8 @@ import numpy as np
 from pywavernn._atomic import atomic_write
 from pywavernn.common import N_CLASSES, STEP_MATRICES
 from pywavernn.config import FeatureConfig, ModelConfig
+from pywavernn import fused
+from pywavernn.config import FUSED_PARTS
 from pywavernn.fold import linear_estimate_mask
 
 FORMAT_MAGIC = "pywavernn"
@@ -37,7 +39,13 @@ FORMAT_VERSION = 1
 SPARSE_CAPABLE = STEP_MATRICES
 # Further matrices a subscale model (subscale_factor > 1, docs/format.md §9) may store in block-CSR layout.
 SUBSCALE_SPARSE_CAPABLE = ("subscale.proj.weight",)
+# The matrices a fused model (docs/format.md §12) may store in block-CSR layout: R and its eight heads' layers.
+FUSED_SPARSE_CAPABLE = ("gru.R", "fused.O1", "fused.O2")
 SPARSE_PARTS = ("row_ptr", "col_idx", "values")
+MODEL_KIND_NAMES = {"plain": "WaveRNN (dual softmax, one sample per step; docs/format.md §1-8)",
+                    "subscale": "Subscale WaveRNN (docs/format.md §9)",
+                    "fused": "Fused Subscale WaveRNN 2x (two samples, eight 4-bit softmaxes per step; "
+                             "docs/format.md §12)"}
 _METADATA_KEYS = {"format", "format_version", "model_config", "feature_config", "sparse", "provenance"}
 # safetensors dtype names of the arrays we store.
 _ST_DTYPES = {np.dtype(np.float32): "F32", np.dtype(np.int32): "I32"}
@@ -199,6 +207,8 @@ def expected_weight_shapes(model_config: ModelConfig) -> dict[str, tuple[int, ..
     the linear prediction's and the prior's (§11) when the plain model has them, and the subscale context
     network's (§9) when subscale_factor > 1."""
     h, k, c = model_config.hidden_size, model_config.out_hidden, model_config.cond_channels
+    if model_config.kind == "fused":
+        return fused_weight_shapes(model_config)
     shapes: dict[str, tuple[int, ...]] = {}
     c_in = model_config.n_mels
     for i, kernel in enumerate(model_config.cond_kernels):
@@ -217,6 +227,32 @@ def expected_weight_shapes(model_config: ModelConfig) -> dict[str, tuple[int, ..
         shapes.update({"prior.weight": (2, k), "prior.bias": (2,)})
     if model_config.subscale_factor > 1:
         shapes.update(subscale_weight_shapes(model_config))
+    return shapes
+
+
+def _cond_shapes(model_config: ModelConfig) -> dict[str, tuple[int, ...]]:
+    h, c, c_in = model_config.hidden_size, model_config.cond_channels, model_config.n_mels
+    shapes: dict[str, tuple[int, ...]] = {}
+    for i, kernel in enumerate(model_config.cond_kernels):
+        shapes[f"cond.conv{i}.weight"] = (c, c_in, kernel)
+        shapes[f"cond.conv{i}.bias"] = (c,)
+        c_in = c
+    shapes.update({"cond.proj.weight": (3 * h, c), "cond.proj.bias": (3 * h,)})
+    return shapes
+
+
+def fused_weight_shapes(model_config: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """The fused model's weights (docs/format.md §12), in order: the conditioning network of §2, the GRU with 14
+    input columns, and the eight nibble heads stacked by rows (head p = 4 s + j owns rows [p K, (p + 1) K) of
+    fused.O1 and [16 p, 16 p + 16) of fused.O2)."""
+    h, k = model_config.hidden_size, model_config.out_hidden
+    p, heads = h // FUSED_PARTS, FUSED_PARTS
+    shapes = _cond_shapes(model_config)
+    shapes.update({
+        "gru.W_in": (3 * h, fused.INPUT_COLUMNS), "gru.R": (3 * h, h), "gru.b_R": (3 * h,),
+        "fused.O1": (heads * k, p), "fused.b1": (heads * k,),
+        "fused.O2": (heads * fused.NIBBLE_CLASSES, k), "fused.b2": (heads * fused.NIBBLE_CLASSES,),
+    })
     return shapes
 
 
@@ -250,6 +286,8 @@ def subscale_weight_shapes(model_config: ModelConfig) -> dict[str, tuple[int, ..
 def sparse_capable(model_config: ModelConfig) -> tuple[str, ...]:
     """The matrices a model with this config may store block-sparse: SPARSE_CAPABLE, plus
     SUBSCALE_SPARSE_CAPABLE for a subscale model (docs/format.md §6, §9)."""
+    if model_config.kind == "fused":
+        return FUSED_SPARSE_CAPABLE
     return SPARSE_CAPABLE + (SUBSCALE_SPARSE_CAPABLE if model_config.subscale_factor > 1 else ())
 
 
@@ -321,7 +359,11 @@ class Model:
         for name, shape in shapes.items():
             _validate_weight(name, self.weights[name], shape, self.model_config.block_shape,
                              sparse_capable(self.model_config))
-        _check_input_mask(self.dense("gru.W_in"), self.model_config.hidden_size)
+        if self.model_config.kind == "fused":
+            _check_fused_input_mask(self.dense("gru.W_in"), self.model_config.hidden_size)
+            _check_fused_head_blocks(self)
+        else:
+            _check_input_mask(self.dense("gru.W_in"), self.model_config.hidden_size)
         if self.model_config.subscale_linear:
             _check_linear_mask(self.weights["subscale.linear.weight"], self.model_config)
 
@@ -381,6 +423,24 @@ def _check_input_mask(w_in: np.ndarray, hidden_size: int) -> None:
     if leaks.size:
         raise ValueError(f"gru.W_in: expected column 2 (c_t) to be zero in the coarse rows g*H + j, j < H/2, of "
                          f"every gate (docs/format.md §3), found {leaks.size} nonzero, first at row {rows[leaks[0]]}")
+
+
+def _check_fused_input_mask(w_in: np.ndarray, hidden_size: int) -> None:
+    leaks = np.argwhere(~fused.input_mask(hidden_size) & (w_in != 0))
+    if leaks.size:
+        row, col = leaks[0]
+        raise ValueError(f"gru.W_in: expected zeros where a part of the fused state may not see a current nibble (part "
+                         f"(s, j) sees nibbles m < j of its own sample only; docs/format.md §12), found {len(leaks)} "
+                         f"nonzero, first at row {row}, column {col}")
+
+
+def _check_fused_head_blocks(model: "Model") -> None:
+    """Every head owns whole block rows of a block-sparse fused.O1 (K rows each) and fused.O2 (16 rows each)."""
+    for name, rows in (("fused.O1", model.model_config.out_hidden), ("fused.O2", fused.NIBBLE_CLASSES)):
+        w = model.weights[name]
+        if isinstance(w, BlockSparseMatrix) and rows % w.block[0]:
+            raise ValueError(f"{name}: a block-sparse head matrix needs a block height dividing each head's {rows} rows "
+                             f"(docs/format.md §12), found blocks {w.block[0]}x{w.block[1]}")
 
 
 def _check_linear_mask(w: np.ndarray, model_config: ModelConfig) -> None:
@@ -574,7 +634,8 @@ def _assemble_weights(raw: dict[str, np.ndarray], model_config: ModelConfig,
 
 def describe(model: Model) -> str:
     """A human-readable summary: format version, configs, parameter count, per-matrix layout, provenance."""
-    lines = [f"pywavernn model (format version {FORMAT_VERSION})", "model config:"]
+    lines = [f"pywavernn model (format version {FORMAT_VERSION})", f"kind: {MODEL_KIND_NAMES[model.model_config.kind]}",
+             "model config:"]
     lines += [f"  {k}: {v}" for k, v in model.model_config.to_dict().items()]
     lines.append("feature config:")
     lines += [f"  {k}: {v}" for k, v in model.feature_config.to_dict().items()]

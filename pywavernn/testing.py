@@ -18,9 +18,10 @@ import numpy as np
 
 from pywavernn.config import FeatureConfig, ModelConfig
 from pywavernn.modelfile import (
-    SPARSE_CAPABLE, BlockSparseMatrix, Model, coarse_rows_of_gates, expected_weight_shapes, pack_block_sparse,
+    FUSED_SPARSE_CAPABLE, SPARSE_CAPABLE, BlockSparseMatrix, Model, coarse_rows_of_gates, expected_weight_shapes, pack_block_sparse,
     sparse_capable,
 )
+from pywavernn import fused
 from pywavernn.fold import linear_estimate_mask
 
 
@@ -67,7 +68,8 @@ def _fan_in(name: str, shapes: dict[str, tuple[int, ...]], hidden_size: int) -> 
     if name.startswith("gru."):
         return hidden_size
     weight_of_bias = {"cond.proj.bias": "cond.proj.weight", "out.b1": "out.O1", "out.b2": "out.O2",
-                      "out.b3": "out.O3", "out.b4": "out.O4", "prior.bias": "prior.weight"}
+                      "out.b3": "out.O3", "out.b4": "out.O4", "prior.bias": "prior.weight",
+                      "fused.b1": "fused.O1", "fused.b2": "fused.O2"}
     if name.startswith("cond.conv") and name.endswith(".bias"):
         name = name[: -len("bias")] + "weight"
     shape = shapes[weight_of_bias.get(name, name)]
@@ -85,7 +87,8 @@ def random_model(model_config: ModelConfig | None = None, feature_config: Featur
     """A random, valid float32 model (the W_in mask applied), the same for the same arguments.
 
     model_config    default ModelConfig(); feature_config default FeatureConfig(n_mels=model_config.n_mels).
-    density         None: all weights dense. Otherwise a fraction in [0, 1]: each SPARSE_CAPABLE matrix keeps
+    density         None: all weights dense. Otherwise a fraction in [0, 1]: each SPARSE_CAPABLE matrix (a fused
+                    model's FUSED_SPARSE_CAPABLE: R and the heads, docs/format.md §12) keeps
                     exactly round(density * n_blocks) randomly chosen model_config.block_shape blocks and is
                     stored as a BlockSparseMatrix.
     proj_density    None: subscale.proj.weight dense. A fraction in [0, 1] (subscale models only): it is pruned
@@ -121,7 +124,10 @@ def random_model(model_config: ModelConfig | None = None, feature_config: Featur
     for name, shape in shapes.items():
         bound = float(scale) if scale is not None else 1.0 / np.sqrt(_fan_in(name, shapes, model_config.hidden_size))
         weights[name] = _nonzero_uniform(rng, shape, bound)
-    weights["gru.W_in"][coarse_rows_of_gates(model_config.hidden_size), 2] = 0.0
+    if model_config.kind == "fused":  # zero where a part may not see a current nibble (docs/format.md §12)
+        weights["gru.W_in"] *= fused.input_mask(model_config.hidden_size)
+    else:
+        weights["gru.W_in"][coarse_rows_of_gates(model_config.hidden_size), 2] = 0.0
     if model_config.subscale_linear:  # zero where fold.linear_estimate_mask says a sample is not seen
         mask = linear_estimate_mask(model_config.subscale_factor, model_config.subscale_horizon)
         weights["subscale.linear.weight"] *= mask[..., None]
@@ -132,7 +138,8 @@ def random_model(model_config: ModelConfig | None = None, feature_config: Featur
         weights["prior.bias"] = np.random.default_rng([seed, 2]).uniform(
             -1.0, 8.0, weights["prior.bias"].shape).astype(np.float32)
     capable = sparse_capable(model_config)
-    per_matrix = dict.fromkeys(SPARSE_CAPABLE, density) if density is not None else {}
+    step_matrices = FUSED_SPARSE_CAPABLE if model_config.kind == "fused" else SPARSE_CAPABLE
+    per_matrix = dict.fromkeys(step_matrices, density) if density is not None else {}
     if proj_density is not None:
         per_matrix["subscale.proj.weight"] = proj_density
     for name, value in (densities or {}).items():
@@ -170,7 +177,8 @@ def uniforms_clear_of_class_edges(trace_fn, uniforms: np.ndarray, margin: float 
     lying within `margin` (of the cdf total) of an edge to the middle of the class it picks, which keeps the
     trajectory, or draws it again where the class is too narrow (the trajectory is then recomputed).
     trace_fn(u) -> (samples, trace) must run the reference, trace holding per-sample "logits_c", "logits_f"
-    and, for schedules that do not run in time order, "step" (the order samples are generated in).
+    (or, for the fused model, "logits" (T, 4, 16), one row per nibble and uniform column) and, for schedules
+    that do not run in time order, "step" (the order samples are generated in).
     """
     rng = np.random.default_rng(seed)
     u = uniforms.copy()
@@ -185,11 +193,13 @@ def uniforms_clear_of_class_edges(trace_fn, uniforms: np.ndarray, margin: float 
 def _clear_in_order(trace, u: np.ndarray, order, margin: float, rng: np.random.Generator) -> bool:
     """Move draws off class edges in generation order; True if one was redrawn (the trace is then stale)."""
     for t in order:
-        for col, logits in ((0, trace["logits_c"][t]), (1, trace["logits_f"][t])):
+        rows = enumerate(trace["logits"][t]) if "logits" in trace else \
+            ((0, trace["logits_c"][t]), (1, trace["logits_f"][t]))
+        for col, logits in rows:
             cdf = np.cumsum(np.exp(logits - logits.max()), dtype=np.float32).astype(np.float64)
             x = float(np.float32(u[t, col]) * np.float32(cdf[-1]))
             above = np.flatnonzero(cdf > x)
-            k = int(above[0]) if above.size else 255
+            k = int(above[0]) if above.size else cdf.size - 1
             lo, hi = (cdf[k - 1] if k else 0.0), cdf[k]
             if min(x - lo, hi - x) >= margin * cdf[-1]:
                 continue
