@@ -439,8 +439,8 @@ def _check_fused_head_blocks(model: "Model") -> None:
     for name, rows in (("fused.O1", model.model_config.out_hidden), ("fused.O2", fused.NIBBLE_CLASSES)):
         w = model.weights[name]
         if isinstance(w, BlockSparseMatrix) and rows % w.block[0]:
-            raise ValueError(f"{name}: a block-sparse head matrix needs a block height dividing each head's {rows} rows "
-                             f"(docs/format.md §12), found blocks {w.block[0]}x{w.block[1]}")
+            raise ValueError(f"{name}: a block-sparse head matrix needs a block height dividing each head's {rows} "
+                             f"rows (docs/format.md §12), found blocks {w.block[0]}x{w.block[1]}")
 
 
 def _check_linear_mask(w: np.ndarray, model_config: ModelConfig) -> None:
