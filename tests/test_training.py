@@ -566,6 +566,29 @@ def test_resume_may_change_the_batch_and_pruning_schedule_but_not_the_block(tmp_
               cache_dir=cache_dir, progress=False)
 
 
+def test_init_from_starts_a_new_run_from_a_checkpoint_or_a_model_file(tmp_path, speech_dir, cache_dir,
+                                                                     uninterrupted_run):
+    """--init-from: a new run (fresh optimiser, step 0) whose first weights are the source's: a checkpoint's (with
+    its pruning masks) or an exported file's; a source of another model config is refused, naming the field."""
+    source = load_checkpoint(uninterrupted_run / "checkpoint.pt")
+    still = {**KILL_RUN, "steps": 1, "optimiser": {**TINY.to_dict()["optimiser"], "lr": 1e-30, "min_lr": 0.0},
+             "pruning": {**TINY.to_dict()["pruning"], "t0": 0, "S": 1, "prune_every": 1}}  # the source's masks
+    exported = tmp_path / "m.safetensors"
+    assert main(["export", str(uninterrupted_run / "checkpoint.pt"), "-o", str(exported)]) == 0
+    for init in (uninterrupted_run / "checkpoint.pt", exported):
+        run = tmp_path / f"from-{init.suffix[1:]}"
+        done = train(tiny_config(**still), speech_dir, run, cache_dir=cache_dir, progress=False, init_from=init)
+        ckpt = load_checkpoint(run / "checkpoint.pt")
+        assert done["step"] == 1 and ckpt["metrics"]["init_from"] == str(init)
+        for name, tensor in source["model"].items():  # lr 1e-30: the step changed nothing
+            assert torch.equal(ckpt["model"][name], tensor), f"{name} differs from --init-from {init.name}"
+    with pytest.raises(ValueError, match=r"differs from this run's in \['hidden_size'"):
+        train(tiny_config(**{**still, "model": {**TINY.model.to_dict(), "hidden_size": 2 * TINY.model.hidden_size}}), speech_dir,
+              tmp_path / "other", cache_dir=cache_dir, progress=False, init_from=exported)
+    with pytest.raises(ValueError, match="give one"):
+        train(None, speech_dir, uninterrupted_run, resume=True, cache_dir=cache_dir, init_from=exported)
+
+
 def test_export_writes_a_loadable_file_at_the_trained_sparsity(tmp_path, uninterrupted_run, capsys):
     out = tmp_path / "model.safetensors"
     assert main(["export", str(uninterrupted_run / "checkpoint.pt"), "-o", str(out)]) == 0

@@ -34,6 +34,13 @@ positions and teacher-forced as SubscaleWaveRNN.forward does: every sub-tensor s
 previous sample, and the context network sees zeros outside the window (`prev` is unused); the conditioning is
 the window's own, cropped from its context frames, as for the plain model.
 
+Fused Subscale WaveRNN 2x (docs/format.md §12). A config with model.subscale_fused trains
+training.fused_model.FusedWaveRNN: the same loop, pruning of gru.R's gates and of the eight heads (fused.O1,
+fused.O2, each head ranked on its own), export to a fused file. A window (an even number of samples, checked by
+TrainConfig) runs §12's schedule as an utterance from h = 0 whose inputs before the window carry the 7 true
+samples before it (Batch.prev); training/fused_model.py says why. gru_impl "torch" runs the twin's own loop,
+"scan" / "scan-bf16" / "auto" training.fast_gru's.
+
 Letters: N batch, W window frames, T = W * hop samples per window, C conditioning channels, H hidden units,
 B subscale factor, P = T / B positions.
 """
@@ -58,11 +65,15 @@ from torch import nn
 
 import pywavernn
 from pywavernn._atomic import atomic_write
+from pywavernn.modelfile import load_model
 from training.config import TrainConfig
 from training.data import Batch, WindowSampler, build_datasets, default_cache_dir, fixed_windows
-from training.losses import SubscaleWindowedNLL, WindowedNLL, loss_module, resolve_gru_impl  # noqa: F401
+from training.fused_model import HISTORY as FUSED_HISTORY
+from training.fused_model import FusedWaveRNN
+from training.losses import (FusedWindowedNLL, SubscaleWindowedNLL, WindowedNLL, loss_module,  # noqa: F401
+                             resolve_gru_impl)
 from training.model import OUTPUT_PARAMETERS, RECURRENT_PARAMETER, WaveRNN
-from training.pruning import OUTPUT_NAMES, RECURRENT_NAMES, Pruner, wavernn_targets
+from training.pruning import FUSED_OUTPUT_NAMES, OUTPUT_NAMES, RECURRENT_NAMES, Pruner, wavernn_targets
 from training.subscale_model import SubscaleWaveRNN
 
 CHECKPOINT = "checkpoint.pt"
@@ -82,12 +93,22 @@ RECURRENT_PARAM, OUTPUT_PARAMS = RECURRENT_PARAMETER, OUTPUT_PARAMETERS
 
 
 def is_subscale(cfg: TrainConfig) -> bool:
-    return cfg.model.subscale_factor > 1
+    """A Subscale WaveRNN with its context network (§9), not the fused model (§12)."""
+    return cfg.model.kind == "subscale"
 
 
-def build_net(cfg: TrainConfig) -> WaveRNN | SubscaleWaveRNN:
-    """The model of cfg: SubscaleWaveRNN when model.subscale_factor > 1, else WaveRNN."""
-    return (SubscaleWaveRNN if is_subscale(cfg) else WaveRNN)(cfg.model, cfg.features)
+NETS = {"plain": WaveRNN, "subscale": SubscaleWaveRNN, "fused": FusedWaveRNN}  # by ModelConfig.kind
+
+
+def build_net(cfg: TrainConfig) -> WaveRNN | SubscaleWaveRNN | FusedWaveRNN:
+    """The model of cfg by model.kind: WaveRNN, SubscaleWaveRNN or FusedWaveRNN."""
+    return NETS[cfg.model.kind](cfg.model, cfg.features)
+
+
+def history_samples(cfg: TrainConfig) -> int:
+    """Samples before each window its batch carries (Batch.prev): the linear prediction's order (§11), the
+    fused model's FUSED_HISTORY (§12, training/fused_model.py), else 1 (the previous sample)."""
+    return FUSED_HISTORY if cfg.model.kind == "fused" else max(1, cfg.model.linear_order)
 
 
 def batch_inputs(batch: Batch, device: torch.device) -> tuple:
@@ -111,10 +132,13 @@ def evaluate(module: WindowedNLL, batches: list[Batch], device: torch.device, ra
 
 # ------------------------------------------------------------------------------------------------- pruning
 
-def make_pruner(net: WaveRNN | SubscaleWaveRNN, cfg: TrainConfig) -> Pruner:
+def make_pruner(net: WaveRNN | SubscaleWaveRNN | FusedWaveRNN, cfg: TrainConfig) -> Pruner:
     params = dict(net.named_parameters())
-    targets = wavernn_targets(params, cfg.model.hidden_size, cfg.pruning.sparsities, RECURRENT_PARAM, OUTPUT_PARAMS)
     p = cfg.pruning
+    if isinstance(net, FusedWaveRNN):  # gru.R's gates and the heads, head by head (training/fused_model.py)
+        targets = net.prune_targets(p.sparsities_for("fused"), cfg.model.block_shape)
+        return Pruner(params, targets, p.t0, p.S, p.prune_every, cfg.model.block_shape)
+    targets = wavernn_targets(params, cfg.model.hidden_size, cfg.pruning.sparsities, RECURRENT_PARAM, OUTPUT_PARAMS)
     if p.subscale_proj > 0:
         targets.append(net.proj_prune_target(p.subscale_proj))
     if p.subscale_convs > 0:
@@ -342,7 +366,7 @@ class Trainer:
                                    cache_dir if cache_dir is not None else default_cache_dir(),
                                    cfg.data.valid_fraction, cfg.data.min_peak, dist.rank, dist.world_size,
                                    dist.gather, preemphasis=cfg.model.preemphasis,
-                                   history=max(1, cfg.model.linear_order))  # Batch.prev: the samples est(t) needs
+                                   history=history_samples(cfg))  # Batch.prev: est(t)'s or the fused inputs'
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank
         self.net = build_net(cfg).to(dist.device)
         self.gru_impl = resolve_gru_impl(cfg.gru_impl)  # what this machine runs ("auto" resolved)
@@ -373,6 +397,30 @@ class Trainer:
             warnings.warn(f"rank {rank}: the training data changed since the checkpoint ({then} windows then, "
                           f"{self.data.train.n_windows} now); the resumed batches differ from the original run's",
                           stacklevel=2)
+
+    def init_from(self, path) -> None:
+        """Start this fresh run from the weights of a checkpoint.pt (its model, and its pruning masks) or a model
+        file (.safetensors: the exported weights), with this run's fresh optimiser, step 0 and schedule: what a
+        long run restarts from when its run folder is lost, or a new run builds on. The source's model config must
+        equal this run's (ValueError naming the fields that differ)."""
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"--init-from: {path} is not a file (a checkpoint.pt or a .safetensors model file)")
+        if path.suffix == ".safetensors":
+            model = load_model(path)
+            source, state, masks = model.model_config, type(self.net).from_model(model).state_dict(), None
+        else:
+            ckpt = load_checkpoint(path)
+            source, state = TrainConfig.from_dict(ckpt["config"]).model, ckpt["model"]
+            masks = ckpt["pruner"]
+        a, b = source.to_dict(), self.cfg.model.to_dict()
+        differ = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+        if differ:
+            raise ValueError(f"--init-from: {path} holds a model whose config differs from this run's in {differ}")
+        self.net.load_state_dict(state)
+        if masks is not None:
+            self.pruner.load_state_dict(masks)
+        self.metrics["init_from"] = str(path)
 
     def train_step(self, model: nn.Module) -> tuple[float, float, float]:
         """One optimizer step on this step's batch through `model` (the DDP wrapper or the module itself);
@@ -428,14 +476,17 @@ class Trainer:
 
 
 def train(cfg: TrainConfig | None, data_dir, out_dir, resume: bool = False, cache_dir=None,
-          progress: bool = True, max_minutes: float | None = None) -> dict:
+          progress: bool = True, max_minutes: float | None = None, init_from=None) -> dict:
     """Train (or resume) a run in out_dir; returns {"step", "valid_bits", "checkpoint", "stopped"}.
 
     data_dir is one folder or a sequence of folders trained on together. cfg may be None only when resuming (the
     checkpoint's config is used). max_minutes: stop cleanly once this much wall-clock time has passed since the
     call, with a checkpoint of the last finished step ("stopped": "time"), so a later --resume continues the run
-    exactly. Raises ValueError for bad inputs.
+    exactly. init_from: a checkpoint.pt or model file whose weights a new run starts from (Trainer.init_from).
+    Raises ValueError for bad inputs.
     """
+    if init_from is not None and resume:
+        raise ValueError("--init-from starts a new run from given weights; --resume continues a run: give one")
     if max_minutes is not None and not max_minutes > 0:
         raise ValueError(f"max_minutes: expected a positive number of minutes, found {max_minutes}")
     deadline = None if max_minutes is None else time.monotonic() + 60.0 * max_minutes
@@ -454,6 +505,8 @@ def train(cfg: TrainConfig | None, data_dir, out_dir, resume: bool = False, cach
         trainer = Trainer(cfg, data_dir, cache_dir, dist)
         if ckpt is not None:
             trainer.restore(ckpt)
+        elif init_from is not None:
+            trainer.init_from(init_from)
         stopped = _run(trainer, out_dir, ckpt_path, resumed=ckpt is not None, progress=progress, deadline=deadline)
         return {"step": trainer.step, "valid_bits": trainer.metrics["valid_bits"], "checkpoint": str(ckpt_path),
                 "stopped": stopped}
@@ -528,7 +581,8 @@ def _run(trainer: Trainer, out_dir: Path, ckpt_path: Path, resumed: bool, progre
 def export_checkpoint(ckpt_path, out_path, dense: bool = False, notes: dict | None = None):
     """Write a checkpoint's model to a pywavernn model file; returns the pywavernn.modelfile.Model written.
 
-    The pruned matrices (gru.R when any gate is pruned, and each pruned O1..O4) are stored block-sparse with the
+    The pruned matrices (gru.R when any gate is pruned, and each pruned O1..O4, or a fused model's fused.O1 and
+    fused.O2) are stored block-sparse with the
     training block shape unless dense=True; the rest dense. `notes` ({key: text}, e.g. the licence terms the
     training data impose) are stored in the file's provenance under "notes", where `pywavernn info` shows them.
     """
@@ -538,9 +592,10 @@ def export_checkpoint(ckpt_path, out_path, dense: bool = False, notes: dict | No
     cfg = TrainConfig.from_dict(ckpt["config"])
     net = build_net(cfg)
     net.load_state_dict(ckpt["model"])
-    z = cfg.pruning.sparsities
+    z = cfg.pruning.sparsities_for(cfg.model.kind)
+    outputs = FUSED_OUTPUT_NAMES if cfg.model.kind == "fused" else OUTPUT_NAMES
     sparse_names = (["gru.R"] if any(z[n] > 0 for n in RECURRENT_NAMES) else []) + \
-        [n for n in OUTPUT_NAMES if z[n] > 0] + (["subscale.proj.weight"] if cfg.pruning.subscale_proj > 0 else [])
+        [n for n in outputs if z[n] > 0] + (["subscale.proj.weight"] if cfg.pruning.subscale_proj > 0 else [])
     step, end = int(ckpt["step"]), cfg.pruning.t0 + cfg.pruning.S
     if sparse_names and step < end:
         warnings.warn(f"{ckpt_path}: step {step} is before the end of the pruning ramp ({end}); the model is "
@@ -575,6 +630,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--cache-dir", help=f"feature cache (default {default_cache_dir()})")
     t.add_argument("--threads", type=int, help="torch CPU threads per process")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--init-from", metavar="PATH",
+                   help="start the new run from the weights of a checkpoint.pt or a .safetensors model file (same "
+                        "model config; fresh optimiser, step 0): e.g. a long run whose run folder was lost")
     t.add_argument("--max-minutes", type=float, metavar="M",
                    help="stop cleanly after M minutes of wall-clock time, with a checkpoint (--resume continues)")
     e = sub.add_parser("export", help="write a checkpoint's model to a .safetensors model file")
@@ -611,7 +669,8 @@ def main(argv=None) -> int:
             torch.set_num_threads(args.threads)
         cfg = TrainConfig.from_json_file(args.config) if args.config else None
         result = train(cfg, args.data, args.out, resume=args.resume, cache_dir=args.cache_dir,
-                       progress=not args.no_progress and sys.stderr.isatty(), max_minutes=args.max_minutes)
+                       progress=not args.no_progress and sys.stderr.isatty(), max_minutes=args.max_minutes,
+                       init_from=args.init_from)
         if int(os.environ.get("RANK", "0")) == 0:
             bits = result["valid_bits"]
             stop = " (stopped at --max-minutes; --resume continues)" if result["stopped"] == "time" else ""
