@@ -15,6 +15,10 @@ Matrices pruned (names of docs/format.md §6, with the recurrent matrix split in
                               its own over all 3H rows. Its torch rows are in gate order r, z, n, a whole-gate
                               permutation of the spec's u, r, e, so BH must divide H: then every block lies in one
                               gate and the pruned blocks are blocks of the exported (spec-order) matrix too.
+  fused.O1[p], fused.O2[p]     a fused model's head p (docs/format.md §12; `fused_head_targets`): its rows of the
+                              stacked head matrices, optionally (prune_outputs, per_matrix fused.O1 / fused.O2),
+                              each head ranked on its own; BH must divide the head's rows (K, 16), so no block
+                              straddles two heads.
   subscale.conv{l}.weight[k]  optionally (`subscale_conv_targets`): tap k (0: position p - 2^l, 1: position p) of
                               a subscale model's dilated context layer l, a C_x x C_x matrix (output x input
                               channels) of the 3-D Conv1d weight, each tap ranked on its own. The model file keeps
@@ -48,6 +52,9 @@ TORCH_GRU_GATE_INDEX = {"u": 1, "r": 0, "e": 2}
 RECURRENT_NAMES = tuple(f"gru.R_{g}" for g in GATES)
 OUTPUT_NAMES = ("out.O1", "out.O2", "out.O3", "out.O4")
 PRUNABLE_NAMES = RECURRENT_NAMES + OUTPUT_NAMES
+# The fused model's (docs/format.md §12) output matrices: the eight heads' layers stacked by rows.
+FUSED_OUTPUT_NAMES = ("fused.O1", "fused.O2")
+FUSED_HEAD_ROWS = {"fused.O1": None, "fused.O2": 16}  # rows per head: K (out_hidden), 16 (nibble classes)
 
 
 # ------------------------------------------------------------------------------------------------- schedule
@@ -154,23 +161,27 @@ def gate_rows(gate: str, hidden_size: int) -> tuple[int, int]:
     return i * hidden_size, (i + 1) * hidden_size
 
 
-def resolve_targets(target: float, prune_outputs: bool, per_matrix: Mapping[str, float] | None) -> dict[str, float]:
-    """Final sparsity of each prunable matrix: Z for the gates, Z or 0 for O1..O4, then per-matrix overrides.
+def resolve_targets(target: float, prune_outputs: bool, per_matrix: Mapping[str, float] | None,
+                    kind: str = "plain") -> dict[str, float]:
+    """Final sparsity of each prunable matrix: Z for the gates, Z or 0 for the output layers, then per-matrix
+    overrides. The output layers are O1..O4 (kind "plain" or "subscale") or a fused model's fused.O1 and
+    fused.O2 (kind "fused", docs/format.md §12).
 
-    per_matrix keys: gru.R (all three gates), gru.R_u / gru.R_r / gru.R_e, out.O1 .. out.O4.
+    per_matrix keys: gru.R (all three gates), gru.R_u / gru.R_r / gru.R_e, and the kind's output layers.
     """
     check_schedule(target, 0, 1, 1)
+    outputs = FUSED_OUTPUT_NAMES if kind == "fused" else OUTPUT_NAMES
     out = {name: float(target) for name in RECURRENT_NAMES}
-    out.update({name: float(target) if prune_outputs else 0.0 for name in OUTPUT_NAMES})
+    out.update({name: float(target) if prune_outputs else 0.0 for name in outputs})
     per_matrix = dict(per_matrix or {})
     if "gru.R" in per_matrix:
         value = per_matrix.pop("gru.R")
         per_matrix = {**{n: value for n in RECURRENT_NAMES}, **per_matrix}
     for name, value in per_matrix.items():
         if name not in out:
-            raise ValueError(
-                f"per-matrix sparsity: unknown matrix {name!r}; expected names from {['gru.R', *PRUNABLE_NAMES]}"
-            )
+            what = "" if kind == "plain" else f" of a {kind} model"
+            raise ValueError(f"per-matrix sparsity{what}: unknown matrix {name!r}; expected names from "
+                             f"{['gru.R', *RECURRENT_NAMES, *outputs]}")
         try:
             check_schedule(value, 0, 1, 1)
         except ValueError as exc:
@@ -198,6 +209,26 @@ def wavernn_targets(params: Mapping[str, nn.Parameter], hidden_size: int, sparsi
     for t in targets:
         if t.param_name not in params:
             raise ValueError(f"{t.name}: the model has no parameter {t.param_name!r}")
+    return targets
+
+
+def fused_head_targets(out_hidden: int, sparsities: Mapping[str, float], block: tuple[int, int],
+                       params: Mapping[str, str]) -> list[PruneTarget]:
+    """PruneTargets of a fused model's heads (docs/format.md §12): for fused.O1 (8K x P) and fused.O2 (128 x K)
+    with a nonzero target, one target per head p = 0..7, its rows [p K, (p + 1) K) resp. [16 p, 16 p + 16),
+    named "fused.O1[p]", each ranked on its own; params maps the two names to their parameters. ValueError
+    unless BH divides the head's rows (no block may straddle two heads, §12)."""
+    targets = []
+    for name in FUSED_OUTPUT_NAMES:
+        z = float(sparsities.get(name, 0.0))
+        if z <= 0.0:
+            continue
+        check_schedule(z, 0, 1, 1)
+        rows = FUSED_HEAD_ROWS[name] or out_hidden
+        if rows % block[0]:
+            raise ValueError(f"{name}: block {block[0]}x{block[1]} must have BH dividing each head's {rows} rows "
+                             f"(no block straddles two heads, docs/format.md §12)")
+        targets += [PruneTarget(f"{name}[{p}]", params[name], p * rows, (p + 1) * rows, z) for p in range(8)]
     return targets
 
 

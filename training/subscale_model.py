@@ -63,6 +63,9 @@ class SubscaleWaveRNN(nn.Module):
         if model_config.n_mels != feature_config.n_mels:
             raise ValueError(f"n_mels: the model config expects {model_config.n_mels} mel bins but the feature "
                              f"config computes {feature_config.n_mels}")
+        if model_config.kind == "fused":
+            raise ValueError("model config: a fused model (subscale_fused, docs/format.md §12) has no context "
+                             "network; use training.fused_model.FusedWaveRNN")
         self.factor, self.horizon = fold.check_model_config(model_config)
         self.model_config, self.feature_config = model_config, feature_config
         cfg, b = model_config, self.factor
