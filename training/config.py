@@ -18,8 +18,10 @@ JSON layout (every section optional except where a field has no default; "commen
      "data": {"valid_fraction", "min_peak"}}
 
 A model with subscale_factor B > 1 trains a Subscale WaveRNN (docs/format.md §9; needs subscale_horizon >= 1 and
-window_frames * hop a multiple of B). The block shape lives in one place: pruning.block, which becomes
-model.block_shape (giving both and making them differ is an error). Example configs: training/configs/*.json.
+window_frames * hop a multiple of B); one with subscale_fused the Fused Subscale WaveRNN 2x (§12; windows of an
+even number of samples; its output layers for pruning are fused.O1 and fused.O2, pruned head by head). The block
+shape lives in one place: pruning.block, which becomes model.block_shape (giving both and making them differ is an
+error). Example configs: training/configs/*.json.
 
 Letters: H hidden units, K output-head hidden units, BH x BW block shape, Z target sparsity, W window frames.
 """
@@ -36,7 +38,7 @@ from typing import Any
 from pywavernn.config import N_CLASSES, FeatureConfig, ModelConfig
 from pywavernn.config import dataclass_from_dict as _from_dict
 from pywavernn.fold import check_model_config
-from training.pruning import RECURRENT_NAMES, check_schedule, resolve_targets
+from training.pruning import FUSED_OUTPUT_NAMES, RECURRENT_NAMES, check_schedule, resolve_targets
 
 SCHEDULES = ("cosine", "step", "constant")
 # How the plain model's recurrence is trained (training/losses.py): torch.nn.GRU, or training.fast_gru's scan
@@ -109,11 +111,13 @@ class OptimConfig:
 class PruningConfig:
     """Gradual block pruning (training/pruning.py). target_sparsity 0 (and no per-matrix targets) trains dense.
 
-    target_sparsity  Z of each recurrent gate (and of O1..O4 when prune_outputs), in [0, 1).
+    target_sparsity  Z of each recurrent gate (and of O1..O4, or a fused model's heads, when prune_outputs), in
+                     [0, 1).
     t0, S            the ramp z(t) = Z (1 - (1 - (t - t0)/S)^3) runs over steps [t0, t0 + S].
     prune_every      steps between mask updates during the ramp.
     block            [BH, BW]; None: the model config's block_shape.
-    per_matrix       overrides by name: gru.R (all gates), gru.R_u / gru.R_r / gru.R_e, out.O1 .. out.O4.
+    per_matrix       overrides by name: gru.R (all gates), gru.R_u / gru.R_r / gru.R_e, out.O1 .. out.O4 (a fused
+                     model: fused.O1, fused.O2, docs/format.md §12, each pruned head by head).
     subscale_proj    target of a subscale model's context projection subscale.proj.weight (3H x C_x), pruned on
                      the same ramp and block shape; 0 keeps it dense. Its cost per sample rivals a sparse R's
                      (docs/format.md §9), so a sparse subscale model should prune it too.
@@ -139,7 +143,9 @@ class PruningConfig:
             raise ValueError(f"pruning.per_matrix: expected an object {{name: sparsity}}, found {self.per_matrix!r}")
         try:
             check_schedule(self.target_sparsity, self.t0, self.S, self.prune_every)
-            resolve_targets(self.target_sparsity, self.prune_outputs, self.per_matrix)
+            # names checked against the model kind by TrainConfig (sparsities_for); here only that they exist
+            names_kind = "fused" if set(self.per_matrix) & set(FUSED_OUTPUT_NAMES) else "plain"
+            resolve_targets(self.target_sparsity, self.prune_outputs, self.per_matrix, names_kind)
             check_schedule(self.subscale_proj, self.t0, self.S, self.prune_every)
             check_schedule(self.subscale_convs, self.t0, self.S, self.prune_every)
         except ValueError as exc:
@@ -152,12 +158,21 @@ class PruningConfig:
 
     @property
     def sparsities(self) -> dict[str, float]:
-        """Final target of every prunable matrix (0: not pruned)."""
-        return resolve_targets(self.target_sparsity, self.prune_outputs, self.per_matrix)
+        """Final target of every prunable matrix of a plain or subscale model (0: not pruned)."""
+        return self.sparsities_for("plain")
+
+    def sparsities_for(self, kind: str) -> dict[str, float]:
+        """Final target of every prunable matrix of a model of this kind (ModelConfig.kind): a fused model's
+        output layers are fused.O1 and fused.O2 (docs/format.md §12), the others' out.O1 .. out.O4."""
+        return resolve_targets(self.target_sparsity, self.prune_outputs, self.per_matrix, kind)
 
     @property
     def enabled(self) -> bool:
-        return self.subscale_proj > 0 or self.subscale_convs > 0 or any(z > 0 for z in self.sparsities.values())
+        return self.enabled_for("plain")
+
+    def enabled_for(self, kind: str) -> bool:
+        return self.subscale_proj > 0 or self.subscale_convs > 0 or \
+            any(z > 0 for z in self.sparsities_for(kind).values())
 
     def __hash__(self) -> int:  # per_matrix is a dict; frozen dataclasses hash their fields
         return hash((self.target_sparsity, self.t0, self.S, self.prune_every, self.block, self.prune_outputs,
@@ -213,7 +228,7 @@ class TrainConfig:
             raise ValueError(f"input_noise = {self.input_noise}: implemented for the plain model only")
         if self.gru_impl not in GRU_IMPLS:
             raise ValueError(f"gru_impl: expected one of {list(GRU_IMPLS)}, found {self.gru_impl!r}")
-        if self.gru_impl != "torch" and self.model.subscale_factor > 1:
+        if self.gru_impl != "torch" and self.model.kind == "subscale":
             raise ValueError(f"gru_impl {self.gru_impl!r}: a subscale model trains through torch.nn.GRU only "
                              f"(gru_impl 'torch')")
         if not isinstance(self.comment, str):
@@ -221,17 +236,23 @@ class TrainConfig:
         if self.model.n_mels != self.features.n_mels:
             raise ValueError(f"model.n_mels ({self.model.n_mels}) must equal features.n_mels "
                              f"({self.features.n_mels})")
-        if self.model.subscale_factor > 1:
+        if self.model.kind == "subscale":
             self._check_subscale()
         else:
             for name, what in (("subscale_proj", "a context projection"), ("subscale_convs", "context layers")):
                 if getattr(self.pruning, name) > 0:
                     raise ValueError(f"pruning.{name} = {getattr(self.pruning, name)}: only a subscale model "
-                                     f"(model.subscale_factor > 1) has {what} to prune")
+                                     f"(model.subscale_factor > 1, not subscale_fused) has {what} to prune")
+        if self.model.kind == "fused":
+            self._check_fused()
+        try:
+            self.pruning.sparsities_for(self.model.kind)  # output-layer names of the model's kind
+        except ValueError as exc:
+            raise ValueError(f"pruning: {exc}") from None
         if self.pruning.block is not None and self.pruning.block != self.model.block_shape:
             raise ValueError(f"pruning.block {list(self.pruning.block)} differs from model.block_shape "
                              f"{list(self.model.block_shape)}; give the block shape in one place")
-        if self.pruning.enabled:
+        if self.pruning.enabled_for(self.model.kind):
             end = self.pruning.t0 + self.pruning.S
             if end > self.steps:
                 raise ValueError(f"pruning: the ramp ends at t0 + S = {end}, after the last step ({self.steps}); "
@@ -252,13 +273,24 @@ class TrainConfig:
                              f"of B samples, but window_frames * hop = {self.window_frames} * {hop} = "
                              f"{self.window_frames * hop}; choose window_frames a multiple of {step}")
 
+    def _check_fused(self) -> None:
+        """A fused model (docs/format.md §12) steps over pairs of samples: windows of an even count of samples."""
+        hop = self.features.hop_length
+        if (self.window_frames * hop) % 2:
+            raise ValueError(f"window_frames: a fused model needs windows of an even number of samples, but "
+                             f"window_frames * hop = {self.window_frames} * {hop} = {self.window_frames * hop}; "
+                             f"choose an even window_frames")
+
     def _check_block_divides(self) -> None:
         m = self.model
         bh, bw = m.block_shape
         shapes = {name: (m.hidden_size, m.hidden_size) for name in RECURRENT_NAMES}
         shapes.update({"out.O1": (m.out_hidden, m.half), "out.O3": (m.out_hidden, m.half),
                        "out.O2": (N_CLASSES, m.out_hidden), "out.O4": (N_CLASSES, m.out_hidden)})
-        targets = dict(self.pruning.sparsities)
+        # a fused model's heads are pruned head by head (training.pruning.fused_head_targets): one head's rows
+        part = m.hidden_size // 8
+        shapes.update({"fused.O1": (m.out_hidden, part), "fused.O2": (16, m.out_hidden)})
+        targets = dict(self.pruning.sparsities_for(m.kind))
         if self.pruning.subscale_proj > 0:
             # Blocks never straddle gates: BH must divide H (training.pruning.subscale_proj_target).
             shapes["subscale.proj.weight"] = (m.hidden_size, m.subscale_channels)

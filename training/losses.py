@@ -2,7 +2,7 @@
 
 What it is: `WindowedNLL` (the plain WaveRNN through torch.nn.GRU, the readable form), `ScanWindowedNLL` (the same
 loss computed for CPU speed: the conditioning projected at frame rate, the recurrence in training.fast_gru with its
-hand-written backward, time-major throughout), `SubscaleWindowedNLL`, and `loss_module`, which picks one for a net
+hand-written backward, time-major throughout), `SubscaleWindowedNLL`, `FusedWindowedNLL`, and `loss_module`, which picks one for a net
 and the config's `gru_impl`. Each is an nn.Module taking (mel, crop, length, audio, prev) as
 training.train.batch_inputs makes them, so DistributedDataParallel can wrap any of them.
 What it is not: the model (training/model.py) or the loop (training/train.py).
@@ -30,6 +30,8 @@ from torch import nn
 from pywavernn.config import N_CLASSES
 from training.config import GRU_IMPLS
 from training.fast_gru import gru_scan, has_bf16_units
+from training.fused_model import HISTORY as FUSED_HISTORY
+from training.fused_model import FusedWaveRNN
 from training.model import WaveRNN, linear_prediction, sample_values
 from training.subscale_model import SubscaleWaveRNN
 
@@ -198,6 +200,33 @@ class SubscaleWindowedNLL(WindowedNLL):
         return nats / LN2
 
 
+class FusedWindowedNLL(WindowedNLL):
+    """Teacher-forced NLL in bits per 16-bit sample of a FusedWaveRNN on a batch of windows.
+
+    FusedWaveRNN.window_nll_bits (training/fused_model.py says what a fused window is) with the conditioning of
+    WindowedNLL (cropped from the window's context frames) and `prev` the FUSED_HISTORY = 7 samples before each
+    window (training.data.WindowSet(history=7)), which the first steps' inputs carry. The recurrence is the
+    twin's torch loop (matmul_dtype None, gru_impl "torch") or training.fast_gru.gru_scan (float32 or bfloat16
+    products, gru_impl "scan" / "scan-bf16").
+    """
+
+    def __init__(self, net: FusedWaveRNN, matmul_dtype: torch.dtype | None = None):
+        super().__init__(net)
+        self.matmul_dtype = matmul_dtype
+
+    def forward(self, mel: torch.Tensor, crop: list[int], length: list[int], audio: torch.Tensor,
+                prev: torch.Tensor) -> torch.Tensor:
+        net = self.net
+        net.apply_input_mask()
+        if prev.dim() != 2 or prev.shape[1] < FUSED_HISTORY:
+            raise ValueError(f"prev: a fused model needs the {FUSED_HISTORY} samples before each window, (N, "
+                             f"{FUSED_HISTORY}); found {tuple(prev.shape)} (training.data.WindowSet(history=...))")
+        n_samples = audio.shape[1]
+        feats = net.upsample(self.conditioning(mel, crop, length, n_samples // net.hop + 1), n_samples)
+        history = prev[:, prev.shape[1] - FUSED_HISTORY:].long() + 32768
+        return net.window_nll_bits(feats, audio.long() + 32768, history, self.matmul_dtype)
+
+
 def resolve_gru_impl(gru_impl: str) -> str:
     """A config's gru_impl as run on this machine: "auto" becomes "scan-bf16" where the CPU has bf16 units and
     "scan" elsewhere; the others are returned as they are. ValueError for an unknown name."""
@@ -208,11 +237,17 @@ def resolve_gru_impl(gru_impl: str) -> str:
     return gru_impl
 
 
-def loss_module(net: WaveRNN | SubscaleWaveRNN, gru_impl: str = "torch", input_noise: float = 0.0) -> WindowedNLL:
-    """The loss module of a net: SubscaleWindowedNLL for a subscale net, else WindowedNLL (gru_impl "torch") or
-    ScanWindowedNLL ("scan": float32, "scan-bf16": bf16 products; "auto": see resolve_gru_impl), with
-    input_noise (WindowedNLL.past_bytes) for the plain model."""
+def loss_module(net: WaveRNN | SubscaleWaveRNN | FusedWaveRNN, gru_impl: str = "torch",
+                input_noise: float = 0.0) -> WindowedNLL:
+    """The loss module of a net: SubscaleWindowedNLL for a subscale net, FusedWindowedNLL for a fused one (its
+    recurrence by gru_impl), else WindowedNLL (gru_impl "torch") or ScanWindowedNLL ("scan": float32,
+    "scan-bf16": bf16 products; "auto": see resolve_gru_impl), with input_noise (WindowedNLL.past_bytes) for
+    the plain model."""
     gru_impl = resolve_gru_impl(gru_impl)
+    if isinstance(net, FusedWaveRNN):
+        if input_noise:
+            raise ValueError(f"input_noise {input_noise}: implemented for the plain model only")
+        return FusedWindowedNLL(net, None if gru_impl == "torch" else MATMUL_DTYPES[gru_impl])
     if isinstance(net, SubscaleWaveRNN):
         if gru_impl != "torch" or input_noise:
             raise ValueError(f"gru_impl {gru_impl!r}, input_noise {input_noise}: the subscale model trains through "
