@@ -459,3 +459,31 @@ def test_window_batches_carry_the_fused_history(speech_dir, cache_dir):
     with torch.no_grad():
         bits = float(loss_module(net, cfg.gru_impl)(*ttrain.batch_inputs(batch, torch.device("cpu"))))
     assert 8.0 < bits < 20.0  # an untrained model: about 16 bits (4 x 4) per sample
+
+
+@pytest.mark.slow
+def test_score_gives_the_exported_models_nll_from_the_checkpoint(tmp_path, speech_dir, uninterrupted_run):
+    """training.score on a fused checkpoint and on its exported file: the same bits, split into the bytes
+    (nibbles 0 + 1 and 2 + 3) and by half; training.evaluate.teacher_forced_bits is the reference's NLL."""
+    from training.evaluate import teacher_forced_bits
+    from training.score import score
+
+    path = tmp_path / "fused.safetensors"
+    assert main(["export", str(uninterrupted_run / "checkpoint.pt"), "-o", str(path)]) == 0
+    a, b = (score(p, speech_dir, log=lambda m: None) for p in (uninterrupted_run / "checkpoint.pt", path))
+    assert a["what"] == f"checkpoint at step {STEPS}" and b["what"] == "model file" and a["n_files"] == 4
+    for key in ("nll_bits", "coarse", "fine"):
+        assert abs(a["mean"][key] - b["mean"][key]) < 1e-4, key
+    assert abs(a["mean"]["nll_bits"] - a["mean"]["coarse"] - a["mean"]["fine"]) < 1e-9
+    assert len(a["by_subtensor"]["total"]) == 2
+    model = fmt.load_model(path)
+    rng = np.random.default_rng(1)
+    mel = rng.standard_normal((3, FEATURES.n_mels)).astype(np.float32)
+    audio = rng.integers(-3000, 3000, 3 * FEATURES.hop_length - 7).astype(np.int16)  # padded to whole frames
+    bits = teacher_forced_bits(FusedWaveRNN.from_model(model), mel, audio)
+    padded = np.concatenate([audio, np.zeros(7, np.int16)])
+    want = rf.teacher_forced_logits_fused_ref(model, mel, padded)[:audio.size]
+    nib = fused.split_nibbles(audio.astype(np.int64) + fused.SILENCE)
+    logp = np.take_along_axis(rf.log_softmax_rows(want.astype(np.float64)), nib[..., None], -1)[..., 0]
+    np.testing.assert_allclose(bits[0], -logp[:, :2].sum(1) / np.log(2), atol=1e-4)
+    np.testing.assert_allclose(bits[1], -logp[:, 2:].sum(1) / np.log(2), atol=1e-4)

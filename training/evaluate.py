@@ -140,7 +140,9 @@ def _nll(engine, model, mel, audio):
 
 class _TorchSubscaleNLL:
     """The teacher-forced NLL of a subscale model (the C engine only generates): the PyTorch twin's logits, which
-    match pywavernn.reference.subscale's within 4e-6 (tests/test_subscale_model.py), in float32.
+    match pywavernn.reference.subscale's within 4e-6 (tests/test_subscale_model.py), in float32; for a fused
+    model (docs/format.md §12) training.fused_model.FusedWaveRNN's (within 1e-4 of pywavernn.reference.fused's,
+    tests/test_training_fused.py), its sub-tensors the even and odd samples.
 
     A subscale model folds whole frames (F * hop samples), so the audio is zero-padded to that length and the
     bits are averaged over its first n (real) samples. Near the end a sample's logits see up to F positions of
@@ -148,9 +150,11 @@ class _TorchSubscaleNLL:
     are conditioned on zeros there, as they would be at the end of any generated utterance."""
 
     def __init__(self, model: fmt.Model):
+        from training.fused_model import FusedWaveRNN
         from training.subscale_model import SubscaleWaveRNN
 
-        self.net = SubscaleWaveRNN.from_model(model).eval()
+        twin = FusedWaveRNN if model.model_config.kind == "fused" else SubscaleWaveRNN
+        self.net = twin.from_model(model).eval()
 
     def nll(self, mel: np.ndarray, audio_int16: np.ndarray) -> tuple[float, dict]:
         """(bits per sample, {"coarse", "fine": bits summed by sub-tensor s = t mod B, "count": samples of each})."""
@@ -164,7 +168,8 @@ class _TorchSubscaleNLL:
 
 def teacher_forced_bits(net, mel: np.ndarray, audio_int16: np.ndarray) -> np.ndarray:
     """(2, n) float64: -log2 P(c_t) and -log2 P(f_t | c_t) of each of the n real samples under the PyTorch model
-    net (training.model.WaveRNN or training.subscale_model.SubscaleWaveRNN), teacher-forced from h = 0 over the
+    net (training.model.WaveRNN, training.subscale_model.SubscaleWaveRNN or training.fused_model.FusedWaveRNN,
+    whose nibbles 0 + 1 and 2 + 3 are the coarse and fine bytes), teacher-forced from h = 0 over the
     audio zero-padded to the mel's F * hop samples (the padding is not scored). A pre-emphasis model scores the
     pre-emphasised samples (docs/format.md §10)."""
     import torch
@@ -178,6 +183,14 @@ def teacher_forced_bits(net, mel: np.ndarray, audio_int16: np.ndarray) -> np.nda
     padded[:min(n, total)] = audio_int16[:total]
     u = torch.from_numpy(padded.astype(np.int32) + 32768)[None]
     coarse, fine = u >> 8, u & 255
+    if getattr(net.model_config, "subscale_fused", False):
+        from training.fused_model import nibbles_of
+
+        with torch.no_grad():
+            logits = net(torch.from_numpy(np.ascontiguousarray(mel))[None], torch.from_numpy(padded)[None])
+            nib = -torch.log_softmax(logits[0, :min(n, total)].double(), -1).gather(
+                -1, nibbles_of(u[0, :min(n, total)].long())[..., None])[..., 0]  # (n, 4)
+        return torch.stack([nib[:, :2].sum(1), nib[:, 2:].sum(1)]).numpy() / np.log(2.0)
     with torch.no_grad():
         logits = net(torch.from_numpy(np.ascontiguousarray(mel))[None], coarse=coarse, fine=fine)
         bits = [-torch.log_softmax(lg.double(), -1).gather(-1, byte[..., None].long())[0, :min(n, total), 0]
@@ -336,7 +349,8 @@ def _nll_engine(voc: Vocoder, enabled: bool):
         return None, "disabled (--no-nll)"
     if voc.model.model_config.subscale_factor > 1:
         try:
-            return _TorchSubscaleNLL(voc.model), "training.subscale_model.SubscaleWaveRNN logits (torch, float32)"
+            engine = _TorchSubscaleNLL(voc.model)
+            return engine, f"{type(engine.net).__module__}.{type(engine.net).__name__} logits (torch, float32)"
         except Exception as exc:  # noqa: BLE001 - torch absent: report why
             return None, f"unavailable: {type(exc).__name__}: {exc}"
     try:

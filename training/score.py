@@ -4,10 +4,11 @@
 
 What it is: the held-out likelihood side of training.evaluate without the engine and without an export step (a
 checkpoint is scored as it is, mid-run too), split by byte for plain models as well. For each file the
-PyTorch twin (training.model.WaveRNN or training.subscale_model.SubscaleWaveRNN, float32, one utterance from
-h = 0) gives -log2 P(c_t) and -log2 P(f_t | c_t) per sample; the report has the mean over files of each file's
-mean bits per sample (total, coarse byte, fine byte: training.evaluate's "NLL" is the total), and for a subscale
-model the bits by sub-tensor s = t mod B pooled over all files. The audio is zero-padded to whole frames and only
+PyTorch twin (training.model.WaveRNN, training.subscale_model.SubscaleWaveRNN or training.fused_model.FusedWaveRNN,
+float32, one utterance from h = 0) gives -log2 P(c_t) and -log2 P(f_t | c_t) per sample (the fused model's
+nibbles 0 + 1 and 2 + 3: the same bytes); the report has the mean over files of each file's mean bits per sample
+(total, coarse byte, fine byte: training.evaluate's "NLL" is the total), and for a subscale or fused model the
+bits by sub-tensor s = t mod B pooled over all files. The audio is zero-padded to whole frames and only
 its real samples are scored, as in training.evaluate.
 What it is not: a speech-quality evaluation (no vocoding, PESQ, STOI or MOS: training.evaluate).
 
@@ -30,13 +31,14 @@ from pywavernn import features
 from pywavernn import modelfile as fmt
 from pywavernn.audio import float_to_int16, load_audio
 from training.evaluate import find_audio, teacher_forced_bits
+from training.fused_model import FusedWaveRNN
 from training.model import WaveRNN
 from training.subscale_model import SubscaleWaveRNN
 
 
-def load_net(path: str | os.PathLike) -> tuple[WaveRNN | SubscaleWaveRNN, str]:
+def load_net(path: str | os.PathLike) -> tuple[WaveRNN | SubscaleWaveRNN | FusedWaveRNN, str]:
     """(the PyTorch model of a checkpoint (.pt) or model file, a line saying what it is), in eval mode."""
-    from training.train import build_net, load_checkpoint
+    from training.train import NETS, build_net, load_checkpoint
     from training.config import TrainConfig
 
     path = Path(path)
@@ -47,7 +49,7 @@ def load_net(path: str | os.PathLike) -> tuple[WaveRNN | SubscaleWaveRNN, str]:
         what = f"checkpoint at step {int(ckpt['step'])}"
     else:
         model = fmt.load_model(path)
-        net = (SubscaleWaveRNN if model.model_config.subscale_factor > 1 else WaveRNN).from_model(model)
+        net = NETS[model.model_config.kind].from_model(model)
         what = "model file"
     return net.eval(), what
 
