@@ -21,6 +21,7 @@
  *     - batch > 1: each utterance equals the same utterance generated alone, bit for bit.
  *  4. Watchdog: a worker that never publishes makes the call return PWR_CUDA_ERR_TIMEOUT (not hang), and the
  *     same sampler works normally afterwards.
+ * The fused model (docs/format.md §12) has its own self-test: pwr_cuda_fused_test.cu.
  *
  * Letters: H hidden units, K output-head hidden units, F frames, hop samples per frame, T samples, B batch.
  */
@@ -37,36 +38,15 @@
 
 #include "pwr_reference.h"
 #include "pwr_sampler.cuh"
+#include "pwr_test_util.h"
 #include "pywavernn_cuda.h"
-
-#define CHECK_CUDA(call)                                                                                    \
-    do {                                                                                                    \
-        const cudaError_t e_ = (call);                                                                      \
-        if (e_ != cudaSuccess) {                                                                            \
-            std::fprintf(stderr, "%s:%d: %s failed: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_)); \
-            std::exit(1);                                                                                   \
-        }                                                                                                   \
-    } while (0)
 
 namespace {
 
-int g_failed = 0, g_passed = 0;
-
-void report(bool ok, const std::string &what, const std::string &detail) {
-    std::printf("%s  %-46s %s\n", ok ? "PASS" : "FAIL", what.c_str(), detail.c_str());
-    std::fflush(stdout);
-    (ok ? g_passed : g_failed)++;
-}
-
-std::string fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
-std::string fmt(const char *f, ...) {
-    char buf[512];
-    va_list ap;
-    va_start(ap, f);
-    std::vsnprintf(buf, sizeof buf, f, ap);
-    va_end(ap);
-    return buf;
-}
+using pwr_test::fmt;
+using pwr_test::g_failed;
+using pwr_test::g_passed;
+using pwr_test::report;
 
 pwr_cuda_model_desc describe(const pwr_ref::Model &m, int cluster, int timeout_ms) {
     pwr_cuda_model_desc d;

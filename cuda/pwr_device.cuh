@@ -120,6 +120,9 @@ __device__ __forceinline__ float warp_allsum(float v) {
 /* byte v -> float32(v) / 127.5 - 1 (pywavernn.audio.scale_byte) */
 __device__ __forceinline__ float scale_byte(int v) { return __fsub_rn(__fdiv_rn((float)v, 127.5f), 1.0f); }
 
+/* nibble v -> float32(v) / 7.5 - 1 (pywavernn.fused.NIBBLE_INPUT, docs/format.md §12) */
+__device__ __forceinline__ float scale_nibble(int v) { return __fsub_rn(__fdiv_rn((float)v, 7.5f), 1.0f); }
+
 /* cond(t) = g0 + a * (g1 - g0) (docs/format.md §2) */
 __device__ __forceinline__ float upsample(float g0, float g1, float a) {
     return __fadd_rn(g0, __fmul_rn(a, __fsub_rn(g1, g0)));

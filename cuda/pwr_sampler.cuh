@@ -25,6 +25,7 @@
  *  within M of a class edge with probability ~2.4e-4, so the slow path costs on average ~0.25 cycles/sample.
  *
  * Preconditions: logits in shared memory, 16-byte aligned, 256 floats; u in [0, 1); called by all 32 lanes.
+ * The fused model's 16-way nibble draws (warp_sample_nibble, below) need no fast path: 16 sequential adds.
  * No fast-math: the file relies on IEEE float32 add/mul/exp without flush-to-zero or contraction.
  */
 #ifndef PWR_SAMPLER_CUH
@@ -46,19 +47,23 @@
 
 namespace pwr {
 
-/* The rule as written, given p (256 non-negative float32). Two passes recompute identical sums. */
-PWR_SAMPLER_HD inline int sample_sequential_p(const float *p, float u) {
+/* The rule as written over N classes, given p (N non-negative float32): 256 for the plain model's bytes, 16 for
+ * the fused model's nibbles (docs/format.md §12: "§4 over 16 classes"). Two passes recompute identical sums. */
+template <int N>
+PWR_SAMPLER_HD inline int sample_sequential_n(const float *p, float u) {
     float total = p[0];
-    for (int k = 1; k < 256; ++k) total = PWR_FADD(total, p[k]);
+    for (int k = 1; k < N; ++k) total = PWR_FADD(total, p[k]);
     const float thr = PWR_FMUL(u, total);
     float s = p[0];
     if (s > thr) return 0;
-    for (int k = 1; k < 256; ++k) {
+    for (int k = 1; k < N; ++k) {
         s = PWR_FADD(s, p[k]);
         if (s > thr) return k;
     }
-    return 255;
+    return N - 1;
 }
+
+PWR_SAMPLER_HD inline int sample_sequential_p(const float *p, float u) { return sample_sequential_n<256>(p, u); }
 
 #if defined(__CUDACC__)
 
@@ -127,6 +132,24 @@ __device__ __forceinline__ int warp_sample(const float *logits, float u, float *
     }
     if (slow != nullptr && lane == 0) *slow = !ok;
     return k;
+}
+
+/* One warp draws a nibble from logits[0..15] (any memory; docs/format.md §12, §4's rule over 16 classes).
+ * Lanes 0..15 compute p_k = exp(l_k - max l) in parallel; every lane then gathers the 16 p_k and runs the
+ * sequential rule itself (32 dependent float32 adds, ~130 cycles): the same code as the CPU reference, so no
+ * certificate is needed and no lane waits for another. A NaN or +inf logit makes the total NaN and the answer 15,
+ * as in NumPy (see warp_sample). Called by all 32 lanes; returns the nibble on every lane. */
+__device__ __forceinline__ int warp_sample_nibble(const float *logits, float u, int lane) {
+    const unsigned full = 0xffffffffu;
+    const float l = lane < 16 ? logits[lane] : -__int_as_float(0x7f800000);
+    float m = l;
+#pragma unroll
+    for (int o = 8; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(full, m, o));
+    const float p = lane < 16 ? expf(__fsub_rn(l, m)) : 0.0f;  /* lanes 16..31 mirror 0..15's max, unused */
+    float ps[16];
+#pragma unroll
+    for (int k = 0; k < 16; ++k) ps[k] = __shfl_sync(full, p, k);
+    return sample_sequential_n<16>(ps, u);
 }
 
 #endif /* __CUDACC__ */

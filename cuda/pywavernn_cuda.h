@@ -3,6 +3,8 @@
  * What it is: an opaque sampler built once from a model's dense float32 weights (docs/format.md §6), then
  * asked to generate int16 audio from the frame-rate gate conditioning g (F, 3H) and caller-drawn uniforms
  * (T, 2), T = F * hop, following docs/format.md §1-4 exactly (same upsampling, same sampling rule).
+ * Two model kinds (model_kind): the plain WaveRNN (§1-4) and the Fused Subscale WaveRNN 2x (§12: one GRU state
+ * in two halves, 32 bits per step, uniforms (T, 4), one per nibble of each sample by true time).
  * What it is not: the conditioning network (it runs on the host, pywavernn.conditioning.conditioning), a
  * block-sparse kernel (dense only for now; see cuda/README.md), or a streaming API (one call = whole utterances).
  *
@@ -31,7 +33,11 @@
 extern "C" {
 #endif
 
-#define PWR_CUDA_ABI_VERSION 1
+#define PWR_CUDA_ABI_VERSION 2  /* 2: model_kind and the fused model (docs/format.md §12) */
+
+/* pwr_cuda_model_desc.model_kind */
+#define PWR_CUDA_MODEL_PLAIN 0  /* docs/format.md §1-4: out_* weights, W_in (3H, 3), uniforms (T, 2)            */
+#define PWR_CUDA_MODEL_FUSED 1  /* docs/format.md §12: fused_* weights, W_in (3H, 14), uniforms (T, 4), H % 8 == 0 */
 
 typedef enum pwr_cuda_status {
     PWR_CUDA_OK = 0,
@@ -44,18 +50,21 @@ typedef enum pwr_cuda_status {
     PWR_CUDA_ERR_DEVICE_CHECK = 7      /* the kernel refused its launch shape (a library bug, never input) */
 } pwr_cuda_status;
 
-/* The model (host pointers to dense, C-contiguous float32 arrays named as in docs/format.md §6) plus run
- * options. Read only during pwr_cuda_create; the sampler keeps its own device copy. */
+/* The model (host pointers to dense, C-contiguous float32 arrays named as in docs/format.md §6 and §12) plus
+ * run options. Read only during pwr_cuda_create; the sampler keeps its own device copy. A plain model needs
+ * the out_* pointers (fused_* are ignored), a fused model the fused_* pointers (out_* are ignored). */
 typedef struct pwr_cuda_model_desc {
     int abi_version;          /* must be PWR_CUDA_ABI_VERSION                                              */
-    int hidden_size;          /* H: even, 2 <= H <= limits.max_hidden                                      */
+    int hidden_size;          /* H: even, 2 <= H <= limits.max_hidden (fused: a multiple of 8, >= 8)       */
     int out_hidden;           /* K: >= 1; the largest K that fits depends on H and the device's shared memory */
     int device;               /* CUDA device ordinal; -1: the calling thread's current device              */
     int cluster_size;         /* blocks per thread-block cluster: 0 = automatic (16, else 8), or 8 or 16    */
     int timeout_ms;           /* watchdog per wait inside the kernel; 0 = default (2000 ms)                */
+    int model_kind;           /* PWR_CUDA_MODEL_PLAIN or PWR_CUDA_MODEL_FUSED                              */
     const float *gru_R;       /* (3H, H), gate rows [u | r | e]                                            */
     const float *gru_b_R;     /* (3H,)                                                                     */
-    const float *gru_W_in;    /* (3H, 3); column 2 must be zero in the coarse rows g*H + j, j < H/2         */
+    const float *gru_W_in;    /* plain (3H, 3): column 2 zero in the coarse rows g*H + j, j < H/2;
+                                 fused (3H, 14): zero where pywavernn.fused.input_mask is false (§12)      */
     const float *out_O1;      /* (K, H/2) */
     const float *out_b1;      /* (K,)     */
     const float *out_O2;      /* (256, K) */
@@ -64,6 +73,10 @@ typedef struct pwr_cuda_model_desc {
     const float *out_b3;      /* (K,)     */
     const float *out_O4;      /* (256, K) */
     const float *out_b4;      /* (256,)   */
+    const float *fused_O1;    /* (8K, H/8): head p = 4 s + j in rows [p K, (p + 1) K)  */
+    const float *fused_b1;    /* (8K,)                                                 */
+    const float *fused_O2;    /* (128, K): head p's 16 logits in rows [16 p, 16 p + 16) */
+    const float *fused_b2;    /* (128,)                                                */
 } pwr_cuda_model_desc;
 
 /* What this build supports, independent of any device. */
@@ -80,6 +93,8 @@ typedef struct pwr_cuda_limits_info {
     int block_shapes[4][2];      /* (BH, BW) of each, unused entries 0                                    */
     int min_compute_capability;  /* 90: thread-block clusters and distributed shared memory               */
     char compiled_arch[16];      /* the ARCH the library was built for, e.g. "sm_90"                       */
+    int model_kinds;             /* bit PWR_CUDA_MODEL_*: the kinds this build runs (plain and fused: 3)   */
+    int fused_hidden_multiple;   /* 8: a fused model's H is a multiple of this (2 halves x 4 parts)        */
 } pwr_cuda_limits_info;
 
 /* How a sampler was laid out on its device (for benchmarks and bug reports). */
@@ -99,6 +114,7 @@ typedef struct pwr_cuda_sampler_info {
     int cooperative;             /* 1: the driver accepted the cooperative attribute with clusters (it then
                                     guarantees co-residency); 0: refused or disabled (PYWAVERNN_CUDA_COOPERATIVE=0),
                                     the grid is sized by occupancy and guarded by the watchdog; -1: no launch yet */
+    int model_kind;              /* PWR_CUDA_MODEL_PLAIN or PWR_CUDA_MODEL_FUSED                          */
 } pwr_cuda_sampler_info;
 
 typedef struct pwr_cuda_sampler pwr_cuda_sampler;
@@ -125,15 +141,18 @@ PWR_CUDA_API int pwr_cuda_sampler_get_info(const pwr_cuda_sampler *sampler, pwr_
 
 /* Generate `batch` utterances of T = n_frames * hop samples each (synchronous; host pointers):
  *   g        (batch, n_frames, 3H) float32, the gate conditioning of docs/format.md §2 (frame rate)
- *   uniforms (batch, T, 2) float32 in [0, 1): (u_coarse, u_fine) per sample (docs/format.md §4)
- *   out      (batch, T) int16 samples
+ *   uniforms plain: (batch, T, 2) float32 in [0, 1): (u_coarse, u_fine) per sample (docs/format.md §4);
+ *            fused: (batch, T, 4): row t for sample t, column j for its nibble j (docs/format.md §12)
+ *   out      (batch, T) int16 samples (a fused model needs T >= 2: one fold of B = 2)
  * Each utterance starts from h = 0, previous sample s = 0, and is exactly what one would get alone. */
 PWR_CUDA_API int pwr_cuda_generate(pwr_cuda_sampler *sampler, const float *g, int n_frames, int hop, const float *uniforms,
                       int16_t *out, int batch);
 
 /* As pwr_cuda_generate, also writing per-step state for tests (either trace may be NULL):
- *   trace_h      (batch, T, H) float32: h after step t ([y_c | y_f])
- *   trace_logits (batch, T, 2, 256) float32: logits_c, logits_f of step t */
+ *   trace_h      (batch, T, H) float32: h after the step that generated sample t (plain: [y_c | y_f])
+ *   trace_logits plain: (batch, T, 2, 256) float32: logits_c, logits_f of sample t;
+ *                fused: (batch, T, 4, 16): the logits of sample t's four nibbles (pywavernn.reference.fused's
+ *                trace, by true time) */
 PWR_CUDA_API int pwr_cuda_generate_trace(pwr_cuda_sampler *sampler, const float *g, int n_frames, int hop,
                             const float *uniforms, int16_t *out, int batch, float *trace_h, float *trace_logits);
 

@@ -63,84 +63,11 @@
 
 #include "pwr_device.cuh"
 #include "pwr_internal.h"
+#include "pwr_kernel.cuh"
 #include "pwr_sampler.cuh"
-
-namespace cg = cooperative_groups;
 
 namespace pwr {
 namespace {
-
-/* Copies n floats global -> shared with 512 threads (contiguous source). */
-__device__ __forceinline__ void copy_to_smem(float *dst, const float *src, size_t n) {
-    for (size_t i = threadIdx.x; i < n; i += kThreads) dst[i] = src[i];
-}
-
-/* ---- head: rows of an output matrix times NB vectors, pushed to every head block ----
- * W: nrows x ncols (shared), x: NB vectors with stride x_stride (shared), result row r goes to
- * dst[b * dst_stride + row_base + r] in the shared memory of every block of the cluster. One warp per row,
- * lanes over columns (conflict-free consecutive words), butterfly sum, lanes 0..CS-1 each push to one block. */
-template <int NB, bool RELU>
-__device__ __forceinline__ void rows_matvec_push(const float *W, const float *bias, int nrows, int ncols,
-                                                 const float *x, int x_stride, float *dst, int dst_stride,
-                                                 int row_base, int CS, cg::cluster_group &cluster) {
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    for (int r = warp; r < nrows; r += kWarps) {
-        const float *w = W + (size_t)r * ncols;
-        float acc[NB];
-#pragma unroll
-        for (int b = 0; b < NB; ++b) acc[b] = 0.0f;
-#pragma unroll 4
-        for (int c = lane; c < ncols; c += 32) {
-            const float wv = w[c];
-#pragma unroll
-            for (int b = 0; b < NB; ++b) acc[b] = fmaf(wv, x[b * x_stride + c], acc[b]);
-        }
-#pragma unroll
-        for (int b = 0; b < NB; ++b) {
-            acc[b] = warp_allsum(acc[b]) + bias[r];
-            if (RELU) acc[b] = fmaxf(acc[b], 0.0f);
-        }
-        if (lane < CS) {
-            float *remote = cluster.map_shared_rank(dst, lane);
-#pragma unroll
-            for (int b = 0; b < NB; ++b) remote[b * dst_stride + row_base + r] = acc[b];
-        }
-    }
-}
-
-/* Per-thread gate inputs of one unit (coarse or fine) for NB utterances. */
-template <int NB>
-struct UnitInputs {
-    float cond[3][NB];  /* cond(t) for rows u, r, e */
-    float rh[3][NB];    /* R h(t-1) + b_R for rows u, r, e */
-};
-
-/* cond(t) of rows g * H + unit (g = u, r, e) for each utterance, per docs/format.md §2. */
-template <int NB>
-__device__ __forceinline__ void load_cond(const Params &p, int t, int unit, UnitInputs<NB> &in) {
-    const int H3 = 3 * p.H;
-    const int fr = t / p.hop;
-    const int fr1 = min(fr + 1, p.n_frames - 1);
-    const float a = __fdiv_rn((float)(t - fr * p.hop), (float)p.hop);
-#pragma unroll
-    for (int b = 0; b < NB; ++b) {
-        const float *gb = p.g + (size_t)b * p.n_frames * H3;
-#pragma unroll
-        for (int g = 0; g < 3; ++g) {
-            const int row = g * p.H + unit;
-            in.cond[g][b] = upsample(gb[(size_t)fr * H3 + row], gb[(size_t)fr1 * H3 + row], a);
-        }
-    }
-}
-
-template <int NB>
-__device__ __forceinline__ void load_rh(const Params &p, int t, int unit, UnitInputs<NB> &in) {
-    const float *slot = p.rhbuf + (size_t)(t & 1) * NB * 3 * p.H;
-#pragma unroll
-    for (int b = 0; b < NB; ++b)
-#pragma unroll
-        for (int g = 0; g < 3; ++g) in.rh[g][b] = __ldcg(slot + (size_t)b * 3 * p.H + g * p.H + unit);
-}
 
 /* Test trace of step t (head block 0): h(t) and both logit vectors of every utterance. Kept out of line: it
  * runs only under pwr_cuda_generate_trace and would otherwise add to the step loop's register peak. */
@@ -360,21 +287,6 @@ __device__ void worker_loop(const Params &p, float *smem, int w) {
     }
 }
 
-/* The launch must match the params exactly. Every block checks the same values (nothing block-specific), so
- * either all blocks run or all return: never a partial grid waiting at a barrier that has no watchdog. */
-__device__ bool launch_shape_ok(const Params &p, cg::cluster_group &cluster) {
-    return blockDim.x == (unsigned)kThreads && blockDim.y == 1u && blockDim.z == 1u &&
-           gridDim.x == (unsigned)p.n_blocks && gridDim.y == 1u && gridDim.z == 1u &&
-           (int)cluster.num_blocks() == p.cluster_size && p.n_workers == p.n_blocks - p.cluster_size &&
-           p.n_workers >= 1 && p.n_workers <= kMaxWorkers && p.H <= kMaxHidden;
-}
-
-__device__ __forceinline__ unsigned cluster_id_x() {
-    unsigned v;
-    asm volatile("mov.u32 %0, %%clusterid.x;" : "=r"(v));
-    return v;
-}
-
 template <int NB>
 __global__ void __launch_bounds__(kThreads, 1) wavernn_persistent(const __grid_constant__ Params p) {
     extern __shared__ float4 smem4[];  /* float4: 16-byte alignment for the sampler's vector loads */
@@ -390,93 +302,40 @@ __global__ void __launch_bounds__(kThreads, 1) wavernn_persistent(const __grid_c
     else worker_loop<NB>(p, smem, (cluster_id - 1) * p.cluster_size + (int)cluster.block_rank());
 }
 
-template <int NB>
-int launch(const Params &p, size_t smem, int cooperative, cudaStream_t stream) {
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3((unsigned)p.n_blocks, 1, 1);
-    cfg.blockDim = dim3(kThreads, 1, 1);
-    cfg.dynamicSmemBytes = smem;
-    cfg.stream = stream;
-    cudaLaunchAttribute attrs[2];
-    attrs[0].id = cudaLaunchAttributeClusterDimension;
-    attrs[0].val.clusterDim.x = (unsigned)p.cluster_size;
-    attrs[0].val.clusterDim.y = 1;
-    attrs[0].val.clusterDim.z = 1;
-    attrs[1].id = cudaLaunchAttributeCooperative;
-    attrs[1].val.cooperative = 1;
-    cfg.attrs = attrs;
-    cfg.numAttrs = cooperative ? 2 : 1;
-    return (int)cudaLaunchKernelEx(&cfg, wavernn_persistent<NB>, p);
-}
-
-template <int NB>
-int prepare(size_t smem_max) {
-    cudaError_t e = cudaFuncSetAttribute(wavernn_persistent<NB>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                         (int)smem_max);
-    if (e != cudaSuccess) return (int)e;
-    return (int)cudaFuncSetAttribute(wavernn_persistent<NB>, cudaFuncAttributeNonPortableClusterSizeAllowed, 1);
-}
-
-template <int NB>
-int max_clusters(int cluster_size, size_t smem, int *n) {
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = dim3((unsigned)cluster_size, 1, 1);
-    cfg.blockDim = dim3(kThreads, 1, 1);
-    cfg.dynamicSmemBytes = smem;
-    cudaLaunchAttribute attr;
-    attr.id = cudaLaunchAttributeClusterDimension;
-    attr.val.clusterDim.x = (unsigned)cluster_size;
-    attr.val.clusterDim.y = 1;
-    attr.val.clusterDim.z = 1;
-    cfg.attrs = &attr;
-    cfg.numAttrs = 1;
-    return (int)cudaOccupancyMaxActiveClusters(n, wavernn_persistent<NB>, &cfg);
-}
-
-template <int NB>
-int attributes(int *regs, int *local_bytes) {
-    cudaFuncAttributes a;
-    const cudaError_t e = cudaFuncGetAttributes(&a, wavernn_persistent<NB>);
-    if (e != cudaSuccess) return (int)e;
-    *regs = a.numRegs;
-    *local_bytes = (int)a.localSizeBytes;
-    return 0;
-}
-
 } /* namespace */
 } /* namespace pwr */
 
 int pwr_launch_persistent(const pwr::Params &p, size_t smem_bytes, int cooperative, void *stream) {
     cudaStream_t s = static_cast<cudaStream_t>(stream);
     switch (p.nb) {
-    case 1: return pwr::launch<1>(p, smem_bytes, cooperative, s);
-    case 2: return pwr::launch<2>(p, smem_bytes, cooperative, s);
-    case 4: return pwr::launch<4>(p, smem_bytes, cooperative, s);
+    case 1: return pwr::launch_kernel(pwr::wavernn_persistent<1>, p, smem_bytes, cooperative, s);
+    case 2: return pwr::launch_kernel(pwr::wavernn_persistent<2>, p, smem_bytes, cooperative, s);
+    case 4: return pwr::launch_kernel(pwr::wavernn_persistent<4>, p, smem_bytes, cooperative, s);
     default: return (int)cudaErrorInvalidValue;
     }
 }
 
 int pwr_prepare_kernels(size_t smem_bytes_max) {
-    int e = pwr::prepare<1>(smem_bytes_max);
-    if (e == 0) e = pwr::prepare<2>(smem_bytes_max);
-    if (e == 0) e = pwr::prepare<4>(smem_bytes_max);
+    int e = pwr::prepare_kernel(pwr::wavernn_persistent<1>, smem_bytes_max);
+    if (e == 0) e = pwr::prepare_kernel(pwr::wavernn_persistent<2>, smem_bytes_max);
+    if (e == 0) e = pwr::prepare_kernel(pwr::wavernn_persistent<4>, smem_bytes_max);
     return e;
 }
 
 int pwr_max_active_clusters(int nb, int cluster_size, size_t smem_bytes, int *n_clusters) {
     switch (nb) {
-    case 1: return pwr::max_clusters<1>(cluster_size, smem_bytes, n_clusters);
-    case 2: return pwr::max_clusters<2>(cluster_size, smem_bytes, n_clusters);
-    case 4: return pwr::max_clusters<4>(cluster_size, smem_bytes, n_clusters);
+    case 1: return pwr::max_clusters_of(pwr::wavernn_persistent<1>, cluster_size, smem_bytes, n_clusters);
+    case 2: return pwr::max_clusters_of(pwr::wavernn_persistent<2>, cluster_size, smem_bytes, n_clusters);
+    case 4: return pwr::max_clusters_of(pwr::wavernn_persistent<4>, cluster_size, smem_bytes, n_clusters);
     default: return (int)cudaErrorInvalidValue;
     }
 }
 
 int pwr_kernel_attributes(int nb, int *regs, int *local_bytes) {
     switch (nb) {
-    case 1: return pwr::attributes<1>(regs, local_bytes);
-    case 2: return pwr::attributes<2>(regs, local_bytes);
-    case 4: return pwr::attributes<4>(regs, local_bytes);
+    case 1: return pwr::attributes_of(pwr::wavernn_persistent<1>, regs, local_bytes);
+    case 2: return pwr::attributes_of(pwr::wavernn_persistent<2>, regs, local_bytes);
+    case 4: return pwr::attributes_of(pwr::wavernn_persistent<4>, regs, local_bytes);
     default: return (int)cudaErrorInvalidValue;
     }
 }
