@@ -4,10 +4,15 @@ Runs everywhere: the library builds with `make -C cuda lib` (skipped without nvc
 so the checkout's cuda/build is left alone); `available()` answers (False, reason) without raising when the
 library, the driver or a device is missing, or the model is unsupported; CudaEngine raises ValueError for every
 bad model or input before it touches the library.
+Also everywhere: the fused model's (docs/format.md §12) validation and input checks, and the C++ reference that
+the fused CUDA self-test trusts (cuda/pwr_reference.h, compiled with the host C++ compiler) against
+pywavernn.reference.fused, sample for sample.
 Needs a GPU (skipped with the reason "no CUDA device" otherwise): the golden samples of tests/data (exact; their
 draws sit >= 1e-4 of the cdf total from any class edge), per-step parity with pywavernn.reference (hidden state
 and logits within 1e-4 absolute, as in tests/test_reference.py: float32 summation order and exp/tanh ulps move
-them by ~1e-6), batching, and the C self-test cuda/build/pwr_cuda_test --quick when it has been built.
+them by ~1e-6), the same for the fused model against pywavernn.reference.fused (dense and block-sparse, odd T),
+batching, `Vocoder(backend="cuda")` on a fused model, and the C self-tests cuda/build/pwr_cuda_test --quick and
+pwr_cuda_fused_test --quick when they have been built.
 
 Run: python -m pytest tests/test_cuda.py -q
 """
@@ -25,16 +30,20 @@ import numpy as np
 import pytest
 
 from pywavernn.engines import cuda
+from pywavernn import fused
 from pywavernn import modelfile as fmt
 from pywavernn.conditioning import conditioning_ref
+from pywavernn.reference import fused as fused_ref
 from pywavernn.reference import plain as ref
 from pywavernn.config import FeatureConfig, ModelConfig
-from pywavernn.testing import random_model
+from pywavernn.testing import random_model, uniforms_clear_of_class_edges
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
 TOL = 1e-4
 SMALL = ModelConfig(hidden_size=64, out_hidden=32, cond_channels=16, cond_kernels=(3,))
+FUSED = dataclasses.replace(SMALL, subscale_factor=2, subscale_horizon=2, subscale_fused=True)
+ODD_HOP = 75  # F * 75 samples: odd T for odd F, so the padded last position of sub-tensor 1 is exercised
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +94,8 @@ def test_library_builds_and_reports_limits(built_lib, monkeypatch):
     assert limits["weight_bytes"] == 4
     assert limits["compiled_arch"].startswith("sm_")
     assert limits["min_compute_capability"] == 90
+    assert limits["model_kinds"] == ["plain", "fused"]
+    assert limits["fused_hidden_multiple"] == 8
 
 
 def test_ctypes_structs_match_the_c_header(tmp_path):
@@ -219,6 +230,100 @@ def test_generate_input_checks_accept_and_normalise():
     assert g3.flags.c_contiguous and u3.flags.c_contiguous
 
 
+# --- the fused model (docs/format.md §12), runs everywhere -------------------------------------------------------
+
+def _fused_model(seed: int = 0, hop: int = ODD_HOP, **kwargs) -> fmt.Model:
+    return random_model(FUSED, FeatureConfig(n_mels=FUSED.n_mels, hop_length=hop), seed=seed, **kwargs)
+
+
+def test_fused_model_passes_validation_and_needs_the_library(no_library):
+    model = _fused_model()
+    arrays = cuda.model_arrays(model)
+    assert arrays["gru.W_in"].shape == (3 * 64, 14) and arrays["fused.O1"].shape == (8 * 32, 8)
+    assert arrays["fused.O2"].shape == (128, 32) and "out.O1" not in arrays
+    ok, why = cuda.available(model)
+    assert ok is False and "not built" in why  # not "unsupported model": the fused model is supported
+    with pytest.raises(RuntimeError, match="not built"):
+        cuda.CudaEngine(model)
+
+
+def test_fused_block_sparse_weights_are_densified(no_library):
+    model = _fused_model(density=0.5)
+    assert isinstance(model.weights["fused.O1"], fmt.BlockSparseMatrix)
+    np.testing.assert_array_equal(cuda.model_arrays(model)["fused.O1"], model.dense("fused.O1"))
+
+
+@pytest.mark.parametrize("case, match", [
+    ("mask", "fused input mask"),
+    ("w_in_shape", "expected shape"),
+    ("o2_nan", "finite"),
+])
+def test_engine_rejects_bad_fused_weights(no_library, case, match):
+    model = _fused_model(seed=1)
+    if case == "mask":
+        w_in = model.dense("gru.W_in").copy()
+        w_in[64 + 3, 8] = 0.5  # gate r, part (0, 0): nibble 0 of its own sample is the one it predicts
+        model = _with_weight(model, "gru.W_in", w_in)
+    elif case == "w_in_shape":
+        model = _with_weight(model, "gru.W_in", np.zeros((3 * 64, 3), np.float32))
+    else:
+        o2 = model.dense("fused.O2").copy()
+        o2[5, 1] = np.inf
+        model = _with_weight(model, "fused.O2", o2)
+    with pytest.raises(ValueError, match=match):
+        cuda.CudaEngine(model)
+
+
+def test_fused_generate_input_checks():
+    hidden, n_frames, hop = 64, 3, 5
+    g = np.zeros((n_frames, 3 * hidden), np.float32)
+    g3, u3, batched = cuda.check_generate_inputs(g, np.full((15, 4), 0.5, np.float32), hidden, hop, columns=4)
+    assert u3.shape == (1, 15, 4) and not batched
+    with pytest.raises(ValueError, match=r"uniforms: expected shape \(15, 4\).*4 nibbles"):
+        cuda.check_generate_inputs(g, np.full((15, 2), 0.5, np.float32), hidden, hop, columns=4)
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        cuda.check_generate_inputs(g[:1], np.full((1, 4), 0.5, np.float32), hidden, 1, columns=4)
+
+
+def _write_fused_case(folder: Path, model: fmt.Model, g: np.ndarray, uniforms: np.ndarray) -> None:
+    """The files cuda/pwr_reference_check.cpp reads."""
+    cfg = model.model_config
+    (folder / "dims.txt").write_text(f"{cfg.hidden_size} {cfg.out_hidden} {g.shape[0]} "
+                                     f"{model.feature_config.hop_length}\n")
+    for name, key in (("R", "gru.R"), ("bR", "gru.b_R"), ("Win", "gru.W_in"), ("O1", "fused.O1"),
+                      ("b1", "fused.b1"), ("O2", "fused.O2"), ("b2", "fused.b2")):
+        np.ascontiguousarray(model.dense(key), dtype="<f4").tofile(folder / name)
+    np.ascontiguousarray(g, dtype="<f4").tofile(folder / "g")
+    np.ascontiguousarray(uniforms, dtype="<f4").tofile(folder / "uniforms")
+
+
+@pytest.mark.parametrize("density", [None, 0.5])
+def test_c_fused_reference_matches_numpy_reference(tmp_path, density):
+    """cuda/pwr_reference.h's fused step, which judges the GPU in pwr_cuda_fused_test, is docs/format.md §12: the
+    same samples as pywavernn.reference.fused (odd T; uniforms kept 1e-5 of the cdf total off class edges, since
+    the C reference sums matrix products in float64), logits within 1e-5."""
+    compiler = shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")
+    if compiler is None:
+        pytest.skip("no C++ compiler for the C reference")
+    model = _fused_model(seed=3, density=density)
+    rng = np.random.default_rng(4)
+    g = conditioning_ref(model, rng.normal(-4.0, 1.5, size=(3, FUSED.n_mels)).astype(np.float32))
+    n_samples = 3 * ODD_HOP
+    uniforms = uniforms_clear_of_class_edges(lambda u: fused_ref.generate_fused_cond_ref(model, g, u, trace=True),
+                                             rng.random((n_samples, 4), dtype=np.float32))
+    want, steps = fused_ref.generate_fused_cond_ref(model, g, uniforms, trace=True)
+    exe = tmp_path / "check"
+    subprocess.run([compiler, "-std=c++17", "-O2", "-ffp-contract=off", "-Wall", "-Wextra", "-Werror",
+                    "-I", str(REPO / "cuda"), str(REPO / "cuda" / "pwr_reference_check.cpp"), "-o", str(exe)],
+                   check=True)
+    _write_fused_case(tmp_path, model, g, uniforms)
+    subprocess.run([str(exe), str(tmp_path)], check=True)
+    got = np.fromfile(tmp_path / "samples", "<i2")
+    logits = np.fromfile(tmp_path / "logits", "<f4").reshape(n_samples, 4, 16)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_allclose(logits, steps["logits"], rtol=0, atol=1e-5)
+
+
 # --- needs a GPU ----------------------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -268,9 +373,60 @@ def test_batch_equals_single(gpu):
             np.testing.assert_array_equal(batch[b], engine.generate(g[b], u[b]))
 
 
-def test_c_selftest(gpu):
-    binary = REPO / "cuda" / "build" / "pwr_cuda_test"
+def _fused_inputs(model: fmt.Model, n_frames: int, seed: int):
+    rng = np.random.default_rng(seed)
+    g = conditioning_ref(model, rng.normal(-4.0, 1.5, size=(n_frames, FUSED.n_mels)).astype(np.float32))
+    n_samples = n_frames * model.feature_config.hop_length
+    return g, rng.random((n_samples, fused.N_NIBBLES), dtype=np.float32)
+
+
+@pytest.mark.parametrize("density", [None, 0.5])
+def test_fused_parity_with_reference(gpu, density):
+    """The CUDA fused sampler against pywavernn.reference.fused: the same samples (odd T, uniforms kept off class
+    edges), and per sample the state after its step and its four nibbles' logits within 1e-4."""
+    model = _fused_model(seed=5, density=density)
+    g, u = _fused_inputs(model, 5, seed=6)
+    u = uniforms_clear_of_class_edges(lambda uu: fused_ref.generate_fused_cond_ref(model, g, uu, trace=True), u)
+    want, steps = fused_ref.generate_fused_cond_ref(model, g, u, trace=True)
+    with cuda.CudaEngine(model) as engine:
+        assert engine.uniform_columns == 4 and engine.info["model_kind"] == cuda.MODEL_FUSED
+        got, trace = engine.generate_trace(g, u)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(trace["step"], steps["step"])
+    np.testing.assert_allclose(trace["h"], steps["h"], rtol=0, atol=TOL)
+    np.testing.assert_allclose(trace["logits"], steps["logits"], rtol=0, atol=TOL)
+
+
+def test_fused_batch_equals_single(gpu):
+    model = _fused_model(seed=7)
+    inputs = [_fused_inputs(model, 3, seed=8 + b) for b in range(3)]
+    g, u = np.stack([x[0] for x in inputs]), np.stack([x[1] for x in inputs])
+    with cuda.CudaEngine(model) as engine:
+        batch = engine.generate(g, u)
+        assert batch.shape == (3, 3 * ODD_HOP) and batch.dtype == np.int16
+        for b in range(3):
+            np.testing.assert_array_equal(batch[b], engine.generate(g[b], u[b]))
+
+
+def test_fused_vocoder_backend_cuda(gpu):
+    """Vocoder(fused model, backend="cuda") runs the CUDA engine with (T, 4) uniforms drawn from the seed."""
+    from pywavernn import Vocoder
+    from pywavernn.common import draw_uniforms
+    from pywavernn.conditioning import conditioning
+
+    model = _fused_model(seed=9)
+    mel = np.random.default_rng(10).normal(-4.0, 1.5, size=(2, FUSED.n_mels)).astype(np.float32)
+    vocoder = Vocoder(model, backend="cuda")
+    assert isinstance(vocoder.engine, cuda.CudaEngine) and vocoder.engine.uniform_columns == 4
+    samples = vocoder.vocode(mel, seed=11)
+    want = vocoder.engine.generate(conditioning(model, mel), draw_uniforms(2 * ODD_HOP, 11, 4))
+    np.testing.assert_array_equal(samples, want)
+
+
+@pytest.mark.parametrize("name", ["pwr_cuda_test", "pwr_cuda_fused_test"])
+def test_c_selftest(gpu, name):
+    binary = REPO / "cuda" / "build" / name
     if not binary.is_file():
-        pytest.skip("cuda/build/pwr_cuda_test not built (make -C cuda test)")
+        pytest.skip(f"cuda/build/{name} not built (make -C cuda test)")
     proc = subprocess.run([str(binary), "--quick"], capture_output=True, text=True, timeout=1200)
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
