@@ -1,10 +1,11 @@
 # cython: language_level=3
 """pywavernn._kernels._engine: thin typed glue over the C code in c/: CPU introspection, the kernels of
-c/pwr_kernels.h and the sampling loop of c/sampler.h; the GIL is released around every kernel call.
+c/pwr_kernels.h and the sampling loops of c/sampler.h, c/subscale_sampler.h (subscale_glue.pxi) and
+c/fused_sampler.h (fused_glue.pxi); the GIL is released around every kernel call.
 
-Not the public API: pywavernn/_native.py, kernels.py and engines/{cpu,subscale}.py wrap this module and validate
-every input first. A model's weights cross into C once, as a typed net object (WaveRNNNet, SubscaleNet) built with
-named fields when its engine is made; every loop call then takes that object.
+Not the public API: pywavernn/_native.py, kernels.py and engines/{cpu,subscale,fused}.py wrap this module and
+validate every input first. A model's weights cross into C once, as a typed net object (WaveRNNNet, SubscaleNet,
+FusedNet) built with named fields when its engine is made; every loop call then takes that object.
 """
 from pywavernn._kernels.cpu_features cimport (pwr_isa_name, pwr_isa_built, pwr_isa_supported, pwr_best_isa,
                                               pwr_openmp_enabled, pwr_openmp_max_threads)
@@ -340,3 +341,4 @@ def generate_batch(WaveRNNNet model, int isa, bint exact, int nthreads, list ite
 
 
 include "subscale_glue.pxi"
+include "fused_glue.pxi"

@@ -19,6 +19,8 @@ cdef extern from "pwr_kernels.h" nogil:
     ctypedef void (*pwr_gru_input_t_fn)(const float *w_in_t, const float *x3, int with_x2, const float *g0,
                                         const float *g1, float a, const float *pq, const float *bias, float *gi,
                                         int32_t H, int32_t j0, int32_t j1)
+    ctypedef void (*pwr_gru_input_cols_fn)(const float *w_t, int32_t n_in, const float *x, const float *g0,
+                                           const float *g1, float a, float *gi, int32_t H, int32_t j0, int32_t j1)
     ctypedef void (*pwr_map_fn)(const float *x, float *y, int32_t n)
     ctypedef int (*pwr_sample_fn)(const float *logits, float u, float *scratch, int exact)
     ctypedef void (*pwr_sample_rows_fn)(const float *logits, int32_t n, const float *u, int32_t u_stride,
@@ -32,6 +34,7 @@ cdef extern from "pwr_kernels.h" nogil:
         pwr_gru_gates_fn gru_gates
         pwr_gru_input_fn gru_input
         pwr_gru_input_t_fn gru_input_t
+        pwr_gru_input_cols_fn gru_input_cols
         pwr_map_fn fast_sigmoid
         pwr_map_fn fast_tanh
         pwr_map_fn fast_exp

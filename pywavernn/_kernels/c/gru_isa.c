@@ -1,4 +1,4 @@
-/* gru_isa.c: the fused GRU gate update, the gate-input terms (plain and subscale), fast exp/sigmoid/tanh, softmax
+/* gru_isa.c: the fused GRU gate update, the gate-input terms (plain, subscale and fused subscale), fast exp/sigmoid/tanh, softmax
  * sampling and the Laplace prior's logit terms (subscale and plain models).
  *
  * Compiled once per ISA (see pwr_isa.h). Fast mode uses one exp approximation everywhere (Cephes expf: range
@@ -12,6 +12,8 @@
  *   tanh on [-30, 30]: max abs error 8.9e-8                 [1.5e-7]
  * (About as accurate as libm; "fast" because it is 8-wide, branch-free and inlined into the gate update.)
  * Exact mode calls libm expf / tanhf element by element (every ISA), matching the NumPy reference to ~1 ulp.
+ * gru_input_cols is the fused model's gate input (docs/format.md §12): any number of input columns, summed left to
+ * right in float32 exactly as the spec orders them.
  * sample_softmax_rows draws from several rows at once (the subscale loop's B streams) with the very float32
  * operations of sample_softmax per row, so each row's class is the one sample_softmax returns.
  * Preconditions: see pwr_kernels.h.
@@ -270,6 +272,36 @@ void PWR_FN(gru_input_t)(const float *w_in_t, const float *x3, int with_x2, cons
             float v = x0 * w0[r] + x1 * w1[r];
             if (with_x2) v = v + x2 * w2[r];
             gi[r] = v + q;
+        }
+    }
+}
+
+/* The fused model's gate input (pwr_kernels.h: pwr_gru_input_cols_fn). The AVX2 copy does the scalar body's
+ * operations lane by lane (a multiply, then an add: no FMA), so every ISA gives the same bits. */
+void PWR_FN(gru_input_cols)(const float *w_t, int32_t n_in, const float *x, const float *g0, const float *g1,
+                            float a, float *gi, int32_t H, int32_t j0, int32_t j1) {
+    const size_t ld = 3 * (size_t)H;
+    for (int32_t gate = 0; gate < 3; gate++) {
+        int32_t r = gate * H + j0;
+        const int32_t end = gate * H + j1;
+#if defined(PWR_ISA_AVX2) && PWR_ISA_AVX2
+        const __m256 av = _mm256_set1_ps(a);
+        for (; r + 8 <= end; r += 8) {
+            __m256 v = _mm256_mul_ps(_mm256_set1_ps(x[0]), _mm256_loadu_ps(w_t + r));
+            for (int32_t c = 1; c < n_in; c++)
+                v = _mm256_add_ps(v, _mm256_mul_ps(_mm256_set1_ps(x[c]), _mm256_loadu_ps(w_t + (size_t)c * ld + r)));
+            const __m256 c0 = _mm256_loadu_ps(g0 + r);
+            const __m256 q = _mm256_add_ps(c0, _mm256_mul_ps(av, _mm256_sub_ps(_mm256_loadu_ps(g1 + r), c0)));
+            _mm256_storeu_ps(gi + r, _mm256_add_ps(v, q));
+        }
+#endif
+        for (; r < end; r++) {
+            float v = x[0] * w_t[r];
+            for (int32_t c = 1; c < n_in; c++) {
+                const float term = x[c] * w_t[(size_t)c * ld + r]; /* rounded on its own: never contracted */
+                v = v + term;
+            }
+            gi[r] = v + (g0[r] + a * (g1[r] - g0[r]));
         }
     }
 }

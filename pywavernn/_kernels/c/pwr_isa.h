@@ -114,6 +114,8 @@ void PWR_FN(gru_input)(const float *, int32_t, const float *, const float *, con
                        int32_t, int32_t);
 void PWR_FN(gru_input_t)(const float *, const float *, int, const float *, const float *, float, const float *,
                          const float *, float *, int32_t, int32_t, int32_t);
+void PWR_FN(gru_input_cols)(const float *, int32_t, const float *, const float *, const float *, float, float *,
+                            int32_t, int32_t, int32_t);
 void PWR_FN(fast_sigmoid)(const float *, float *, int32_t);
 void PWR_FN(fast_tanh)(const float *, float *, int32_t);
 void PWR_FN(fast_exp)(const float *, float *, int32_t);

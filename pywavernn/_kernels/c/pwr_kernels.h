@@ -84,6 +84,14 @@ typedef void (*pwr_gru_input_fn)(const float *w_in, int32_t n_in, const float *x
 typedef void (*pwr_gru_input_t_fn)(const float *w_in_t, const float *x3, int with_x2, const float *g0, const float *g1,
                                    float a, const float *pq, const float *bias, float *gi, int32_t H, int32_t j0,
                                    int32_t j1);
+/* Fused subscale (docs/format.md §12), a part's gate input from W_in transposed (n_in, 3H) row-major and the
+ * conditioning rows g0, g1 (frames j, j + 1 of the sample's time, weight a): for g = 0,1,2 and j in [j0, j1),
+ * r = g*H + j,
+ *   v = x[0] * w_t[r];  v = v + x[c] * w_t[c 3H + r] for c = 1, ..., n_in - 1;  gi[r] = v + (g0[r] + a (g1[r] - g0[r]))
+ * in exactly that float32 order (no contraction), so every ISA gives the same bits. n_in >= 1; x has n_in floats;
+ * g0, g1, gi have 3H floats. */
+typedef void (*pwr_gru_input_cols_fn)(const float *w_t, int32_t n_in, const float *x, const float *g0,
+                                      const float *g1, float a, float *gi, int32_t H, int32_t j0, int32_t j1);
 /* y[i] = f(x[i]) for i < n (fast approximations; x and y may be the same array). */
 typedef void (*pwr_map_fn)(const float *x, float *y, int32_t n);
 /* The conditioning network's frame-independent product (docs/format.md §2): y (M, Fr) row-major,
@@ -117,6 +125,7 @@ typedef struct {
     pwr_gru_gates_fn gru_gates;
     pwr_gru_input_fn gru_input;
     pwr_gru_input_t_fn gru_input_t;
+    pwr_gru_input_cols_fn gru_input_cols;
     pwr_map_fn fast_sigmoid, fast_tanh, fast_exp;
     pwr_sample_fn sample_softmax;
     pwr_sample_rows_fn sample_softmax_rows;

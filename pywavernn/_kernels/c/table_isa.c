@@ -12,6 +12,7 @@ const pwr_kernel_table PWR_TABLE_NAME = {
     .gru_gates = PWR_FN(gru_gates),
     .gru_input = PWR_FN(gru_input),
     .gru_input_t = PWR_FN(gru_input_t),
+    .gru_input_cols = PWR_FN(gru_input_cols),
     .fast_sigmoid = PWR_FN(fast_sigmoid),
     .fast_tanh = PWR_FN(fast_tanh),
     .fast_exp = PWR_FN(fast_exp),
