@@ -5,7 +5,8 @@ model file, the stream and training/ all read one definition:
 - constants of docs/format.md §1-6: N_CLASSES, PREV_COARSE / PREV_FINE (the sample before the first), F32, and
   the weight names of one WaveRNN step (STEP_MATRICES, the ones a file may store block-sparse; STEP_VECTORS);
 - the randomness every backend consumes (docs/format.md §4): `uniform_generator(seed)` and `draw_uniforms`, the
-  (T, 2) float32 uniforms (coarse, fine) drawn in order from `numpy.random.default_rng(seed)`;
+  (T, 2) float32 uniforms (coarse, fine; (T, 4) for the fused model's nibbles, §12) drawn in order from
+  `numpy.random.default_rng(seed)`;
 - checks of arrays handed across the API (`describe`, `check_f32`, `check_uniforms`, `check_audio`), each a
   TypeError (wrong type or dtype) or ValueError (wrong shape or values) saying what was expected and what was found.
 What it is not: the model file (pywavernn/modelfile.py), the mel checks (pywavernn.features.check_mel) or any of
@@ -41,10 +42,13 @@ def uniform_generator(seed: int | np.random.Generator | None) -> np.random.Gener
     return seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
 
 
-def draw_uniforms(n_samples: int, seed: int | np.random.Generator | None) -> np.ndarray:
-    """The (T, 2) float32 uniforms every backend consumes (coarse, fine per sample). Drawn in order, so the same
+def draw_uniforms(n_samples: int, seed: int | np.random.Generator | None, columns: int = 2) -> np.ndarray:
+    """The (T, columns) float32 uniforms every backend consumes: 2 a sample (coarse, fine; docs/format.md §4), or
+    an engine's `uniform_columns` (4 for the fused model's nibbles, §12). Drawn in order, row by row, so the same
     generator gives the same numbers in chunks as in one call (what streaming relies on)."""
-    return uniform_generator(seed).random((n_samples, 2), dtype=F32)
+    if isinstance(columns, bool) or not isinstance(columns, (int, np.integer)) or columns < 1:
+        raise ValueError(f"columns: expected a positive integer, found {columns!r}")
+    return uniform_generator(seed).random((n_samples, int(columns)), dtype=F32)
 
 
 # --- input checks ----------------------------------------------------------------------------------------------

@@ -11,8 +11,8 @@ pre-emphasis model's output is de-emphasised, and its NLL scores the pre-emphasi
 What it is not: the maths (see docs/format.md and pywavernn/reference/) or the kernels (pywavernn/_kernels/).
 
 A Vocoder holds immutable weights and may be shared between threads; every call draws its own randomness from
-`numpy.random.default_rng(seed)` as (T, 2) float32 uniforms (docs/format.md §4), so backends can be compared
-sample for sample.
+`numpy.random.default_rng(seed)` as (T, C) float32 uniforms, C the engine's `uniform_columns` (2: coarse and fine,
+docs/format.md §4; 4 for a fused model's nibbles, §12), so backends can be compared sample for sample.
 
     from pywavernn import Vocoder
     voc = Vocoder("model.safetensors")
@@ -71,8 +71,8 @@ class Vocoder:
              it is not available here).
     weights: storage precision of the matrices on the cpu backend, "fp32" or "fp16" (arithmetic stays fp32).
     threads: threads for one utterance on the cpu backend (plain models: each product's rows split over a team;
-             subscale models: the B sub-tensor streams split over a team, at most B used). Samples never depend on
-             it.
+             subscale models: the B sub-tensor streams split over a team, at most B used; fused models: R's rows
+             split over a team, the two halves of the state on threads 0 and 1). Samples never depend on it.
     exact:   cpu backend only: use libm expf/tanhf instead of the fast approximations (bit-comparable to reference).
     isa:     cpu backend only: the sampling loop's instruction set ("generic", "avx2", "avx512", "neon": one that is
              built and that this CPU runs, pywavernn.kernels.available_isas()); None (default) takes
@@ -130,7 +130,7 @@ class Vocoder:
         progress(n_done), when given, is called as samples are done (the cpu engine reports every 24,000 samples,
         the plain reference every frame, the others once at the end)."""
         mel = features.check_mel(mel, self.model_config.n_mels)
-        uniforms = draw_uniforms(mel.shape[0] * self.hop_length, seed)
+        uniforms = draw_uniforms(mel.shape[0] * self.hop_length, seed, self._engine.uniform_columns)
         g = conditioning(self.model, mel)  # frame rate, once per utterance
         samples = self._engine.generate(g, uniforms, progress=progress)
         coef = self.model_config.preemphasis
@@ -140,8 +140,8 @@ class Vocoder:
         """A streaming utterance (pywavernn/engines/stream.py): `push(mel_chunk) -> samples`, then `finish()`.
 
         The samples equal `vocode(whole_mel, seed)`; latency is (cond_lookahead + 1) frames, plus about
-        (B - 1)(F + 1) B samples for a subscale model. Backends whose loop runs whole utterances (CUDA, the
-        subscale reference) cannot stream: ValueError saying so.
+        (B - 1)(F + 1) B samples for a subscale model (5 for a fused one). Backends whose loop runs whole utterances (CUDA, the
+        subscale and fused references) cannot stream: ValueError saying so.
         """
         return Stream(self._engine, self.model, seed)
 
@@ -156,9 +156,10 @@ class Vocoder:
         """Teacher-forced negative log-likelihood of the audio, in bits per 16-bit sample.
 
         A pre-emphasis model scores the pre-emphasised audio (what its network predicts; docs/format.md §10).
-        The engine computes it: in C for plain models on the cpu backend (within 1e-4 bits of the reference with
-        exact=True, 0.01 with the fast nonlinearities; tests/test_engine.py); the NumPy reference otherwise (the
-        subscale C loop and the CUDA sampler have no teacher forcing).
+        The engine computes it: in C for plain and fused models on the cpu backend (within 1e-4 bits of the
+        reference with exact=True, 0.01 with the fast nonlinearities; tests/test_engine.py,
+        tests/test_fused_engine.py); the NumPy reference otherwise (the subscale C loop and the CUDA sampler have no
+        teacher forcing).
         """
         mel = features.check_mel(mel, self.model_config.n_mels)
         audio_int16 = np.asarray(audio_int16)

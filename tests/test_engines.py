@@ -1,13 +1,13 @@
 """The engine interface (pywavernn/engines/base.py): one conformance suite over every backend present.
 
 What it is: the same checks for each engine `pywavernn.engines.make_engine` gives, plain models (with and without
-the linear prediction and prior of docs/format.md §11) and subscale models alike: it is an Engine; generate gives
-the reference's samples (the C engines in exact mode) and calls progress; streaming through `advance`
-(pywavernn/engines/stream.py) gives generate's samples for any chunking; nll agrees with the reference; the thread
-count never changes the samples; bad input is a TypeError or ValueError before any compiled code runs. The CUDA
-engine joins when its library and a GPU are present (tests/test_cuda.py has its own per-step tests).
+the linear prediction and prior of docs/format.md §11), subscale models and the fused model (§12) alike: it is an
+Engine; generate gives the reference's samples (the C engines in exact mode) and calls progress; streaming through
+`advance` (pywavernn/engines/stream.py) gives generate's samples for any chunking; nll agrees with the reference;
+the thread count never changes the samples; bad input is a TypeError or ValueError before any compiled code runs.
+The CUDA engine joins when its library and a GPU are present (tests/test_cuda.py has its own per-step tests).
 What it is not: the per-kernel and per-step tests of each engine (test_kernels.py, test_engine.py,
-test_subscale_engine.py) or the public API's (test_vocoder.py).
+test_subscale_engine.py, test_fused_engine.py) or the public API's (test_vocoder.py).
 
 Run: python -m pytest tests/test_engines.py -q
 """
@@ -25,6 +25,7 @@ from pywavernn.config import ModelConfig
 from pywavernn.engines import Engine, make_engine
 from pywavernn.engines.cuda import available as cuda_available
 from pywavernn.engines.stream import Stream
+from pywavernn.reference.fused import generate_fused_ref
 from pywavernn.reference.plain import generate_ref
 from pywavernn.reference.subscale import generate_subscale_ref
 from pywavernn.testing import random_model, uniforms_clear_of_class_edges
@@ -33,16 +34,24 @@ PLAIN = ModelConfig(hidden_size=32, out_hidden=16, cond_channels=8, cond_kernels
 SUBSCALE = replace(PLAIN, block_shape=(1, 1), subscale_factor=4, subscale_horizon=1, subscale_channels=8,
                    subscale_layers=2)
 LINEAR = replace(PLAIN, linear_order=6, prior="laplace")  # docs/format.md §11
+FUSED = replace(PLAIN, subscale_factor=2, subscale_horizon=2, subscale_fused=True)  # docs/format.md §12
 N_FRAMES = 3
 
 
-@pytest.fixture(scope="module", params=["plain", "plain-linear-prior", "subscale"])
+@pytest.fixture(scope="module", params=["plain", "plain-linear-prior", "subscale", "fused"])
 def model(request):
     if request.param == "plain":
         return random_model(PLAIN, seed=11, density=0.5)
     if request.param == "plain-linear-prior":
         return random_model(LINEAR, seed=12, density=0.5)
+    if request.param == "fused":
+        return random_model(FUSED, seed=13, density=0.5)
     return random_model(SUBSCALE, seed=2)
+
+
+def _uniforms(model, n_samples, seed):
+    """The uniforms every engine of this model draws: (T, 2), or (T, 4) for the fused model (uniform_columns)."""
+    return draw_uniforms(n_samples, seed, make_engine(model, "reference").uniform_columns)
 
 
 def _backends(model):
@@ -60,9 +69,10 @@ def case(model):
     implementations (matrix products summed in different orders) may draw different classes."""
     mel = np.random.default_rng(0).normal(-4.0, 2.0, size=(N_FRAMES, model.model_config.n_mels)).astype(np.float32)
     g = conditioning(model, mel)
-    trace_fn = ((lambda u: generate_ref(model, mel, u, trace=True)) if model.model_config.subscale_factor == 1
-                else (lambda u: generate_subscale_ref(model, mel, u, trace=True)))
-    uniforms = uniforms_clear_of_class_edges(trace_fn, draw_uniforms(N_FRAMES * model.feature_config.hop_length, 7))
+    generate = {"plain": generate_ref, "subscale": generate_subscale_ref,
+                "fused": generate_fused_ref}[model.model_config.kind]
+    uniforms = uniforms_clear_of_class_edges(lambda u: generate(model, mel, u, trace=True),
+                                             _uniforms(model, N_FRAMES * model.feature_config.hop_length, 7))
     reference = make_engine(model, "reference")
     return mel, g, uniforms, reference.generate(g, uniforms)
 
@@ -96,13 +106,14 @@ def test_generate_gives_the_reference_samples_and_reports_progress(model, case):
 def test_streaming_equals_generate(model, case, cuts):
     """Mel pushed in pieces (cuts: frames pushed so far after each push) through the stream over the engine's
     advance: the samples of one generate call, with the same seed."""
-    mel, _, _, _ = case
+    mel, _, uniforms, _ = case
     for label, engine in _engines(model):
         if not engine.streams:
             with pytest.raises(ValueError, match="streaming is not available"):
                 Stream(engine, model, seed=7)
             continue
-        want = engine.generate(conditioning(model, mel), draw_uniforms(mel.shape[0] * engine.hop, 7))
+        assert engine.uniform_columns == uniforms.shape[1], label
+        want = engine.generate(conditioning(model, mel), _uniforms(model, mel.shape[0] * engine.hop, 7))
         stream, pieces, at = Stream(engine, model, seed=7), [], 0
         for cut in cuts:
             pieces.append(stream.push(mel[at:cut]))

@@ -1,7 +1,7 @@
 """pywavernn.engines: every backend behind one interface, and the stream built on it.
 
 What it is: the engines (base.py: the `Engine` protocol; reference.py: the NumPy reference; cpu.py: the C engine;
-subscale.py: the Subscale C engine; cuda.py: the CUDA engine) and stream.py (streaming vocoding over any engine
+subscale.py: the Subscale C engine; fused.py: the Fused Subscale 2x C engine; cuda.py: the CUDA engine) and stream.py (streaming vocoding over any engine
 that streams). `make_engine` picks the engine for a model and a backend name; it is the only place that knows
 which class serves which (backend, model kind), so `pywavernn.Vocoder` and the stream never branch on either.
 What it is not: input validation of the public API (pywavernn/vocoder.py does it) or the maths (reference/).
@@ -22,14 +22,20 @@ BACKENDS = ("cpu", "reference", "cuda")
 
 def make_engine(model: Model, backend: str = "cpu", *, weights: str = "fp32", threads: int = 1, exact: bool = False,
                 isa: str | None = None) -> Engine:
-    """The engine of `backend` for this model (plain or subscale). weights, threads, exact and isa configure the
-    cpu backend (see pywavernn.Vocoder). ValueError for an unknown backend, or 'cuda' where it cannot run (saying
-    why). The compiled and CUDA modules are imported only when asked for."""
-    subscale = model.model_config.subscale_factor > 1
+    """The engine of `backend` for this model (ModelConfig.kind: plain, subscale or fused). weights, threads, exact
+    and isa configure the cpu backend (see pywavernn.Vocoder). ValueError for an unknown backend, or 'cuda' where it
+    cannot run (saying why). The compiled and CUDA modules are imported only when asked for."""
+    kind = model.model_config.kind if isinstance(model, Model) else "plain"  # the engines refuse a non-Model
+    subscale = kind == "subscale"
     if backend == "reference":
-        from pywavernn.engines.reference import ReferenceEngine, SubscaleReferenceEngine
+        from pywavernn.engines.reference import FusedReferenceEngine, ReferenceEngine, SubscaleReferenceEngine
 
-        return SubscaleReferenceEngine(model) if subscale else ReferenceEngine(model)
+        return {"plain": ReferenceEngine, "subscale": SubscaleReferenceEngine,
+                "fused": FusedReferenceEngine}[kind](model)
+    if backend == "cpu" and kind == "fused":
+        from pywavernn.engines.fused import FusedEngine
+
+        return FusedEngine(model, weights=weights, threads=threads, exact=exact, isa=isa)
     if backend == "cpu" and subscale:
         from pywavernn.engines.subscale import SubscaleEngine
 

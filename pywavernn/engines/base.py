@@ -1,12 +1,13 @@
 """The engine interface: what `pywavernn.Vocoder` and the stream talk to, and what every backend implements.
 
-What it is: `Engine`, the protocol (an abstract base class) met by the NumPy reference (plain and subscale,
-pywavernn/engines/reference.py), the C engines (pywavernn/engines/cpu.py, pywavernn/engines/subscale.py) and the
-CUDA engine (pywavernn/engines/cuda.py). An engine is one model prepared for one backend: immutable after
-construction and shareable between threads, with everything that belongs to one utterance in the state object
-`new_state()` returns. The frame-rate conditioning g (F, 3H) is computed once, by the caller
-(pywavernn.conditioning.conditioning), and handed in; randomness is an input, uniforms (T, 2) float32
-(docs/format.md §4), so every backend can be compared with every other sample for sample.
+What it is: `Engine`, the protocol (an abstract base class) met by the NumPy reference (plain, subscale and fused,
+pywavernn/engines/reference.py), the C engines (pywavernn/engines/cpu.py, subscale.py, fused.py) and the CUDA
+engine (pywavernn/engines/cuda.py). An engine is one model prepared for one backend: immutable after construction
+and shareable between threads, with everything that belongs to one utterance in the state object `new_state()`
+returns. The frame-rate conditioning g (F, 3H) is computed once, by the caller
+(pywavernn.conditioning.conditioning), and handed in; randomness is an input, uniforms (T, C) float32 with C =
+`engine.uniform_columns` (2: coarse and fine, docs/format.md §4; 4: the fused model's nibbles, §12), so every
+backend can be compared with every other sample for sample.
 
     state = engine.new_state()                       # a fresh utterance; state.t = samples returned so far
     samples = engine.generate(g, uniforms)           # int16 (T,), the whole utterance (progress=callback optional)
@@ -19,7 +20,8 @@ network's samples; `Vocoder` and the stream, which every backend goes through, f
 (pywavernn.features.check_mel, done by Vocoder and the stream before the conditioning).
 
 Tests: `python -m pytest tests/test_engines.py -q` (the conformance suite over every backend present), plus each
-engine's own tests (tests/test_engine.py, tests/test_subscale_engine.py, tests/test_cuda.py).
+engine's own tests (tests/test_engine.py, tests/test_subscale_engine.py, tests/test_fused_engine.py,
+tests/test_cuda.py).
 Letters: H hidden units, F frames, hop samples per frame, T samples.
 """
 
@@ -42,6 +44,7 @@ class Engine(abc.ABC):
 
     backend: str = ""  # "reference", "cpu" or "cuda": what Vocoder(backend=...) names
     streams: bool = False  # whether advance() is implemented (Vocoder.stream needs it)
+    uniform_columns: int = 2  # uniforms per sample: 2 (coarse, fine), 4 for the fused model's nibbles (§12)
     model_config: ModelConfig
     hop: int  # samples per frame of g
 
@@ -53,12 +56,12 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def generate(self, cond: np.ndarray, uniforms: np.ndarray, state: Any = None, *,
                  progress: Progress | None = None) -> np.ndarray:
-        """Samples of the utterance whose conditioning is cond (F, 3H) float32, drawn with uniforms (T, 2) float32
-        in [0, 1) (coarse, fine per sample): int16 (T,).
+        """Samples of the utterance whose conditioning is cond (F, 3H) float32, drawn with uniforms (T, C) float32
+        in [0, 1) (C = uniform_columns: coarse, fine per sample; a fused model's four nibbles): int16 (T,).
 
         state None (the usual) generates samples 0 .. T - 1 of a fresh utterance, T = F * hop for the whole of it.
         Plain engines also continue a state from new_state() (samples state.t .. state.t + T - 1, advancing it;
-        successive calls give the samples of one call); engines whose loop runs whole utterances (subscale, CUDA)
+        successive calls give the samples of one call); engines whose loop runs whole utterances (subscale, fused, CUDA)
         take only a fresh state and T = F * hop, and say so. progress(n_done) is called as samples are done, at
         least once, after the last.
         """
@@ -66,7 +69,8 @@ class Engine(abc.ABC):
     @abc.abstractmethod
     def nll(self, cond: np.ndarray, audio_int16: np.ndarray) -> float:
         """Teacher-forced negative log-likelihood (docs/format.md §5) of audio_int16 (F * hop,) given its
-        conditioning cond (F, 3H), in bits per 16-bit sample: the mean of -log2 P(c_t) - log2 P(f_t | c_t)."""
+        conditioning cond (F, 3H), in bits per 16-bit sample: the mean of -log2 P(c_t) - log2 P(f_t | c_t) (of
+        the four nibbles' -log2 P for a fused model)."""
 
     def advance(self, state: Any, cond: np.ndarray, cond_first: int, n_frames: int | None,
                 draw: Draw) -> np.ndarray:
@@ -75,7 +79,7 @@ class Engine(abc.ABC):
 
         cond (rows, 3H): the final conditioning of frames cond_first .. cond_first + rows - 1, from at least frame
         state.t // hop (earlier frames may be dropped between calls). n_frames: the utterance's length in frames
-        once known (then cond reaches its last frame), else None. draw(n) -> float32 (n, 2): the uniforms of the
+        once known (then cond reaches its last frame), else None. draw(n) -> float32 (n, C): the uniforms of the
         next n samples in true time, each drawn once, in order (an engine may draw ahead of what it returns).
         Over any sequence of calls ending with n_frames given, the samples returned are those of one generate().
         """

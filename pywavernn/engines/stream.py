@@ -100,7 +100,7 @@ class Stream:
         self._g = np.concatenate([self._g, g_new])
 
     def _draw(self, n: int) -> np.ndarray:
-        return self._rng.random((n, 2), dtype=np.float32)
+        return self._rng.random((n, self._engine.uniform_columns), dtype=np.float32)
 
     def _advance(self, g_ready: int, final: bool) -> np.ndarray:
         self._extend_conditioning(g_ready)
