@@ -72,14 +72,15 @@ def case(request):
 
 # --- the gate-input kernel ----------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("n_in, j0, j1", [(8, 0, 64), (11, 8, 13), (9, 3, 35), (1, 0, 0)])
+@pytest.mark.parametrize("n_in, j0, j1", [(8, 0, 64), (11, 8, 13), (9, 3, 35), (10, 16, 32), (1, 0, 0), (14, 5, 60),
+                                          (17, 1, 63)])
 def test_gate_input_kernel_sums_the_columns_in_order_on_every_isa(n_in, j0, j1):
     """gru_input_cols (c/pwr_kernels.h) gives, bit for bit on every ISA, the float32 operations of the spec's gate
     input (pywavernn.reference.fused.part_input_projection_ref): the columns left to right, then the interpolated
     conditioning; rows outside the unit range are untouched."""
     hidden, rng = 64, np.random.default_rng(n_in)
-    w_t = rng.standard_normal((11, 3 * hidden)).astype(np.float32)
-    x = fused.NIBBLE_INPUT[rng.integers(0, 16, 11)]
+    w_t = rng.standard_normal((17, 3 * hidden)).astype(np.float32)
+    x = fused.NIBBLE_INPUT[rng.integers(0, 16, 17)]
     g0, g1 = rng.standard_normal((2, 3 * hidden)).astype(np.float32)
     a = np.float32(7) / np.float32(20)
     rows = (np.arange(3)[:, None] * hidden + np.arange(j0, j1)).ravel()

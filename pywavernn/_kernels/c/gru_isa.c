@@ -276,34 +276,70 @@ void PWR_FN(gru_input_t)(const float *w_in_t, const float *x3, int with_x2, cons
     }
 }
 
-/* The fused model's gate input (pwr_kernels.h: pwr_gru_input_cols_fn). The AVX2 copy does the scalar body's
- * operations lane by lane (a multiply, then an add: no FMA), so every ISA gives the same bits. */
-void PWR_FN(gru_input_cols)(const float *w_t, int32_t n_in, const float *x, const float *g0, const float *g1,
-                            float a, float *gi, int32_t H, int32_t j0, int32_t j1) {
+/* The fused model's gate input (pwr_kernels.h: pwr_gru_input_cols_fn). Every copy does the scalar body's operations
+ * per row (a multiply, then an add: no FMA), so every ISA gives the same bits. The AVX2 copy runs 16 rows at a time
+ * in two independent chains (each a serial chain of n_in adds) and, for the column counts the fused loop uses
+ * (8 .. 11), a body with n_in a constant: the columns unrolled, x broadcast once into registers. */
+PWR_INLINE void input_cols_rows_scalar(const float *w_t, size_t ld, int32_t n_in, const float *x, const float *g0,
+                                       const float *g1, float a, float *gi, int32_t r, int32_t end) {
+    for (; r < end; r++) {
+        float v = x[0] * w_t[r];
+        for (int32_t c = 1; c < n_in; c++) {
+            const float term = x[c] * w_t[(size_t)c * ld + r]; /* rounded on its own: never contracted */
+            v = v + term;
+        }
+        gi[r] = v + (g0[r] + a * (g1[r] - g0[r]));
+    }
+}
+
+#if defined(PWR_ISA_AVX2) && PWR_ISA_AVX2
+PWR_INLINE __m256 input_cols_8(const float *w_t, size_t ld, const int n_in, const __m256 *xv, const float *g0,
+                               const float *g1, __m256 av, int32_t r) {
+    __m256 v = _mm256_mul_ps(xv[0], _mm256_loadu_ps(w_t + r));
+    for (int c = 1; c < n_in; c++) v = _mm256_add_ps(v, _mm256_mul_ps(xv[c], _mm256_loadu_ps(w_t + (size_t)c * ld + r)));
+    const __m256 c0 = _mm256_loadu_ps(g0 + r);
+    return _mm256_add_ps(v, _mm256_add_ps(c0, _mm256_mul_ps(av, _mm256_sub_ps(_mm256_loadu_ps(g1 + r), c0))));
+}
+
+PWR_INLINE void input_cols_avx2(const float *w_t, const int n_in, const float *x, const float *g0, const float *g1,
+                                float a, float *gi, int32_t H, int32_t j0, int32_t j1) {
     const size_t ld = 3 * (size_t)H;
+    const __m256 av = _mm256_set1_ps(a);
+    __m256 xv[16];
+    for (int c = 0; c < n_in && c < 16; c++) xv[c] = _mm256_set1_ps(x[c]);
     for (int32_t gate = 0; gate < 3; gate++) {
         int32_t r = gate * H + j0;
         const int32_t end = gate * H + j1;
-#if defined(PWR_ISA_AVX2) && PWR_ISA_AVX2
-        const __m256 av = _mm256_set1_ps(a);
-        for (; r + 8 <= end; r += 8) {
-            __m256 v = _mm256_mul_ps(_mm256_set1_ps(x[0]), _mm256_loadu_ps(w_t + r));
-            for (int32_t c = 1; c < n_in; c++)
-                v = _mm256_add_ps(v, _mm256_mul_ps(_mm256_set1_ps(x[c]), _mm256_loadu_ps(w_t + (size_t)c * ld + r)));
-            const __m256 c0 = _mm256_loadu_ps(g0 + r);
-            const __m256 q = _mm256_add_ps(c0, _mm256_mul_ps(av, _mm256_sub_ps(_mm256_loadu_ps(g1 + r), c0)));
-            _mm256_storeu_ps(gi + r, _mm256_add_ps(v, q));
+        for (; r + 16 <= end; r += 16) {
+            const __m256 v0 = input_cols_8(w_t, ld, n_in, xv, g0, g1, av, r);
+            const __m256 v1 = input_cols_8(w_t, ld, n_in, xv, g0, g1, av, r + 8);
+            _mm256_storeu_ps(gi + r, v0);
+            _mm256_storeu_ps(gi + r + 8, v1);
         }
+        for (; r + 8 <= end; r += 8) _mm256_storeu_ps(gi + r, input_cols_8(w_t, ld, n_in, xv, g0, g1, av, r));
+        input_cols_rows_scalar(w_t, ld, n_in, x, g0, g1, a, gi, r, end);
+    }
+}
 #endif
-        for (; r < end; r++) {
-            float v = x[0] * w_t[r];
-            for (int32_t c = 1; c < n_in; c++) {
-                const float term = x[c] * w_t[(size_t)c * ld + r]; /* rounded on its own: never contracted */
-                v = v + term;
-            }
-            gi[r] = v + (g0[r] + a * (g1[r] - g0[r]));
+
+void PWR_FN(gru_input_cols)(const float *w_t, int32_t n_in, const float *x, const float *g0, const float *g1,
+                            float a, float *gi, int32_t H, int32_t j0, int32_t j1) {
+#if defined(PWR_ISA_AVX2) && PWR_ISA_AVX2
+    switch (n_in) { /* a constant n_in lets the compiler unroll the columns and keep x in registers */
+    case 8: input_cols_avx2(w_t, 8, x, g0, g1, a, gi, H, j0, j1); return;
+    case 9: input_cols_avx2(w_t, 9, x, g0, g1, a, gi, H, j0, j1); return;
+    case 10: input_cols_avx2(w_t, 10, x, g0, g1, a, gi, H, j0, j1); return;
+    case 11: input_cols_avx2(w_t, 11, x, g0, g1, a, gi, H, j0, j1); return;
+    default:
+        if (n_in <= 16) {
+            input_cols_avx2(w_t, n_in, x, g0, g1, a, gi, H, j0, j1);
+            return;
         }
     }
+#endif
+    const size_t ld = 3 * (size_t)H;
+    for (int32_t gate = 0; gate < 3; gate++)
+        input_cols_rows_scalar(w_t, ld, n_in, x, g0, g1, a, gi, gate * H + j0, gate * H + j1);
 }
 
 int PWR_FN(sample_softmax)(const float *logits, float u, float *cdf, int exact) {
