@@ -286,16 +286,25 @@ def test_bad_input_is_a_clear_error():
         engine.nll(g, np.zeros(101, np.int16))
     with pytest.raises(TypeError, match="audio_int16: expected an int16"):
         engine.nll(g, np.zeros(100, np.float32))
+    draw = lambda n: draw_uniforms(n, 0, 4)  # noqa: E731
     state = engine.new_state()
     engine.generate(g, uniforms, state)
     with pytest.raises(ValueError, match="state"):
         engine.generate(g, uniforms, state)
     with pytest.raises(ValueError, match="state"):
-        engine.advance(state, g, 0, 5, lambda n: draw_uniforms(n, 0, 4))
+        engine.advance(state, g, 0, 5, draw)
     with pytest.raises(ValueError, match="n_frames"):  # the end known: cond must reach it
-        engine.advance(engine.new_state(), g[:3], 0, 5, lambda n: draw_uniforms(n, 0, 4))
+        engine.advance(engine.new_state(), g[:3], 0, 5, draw)
     with pytest.raises(ValueError, match=r"draw\(n\): expected shape"):  # a draw of the plain model's 2 columns
         engine.advance(engine.new_state(), g, 0, 5, lambda n: draw_uniforms(n, 0))
+    for field, value in (("_st", np.array([-1, 0, 0])), ("_st", np.array([0, 70000, 0])),
+                         ("t", 7), ("h", np.zeros(63, np.float32)), ("h", np.zeros(64, np.float64))):
+        tampered = engine.new_state()  # a state edited by hand: refused before C could write out of its buffers
+        setattr(tampered, field, value)
+        with pytest.raises((TypeError, ValueError), match="state"):
+            engine.advance(tampered, g, 0, None, draw)
+        with pytest.raises((TypeError, ValueError), match="state"):
+            engine.generate(g, uniforms, tampered)
     with pytest.raises(ValueError, match="FusedEngine runs the Fused"):
         FusedEngine(random_model(ModelConfig(hidden_size=64, out_hidden=32, cond_channels=16, n_mels=12)))
     with pytest.raises(ValueError, match="weights"):

@@ -176,6 +176,26 @@ class FusedEngine(Engine):
                              f"{audio.shape}")
         return np.ascontiguousarray(audio)
 
+    def _check_state(self, state, fresh: bool) -> FusedState:
+        """A FusedState of this engine whose arrays the C loop may write: h float32 (H,), [step >= 0, two unsigned
+        16-bit samples], t <= the first sample its next step may generate (what keeps every write in its buffers);
+        fresh: nothing generated yet (generate's precondition)."""
+        ok = (isinstance(state, FusedState) and not state.done and isinstance(state.t, (int, np.integer))
+              and isinstance(state._st, np.ndarray) and state._st.dtype == np.int64 and state._st.shape == (3,)
+              and state._st.flags.c_contiguous and state._st.flags.writeable)
+        if ok:
+            step = int(state._st[0])
+            ok = (step >= 0 and 0 <= state._st[1] <= 0xFFFF and 0 <= state._st[2] <= 0xFFFF
+                  and 0 <= state.t <= first_pending(step) and (not fresh or (step == 0 and state.t == 0)))
+        if not ok:
+            want = "a fresh FusedState from new_state() (generate runs a whole utterance; advance() continues one)" \
+                if fresh else "a FusedState from new_state() not used by generate()"
+            raise ValueError(f"state: expected {want}, found {describe(state)}")
+        check_f32("state.h", state.h, (self.hidden,), writable=True)
+        if not np.isfinite(state.h).all():
+            raise ValueError("state.h: expected finite values")
+        return state
+
     def _run(self, g, g_first: int, total: int, t_first: int, state: FusedState, n_end: int, *, uniforms=None,
              audio=None, out=None, nll=None, trace=None) -> None:
         """Steps [state.step, n_end) in C; every argument checked by the caller (rows of the io arrays from t_first
@@ -202,11 +222,9 @@ class FusedEngine(Engine):
         new_state() (marked done: t = T); to generate in pieces, stream. progress(n_done) after every
         PROGRESS_STEPS steps (the samples are the same).
         """
-        if state is not None and not (isinstance(state, FusedState) and state.t == 0 and state.step == 0
-                                      and not state.done):
-            raise ValueError(f"state: generate() takes None or a fresh FusedState from new_state() (a whole "
-                             f"utterance; advance() continues one), found {describe(state)}")
-        out = self._generate(g, uniforms, state or self.new_state(), progress, None)
+        if state is not None:
+            self._check_state(state, fresh=True)
+        out = self._generate(g, uniforms, state if state is not None else self.new_state(), progress, None)
         if state is not None:
             state.t, state.done = out.shape[0], True
         return out
@@ -263,9 +281,7 @@ class FusedEngine(Engine):
                 draw: Draw) -> np.ndarray:
         """Engine.advance: run the steps whose samples have final conditioning (all of them once n_frames is known)
         and return the samples that became final, in true-time order (see the module docstring)."""
-        if not isinstance(state, FusedState) or state.done:
-            raise ValueError(f"state: expected a FusedState from new_state() not used by generate(), found "
-                             f"{describe(state)}")
+        self._check_state(state, fresh=False)
         if not isinstance(cond, np.ndarray) or cond.ndim != 2:
             raise TypeError(f"cond: expected a float32 array (rows, {3 * self.hidden}), found {describe(cond)}")
         if isinstance(cond_first, (bool, np.bool_)) or not isinstance(cond_first, (int, np.integer)) or cond_first < 0:
@@ -293,7 +309,10 @@ class FusedEngine(Engine):
             more = draw(last + 1 - have)
             more = self._check_uniforms(more, last + 1 - have, "draw(n)")
             state.uniforms = np.concatenate([state.uniforms, more])
+        self._check_uniforms(state.uniforms, state.uniforms.shape[0], "state.uniforms")
         out = np.empty(last + 1 - state.t, np.int16)
+        if state.pending.shape[0] > out.shape[0]:
+            raise ValueError(f"state.pending: expected at most {out.shape[0]} samples, found {describe(state.pending)}")
         out[:state.pending.shape[0]] = state.pending  # generated before; the C loop writes only the new samples
         self._run(cond, int(cond_first), total, state.t, state, n_end, uniforms=state.uniforms, out=out)
         done = min(first_pending(n_end), last + 1) - state.t
