@@ -172,5 +172,6 @@ class Vocoder:
 
     def __repr__(self) -> str:
         c = self.model_config
-        return (f"Vocoder(H={c.hidden_size}, block={c.block_shape}, backend={self.backend!r}, "
+        kind = "" if c.kind == "plain" else f"kind={c.kind!r}, "
+        return (f"Vocoder({kind}H={c.hidden_size}, block={c.block_shape}, backend={self.backend!r}, "
                 f"weights={self.weights!r}, threads={self.threads})")

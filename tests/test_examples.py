@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
@@ -107,3 +108,8 @@ def test_export_random_model(tmp_path):
     path = tmp_path / "random.safetensors"
     run_example("export_random_model.py", path, "--hidden", 32, cwd=tmp_path)
     assert pywavernn.load_model(path).model_config.hidden_size == 32
+    fused = tmp_path / "fused.safetensors"  # issue 27: the example writes a random fused 2x model that vocodes
+    run_example("export_random_model.py", fused, "--hidden", 32, "--fused", cwd=tmp_path)
+    vocoder = pywavernn.Vocoder(fused)
+    assert vocoder.model_config.kind == "fused" and "kind='fused'" in repr(vocoder)
+    assert vocoder.vocode(np.zeros((3, 80), np.float32) - 5).shape == (3 * vocoder.hop_length,)
