@@ -12,7 +12,7 @@ on odd rounds) for one step, and the time is the wall time until all its ranks a
     scan 1t       the hand-written-backward GRU (training/fast_gru.py) in float32, one thread, allocator tuned
     scan-bf16 1t  the same with bf16 products (only where the CPU has bf16 units)
     fast          the fast trainer as the campaign runs it: `torchrun --nproc_per_node R` ranks of one thread,
-                  gru_impl "auto", allocator tuned (training.train.keep_freed_memory), DistributedDataParallel
+                  gru_impl "auto", allocator tuned (training.heap.keep_freed_memory), DistributedDataParallel
                   over gloo; each rank takes batch_size / R windows, so the global batch (and the optimisation)
                   is the config's
 
@@ -55,14 +55,14 @@ def _worker(spec: dict) -> None:
     """One rank of a candidate: build the model and a fixed batch, then answer "step" with "done" and "loss"
     with the loss of the shared batch (before any step), until stdin closes."""
     if spec["allocator"]:
-        from training.train import keep_freed_memory
+        from training.heap import keep_freed_memory
         keep_freed_memory()
     import numpy as np
     import torch
 
     from training.config import TrainConfig
     from training.losses import loss_module
-    from training.train import build_net
+    from training.nets import build_net
 
     if spec["threads"]:
         torch.set_num_threads(spec["threads"])

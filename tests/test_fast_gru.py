@@ -18,7 +18,7 @@ torch = pytest.importorskip("torch", reason="training needs the train extra (tor
 from training.config import TrainConfig  # noqa: E402
 from training.fast_gru import extension, gru_scan  # noqa: E402
 from training.losses import ScanWindowedNLL, WindowedNLL, loss_module  # noqa: E402
-from training.train import build_net  # noqa: E402
+from training.nets import build_net  # noqa: E402
 
 from pathlib import Path  # noqa: E402
 

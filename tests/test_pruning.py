@@ -18,12 +18,11 @@ torch = pytest.importorskip("torch")
 from pywavernn.config import FeatureConfig, ModelConfig  # noqa: E402
 from pywavernn.modelfile import load_model  # noqa: E402
 from training.export import export_model  # noqa: E402
-from training.model import WaveRNN  # noqa: E402
+from training.model import OUTPUT_PARAMETERS, RECURRENT_PARAMETER, WaveRNN  # noqa: E402
 from training.pruning import (  # noqa: E402
     Pruner, block_keep_mask, block_scores, check_schedule, gradual_sparsity, resolve_targets, subscale_conv_targets,
     wavernn_targets,
 )
-from training.train import OUTPUT_PARAMS, RECURRENT_PARAM  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -39,7 +38,7 @@ def make_net(seed=0) -> WaveRNN:
 
 def make_pruner(net, sparsities, t0=0, duration=4, prune_every=1, block=(4, 4)) -> Pruner:
     params = dict(net.named_parameters())
-    targets = wavernn_targets(params, H, sparsities, RECURRENT_PARAM, OUTPUT_PARAMS)
+    targets = wavernn_targets(params, H, sparsities, RECURRENT_PARAMETER, OUTPUT_PARAMETERS)
     return Pruner(params, targets, t0, duration, prune_every, block)
 
 
@@ -128,12 +127,12 @@ def test_block_that_does_not_divide_is_a_value_error():
 def test_masks_only_shrink():
     net = make_net()
     pruner = make_pruner(net, {"gru.R_u": 0.75, "gru.R_r": 0.75, "gru.R_e": 0.75}, t0=0, duration=6)
-    previous = pruner.masks[RECURRENT_PARAM].clone()
+    previous = pruner.masks[RECURRENT_PARAMETER].clone()
     for step in range(1, 8):
         with torch.no_grad():  # disturb the weights so a fresh ranking alone could revive pruned blocks
             net.gru.weight_hh_l0.add_(torch.randn_like(net.gru.weight_hh_l0))
         pruner.update(step)
-        mask = pruner.masks[RECURRENT_PARAM]
+        mask = pruner.masks[RECURRENT_PARAMETER]
         assert not (mask & ~previous).any(), f"step {step}: a pruned weight came back"
         previous = mask.clone()
     assert pruner.mask_sparsity() == {"gru.R_u": 0.75, "gru.R_r": 0.75, "gru.R_e": 0.75}
@@ -208,7 +207,7 @@ def test_adam_would_revive_pruned_weights_without_the_pruner():
     opt.zero_grad()
     net.nll_bits(mel, audio).backward()
     opt.step()  # no mask_gradients, no update: the first step's momentum still moves pruned weights
-    pruned = ~pruner.masks[RECURRENT_PARAM]
+    pruned = ~pruner.masks[RECURRENT_PARAMETER]
     assert net.gru.weight_hh_l0[pruned].abs().max() > 0
 
 

@@ -37,9 +37,10 @@ from pywavernn.modelfile import load_model  # noqa: E402
 from training import data as tdata  # noqa: E402
 from training.config import TrainConfig  # noqa: E402
 from training.model import WaveRNN  # noqa: E402
-from training.train import (  # noqa: E402
-    WindowedNLL, load_checkpoint, main, params_digest, save_checkpoint, train,
-)
+from training.checkpoint import load_checkpoint, params_digest, save_checkpoint  # noqa: E402
+from training.cli import main  # noqa: E402
+from training.losses import WindowedNLL  # noqa: E402
+from training.trainer import train  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -433,19 +434,19 @@ def _log_columns(path: Path) -> list[tuple]:
 # A training process that SIGKILLs itself right after writing the log row of step KILL_AT: after the checkpoint of
 # step 4 (checkpoint_every 4) and before that of step 8, with a row in log.csv that the checkpoint does not cover.
 # The point is fixed by the run's own progress, not by a timer, so the test is deterministic; the kill is as abrupt
-# as an outside one (no handler runs, nothing is flushed). It wraps training.train.CsvLog.write from outside:
-# training/train.py has no hook for it.
+# as an outside one (no handler runs, nothing is flushed). It wraps training.trainer.CsvLog.write from outside:
+# training/trainer.py has no hook for it.
 KILL_AT = 6
 SELF_KILLING_TRAINER = f"""
 import os, signal, sys
-from training import train
-write = train.CsvLog.write
+from training import cli, trainer
+write = trainer.CsvLog.write
 def write_then_die(self, row):
     write(self, row)
     if row["step"] == {KILL_AT}:
         os.kill(os.getpid(), signal.SIGKILL)
-train.CsvLog.write = write_then_die
-sys.exit(train.main(sys.argv[1:]))
+trainer.CsvLog.write = write_then_die
+sys.exit(cli.main(sys.argv[1:]))
 """
 
 
@@ -649,7 +650,7 @@ def test_heap_settings_keep_and_release_memory():
     elsewhere: after a large block is freed under the kept-memory settings, a trim hands its pages back. In a
     subprocess, so the allocator settings do not outlive the test."""
     code = ("import torch\n"
-            "from training.train import keep_freed_memory, release_free_memory\n"
+            "from training.heap import keep_freed_memory, release_free_memory\n"
             "kept = keep_freed_memory()\n"
             "big = torch.ones(16 * 1024 * 1024)\n"  # 64 MB from the heap (mmap is off under the kept settings)
             "del big\n"

@@ -1,5 +1,5 @@
 """Tests of the PyTorch Fused Subscale WaveRNN 2x twin (training/fused_model.py, docs/format.md §12) and of training
-it through training.train.
+it through training.trainer.
 
 What it is: parity of the twin with the NumPy reference (pywavernn/reference/fused.py) -- teacher-forced logits
 within TOL = 1e-4 (measured: ~3e-6; the twin sums the 14 inputs and the conditioning in a matmul, the reference
@@ -35,12 +35,15 @@ from pywavernn.config import FeatureConfig, ModelConfig  # noqa: E402
 from pywavernn.reference import fused as rf  # noqa: E402
 from pywavernn.testing import uniforms_clear_of_class_edges  # noqa: E402
 from training import data as tdata  # noqa: E402
-from training import train as ttrain  # noqa: E402
+from training import trainer as ttrainer  # noqa: E402
+from training.checkpoint import load_checkpoint  # noqa: E402
+from training.cli import main  # noqa: E402
 from training.config import TrainConfig  # noqa: E402
 from training.fused_model import HISTORY, FusedWaveRNN  # noqa: E402
-from training.losses import FusedWindowedNLL, loss_module  # noqa: E402
+from training.losses import FusedWindowedNLL, batch_inputs, loss_module  # noqa: E402
+from training.nets import build_net, history_samples  # noqa: E402
 from training.pruning import Pruner, resolve_targets  # noqa: E402
-from training.train import load_checkpoint, main, train  # noqa: E402
+from training.trainer import train  # noqa: E402
 
 TOL = 1e-4
 REPO = Path(__file__).resolve().parent.parent
@@ -327,7 +330,7 @@ def test_fused_small_config():
     assert (cfg.window_frames * cfg.features.hop_length) % 2 == 0
     z = cfg.pruning.sparsities_for("fused")
     assert z["gru.R_u"] > 0 and z["fused.O1"] > 0 and z["fused.O2"] > 0
-    assert isinstance(ttrain.build_net(cfg), FusedWaveRNN)
+    assert isinstance(build_net(cfg), FusedWaveRNN)
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg
     assert isinstance(loss_module(FusedWaveRNN(model_config()), "auto"), FusedWindowedNLL)
 
@@ -391,17 +394,17 @@ class Interrupted(Exception):
 @pytest.mark.slow
 def test_interrupted_run_resumes_bit_identical(tmp_path, speech_dir, cache_dir, uninterrupted_run, monkeypatch):
     out = tmp_path / "run"
-    real_save = ttrain.save_checkpoint
+    real_save = ttrainer.save_checkpoint
 
     def save_then_die(path, state):
         real_save(path, state)
         if state["step"] == INTERRUPT_AT:
             raise Interrupted
 
-    monkeypatch.setattr(ttrain, "save_checkpoint", save_then_die)
+    monkeypatch.setattr(ttrainer, "save_checkpoint", save_then_die)
     with pytest.raises(Interrupted):
         train(pruned_config(), speech_dir, out, cache_dir=cache_dir, progress=False)
-    monkeypatch.setattr(ttrain, "save_checkpoint", real_save)
+    monkeypatch.setattr(ttrainer, "save_checkpoint", real_save)
     assert load_checkpoint(out / "checkpoint.pt")["step"] == INTERRUPT_AT
     assert train(None, speech_dir, out, resume=True, cache_dir=cache_dir, progress=False)["step"] == STEPS
     a, b = load_checkpoint(uninterrupted_run / "checkpoint.pt"), load_checkpoint(out / "checkpoint.pt")
@@ -449,15 +452,15 @@ def test_fast_recurrence_trains(tmp_path, speech_dir, cache_dir):
 
 def test_window_batches_carry_the_fused_history(speech_dir, cache_dir):
     cfg = fused_config()
-    assert ttrain.history_samples(cfg) == HISTORY
+    assert history_samples(cfg) == HISTORY
     utt = tdata.FeatureCache(cache_dir, FEATURES).load(speech_dir / "utt1.wav")
     batch = tdata.WindowSet([utt], FEATURES.hop_length, cfg.window_frames, cfg.model.cond_lookahead,
                             HISTORY).batch(np.array([0, 5]))
     assert batch.prev.shape == (2, HISTORY) and np.all(batch.prev[0] == 0)
     np.testing.assert_array_equal(batch.prev[1], utt.audio[5 * FEATURES.hop_length - HISTORY:5 * FEATURES.hop_length])
-    net = ttrain.build_net(cfg)
+    net = build_net(cfg)
     with torch.no_grad():
-        bits = float(loss_module(net, cfg.gru_impl)(*ttrain.batch_inputs(batch, torch.device("cpu"))))
+        bits = float(loss_module(net, cfg.gru_impl)(*batch_inputs(batch, torch.device("cpu"))))
     assert 8.0 < bits < 20.0  # an untrained model: about 16 bits (4 x 4) per sample
 
 

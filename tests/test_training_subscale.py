@@ -24,15 +24,13 @@ import pywavernn
 from pywavernn import fold
 from pywavernn.modelfile import load_model
 from training import data as tdata
-from training import train as ttrain
+from training import trainer as ttrainer
 from training.config import TrainConfig
 from training.subscale_model import SubscaleWaveRNN
-from training.train import (
-    SubscaleWindowedNLL,
-    load_checkpoint,
-    main,
-    train,
-)
+from training.checkpoint import load_checkpoint
+from training.cli import main
+from training.losses import SubscaleWindowedNLL, batch_inputs
+from training.trainer import train
 
 torch.set_num_threads(1)
 
@@ -133,7 +131,7 @@ def test_windowed_loss_is_the_models_nll_when_conditioning_is_constant(speech_di
     w, pad = cfg.window_frames, cfg.model.cond_lookahead
     batch = tdata.WindowSet([utt], HOP, w, pad).batch(np.array([0, 5]))
     with torch.no_grad():
-        windowed = SubscaleWindowedNLL(net)(*ttrain.batch_inputs(batch, torch.device("cpu")))
+        windowed = SubscaleWindowedNLL(net)(*batch_inputs(batch, torch.device("cpu")))
         direct = net.nll_bits(torch.from_numpy(batch.mel[:, :w]), torch.from_numpy(batch.audio))
     assert float(windowed) == pytest.approx(float(direct), rel=1e-5)
     assert 4.0 < float(direct) < 17.0
@@ -183,17 +181,17 @@ def test_run_is_pruned_and_logs_held_out_nll(uninterrupted_run):
 
 def test_interrupted_run_resumes_bit_identical(tmp_path, speech_dir, cache_dir, uninterrupted_run, monkeypatch):
     out = tmp_path / "run"
-    real_save = ttrain.save_checkpoint
+    real_save = ttrainer.save_checkpoint
 
     def save_then_die(path, state):
         real_save(path, state)
         if state["step"] == INTERRUPT_AT:
             raise Interrupted
 
-    monkeypatch.setattr(ttrain, "save_checkpoint", save_then_die)
+    monkeypatch.setattr(ttrainer, "save_checkpoint", save_then_die)
     with pytest.raises(Interrupted):
         train(subscale_config(), speech_dir, out, cache_dir=cache_dir, progress=False)
-    monkeypatch.setattr(ttrain, "save_checkpoint", real_save)
+    monkeypatch.setattr(ttrainer, "save_checkpoint", real_save)
     assert load_checkpoint(out / "checkpoint.pt")["step"] == INTERRUPT_AT
     result = train(None, speech_dir, out, resume=True, cache_dir=cache_dir, progress=False)
     assert result["step"] == STEPS

@@ -1,6 +1,6 @@
-"""`python -m training train|export ...`: the training command line (see training/train.py)."""
+"""`python -m training train|export ...`: the training command line (see training/cli.py)."""
 import sys
 
-from training.train import main
+from training.cli import main
 
 sys.exit(main())

@@ -4,7 +4,7 @@ What it is: frozen dataclasses (OptimConfig, PruningConfig, DataConfig, TrainCon
 training run, with `TrainConfig.from_json_file` / `to_dict` and validation that names the field and says what
 was expected. The model and feature sections are pywavernn's own ModelConfig and FeatureConfig, so the model
 file written at export carries exactly the configs training used.
-What it is not: the training loop (training/train.py) or the data pipeline (training/data.py).
+What it is not: the training loop (training/trainer.py) or the data pipeline (training/data.py).
 
 JSON layout (every section optional except where a field has no default; "comment" is free text):
 

@@ -269,7 +269,7 @@ def usable(files: Sequence[Path], statuses: Sequence[FileStatus], what: str, war
 
 @dataclass
 class Batch:
-    """N windows of W frames (NumPy; training/train.py moves them to the device).
+    """N windows of W frames (NumPy; training.losses.batch_inputs moves them to the device).
 
     mel    (N, W + 1 + 2 pad, n_mels) float32: frames [j0 - pad, j0 + W + 1 + pad) clipped to the utterance,
            left-aligned; entries past `length` are zero and unused.

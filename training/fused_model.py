@@ -5,7 +5,7 @@ whole utterances (`forward`, `nll_bits`) and over training windows (`window_nll_
 training.losses.FusedWindowedNLL calls), a free-running `generate` (one Python step per fused step, both halves
 of a stage batched; for parity tests against pywavernn.reference.fused), prune targets for training.pruning, and
 conversions to and from `pywavernn.modelfile.Model`.
-What it is not: an inference engine (pywavernn's engines), a data pipeline or a training loop (training.train).
+What it is not: an inference engine (pywavernn's engines), a data pipeline or a training loop (training.trainer).
 
 Teacher forcing. Every nibble is known, so the 14 GRU inputs of a step are known before it runs, and one GRU step
 over the whole state computes all eight parts at once: part (s, j) reads W_in's masked columns, so the current

@@ -2,10 +2,11 @@
 
 What it is: `WindowedNLL` (the plain WaveRNN through torch.nn.GRU, the readable form), `ScanWindowedNLL` (the same
 loss computed for CPU speed: the conditioning projected at frame rate, the recurrence in training.fast_gru with its
-hand-written backward, time-major throughout), `SubscaleWindowedNLL`, `FusedWindowedNLL`, and `loss_module`, which picks one for a net
-and the config's `gru_impl`. Each is an nn.Module taking (mel, crop, length, audio, prev) as
-training.train.batch_inputs makes them, so DistributedDataParallel can wrap any of them.
-What it is not: the model (training/model.py) or the loop (training/train.py).
+hand-written backward, time-major throughout), `SubscaleWindowedNLL`, `FusedWindowedNLL`, and `loss_module`, which
+picks one for a net and the config's `gru_impl` (`resolve_gru_impl`: what "auto" runs here). Each
+is an nn.Module taking (mel, crop, length, audio, prev) as `batch_inputs` makes them from a training.data.Batch, so
+DistributedDataParallel can wrap any of them.
+What it is not: the model (training/model.py) or the loop (training/trainer.py).
 
 Linear prediction (docs/format.md §11): for a net with linear_order P the plain losses compute est(t) from the
 window's past samples, the P before the window (`prev` (N, P), training/data.py) and the window's own, the same
@@ -29,6 +30,7 @@ from torch import nn
 
 from pywavernn.config import N_CLASSES
 from training.config import GRU_IMPLS
+from training.data import Batch
 from training.fast_gru import gru_scan, has_bf16_units
 from training.fused_model import HISTORY as FUSED_HISTORY
 from training.fused_model import FusedWaveRNN
@@ -42,6 +44,12 @@ MATMUL_DTYPES = {"scan": torch.float32, "scan-bf16": torch.bfloat16}  # training
 def _bytes(audio: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     u = audio.to(torch.int32) + 32768
     return (u >> 8).long(), (u & 255).long()
+
+
+def batch_inputs(batch: Batch, device: torch.device) -> tuple:
+    """A data.Batch as the loss modules' arguments (mel, crop, length, audio, prev) on `device`."""
+    return (torch.from_numpy(batch.mel).to(device), batch.crop.tolist(), batch.length.tolist(),
+            torch.from_numpy(batch.audio).to(device), torch.from_numpy(batch.prev).to(device))
 
 
 class WindowedNLL(nn.Module):

@@ -38,8 +38,9 @@ from training.subscale_model import SubscaleWaveRNN
 
 def load_net(path: str | os.PathLike) -> tuple[WaveRNN | SubscaleWaveRNN | FusedWaveRNN, str]:
     """(the PyTorch model of a checkpoint (.pt) or model file, a line saying what it is), in eval mode."""
-    from training.train import NETS, build_net, load_checkpoint
+    from training.checkpoint import load_checkpoint
     from training.config import TrainConfig
+    from training.nets import NETS, build_net
 
     path = Path(path)
     if path.suffix == ".pt":

@@ -5,7 +5,7 @@ What it is: `SubscaleWaveRNN`, an nn.Module computing exactly the model of docs/
 fused `torch.nn.GRU`), a lockstep `generate` that follows pywavernn.subscale's schedule with all active sub-tensors
 as one batch per step (for parity tests against pywavernn.reference.subscale), and conversions to and from
 `pywavernn.modelfile.Model`.
-What it is not: an inference engine, a data pipeline or a training loop (training.train drives the plain model).
+What it is not: an inference engine, a data pipeline or a training loop (training.trainer drives every model).
 
 Layout. As in training.model, the projections into the 3H gate space are fused into the GRU's input weights. The
 GRU input of sample (i, s) is [x (3), cond_features(t) (C), ctx_features(i, s) (C_x), one_hot(s) (B)] and, with
@@ -194,8 +194,8 @@ class SubscaleWaveRNN(nn.Module):
                       fine: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The teacher-forced body of `forward` from the upsampled conditioning features cond (N, T, C) and the
         bytes (N, T) int64: (logits_c, logits_f), each (N, B, P, 256) in folded order ([:, s, i] is sample
-        i * B + s; a padded last position has logits too). training.train's loss calls it with the conditioning
-        of its windows, so the two cannot drift apart."""
+        i * B + s; a padded last position has logits too). training.losses.SubscaleWindowedNLL calls it with the
+        conditioning of its windows, so the two cannot drift apart."""
         n_batch, b = coarse.shape[0], self.factor
         n_pos = fold.n_positions(coarse.shape[1], b)
         values = self._fold(self.byte_input[torch.stack([coarse, fine], dim=2)], n_pos)  # (N, B, P, 2), pad 0
