@@ -39,7 +39,7 @@ from training.config import TrainConfig  # noqa: E402
 from training.model import WaveRNN  # noqa: E402
 from training.checkpoint import load_checkpoint, params_digest, save_checkpoint  # noqa: E402
 from training.cli import main  # noqa: E402
-from training.losses import WindowedNLL  # noqa: E402
+from training.losses import WindowedNLL, resolve_gru_impl  # noqa: E402
 from training.trainer import train  # noqa: E402
 
 torch.set_num_threads(1)
@@ -531,6 +531,21 @@ def test_scan_gru_trains_the_same_model_and_a_run_may_switch_to_it(tmp_path, spe
     assert [r[0] for r in rows_a] == [r[0] for r in rows_b]
     for ra, rb in zip(rows_a[1:], rows_b[1:]):  # the first row after the resume at step 1 averages step 2 only
         assert abs(float(ra[2]) - float(rb[2])) < 1e-3, (ra, rb)  # train_bits
+
+
+def test_auto_gru_impl_is_the_scan_on_a_cpu_and_torch_on_a_cuda_device():
+    """"auto" must not pick the scan on a GPU: training.fast_gru's C++ loop takes CPU tensors only, so a CUDA run
+    of an "auto" config (training/configs/fused_small.json) failed in gru_scan. Resolved from the device name, so
+    it needs no GPU; an explicit gru_impl is left as given."""
+    cpu = resolve_gru_impl("auto", "cpu")
+    assert cpu in ("scan", "scan-bf16") and resolve_gru_impl("auto") == cpu
+    assert resolve_gru_impl("auto", torch.device("cpu")) == cpu
+    for device in ("cuda", "cuda:1", torch.device("cuda", 0)):
+        assert resolve_gru_impl("auto", device) == "torch"
+    assert resolve_gru_impl("scan", "cuda") == "scan" and resolve_gru_impl("torch", "cpu") == "torch"
+    with pytest.raises(ValueError, match="gru_impl"):
+        resolve_gru_impl("cudnn", "cuda")
+    assert TrainConfig.from_json_file(CONFIGS / "fused_small.json").gru_impl == "auto"
 
 
 def test_cli_refuses_to_overwrite_or_resume_nothing(tmp_path, speech_dir, cache_dir, uninterrupted_run, capsys):

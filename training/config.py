@@ -42,8 +42,8 @@ from training.pruning import FUSED_OUTPUT_NAMES, RECURRENT_NAMES, check_schedule
 
 SCHEDULES = ("cosine", "step", "constant")
 # How the plain model's recurrence is trained (training/losses.py): torch.nn.GRU, or training.fast_gru's scan
-# with a hand-written backward, its products in float32 or bfloat16; "auto": scan-bf16 on a CPU with bf16
-# units (training.fast_gru.has_bf16_units), else scan.
+# with a hand-written backward, its products in float32 or bfloat16; "auto": torch on a CUDA device, scan-bf16
+# on a CPU with bf16 units (training.fast_gru.has_bf16_units), else scan (training.losses.resolve_gru_impl).
 GRU_IMPLS = ("torch", "scan", "scan-bf16", "auto")
 
 

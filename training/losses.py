@@ -3,7 +3,7 @@
 What it is: `WindowedNLL` (the plain WaveRNN through torch.nn.GRU, the readable form), `ScanWindowedNLL` (the same
 loss computed for CPU speed: the conditioning projected at frame rate, the recurrence in training.fast_gru with its
 hand-written backward, time-major throughout), `SubscaleWindowedNLL`, `FusedWindowedNLL`, and `loss_module`, which
-picks one for a net and the config's `gru_impl` (`resolve_gru_impl`: what "auto" runs here). Each
+picks one for a net and the config's `gru_impl` (`resolve_gru_impl`: what "auto" runs on the net's device). Each
 is an nn.Module taking (mel, crop, length, audio, prev) as `batch_inputs` makes them from a training.data.Batch, so
 DistributedDataParallel can wrap any of them.
 What it is not: the model (training/model.py) or the loop (training/trainer.py).
@@ -235,12 +235,15 @@ class FusedWindowedNLL(WindowedNLL):
         return net.window_nll_bits(feats, audio.long() + 32768, history, self.matmul_dtype)
 
 
-def resolve_gru_impl(gru_impl: str) -> str:
-    """A config's gru_impl as run on this machine: "auto" becomes "scan-bf16" where the CPU has bf16 units and
-    "scan" elsewhere; the others are returned as they are. ValueError for an unknown name."""
+def resolve_gru_impl(gru_impl: str, device: torch.device | str = "cpu") -> str:
+    """A config's gru_impl as run on `device` of this machine: "auto" becomes "torch" on a CUDA device (the scan
+    is a CPU path: training.fast_gru's C++ loop takes CPU tensors only), and on a CPU "scan-bf16" where it has
+    bf16 units, "scan" elsewhere; the others are returned as they are. ValueError for an unknown name."""
     if gru_impl not in GRU_IMPLS:
         raise ValueError(f"gru_impl: expected one of {list(GRU_IMPLS)}, found {gru_impl!r}")
     if gru_impl == "auto":
+        if torch.device(device).type == "cuda":
+            return "torch"
         return "scan-bf16" if has_bf16_units() else "scan"
     return gru_impl
 
@@ -249,9 +252,9 @@ def loss_module(net: WaveRNN | SubscaleWaveRNN | FusedWaveRNN, gru_impl: str = "
                 input_noise: float = 0.0) -> WindowedNLL:
     """The loss module of a net: SubscaleWindowedNLL for a subscale net, FusedWindowedNLL for a fused one (its
     recurrence by gru_impl), else WindowedNLL (gru_impl "torch") or ScanWindowedNLL ("scan": float32,
-    "scan-bf16": bf16 products; "auto": see resolve_gru_impl), with input_noise (WindowedNLL.past_bytes) for
-    the plain model."""
-    gru_impl = resolve_gru_impl(gru_impl)
+    "scan-bf16": bf16 products; "auto": see resolve_gru_impl, on the device of the net's parameters), with
+    input_noise (WindowedNLL.past_bytes) for the plain model."""
+    gru_impl = resolve_gru_impl(gru_impl, next(net.parameters()).device)
     if isinstance(net, FusedWaveRNN):
         if input_noise:
             raise ValueError(f"input_noise {input_noise}: implemented for the plain model only")

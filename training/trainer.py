@@ -130,7 +130,7 @@ class Trainer:
                                    history=history_samples(cfg))  # Batch.prev: est(t)'s or the fused inputs'
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank
         self.net = build_net(cfg).to(dist.device)
-        self.gru_impl = resolve_gru_impl(cfg.gru_impl)  # what this machine runs ("auto" resolved)
+        self.gru_impl = resolve_gru_impl(cfg.gru_impl, dist.device)  # what this machine runs ("auto" resolved)
         self.module = loss_module(self.net, self.gru_impl, cfg.input_noise)
         self.pruner = make_pruner(self.net, cfg)
         o = cfg.optimiser
