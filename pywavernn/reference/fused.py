@@ -26,7 +26,8 @@ from pywavernn.common import F32, check_audio
 from pywavernn.conditioning import cond_at, conditioning_ref
 from pywavernn.fold import check_length, n_positions
 from pywavernn.modelfile import BlockSparseMatrix, Model
-from pywavernn.reference.plain import bsr_matvec_ref, gru_update_ref, matvec_ref
+from pywavernn.reference.ops import exp_ref, matvec_ref
+from pywavernn.reference.plain import gru_update_ref
 
 N_NIBBLES, NIBBLE_CLASSES, LAG = fused.N_NIBBLES, fused.NIBBLE_CLASSES, fused.LAG
 
@@ -55,31 +56,32 @@ def check_fused_uniforms(uniforms, n_samples: int) -> np.ndarray:
 
 # --- pieces of a step -----------------------------------------------------------------------------------------------
 
-def rows_matvec_ref(w: np.ndarray | BlockSparseMatrix, r0: int, r1: int, x: np.ndarray) -> np.ndarray:
-    """(w @ x)[r0:r1] computed from rows r0..r1 alone (a head's rows of the stacked fused.O1 / fused.O2); for a
-    block-sparse w the rows are whole block rows (the loader checks the block height divides them)."""
+def rows_matvec_ref(w: np.ndarray | BlockSparseMatrix, r0: int, r1: int, x: np.ndarray,
+                    bias: np.ndarray) -> np.ndarray:
+    """(bias + w x)[r0:r1] in the order of matvec_ref, computed from rows r0..r1 alone (a head's rows of the stacked
+    fused.O1 / fused.O2); for a block-sparse w the rows are whole block rows (the loader checks the block height
+    divides them)."""
     if not isinstance(w, BlockSparseMatrix):
-        return w[r0:r1] @ x
+        return matvec_ref(w[r0:r1], x, bias[r0:r1])
     bh = w.block[0]
     lo, hi = int(w.row_ptr[r0 // bh]), int(w.row_ptr[r1 // bh])
     rows = BlockSparseMatrix(shape=(r1 - r0, w.shape[1]), block=w.block, row_ptr=w.row_ptr[r0 // bh:r1 // bh + 1] - lo,
                              col_idx=w.col_idx[lo:hi], values=w.values[lo:hi])
-    return bsr_matvec_ref(rows, x)
+    return matvec_ref(rows, x, bias[r0:r1])
 
 
 def head_logits_ref(model: Model, half: int, nibble: int, y: np.ndarray) -> np.ndarray:
     """The 16 logits of head p = 4 half + nibble from its part's state y (P,): O2_p relu(O1_p y + b1_p) + b2_p."""
     k, w = model.model_config.out_hidden, model.weights
     p = fused.head_index(half, nibble)
-    hidden = np.maximum(rows_matvec_ref(w["fused.O1"], p * k, (p + 1) * k, y) + w["fused.b1"][p * k:(p + 1) * k],
-                        F32(0))
+    hidden = np.maximum(rows_matvec_ref(w["fused.O1"], p * k, (p + 1) * k, y, w["fused.b1"]), F32(0))
     c = NIBBLE_CLASSES
-    return rows_matvec_ref(w["fused.O2"], p * c, (p + 1) * c, hidden) + w["fused.b2"][p * c:(p + 1) * c]
+    return rows_matvec_ref(w["fused.O2"], p * c, (p + 1) * c, hidden, w["fused.b2"])
 
 
 def sample_nibble_ref(logits: np.ndarray, u: float) -> int:
     """§4's rule over 16 classes: p = exp(l - max l); cdf = float32 running sum; first k with cdf[k] > u cdf[15]."""
-    p = np.exp(logits - logits.max())
+    p = exp_ref(logits - logits.max())
     cdf = np.cumsum(p, dtype=F32)
     above = np.flatnonzero(cdf > F32(u) * cdf[-1])
     return int(above[0]) if above.size else NIBBLE_CLASSES - 1
@@ -114,7 +116,7 @@ def fused_step_ref(model: Model, h: np.ndarray, previous: np.ndarray, q: np.ndar
     """
     hidden = model.model_config.hidden_size
     w = model.weights
-    rh = matvec_ref(w["gru.R"], h) + w["gru.b_R"]
+    rh = matvec_ref(w["gru.R"], h, w["gru.b_R"])
     x = step_input_ref(previous)
     h_new = h.copy()
     nibbles = np.zeros((2, N_NIBBLES), np.int64)

@@ -39,45 +39,16 @@ from pywavernn import features
 from pywavernn.audio import coarse_fine_join, coarse_fine_split, scale_byte
 from pywavernn.common import F32, N_CLASSES, PREV_COARSE, PREV_FINE, check_audio, check_uniforms
 from pywavernn.conditioning import cond_at, conditioning_ref, upsample_conditioning
-from pywavernn.modelfile import BlockSparseMatrix, Model
+from pywavernn.modelfile import Model
+from pywavernn.reference.ops import exp_ref, matvec_ref, sigmoid_ref, tanh_ref
 from pywavernn.reference.prior import add_prior_ref
 
 TEACHER_FORCING_CHUNK = 2048  # samples per vectorised chunk: bounds memory at ~chunk * 3H floats
 BYTE_INPUT = scale_byte(np.arange(N_CLASSES))  # byte v -> float32(v) / 127.5 - 1, looked up per step
 
 
-# --- matrices -----------------------------------------------------------------------------------------------------
-
-def bsr_matvec_ref(m: BlockSparseMatrix, x: np.ndarray) -> np.ndarray:
-    """y = m @ x for a block-CSR matrix (docs/format.md §7); x is (N,) or (N, k) for k right-hand sides.
-
-    One block row at a time: gather the slices of x under the row's blocks and contract them with the blocks.
-    Block rows without blocks give zeros.
-    """
-    n_rows, n_cols = m.shape
-    bh, bw = m.block
-    if x.shape[0] != n_cols:
-        raise ValueError(f"bsr_matvec_ref: matrix is {n_rows} x {n_cols}, vector has {x.shape[0]} rows")
-    y = np.zeros((n_rows,) + x.shape[1:], dtype=F32)
-    within_block = np.arange(bw)
-    for i in range(n_rows // bh):
-        lo, hi = int(m.row_ptr[i]), int(m.row_ptr[i + 1])
-        if lo == hi:
-            continue
-        cols = m.col_idx[lo:hi, None] * bw + within_block  # (nb, BW) element columns of the row's blocks
-        y[i * bh:(i + 1) * bh] = np.einsum("bhw,bw...->h...", m.values[lo:hi], x[cols])
-    return y
-
-
-def matvec_ref(w: np.ndarray | BlockSparseMatrix, x: np.ndarray) -> np.ndarray:
-    """w @ x for a dense float32 matrix or a BlockSparseMatrix; x is (N,) or (N, k)."""
-    if isinstance(w, BlockSparseMatrix):
-        return bsr_matvec_ref(w, x)
-    return w @ x
-
-
-def sigmoid_ref(x: np.ndarray) -> np.ndarray:
-    return F32(1) / (F32(1) + np.exp(-x))
+# The matrix-vector products and the nonlinearities (matvec_ref, sigmoid_ref, tanh_ref, exp_ref) are
+# pywavernn/reference/ops.py: the one float32 order of docs/format.md §3a, which the C engines follow in exact mode.
 
 
 # --- one step (§3) ------------------------------------------------------------------------------------------------
@@ -101,23 +72,22 @@ def gru_update_ref(h: np.ndarray, gi: np.ndarray, rh: np.ndarray) -> np.ndarray:
     """The gate equations on matching slices: h (n,), gi and rh (3, n) with rows [u, r, e]; returns h' (n,)."""
     u = sigmoid_ref(gi[0] + rh[0])
     r = sigmoid_ref(gi[1] + rh[1])
-    e = np.tanh(gi[2] + r * rh[2])
+    e = tanh_ref(gi[2] + r * rh[2])
     return u * h + (F32(1) - u) * e
 
 
 def gru_step_ref(model: Model, h: np.ndarray, x_t: np.ndarray, cond_t: np.ndarray) -> np.ndarray:
     """One GRU step with x_t = [c_{t-1}, f_{t-1}, c_t] (scaled) fully known, as under teacher forcing: h -> h'."""
     hidden = model.model_config.hidden_size
-    rh = matvec_ref(model.weights["gru.R"], h) + model.weights["gru.b_R"]
+    rh = matvec_ref(model.weights["gru.R"], h, model.weights["gru.b_R"])
     gi = input_projection_ref(model.weights["gru.W_in"], x_t, cond_t)
     return gru_update_ref(h, gi.reshape(3, hidden), rh.reshape(3, hidden))
 
 
 def output_head_ref(y: np.ndarray, w1, b1: np.ndarray, w2, b2: np.ndarray) -> np.ndarray:
     """logits = w2 @ relu(w1 @ y + b1) + b2; y is (H/2,) -> (256,), or (H/2, n) -> (256, n)."""
-    extra = (slice(None),) + (None,) * (y.ndim - 1)  # broadcast the biases over columns
-    hidden = np.maximum(matvec_ref(w1, y) + b1[extra], F32(0))
-    return matvec_ref(w2, hidden) + b2[extra]
+    hidden = np.maximum(matvec_ref(w1, y, b1), F32(0))
+    return matvec_ref(w2, hidden, b2)
 
 
 def head_prior_ref(model: Model, byte: int, y: np.ndarray, logits: np.ndarray, c_t: int | None, est: np.float32,
@@ -127,7 +97,7 @@ def head_prior_ref(model: Model, byte: int, y: np.ndarray, logits: np.ndarray, c
     relu(O3 y + b3) (byte 1, fine, bins given the coarse byte c_t); y (H/2,) the half state the head read."""
     w = model.weights
     o, b = ("out.O1", "out.b1") if byte == 0 else ("out.O3", "out.b3")
-    hidden = np.maximum(matvec_ref(w[o], y) + w[b], F32(0))  # the head's hidden layer, as output_head_ref has it
+    hidden = np.maximum(matvec_ref(w[o], y, w[b]), F32(0))  # the head's hidden layer, as output_head_ref has it
     return add_prior_ref(logits, byte, hidden, c_t, est, weight, bias)
 
 
@@ -164,8 +134,8 @@ def prior_adjust_ref(model: Model, est: np.float32) -> Callable | None:
 
 
 def sample_from_logits_ref(logits: np.ndarray, u: float) -> int:
-    """§4: p = exp(l - max l); cdf = float32 running sum in index order; first k with cdf[k] > u * cdf[255]."""
-    p = np.exp(logits - logits.max())
+    """§4: p = exp(l - max l) (exp_ref); cdf = float32 running sum in index order; first k with cdf[k] > u * cdf[255]."""
+    p = exp_ref(logits - logits.max())
     cdf = np.cumsum(p, dtype=F32)  # np.cumsum accumulates sequentially, in float32
     above = np.flatnonzero(cdf > F32(u) * cdf[-1])
     return int(above[0]) if above.size else N_CLASSES - 1
@@ -206,7 +176,7 @@ def generate_step_ref(model: Model, h: np.ndarray, c_prev: int, f_prev: int, con
     w = model.weights
     half = model.model_config.half
     w_in = w["gru.W_in"]
-    rh = _gates(matvec_ref(w["gru.R"], h) + w["gru.b_R"], half)
+    rh = _gates(matvec_ref(w["gru.R"], h, w["gru.b_R"]), half)
     x01 = _gates(BYTE_INPUT[c_prev] * w_in[:, 0] + BYTE_INPUT[f_prev] * w_in[:, 1], half)
     x_est = None if est is None else _gates(F32(est) * w_in[:, 3], half)
     cond = _gates(cond, half)
@@ -347,7 +317,7 @@ def _teacher_forced_chunks(model: Model, g: np.ndarray, audio_int16: np.ndarray,
         gi = input_projection_ref(w["gru.W_in"], x[start:stop], upsample_conditioning(g, start, stop, hop))
         states = np.empty((stop - start, hidden), dtype=F32)
         for i in range(stop - start):
-            rh = matvec_ref(w["gru.R"], h) + w["gru.b_R"]
+            rh = matvec_ref(w["gru.R"], h, w["gru.b_R"])
             h = gru_update_ref(h, gi[i].reshape(3, hidden), rh.reshape(3, hidden))
             states[i] = h
         logits_c = output_head_ref(states[:, :half].T, w["out.O1"], w["out.b1"], w["out.O2"], w["out.b2"])

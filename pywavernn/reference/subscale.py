@@ -84,13 +84,16 @@ def context_features_ref(model: Model, x: np.ndarray, s: int) -> np.ndarray:
     position when the window starts at position 0 or spans the receptive field (docs/format.md §9).
     """
     w, residual = model.weights, model.model_config.subscale_residual
-    a = np.maximum(x @ w["subscale.embed.weight"].T + w["subscale.embed.bias"][s], F32(0))
+    def product(weight: np.ndarray, inputs: np.ndarray) -> np.ndarray:  # inputs (P, n) -> weight @ inputs[p], (P, m)
+        return matvec_ref(weight, inputs.T).T
+
+    a = np.maximum(product(w["subscale.embed.weight"], x) + w["subscale.embed.bias"][s], F32(0))
     for layer in range(model.model_config.subscale_layers):
         d = 2 ** layer
         weight = w[f"subscale.conv{layer}.weight"]
         earlier = np.concatenate([np.zeros((d, a.shape[1]), F32), a[:-d]])[: a.shape[0]]  # a[p - d], 0 before start
-        out = np.maximum((earlier @ weight[:, :, 0].T + a @ weight[:, :, 1].T) + w[f"subscale.conv{layer}.bias"][s],
-                         F32(0))
+        out = np.maximum((product(weight[:, :, 0], earlier) + product(weight[:, :, 1], a))
+                         + w[f"subscale.conv{layer}.bias"][s], F32(0))
         a = a + out if residual else out  # subscale_residual: the layer's input plus its output
     return a
 

@@ -1,5 +1,6 @@
 /* dispatch.c: pwr_kernel_table_for (ISA id -> kernel table) and pwr_shape_of. Compiled once; plain C. */
 #include <stddef.h>
+#include <string.h>
 
 #include "cpu_features.h"
 #include "pwr_kernels.h"
@@ -18,6 +19,14 @@ const pwr_kernel_table *pwr_kernel_table_for(int isa) {
 #endif
     default: return NULL;
     }
+}
+
+const pwr_kernel_table *pwr_table_for_mode(const pwr_kernel_table *table, int exact, pwr_kernel_table *buf) {
+    if (!exact) return table;
+    *buf = *table;
+    memcpy(buf->gemv, table->gemv_ordered, sizeof buf->gemv);
+    memcpy(buf->gemm, table->gemm_ordered, sizeof buf->gemm);
+    return buf;
 }
 
 int pwr_shape_of(int32_t bh, int32_t bw, int is_dense) {

@@ -25,6 +25,7 @@
 #include "fused_sampler.h"
 
 #include "pwr_barrier.h"
+#include "fastmath.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -72,7 +73,7 @@ static void step_positions(int64_t n, int64_t T, int64_t pos[2]) {
     pos[1] = (i1 >= 0 && (T < 0 || 2 * i1 + 1 < T)) ? i1 : -1;
 }
 
-/* §4's rule over 16 classes: p = exp(l - max l) (libm expf, or the table's fast exp), cdf the running sum in index
+/* §4's rule over 16 classes: p = exp(l - max l) (exact: pwr_exp_exact, docs/format.md §3a; or the table's fast exp), cdf the running sum in index
  * order, the first k with cdf[k] > u cdf[15] (15 if none). */
 static int32_t sample_nibble(const pwr_kernel_table *tb, const float *l, float u, int exact) {
     float cdf[NIBBLE_CLASSES];
@@ -80,7 +81,7 @@ static int32_t sample_nibble(const pwr_kernel_table *tb, const float *l, float u
     for (int k = 1; k < NIBBLE_CLASSES; k++) mx = l[k] > mx ? l[k] : mx;
     for (int k = 0; k < NIBBLE_CLASSES; k++) cdf[k] = l[k] - mx;
     if (exact) {
-        for (int k = 0; k < NIBBLE_CLASSES; k++) cdf[k] = expf(cdf[k]);
+        for (int k = 0; k < NIBBLE_CLASSES; k++) cdf[k] = pwr_exp_exact(cdf[k]);
     } else {
         tb->fast_exp(cdf, cdf, NIBBLE_CLASSES);
     }
@@ -237,7 +238,8 @@ int pwr_fused_run(const pwr_fused_net *net, const pwr_kernel_table *table, int e
     float *mem = malloc(sizeof(float) * (6 * H + 8 * K + N_NIBBLES * 2 * NIBBLE_CLASSES));
     if (!mem) return -1;
     buffers bf = {mem, mem + 3 * H, mem + 6 * H, mem + 6 * H + 8 * K, {s->prev[0], s->prev[1]}};
-    const call c = {net, table, exact, g, g_first, g_rows, T, t_first, io};
+    pwr_kernel_table mode; /* exact mode: the ordered products (docs/format.md §3a) */
+    const call c = {net, pwr_table_for_mode(table, exact, &mode), exact, g, g_first, g_rows, T, t_first, io};
     spin_barrier bar;
     barrier_init(&bar, 1);
     handover ho;

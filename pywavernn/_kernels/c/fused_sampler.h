@@ -73,7 +73,7 @@ int64_t pwr_fused_n_steps(int64_t T);
  * t / hop + 1, the latter clamped to the window's last frame (the utterance's edge rule once the window reaches its
  * end). T: the utterance's length, or -1 while unknown (then every position >= 0 counts as real: half 0 generates
  * (n, 0) and half 1 (n - 3, 1) whenever that is >= 0).
- * exact: libm expf/tanhf (the samples of pywavernn.reference.fused) or the fast approximations.
+ * exact: docs/format.md §3a's products and exp/tanh (the samples of pywavernn.reference.fused) or the fast approximations.
  * Preconditions (checked by pywavernn/engines/fused.py): net valid for table (matrix shapes as above, H a multiple
  * of 8, K a multiple of O1's block height, 16 of O2's); s->step <= n_end; with T >= 2 known, n_end <=
  * pwr_fused_n_steps(T) and g reaches frame T / hop ... the last; with T = -1, 2 (n_end - 1) < (g_first + g_rows - 1)

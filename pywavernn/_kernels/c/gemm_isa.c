@@ -15,7 +15,7 @@
  * registers for the 8+ column pointers): 8 columns per weight load instead of 6, half the instructions per block.
  * Zen 4 runs a 512-bit FMA at the rate of two 256-bit ones, so this saves instructions, not arithmetic: on the
  * 2-vCPU EPYC, 16 right-hand sides, `bench_kernels --h256` less the wrapper, R (768x256, 25 %) 94 against
- * 84 GFLOP/s, O1 and O2-as-16x1 +3-4 %; the subscale loop 1-5 % faster (docs/experiments.md, RQ5). Lane r does
+ * 84 GFLOP/s, O1 and O2-as-16x1 +3-4 %; the subscale loop 1-5 % faster (research/experiments.md, RQ5). Lane r does
  * what lane r of the two 8-lane accumulators does (bias, then one FMA per block in block order), so the avx512
  * results are the avx2 results bit for bit.
  * The portable copy runs the gemv body per right-hand side, so column b equals gemv(X[b]) bit for bit.

@@ -109,6 +109,16 @@ void PWR_FN(sgemm_dense_f16)(const pwr_matrix *, const float *const *, int32_t, 
 PWR_DECL_MV(16x1)
 PWR_DECL_MV(4x4)
 PWR_DECL_MV(1x1)
+/* The ordered products of exact mode (pwr_kernels.h: gemv_ordered, gemm_ordered), in gemv_isa.c. */
+void PWR_FN(sgemv_dense_ordered_f32)(const pwr_matrix *, const float *, const float *, float *, int32_t, int32_t);
+void PWR_FN(sgemv_dense_ordered_f16)(const pwr_matrix *, const float *, const float *, float *, int32_t, int32_t);
+void PWR_FN(sgemm_dense_ordered_f32)(const pwr_matrix *, const float *const *, int32_t, const float *, float *,
+                                     int32_t, int32_t);
+void PWR_FN(sgemm_dense_ordered_f16)(const pwr_matrix *, const float *const *, int32_t, const float *, float *,
+                                     int32_t, int32_t);
+PWR_DECL_MV(16x1_ordered)
+PWR_DECL_MV(4x4_ordered)
+PWR_DECL_MV(1x1_ordered)
 void PWR_FN(gru_gates)(const float *, const float *, float *, int32_t, int32_t, int32_t, int);
 void PWR_FN(gru_input)(const float *, int32_t, const float *, const float *, const float *, float, float *, int32_t,
                        int32_t, int32_t);

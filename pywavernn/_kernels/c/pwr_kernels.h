@@ -64,7 +64,8 @@ typedef void (*pwr_gemm_fn)(const pwr_matrix *w, const float *const *x, int32_t 
  *   u = sigmoid(gi[j] + rh[j]);  r = sigmoid(gi[H+j] + rh[H+j]);  e = tanh(gi[2H+j] + r * rh[2H+j]);
  *   h[j] = u * h[j] + (1 - u) * e.
  * rh = R h + b_R and gi = W_in x + cond, both (3H); h (H) is updated in place (rh was computed from the old h).
- * exact != 0: libm expf / tanhf; exact == 0: the fast approximations (errors stated at pwr_fast_sigmoid).
+ * exact != 0: the sigmoid and tanh of docs/format.md §3a (fastmath.h: the bits of pywavernn/reference/ops.py);
+ * exact == 0: the fast approximations (errors stated in fastmath.h).
  * Preconditions: 0 <= j0 <= j1 <= H; rh, gi have 3H floats; h has H floats; no overlap. */
 typedef void (*pwr_gru_gates_fn)(const float *rh, const float *gi, float *h, int32_t H, int32_t j0, int32_t j1,
                                  int exact);
@@ -102,7 +103,7 @@ typedef void (*pwr_map_fn)(const float *x, float *y, int32_t n);
 typedef void (*pwr_frame_matmul_fn)(const float *w, const float *z, int64_t ldz, float *y, int32_t M, int32_t C,
                                     int32_t Fr);
 /* Softmax sampling per docs/format.md §4 from 256 logits and a uniform u in [0, 1): returns k in [0, 255].
- * exact != 0: p = expf(l - max l); exact == 0: the fast exp (max relative error stated at pwr_fast_exp).
+ * exact != 0: p = exp(l - max l) with the exp of docs/format.md §3a; exact == 0: the fast exp (fastmath.h).
  * scratch has 256 floats (the cdf). */
 typedef int (*pwr_sample_fn)(const float *logits, float u, float *scratch, int exact);
 /* The same draw for each of n rows of logits (n, 256) row-major: k[r] = sample(logits + 256 r, u[r * u_stride])
@@ -122,6 +123,12 @@ typedef struct {
     const char *isa;
     pwr_gemv_fn gemv[PWR_N_SHAPES][2];  /* [shape][storage] */
     pwr_gemm_fn gemm[PWR_N_SHAPES][2];
+    /* The products of exact mode, in the one order of docs/format.md §3a: each row from its bias (or +0), then its
+     * terms in increasing column order over the kept columns, a rounded multiply then a rounded add per term (the
+     * generic copy's gemv above; gemm: column b is that gemv on x[b]). In the generic copy these are gemv and gemm
+     * themselves; the AVX2 copies run them across rows in vector lanes, with the same operations per row. */
+    pwr_gemv_fn gemv_ordered[PWR_N_SHAPES][2];
+    pwr_gemm_fn gemm_ordered[PWR_N_SHAPES][2];
     pwr_gru_gates_fn gru_gates;
     pwr_gru_input_fn gru_input;
     pwr_gru_input_t_fn gru_input_t;
@@ -136,6 +143,11 @@ typedef struct {
 /* The kernel table of `isa` (a pwr_isa_id), or NULL when that ISA was not built. Does not check CPU support:
  * pywavernn/_native.py only ever passes an ISA that is built and supported. */
 const pwr_kernel_table *pwr_kernel_table_for(int isa);
+
+/* The table a loop runs through in the given mode: `table` itself when exact == 0; when exact != 0, a copy in *buf
+ * with gemv and gemm replaced by gemv_ordered and gemm_ordered, so a loop written once calls the products of the
+ * mode it runs in. Returns table or buf. */
+const pwr_kernel_table *pwr_table_for_mode(const pwr_kernel_table *table, int exact, pwr_kernel_table *buf);
 
 /* Shape id of a block shape (PWR_SHAPE_*), or -1 when no kernel exists for it. Dense is bh = 1, bw = n. */
 int pwr_shape_of(int32_t bh, int32_t bw, int is_dense);

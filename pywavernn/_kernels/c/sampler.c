@@ -268,6 +268,8 @@ long pwr_handover_count(void) { return atomic_load(&pwr_handovers); }
 
 static int run_stream(const pwr_wavernn *net, const pwr_kernel_table *table, int exact, int nthreads,
                       const float *g, int32_t n_frames, int64_t n, pwr_stream *s, const loop_io *io) {
+    pwr_kernel_table mode; /* exact mode: the ordered products (docs/format.md §3a) */
+    table = pwr_table_for_mode(table, exact, &mode);
     buffers bf;
     float *mem = alloc_scratch(net, &bf);
     if (!mem) return -1;

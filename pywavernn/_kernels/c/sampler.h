@@ -60,7 +60,7 @@ typedef struct {
 
 /* Generate n samples from s->t on: out[i] for sample s->t + i, using uniforms[2i], uniforms[2i+1] (coarse,
  * fine) and conditioning g (n_frames, 3H) upsampled per docs/format.md §2; updates *s.
- * exact: libm exp/tanh (matches the NumPy reference sample for sample) or the fast approximations.
+ * exact: the products, exp and tanh of docs/format.md §3a (the NumPy reference's bits, so its samples) or the fast approximations.
  * Preconditions (checked by pywavernn/engines/cpu.py): every matrix valid for its kernel table entry with the shapes
  * above, H even; s->t + n <= n_frames * hop; uniforms in [0, 1); 0 <= prev_c, prev_f <= 255; 0 <= P <=
  * PWR_MAX_LINEAR_ORDER, prior only with P >= 1, s->past with P finite floats; nthreads >= 1; table non-NULL.

@@ -475,6 +475,8 @@ void pwr_subscale_advance(pwr_subscale_run *run, const pwr_subscale_net *net, co
     for (int32_t s = 0; s < net->B; s++) /* last real position; while T is unknown every position is real */
         sc->last_i[s] = T < 0 ? INT32_MAX : (int32_t)((T - 1 - s) / net->B);
     if (n_end <= run->next_step) return;
+    pwr_kernel_table mode; /* exact mode: the ordered products (docs/format.md §3a) */
+    tb = pwr_table_for_mode(tb, exact, &mode);
     call c = {net, tb, exact, g, g_first, g_end, uniforms, out, t_first, trace, T, run->next_step, n_end, sc};
     handover_init(&c.ho);
     spin_barrier bar;

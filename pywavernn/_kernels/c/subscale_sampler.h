@@ -66,7 +66,7 @@ typedef struct {
 
 /* Generate T = n_frames * hop samples of one utterance: out[t] (int16) for every t, sample t drawing
  * uniforms[2t] (coarse) and uniforms[2t + 1] (fine); g (n_frames, 3H) is the frame-rate conditioning, upsampled
- * per docs/format.md §2. exact != 0: libm exp/tanh (the arithmetic of pywavernn.reference.subscale); 0: the fast
+ * per docs/format.md §2. exact != 0: docs/format.md §3a's products, exp and tanh (the arithmetic of pywavernn.reference.subscale); 0: the fast
  * approximations. nthreads: threads of the call's team (values below 1 mean 1; at most B are used, and fewer
  * when OpenMP gives a smaller team or was not built). trace may be NULL.
  * Preconditions (checked by pywavernn/engines/subscale.py): every matrix valid for its kernel table entry with
