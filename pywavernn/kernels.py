@@ -205,7 +205,8 @@ def gru_gates(rh: np.ndarray, gi: np.ndarray, h: np.ndarray, *, units: tuple[int
     """The fused gate update of docs/format.md §3 for hidden units `units` = (j0, j1) (default all), in place on h.
 
     rh = R h + b_R and gi = W_in x + cond, float32 (3H,) ordered [u | r | e]; h float32 (H,), writable. exact=True
-    uses libm expf/tanhf, False the fast approximations (errors stated in c/gru_isa.c). Returns h.
+    uses the sigmoid and tanh of docs/format.md §3a (pywavernn.reference.ops), False the fast approximations (errors
+    stated in c/fastmath.h). Returns h.
     """
     if not isinstance(h, np.ndarray) or h.ndim != 1:
         raise TypeError(f"h: expected a 1-D float32 array (H,), found {describe(h)}")

@@ -73,7 +73,8 @@ class Vocoder:
     threads: threads for one utterance on the cpu backend (plain models: each product's rows split over a team;
              subscale models: the B sub-tensor streams split over a team, at most B used; fused models: R's rows
              split over a team, the two halves of the state on threads 0 and 1). Samples never depend on it.
-    exact:   cpu backend only: use libm expf/tanhf instead of the fast approximations (bit-comparable to reference).
+    exact:   cpu backend only: the float32 operations of docs/format.md §3a instead of the fast approximations and FMA
+             kernels: the reference backend's samples (tests/test_exactness.py; about 2/3 of the fast speed).
     isa:     cpu backend only: the sampling loop's instruction set ("generic", "avx2", "avx512", "neon": one that is
              built and that this CPU runs, pywavernn.kernels.available_isas()); None (default) takes
              pywavernn.selected_isa(), the best one. For comparisons: avx512 gives the avx2 samples bit for bit.

@@ -90,7 +90,8 @@ class CpuEngine(SequentialEngine):
 
     weights  "fp32" or "fp16" storage for the five large matrices (R, O1..O4); arithmetic is fp32 either way.
     threads  threads of the loop's persistent team (1 = no OpenMP region); samples never depend on it.
-    exact    True: libm exp/tanh (sample-for-sample equal to pywavernn.reference.plain); False: fast approximations.
+    exact    True: the float32 operations of docs/format.md §3a (the bits, so the samples, of pywavernn.reference.plain,
+             on any model; tests/test_exactness.py); False: fast approximations and FMA kernels.
     isa      None: pywavernn.selected_isa(); or a name from pywavernn.kernels.available_isas().
     """
 

@@ -29,7 +29,7 @@ final once generated and all before it are: after steps [0, n) that is every t <
 output lags the leading half by 5 samples. The state between calls is h, the next step and the two previous
 samples (pywavernn/_kernels/c/fused_sampler.h), plus the generated-but-not-final samples and their uniforms.
 
-exact=True uses libm exp/tanh and the float32 operation order of pywavernn.reference.fused, so the samples are those
+exact=True uses the float32 operations of docs/format.md §3a and the order of pywavernn.reference.fused, so the samples are those
 of `generate_fused_ref` (up to matrix-product rounding, which in practice never moves a draw across a class edge;
 tests/test_fused_engine.py checks it); exact=False uses the fast approximations.
 
@@ -100,7 +100,7 @@ class FusedEngine(Engine):
     weights  "fp32" or "fp16" storage for gru.R, fused.O1 and fused.O2 (arithmetic is fp32 either way).
     threads  threads of the loop's team (1 = no OpenMP region): R's rows split over all, the halves on threads 0
              and 1; samples never depend on it.
-    exact    True: libm exp/tanh (the samples of pywavernn.reference.fused); False: fast approximations.
+    exact    True: docs/format.md §3a's operations (the samples of pywavernn.reference.fused); False: fast approximations.
     isa      None: pywavernn.selected_isa(); or a name from pywavernn.kernels.available_isas().
     """
 

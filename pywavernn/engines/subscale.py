@@ -33,7 +33,7 @@ behind stream 0, so sample t is out about (B - 1)(F + 1) B samples after stream 
 samples, 2.4 frames of hop 300). Memory is bounded likewise: the run (per stream: state and context chains, and the
 last 2 (B + 1)(F + 1) positions of the folded sequence), the generated-but-not-final samples and their uniforms.
 
-exact=True uses libm exp/tanh and the float32 operation order of pywavernn.reference.subscale, so the samples are
+exact=True uses the float32 operations of docs/format.md §3a and the order of pywavernn.reference.subscale, so the samples are
 those of `generate_subscale_ref` (up to matrix-product rounding, which in practice never moves a draw across a
 class edge; tests/test_subscale_engine.py checks it); exact=False uses the fast approximations.
 
@@ -88,7 +88,7 @@ class SubscaleEngine(Engine):
     `generate` may be called from several Python threads at once (all per-stream state is per call).
 
     weights  "fp32" or "fp16" storage for R, O1..O4 (arithmetic is fp32 either way); the context network is fp32.
-    exact    True: libm exp/tanh (the samples of pywavernn.reference.subscale); False: fast approximations.
+    exact    True: docs/format.md §3a's operations (the samples of pywavernn.reference.subscale); False: fast approximations.
     isa      None: pywavernn.selected_isa(); or a name from pywavernn.kernels.available_isas().
     threads  an int >= 1: threads of the loop's team, each owning a contiguous range of the B streams (min(threads,
              B) are used; 1 without OpenMP). The samples never depend on it.
