@@ -412,3 +412,30 @@ def test_call_validation():
         K.sample_softmax(np.zeros(256, np.float32), 1.0)
     with pytest.raises(TypeError):
         K.sample_softmax(np.zeros(256, np.float32), "0.5")
+
+
+# --- exact mode: the operations of docs/format.md §3a, bit for bit ---------------------------------------------
+
+@given(half=st.integers(1, 70), scale=st.sampled_from([0.01, 1.0, 10.0, 100.0]), seed=st.integers(0, 2**32 - 1))
+def test_gru_gates_exact_is_the_reference_bit_for_bit(half, scale, seed):
+    from pywavernn.reference.plain import gru_update_ref
+    hidden = 2 * half
+    rng = np.random.default_rng(seed)
+    rh, gi = ((scale * rng.standard_normal(3 * hidden)).astype(np.float32) for _ in range(2))
+    h0 = rng.uniform(-1, 1, hidden).astype(np.float32)
+    want = gru_update_ref(h0, gi.reshape(3, hidden), rh.reshape(3, hidden))
+    for isa in ISAS:
+        h = h0.copy()
+        K.gru_gates(rh, gi, h, exact=True, isa=isa)
+        np.testing.assert_array_equal(h, want, err_msg=isa)
+
+
+@given(seed=st.integers(0, 2**32 - 1), scale=st.sampled_from([0.01, 1.0, 5.0, 30.0]),
+       u=st.one_of(st.floats(0, 1, exclude_max=True, width=32), st.just(0.0), st.just(0.99999994)))
+def test_sample_softmax_exact_is_the_reference_draw(seed, scale, u):
+    logits = (scale * np.random.default_rng(seed).standard_normal(256)).astype(np.float32)
+    want = sample_from_logits_ref(logits, np.float32(u))
+    rows = np.stack([logits] * 3)
+    for isa in ISAS:
+        assert K.sample_softmax(logits, u, exact=True, isa=isa) == want, isa
+        assert list(K.sample_softmax_rows(rows, np.full(3, u, np.float32), exact=True, isa=isa)) == [want] * 3, isa

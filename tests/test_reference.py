@@ -103,10 +103,10 @@ def test_bsr_matvec_matches_dense(block):
     x = rng.standard_normal(64).astype(np.float32)
     xs = rng.standard_normal((64, 5)).astype(np.float32)
     # float32 sums of <= 64 products of magnitude <= 4: rounding well below 1e-5
-    np.testing.assert_allclose(ref.bsr_matvec_ref(m, x), dense @ x, atol=1e-5)
+    np.testing.assert_allclose(ref.matvec_ref(m, x), dense @ x, atol=1e-5)
     np.testing.assert_allclose(ref.matvec_ref(m, xs), dense @ xs, atol=1e-5)
     empty = fmt.pack_block_sparse(np.zeros((96, 64), np.float32), *block)
-    np.testing.assert_array_equal(ref.bsr_matvec_ref(empty, x), np.zeros(96, np.float32))
+    np.testing.assert_array_equal(ref.matvec_ref(empty, x), np.zeros(96, np.float32))
 
 
 def test_dense_and_block_sparse_models_give_the_same_samples(golden):
@@ -248,3 +248,48 @@ def test_conditioning_of_a_frame_does_not_depend_on_the_window():
     for j in range(60):
         lo, hi = max(0, j - lookahead), min(60, j + lookahead + 1)
         assert np.array_equal(conditioning_ref(model, mel[lo:hi])[j - lo], whole[j]), j
+
+
+# --- the float32 operations of docs/format.md §3a ---------------------------------------------------------------
+
+def test_exp_sigmoid_tanh_accuracy_against_float64():
+    """The bounds docs/format.md §3a states (measured: 8.0e-8; 8.9e-8 absolute, 1.5e-7 relative)."""
+    from pywavernn.reference.ops import exp_ref, sigmoid_ref, tanh_ref
+    x = np.linspace(-87, 88, 400_001, dtype=np.float32)
+    want = np.exp(x.astype(np.float64))
+    assert np.max(np.abs(exp_ref(x) - want) / want) < 1.0e-7
+    assert exp_ref(np.float32(-87.5)) == 0 and np.isfinite(exp_ref(np.float32(1e30)))
+    x = np.concatenate([np.linspace(-30, 30, 400_001, dtype=np.float32),
+                        np.float32(10.0) ** np.linspace(-8, 0, 20_001, dtype=np.float32)])
+    x = np.concatenate([x, -x])
+    x64 = x.astype(np.float64)
+    for got, want in ((sigmoid_ref(x), 1 / (1 + np.exp(-x64))), (tanh_ref(x), np.tanh(x64))):
+        err = np.abs(got - want)
+        assert err.max() < 1.0e-7
+        assert np.max(err / np.abs(want)) < 2.0e-7
+
+
+@pytest.mark.parametrize("block", [None, (1, 1), (4, 4), (16, 1), (2, 8)])
+def test_matvec_ref_is_the_loop_of_the_spec(block):
+    """matvec_ref (one np.add.reduce) gives the bits of §3a written as loops: per row, bias first, then each kept
+    column's product in increasing column order."""
+    rng = np.random.default_rng(7)
+    if block is None:
+        w = dense = (rng.standard_normal((48, 64)) * 10.0 ** rng.integers(-3, 3, (48, 64))).astype(np.float32)
+    else:
+        w, dense = random_block_sparse(rng, 96, 64, *block, density=0.3)
+    bias = rng.standard_normal(dense.shape[0]).astype(np.float32)
+    xs = rng.standard_normal((64, 3)).astype(np.float32)
+    want = np.empty((dense.shape[0], 3), np.float32)
+    for b in range(3):
+        for i in range(dense.shape[0]):
+            acc = bias[i]
+            kept = np.flatnonzero(dense[i]) if block is None else [
+                j for j in range(64) if np.any(dense[(i // block[0]) * block[0]:(i // block[0] + 1) * block[0],
+                                                     (j // block[1]) * block[1]:(j // block[1] + 1) * block[1]])]
+            for j in kept:
+                acc = np.float32(acc + np.float32(dense[i, j] * xs[j, b]))
+            want[i, b] = acc
+    for b in range(3):
+        np.testing.assert_array_equal(ref.matvec_ref(w, xs[:, b], bias), want[:, b])
+    np.testing.assert_array_equal(ref.matvec_ref(w, xs, bias), want)
