@@ -63,3 +63,16 @@ def test_mismatched_report_and_missing_inputs(tmp_path):
     with pytest.raises(ValueError, match="no checkpoint.pt"):
         curve.add(tmp_path, ev, tmp_path / "c.csv")
     assert curve.main(["add", str(tmp_path), str(ev), "--csv", str(tmp_path / "c.csv")]) == 2
+
+
+def test_samples_seen_counted_by_the_trainer_win_over_the_config(tmp_path):
+    """A fork that changed its batch size counts its samples step by step (metrics["samples_seen"]); the row uses
+    that count, not step x today's batch."""
+    run = _run(tmp_path, "fork", 300, 3600.0)
+    ckpt = torch.load(run / "checkpoint.pt", weights_only=True)
+    ckpt["metrics"]["samples_seen"] = 12_345_600
+    torch.save(ckpt, run / "checkpoint.pt")
+    ev = tmp_path / "ev"
+    for subset in curve.SUBSETS:
+        _report(ev / subset, 300, 1.0)
+    assert curve.add(run, ev, tmp_path / "c.csv")["samples"] == 12_345_600

@@ -575,7 +575,10 @@ def test_resume_may_change_the_batch_and_pruning_schedule_but_not_the_block(tmp_
     saved = tiny_config(**KILL_RUN)
     done = train(tiny_config(**{**KILL_RUN, "steps": 44, "batch_size": 3}), speech_dir, fork, resume=True,
                  cache_dir=cache_dir, progress=False)
-    assert done["step"] == 44 and load_checkpoint(fork / "checkpoint.pt")["config"]["batch_size"] == 3
+    ckpt = load_checkpoint(fork / "checkpoint.pt")
+    assert done["step"] == 44 and ckpt["config"]["batch_size"] == 3
+    window = saved.window_frames * saved.features.hop_length  # samples seen count each step at its own batch
+    assert ckpt["metrics"]["samples_seen"] == (40 * saved.batch_size + 4 * 3) * window
     reblocked = {**saved.to_dict()["pruning"], "block": [16, 1]}
     with pytest.raises(ValueError, match=r"pruning.block \[16, 1\] differs from model.block_shape"):
         train(tiny_config(**{**KILL_RUN, "steps": 48, "pruning": reblocked}), speech_dir, fork, resume=True,

@@ -48,6 +48,12 @@ def _report(eval_dir: Path, subset: str) -> dict:
     return json.loads(path.read_text())
 
 
+def _samples_from_config(step: int, world: int, cfg: dict) -> int:
+    """Samples seen by a checkpoint written before the trainer counted them (metrics["samples_seen"]): right only
+    if the batch size never changed during the run (a fork that changed it needs --samples)."""
+    return step * world * cfg["batch_size"] * cfg["window_frames"] * cfg["features"].get("hop_length", 300)
+
+
 def _model_row(model_path: Path, label: str | None, samples: int | None, core_hours: float | None,
                from_run: Path | None = None) -> dict:
     """The start of a row for a model file: its provenance gives the step and validation NLL. Samples and
@@ -68,9 +74,12 @@ def _model_row(model_path: Path, label: str | None, samples: int | None, core_ho
             at = [r for r in csv.DictReader(fh) if r["step"].isdigit() and int(r["step"]) <= step]
         if not at:
             raise ValueError(f"{from_run}/log.csv: no row at or before step {step}")
-        samples = step * world * cfg["batch_size"] * cfg["window_frames"] * cfg["features"].get("hop_length", 300)
+        if samples is None:
+            samples = train.get("samples_seen") or _samples_from_config(step, world, cfg)
         core_hours = round(float(at[-1]["elapsed_s"]) * world * threads / 3600.0, 3)
         run = from_run.name
+    if samples is None:
+        samples = train.get("samples_seen")
     if samples is None or core_hours is None:
         raise ValueError(f"{model_path}: a model file's row needs --samples and --core-hours, or --from-run")
     return {"label": label or run, "run": run, "step": step, "samples": int(samples),
@@ -92,7 +101,7 @@ def row_of(run_dir: Path, eval_dir: Path, label: str | None = None, samples: int
     cfg, step = ckpt["config"], int(ckpt["step"])
     world = int(ckpt.get("world_size", 1))
     threads = int(ckpt.get("runtime", {}).get("threads", 1))
-    samples = step * world * cfg["batch_size"] * cfg["window_frames"] * cfg["features"].get("hop_length", 300)
+    samples = ckpt["metrics"].get("samples_seen") or _samples_from_config(step, world, cfg)
     elapsed = float(ckpt["metrics"].get("elapsed_s") or 0.0)
     row = {"label": label or run_dir.name, "run": run_dir.name, "step": step, "samples": samples,
            "core_hours": round(elapsed * world * threads / 3600.0, 3),

@@ -89,6 +89,7 @@ def export_checkpoint(ckpt_path, out_path, dense: bool = False, notes: dict | No
                       f"less sparse than its target", stacklevel=2)
     provenance = {"training": {
         "step": step, "data": ckpt["data"], "valid_bits": ckpt["metrics"].get("valid_bits"),
+        "samples_seen": ckpt["metrics"].get("samples_seen"),
         "pruning": {"targets": {**z, **({"subscale.proj.weight": cfg.pruning.subscale_proj,
                                          "subscale.conv*.weight": cfg.pruning.subscale_convs}
                                         if cfg.model.kind == "subscale" else {})},

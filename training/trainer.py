@@ -139,7 +139,12 @@ class Trainer:
         self.sampler = WindowSampler(self.data.train, cfg.batch_size, cfg.seed, dist.rank)
         self.valid_batches = fixed_windows(self.data.valid, cfg.valid_batches, cfg.batch_size, cfg.seed)
         self.step = 0
-        self.metrics = {"valid_bits": None, "best_valid_bits": None, "elapsed_s": 0.0}
+        self.metrics = {"valid_bits": None, "best_valid_bits": None, "elapsed_s": 0.0, "samples_seen": 0}
+
+    def samples_per_step(self) -> int:
+        """Training samples one optimizer step consumes, over all processes (batch x window x world)."""
+        cfg = self.cfg
+        return self.dist.world_size * cfg.batch_size * cfg.window_frames * cfg.features.hop_length
 
     def restore(self, ckpt: dict) -> None:
         rank, world = self.dist.rank, self.dist.world_size
@@ -147,6 +152,8 @@ class Trainer:
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.pruner.load_state_dict(ckpt["pruner"])
         self.step, self.metrics = int(ckpt["step"]), dict(ckpt["metrics"])
+        if "samples_seen" not in self.metrics:  # a checkpoint from before the count: assume one batch size throughout
+            self.metrics["samples_seen"] = self.step * ckpt["world_size"] * self.samples_per_step() // self.dist.world_size
         if ckpt["world_size"] != world:
             if rank == 0:
                 warnings.warn(f"resuming a {ckpt['world_size']}-process run with {world} processes: the window "
@@ -200,6 +207,7 @@ class Trainer:
         norm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), o.grad_clip if o.grad_clip > 0 else math.inf)
         self.optimizer.step()
         self.step += 1
+        self.metrics["samples_seen"] = int(self.metrics.get("samples_seen") or 0) + self.samples_per_step()
         if self.pruner.update(self.step) and self.dist.world_size > 1:
             self.pruner.broadcast_masks()
         return float(loss.detach()), float(norm), lr
