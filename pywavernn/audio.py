@@ -23,7 +23,7 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import lfilter, resample_poly
 
-from pywavernn._atomic import atomic_write
+from pywavernn.atomic import atomic_write
 from pywavernn.config import SUPPORTED_SAMPLE_RATE
 
 # Below 8 kHz speech loses most of its consonant energy: upsampling such audio to 24 kHz gives the vocoder's

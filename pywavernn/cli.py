@@ -172,7 +172,7 @@ def _check_output_path(path: str) -> None:
 
 
 def _save_npy_atomic(path: str, array: np.ndarray) -> None:
-    from pywavernn._atomic import atomic_write
+    from pywavernn.atomic import atomic_write
 
     with atomic_write(path) as fh:
         np.save(fh, array, allow_pickle=False)

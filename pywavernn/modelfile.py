@@ -26,7 +26,7 @@ from typing import Any, Iterable, Union
 
 import numpy as np
 
-from pywavernn._atomic import atomic_write
+from pywavernn.atomic import atomic_write
 from pywavernn.common import N_CLASSES, STEP_MATRICES
 from pywavernn.config import FeatureConfig, ModelConfig
 from pywavernn import fused

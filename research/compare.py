@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pywavernn._atomic import atomic_write
+from pywavernn.atomic import atomic_write
 
 # (name in the output, path inside a per-file record); lower is better for every one but pesq, stoi and mos.
 METRICS = (

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pywavernn._atomic import atomic_write
+from pywavernn.atomic import atomic_write
 from training.config import TrainConfig
 
 CHECKPOINT = "checkpoint.pt"

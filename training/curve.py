@@ -31,7 +31,7 @@ import json
 import sys
 from pathlib import Path
 
-from pywavernn._atomic import atomic_write
+from pywavernn.atomic import atomic_write
 
 DEFAULT_CSV = Path(__file__).resolve().parent.parent / "docs" / "figures" / "learning_curve.csv"
 SUBSETS = ("piper-joe", "asterisk-en")

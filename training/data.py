@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pywavernn._atomic import atomic_write
+from pywavernn.atomic import atomic_write
 from pywavernn.audio import float_to_int16, int16_to_float, load_audio, preemphasis
 from pywavernn.config import FeatureConfig
 from pywavernn.features import log_mel

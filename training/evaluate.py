@@ -30,7 +30,7 @@ import numpy as np
 
 import pywavernn
 from pywavernn import modelfile as fmt
-from pywavernn._atomic import atomic_write
+from pywavernn.atomic import atomic_write
 from pywavernn.audio import float_to_int16, int16_to_float, load_audio, preemphasis, save_audio
 from pywavernn.vocoder import Vocoder
 from training import metrics
