@@ -146,8 +146,6 @@ class ModelConfig:
     subscale_previous which earlier sample the GRU input x_t of a subscale sample (i, s) carries (docs/format.md §9):
                      "sub_tensor", its own sub-tensor's (i - 1, s) (the paper's; the default), or "time", the sample
                      just before it in true time, t - 1 = (i, s - 1), for s >= 1 (sub-tensor 0 keeps its own).
-    subscale_residual True: each dilated context layer adds its input to its output, a_l = a_{l-1} + relu(...)
-                     (a residual connection, docs/format.md §9); False (the default): a_l = relu(...).
     subscale_context_order how the context network's input row of sub-tensor s is ordered (docs/format.md §9):
                      "sub_tensor" (the default), pair z holds sub-tensor z; "lag", pair j holds sub-tensor s - 1 - j,
                      so each embedding column means the same distance in true time for every s.
@@ -171,9 +169,10 @@ class ModelConfig:
                      "none" (the default): the heads' logits alone, left out of to_dict().
 
     The two subscale_ context fields are left out of to_dict() for a plain model at their defaults, and
-    subscale_previous, subscale_residual, subscale_context_order, subscale_linear and subscale_prior for any model
-    at their defaults, so files are written exactly as before they existed, and a file without them loads with the defaults.
-    preemphasis, linear_order and prior are left out at their defaults for the same reason.
+    subscale_previous, subscale_context_order, subscale_linear and subscale_prior for any model at their defaults,
+    so files are written exactly as before they existed, and a file without them loads with the defaults.
+    preemphasis, linear_order and prior are left out at their defaults for the same reason. Options since removed
+    (REMOVED_OPTIONS) load at the value that changed nothing and are refused by name at any other (from_dict).
     """
 
     hidden_size: int = 512
@@ -187,7 +186,6 @@ class ModelConfig:
     subscale_channels: int = 32
     subscale_layers: int = 4
     subscale_previous: str = "sub_tensor"
-    subscale_residual: bool = False
     subscale_context_order: str = "sub_tensor"
     subscale_linear: int = 0
     subscale_prior: str = "none"
@@ -224,8 +222,6 @@ class ModelConfig:
         if self.subscale_previous not in SUBSCALE_PREVIOUS:
             raise ValueError(f"subscale_previous: expected one of {', '.join(map(repr, SUBSCALE_PREVIOUS))}, "
                              f"found {self.subscale_previous!r}")
-        if not isinstance(self.subscale_residual, bool):
-            raise ValueError(f"subscale_residual: expected true or false, found {self.subscale_residual!r}")
         if self.subscale_context_order not in SUBSCALE_CONTEXT_ORDER:
             raise ValueError(f"subscale_context_order: expected one of "
                              f"{', '.join(map(repr, SUBSCALE_CONTEXT_ORDER))}, found {self.subscale_context_order!r}")
@@ -319,7 +315,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
-        return dataclass_from_dict(cls, data, "model config")
+        return dataclass_from_dict(cls, _without_removed_options(data), "model config")
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
@@ -328,7 +324,37 @@ class ModelConfig:
 # Left out of to_dict() at their defaults, so files from before the fields existed are written unchanged: the
 # context network's size for a plain model, the later subscale options for any model.
 _SUBSCALE_CONTEXT_FIELDS = ("subscale_channels", "subscale_layers")
-_SUBSCALE_OPTION_FIELDS = ("subscale_previous", "subscale_residual", "subscale_context_order", "subscale_linear",
-                           "subscale_prior")
+_SUBSCALE_OPTION_FIELDS = ("subscale_previous", "subscale_context_order", "subscale_linear", "subscale_prior")
 _SUBSCALE_DEFAULTS = {f.name: f.default for f in dataclasses.fields(ModelConfig)
                       if f.name in _SUBSCALE_CONTEXT_FIELDS + _SUBSCALE_OPTION_FIELDS}
+
+# Options that lost their experiments and left ModelConfig, the file format, the C loop and the training twin
+# (issue 25, item 3). A model file, train config or checkpoint that gives one at its no-op value loads exactly as
+# it did (to_dict() left such values out, so only hand-written JSON has them); any other value meant a different
+# network, so it is refused by name rather than run as another model. docs/format.md §9 lists them.
+@dataclass(frozen=True)
+class RemovedOption:
+    no_op: Any  # the value at which the option changed nothing: accepted and dropped
+    last_commit: str  # the last commit of pywavernn that runs the option
+    why: str
+
+
+REMOVED_OPTIONS = {
+    "subscale_residual": RemovedOption(False, "871b8b0", "residual context layers lost their experiment, 0.09 "
+                                       "bits/sample behind the plain stack at equal cost (research/experiments.md, "
+                                       "'Residual context layers')"),
+}
+
+
+def _without_removed_options(data: Any) -> Any:
+    """data without the REMOVED_OPTIONS it gives at their no-op values; ValueError naming any other."""
+    if not isinstance(data, dict) or not REMOVED_OPTIONS.keys() & data.keys():
+        return data  # dataclass_from_dict reports a non-object
+    kept = dict(data)
+    for name in sorted(REMOVED_OPTIONS.keys() & data.keys()):
+        removed, value = REMOVED_OPTIONS[name], kept.pop(name)
+        if not (type(value) is type(removed.no_op) and value == removed.no_op):
+            raise ValueError(f"{name} = {json.dumps(value, default=repr)}: this option was removed from pywavernn "
+                             f"after commit {removed.last_commit}: {removed.why}; retrain without it, or use "
+                             f"pywavernn at commit {removed.last_commit} to run it")
+    return kept

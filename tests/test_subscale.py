@@ -17,12 +17,14 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from safetensors import safe_open
+from safetensors.numpy import save_file
 
 from pywavernn import modelfile as fmt
 from pywavernn.reference import subscale as rs
 from pywavernn.reference.prior import prior_term_ref
 from pywavernn import fold
-from pywavernn.config import FeatureConfig, ModelConfig
+from pywavernn.config import REMOVED_OPTIONS, FeatureConfig, ModelConfig
 from pywavernn.testing import random_model
 
 FACTORS = [1, 2, 4, 8, 16]
@@ -62,8 +64,6 @@ def test_fold_keeps_trailing_axes():
     (lambda: fold.check_model_config(ModelConfig()), "B >= 2"),
     (lambda: ModelConfig(subscale_factor=4, subscale_horizon=1, subscale_previous="next"),
      "subscale_previous: expected one of 'sub_tensor', 'time', found 'next'"),
-    (lambda: ModelConfig(subscale_factor=4, subscale_horizon=1, subscale_residual=1),
-     "subscale_residual: expected true or false, found 1"),
     (lambda: ModelConfig(subscale_factor=4, subscale_horizon=1, subscale_context_order="time"),
      "subscale_context_order: expected one of 'sub_tensor', 'lag', found 'time'"),
     (lambda: fold.context_input_order(1, 4, "reversed"), "order: expected 'sub_tensor' or 'lag'"),
@@ -259,16 +259,48 @@ def test_plain_config_json_is_unchanged_and_old_files_load():
     by_time = dataclasses.replace(SMALL, subscale_previous="time")
     assert by_time.to_dict()["subscale_previous"] == "time"
     assert ModelConfig.from_dict(json.loads(by_time.to_json())) == by_time
-    # subscale_residual likewise
-    assert "subscale_residual" not in sub.to_dict() and sub.subscale_residual is False
-    residual = dataclasses.replace(SMALL, subscale_residual=True)
-    assert residual.to_dict()["subscale_residual"] is True
-    assert ModelConfig.from_dict(json.loads(residual.to_json())) == residual
     # subscale_context_order likewise
     assert "subscale_context_order" not in sub.to_dict() and sub.subscale_context_order == "sub_tensor"
     lag = dataclasses.replace(SMALL, subscale_context_order="lag")
     assert lag.to_dict()["subscale_context_order"] == "lag"
     assert ModelConfig.from_dict(json.loads(lag.to_json())) == lag
+
+
+def with_model_config_fields(path, out, **fields):
+    """A copy of the model file at path whose model_config JSON also gives `fields`, as a file written by an older
+    pywavernn may."""
+    with safe_open(str(path), framework="np") as f:
+        tensors, metadata = {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata())
+    metadata["model_config"] = json.dumps({**json.loads(metadata["model_config"]), **fields}, sort_keys=True)
+    save_file(tensors, str(out), metadata=metadata)
+    return out
+
+
+def test_removed_subscale_residual_loads_where_it_changed_nothing_and_is_refused_by_name_else(tmp_path):
+    """subscale_residual left ModelConfig and the format (issue 25, item 3; config.REMOVED_OPTIONS). A file that
+    says false loads as the same model as one that omits it; one that says true (a different network) is refused
+    with a ValueError naming the file, the option, why it went and the last commit that runs it."""
+    model = random_model(SMALL, SMALL_FEATURES, seed=1)
+    fmt.save_model(model, tmp_path / "now.safetensors")
+    old = fmt.load_model(with_model_config_fields(tmp_path / "now.safetensors", tmp_path / "false.safetensors",
+                                                  subscale_residual=False))
+    assert old.model_config == SMALL and not hasattr(old.model_config, "subscale_residual")
+    for name, w in model.weights.items():
+        np.testing.assert_array_equal(old.dense(name), w)
+    refused = with_model_config_fields(tmp_path / "now.safetensors", tmp_path / "true.safetensors",
+                                       subscale_residual=True)
+    with pytest.raises(ValueError, match="subscale_residual = true: this option was removed") as info:
+        fmt.load_model(refused)
+    message = str(info.value)
+    assert str(refused) in message and REMOVED_OPTIONS["subscale_residual"].last_commit in message
+    assert "research/experiments.md" in message and "retrain without it" in message
+    # The same rule for any JSON that reaches ModelConfig: only the exact no-op value passes, not a falsy stand-in.
+    assert ModelConfig.from_dict({**SMALL.to_dict(), "subscale_residual": False}) == SMALL
+    for value in (True, 0, None, "false"):
+        with pytest.raises(ValueError, match="subscale_residual = .*: this option was removed"):
+            ModelConfig.from_dict({**SMALL.to_dict(), "subscale_residual": value})
+    with pytest.raises(TypeError):
+        ModelConfig(subscale_residual=False)  # the field itself is gone
 
 
 def test_subscale_weights_are_listed_only_for_subscale_models():

@@ -49,16 +49,15 @@ EDGE_TOL = 1e-4  # a draw this close (relative) to a class edge may fall either 
 
 # (B, F, D, density, block, proj_density, previous[, extra]): proj_density None keeps subscale.proj.weight dense;
 # previous is the config's subscale_previous (which earlier sample the GRU input carries), extra other ModelConfig
-# fields (subscale_residual, subscale_context_order)
-RESIDUAL, LAG = {"subscale_residual": True}, {"subscale_context_order": "lag"}
+# fields (subscale_context_order, subscale_linear, subscale_prior)
+LAG = {"subscale_context_order": "lag"}
 CASES = [(4, 1, 3, None, (16, 1), None, "sub_tensor"), (16, 2, 3, None, (16, 1), None, "sub_tensor"),
          (4, 1, 3, 0.3, (16, 1), None, "sub_tensor"), (16, 2, 3, 0.3, (16, 1), None, "sub_tensor"),
          (8, 3, 3, 0.5, (4, 4), None, "sub_tensor"), (2, 1, 0, None, (16, 1), None, "sub_tensor"),
          (16, 2, 3, 0.3, (16, 1), 0.25, "sub_tensor"), (8, 3, 3, 0.5, (4, 4), 0.5, "sub_tensor"),
          (4, 1, 3, None, (16, 1), None, "time"), (16, 2, 3, 0.3, (16, 1), 0.25, "time"),
-         (4, 1, 3, None, (16, 1), None, "sub_tensor", RESIDUAL), (16, 2, 4, 0.3, (16, 1), 0.25, "time", RESIDUAL),
          (8, 1, 3, None, (16, 1), None, "sub_tensor", LAG), (16, 2, 3, 0.3, (16, 1), 0.25, "time", LAG),
-         (16, 2, 4, 0.3, (16, 1), 0.25, "time", {**RESIDUAL, **LAG}),
+         (16, 2, 4, 0.3, (16, 1), 0.25, "time", LAG),
          (4, 1, 3, None, (16, 1), None, "sub_tensor", {"subscale_linear": 2}),
          (16, 2, 3, 0.3, (16, 1), 0.25, "time", {**LAG, "subscale_linear": 4}),
          (4, 1, 3, None, (16, 1), None, "sub_tensor", {"subscale_linear": 1, "subscale_prior": "laplace"}),
@@ -127,13 +126,11 @@ def test_sparse_projection_changes_context_and_matches_dense_copy():
         np.testing.assert_array_equal(SubscaleEngine(dense_copy, exact=True, isa=isa).generate(g, uniforms), want)
 
 
-@pytest.mark.parametrize("option", [RESIDUAL, LAG], ids=lambda o: next(iter(o)))
-def test_context_options_change_the_samples(option):
-    """subscale_residual and subscale_context_order are read by reference and engine alike: the same weights with
-    and without the option give other samples, and each engine gives its own reference's (so neither side ignores
-    it)."""
+def test_context_order_changes_the_samples():
+    """subscale_context_order is read by reference and engine alike: the same weights with and without "lag" give
+    other samples, and each engine gives its own reference's (so neither side ignores it)."""
     plain, mel, uniforms = _setup(16, 2, layers=3, n_frames=3)
-    other = Model(dataclasses.replace(plain.model_config, **option), plain.feature_config, plain.weights, {})
+    other = Model(dataclasses.replace(plain.model_config, **LAG), plain.feature_config, plain.weights, {})
     _assert_two_models_differ_and_engines_follow_reference(plain, other, mel, uniforms)
 
 

@@ -31,11 +31,11 @@ from training.subscale_model import SubscaleWaveRNN  # noqa: E402
 TOL = 1e-4
 HOP, N_FRAMES = 300, 7
 N_SAMPLES = HOP * N_FRAMES  # 2100: B = 16 pads the last position
-# (B, F, subscale_previous, other ModelConfig fields: subscale_residual, subscale_context_order)
-RESIDUAL, LAG = {"subscale_residual": True}, {"subscale_context_order": "lag"}
+# (B, F, subscale_previous, other ModelConfig fields: subscale_context_order, subscale_linear, subscale_prior)
+LAG = {"subscale_context_order": "lag"}
 CASES = [(4, 1, "sub_tensor", {}), (16, 2, "sub_tensor", {}), (4, 1, "time", {}), (16, 2, "time", {}),
-         (4, 1, "sub_tensor", RESIDUAL), (16, 2, "time", RESIDUAL), (4, 1, "sub_tensor", LAG), (16, 2, "time", LAG),
-         (8, 1, "time", {**RESIDUAL, **LAG}), (16, 2, "time", {**LAG, "subscale_linear": 3}),
+         (4, 1, "sub_tensor", LAG), (16, 2, "time", LAG),
+         (8, 1, "time", LAG), (16, 2, "time", {**LAG, "subscale_linear": 3}),
          (4, 1, "sub_tensor", {"subscale_linear": 2}),
          (16, 2, "time", {**LAG, "subscale_linear": 2, "subscale_prior": "laplace"})]
 CASE_IDS = [f"B{b}-F{f}-{p}" + "".join(f"-{k.removeprefix('subscale_')}" for k in extra) for b, f, p, extra in CASES]

@@ -31,7 +31,7 @@ import soundfile as sf
 torch = pytest.importorskip("torch")
 
 from pywavernn.audio import float_to_int16, int16_to_float, load_audio  # noqa: E402
-from pywavernn.config import FeatureConfig  # noqa: E402
+from pywavernn.config import REMOVED_OPTIONS, FeatureConfig  # noqa: E402
 from pywavernn.features import log_mel  # noqa: E402
 from pywavernn.modelfile import load_model  # noqa: E402
 from training import data as tdata  # noqa: E402
@@ -102,12 +102,24 @@ def test_example_configs_load_and_round_trip():
 
 def test_research_configs_load_and_the_rq2_pair_has_equal_nonzeros():
     """The study configs of research/configs/ (research/experiments.md) load and round-trip, as long as ModelConfig
-    has their options; the RQ2 pair has equal nonzero weights in R and O1..O4 once pruned."""
+    has their options: one whose option was removed is refused naming the option and the last commit that runs
+    it, which its comment names too. The RQ2 pair has equal nonzero weights in R and O1..O4 once pruned."""
     paths = sorted(RESEARCH_CONFIGS.glob("*.json"))
     assert len(paths) >= 30
+    refused = set()
     for path in paths:
+        raw = json.loads(path.read_text())
+        removed = sorted(REMOVED_OPTIONS.keys() & raw["model"].keys())
+        if removed:
+            last_commit = REMOVED_OPTIONS[removed[0]].last_commit
+            assert f"commit {last_commit}" in raw["comment"], path.name
+            with pytest.raises(ValueError, match=f"{path.name}: {removed[0]} = .*removed.*{last_commit}"):
+                TrainConfig.from_json_file(path)
+            refused.add(path.stem)
+            continue
         cfg = TrainConfig.from_json_file(path)
         assert TrainConfig.from_json(cfg.to_json()) == cfg, path.name
+    assert refused == {"rq3_subscale256_prev_c64s_res", "rq3_subscale256_prev_c64s_res_3k"}  # subscale_residual
     dense, sparse = (TrainConfig.from_json_file(RESEARCH_CONFIGS / f"rq2_{n}.json") for n in ("dense128", "sparse256"))
 
     def nonzeros(cfg):

@@ -12,6 +12,7 @@ Letters: B subscale factor, F future horizon, W window frames, hop samples per f
 """
 
 import csv
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,8 @@ from training import data as tdata
 from training import trainer as ttrainer
 from training.config import TrainConfig
 from training.subscale_model import SubscaleWaveRNN
-from training.checkpoint import load_checkpoint
+from training.checkpoint import load_checkpoint, save_checkpoint
+from training.export import export_checkpoint
 from training.cli import main
 from training.losses import SubscaleWindowedNLL, batch_inputs
 from training.trainer import train
@@ -86,7 +88,7 @@ def test_rq3_pair_differs_only_in_the_subscale_fields():
     assert {k for k in a["pruning"] if a["pruning"][k] != b["pruning"].get(k)} <= {"subscale_proj", "subscale_convs"}
     assert {k for k in a["model"] if a["model"][k] != b["model"].get(k)} <= {
         "subscale_factor", "subscale_horizon", "subscale_channels", "subscale_layers", "subscale_previous",
-        "subscale_residual", "subscale_context_order", "subscale_linear", "subscale_prior"}
+        "subscale_context_order", "subscale_linear", "subscale_prior"}
     assert (sub.window_frames * sub.features.hop_length) % sub.model.subscale_factor == 0
     assert "RQ3" in sub.comment and "RQ3" in plain.comment
 
@@ -108,6 +110,8 @@ def test_rq3_pair_differs_only_in_the_subscale_fields():
     ({"model": {**SUBSCALE_MODEL, "subscale_linear": -1}}, "subscale_linear"),
     ({"model": {**SUBSCALE_MODEL, "subscale_linear": 65}}, "subscale_linear"),
     ({"model": {**TINY.model.to_dict(), "subscale_linear": 2}}, "subscale_linear = 2: only a subscale model"),
+    ({"model": {**SUBSCALE_MODEL, "subscale_residual": True}},
+     "subscale_residual = true: this option was removed from pywavernn after commit"),
 ])
 def test_impossible_subscale_configs_are_value_errors(change, match):
     with pytest.raises(ValueError, match=match):
@@ -116,7 +120,7 @@ def test_impossible_subscale_configs_are_value_errors(change, match):
 
 # ---------------------------------------------------------------------------------------------------- loss
 
-@pytest.mark.parametrize("previous, extra", [("sub_tensor", {}), ("time", {}), ("time", {"subscale_residual": True}),
+@pytest.mark.parametrize("previous, extra", [("sub_tensor", {}), ("time", {}),
                                              ("time", {"subscale_context_order": "lag"})])
 def test_windowed_loss_is_the_models_nll_when_conditioning_is_constant(speech_dir, cache_dir, previous, extra):
     """With the conditioning independent of the mel, SubscaleWindowedNLL must give SubscaleWaveRNN.nll_bits on
@@ -234,6 +238,30 @@ def test_export_writes_a_subscale_model_that_vocodes(tmp_path, uninterrupted_run
     assert main(["export", str(uninterrupted_run / "checkpoint.pt"), "-o", str(dense), "--dense"]) == 0
     assert not load_model(dense).is_sparse("gru.R")
     assert load_model(dense).model_config.subscale_factor == B
+
+
+def test_checkpoint_with_the_removed_subscale_residual_exports_and_resumes_only_where_it_changed_nothing(
+        tmp_path, speech_dir, cache_dir, uninterrupted_run):
+    """A checkpoint whose config gives subscale_residual (removed, issue 25 item 3) at false exports the same model
+    as one without it; at true (a network this pywavernn no longer defines) export and resume refuse it by name."""
+    ckpt = load_checkpoint(uninterrupted_run / "checkpoint.pt")
+    assert "subscale_residual" not in ckpt["config"]["model"]  # to_dict() never wrote it at false
+    runs = {}
+    for value in (False, True):
+        runs[value] = tmp_path / f"residual_{str(value).lower()}"
+        shutil.copytree(uninterrupted_run, runs[value])
+        config = {**ckpt["config"], "model": {**ckpt["config"]["model"], "subscale_residual": value}}
+        save_checkpoint(runs[value] / "checkpoint.pt", {**ckpt, "config": config})
+    want = export_checkpoint(uninterrupted_run / "checkpoint.pt", tmp_path / "now.safetensors")
+    got = export_checkpoint(runs[False] / "checkpoint.pt", tmp_path / "false.safetensors")
+    assert got.model_config == want.model_config
+    for name in want.weights:
+        np.testing.assert_array_equal(got.dense(name), want.dense(name))
+    for call in (lambda: export_checkpoint(runs[True] / "checkpoint.pt", tmp_path / "true.safetensors"),
+                 lambda: train(None, speech_dir, runs[True], resume=True, cache_dir=cache_dir, progress=False)):
+        with pytest.raises(ValueError, match="subscale_residual = true: this option was removed .*retrain without it"):
+            call()
+    assert not (tmp_path / "true.safetensors").exists()
 
 
 def test_score_gives_the_exported_models_nll_from_the_checkpoint(tmp_path, speech_dir, uninterrupted_run):

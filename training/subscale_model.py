@@ -161,12 +161,10 @@ class SubscaleWaveRNN(nn.Module):
         the sequence does; activations there are zeroed after every layer, as the sequence's own padding would be.
         """
         keep = None if valid is None else valid[:, None, :].to(x.dtype)
-        residual = self.model_config.subscale_residual
         a = torch.relu(self.ctx_embed(x) + self.ctx_biases[0, subs][:, None, :]).transpose(1, 2)
         a = a if keep is None else a * keep
         for layer, conv in enumerate(self.ctx_convs):
-            out = torch.relu(conv(nnf.pad(a, (conv.dilation[0], 0))) + self.ctx_biases[layer + 1, subs][:, :, None])
-            a = a + out if residual else out  # subscale_residual: the layer's input plus its output
+            a = torch.relu(conv(nnf.pad(a, (conv.dilation[0], 0))) + self.ctx_biases[layer + 1, subs][:, :, None])
             a = a if keep is None else a * keep
         return a
 

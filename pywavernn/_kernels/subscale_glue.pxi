@@ -16,13 +16,13 @@ cdef class SubscaleNet:
     lists conv_prev, conv_cur (D each) KernelMatrix; embed_bias (B, C_x), conv_bias (D, B, C_x), proj_bias
     (B, 3H), linear_weight (B, F + 2, B, E), prior_weight (2, K), prior_bias (2, B) float32 (at least one element
     each; the last three unread without linear estimates or a prior). The switches: previous_time
-    (subscale_previous "time"), residual (subscale_residual), context_lag (subscale_context_order "lag"),
+    (subscale_previous "time"), context_lag (subscale_context_order "lag"),
     linear (E, subscale_linear), prior (subscale_prior "laplace")."""
     cdef pwr_subscale_net net
     cdef object _keep
 
     def __init__(self, *, int hidden, int out_hidden, int hop, int factor, int horizon, int channels, int layers,
-                 bint previous_time, bint residual, bint context_lag, int linear, bint prior,
+                 bint previous_time, bint context_lag, int linear, bint prior,
                  KernelMatrix R, KernelMatrix O1, KernelMatrix O2, KernelMatrix O3, KernelMatrix O4,
                  w_in_t, b_R, b1, b2, b3, b4, KernelMatrix embed, KernelMatrix proj, list conv_prev, list conv_cur,
                  embed_bias, conv_bias, proj_bias, linear_weight, prior_weight, prior_bias):
@@ -41,7 +41,6 @@ cdef class SubscaleNet:
         self.net.Cx = channels
         self.net.D = layers
         self.net.prev_time = previous_time
-        self.net.residual = residual
         self.net.context_lag = context_lag
         self.net.E = linear
         self.net.prior = prior

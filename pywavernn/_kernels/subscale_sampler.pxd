@@ -5,7 +5,7 @@ from pywavernn._kernels.pwr_kernels cimport pwr_matrix, pwr_kernel_table
 cdef extern from "subscale_sampler.h" nogil:
     enum: PWR_SUBSCALE_MAX_LAYERS
     ctypedef struct pwr_subscale_net:
-        int32_t H, K, hop, B, F, Cx, D, prev_time, residual, context_lag, E
+        int32_t H, K, hop, B, F, Cx, D, prev_time, context_lag, E
         pwr_matrix R, O1, O2, O3, O4
         const float *w_in_t
         const float *b_R

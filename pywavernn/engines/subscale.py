@@ -146,7 +146,6 @@ class SubscaleEngine(Engine):
             hidden=self.hidden, out_hidden=self.out_hidden, hop=self.hop, factor=factor, horizon=horizon,
             channels=self.channels, layers=self.layers,
             previous_time=cfg.subscale_previous == "time",  # fold.previous_sample
-            residual=bool(cfg.subscale_residual),
             context_lag=cfg.subscale_context_order == "lag",  # fold.context_input_order
             linear=n_lin, prior=prior,
             R=r.native, O1=o1.native, O2=o2.native, O3=o3.native, O4=o4.native,

@@ -83,7 +83,7 @@ def context_features_ref(model: Model, x: np.ndarray, s: int) -> np.ndarray:
     Each layer zero-pads on the left (causal), so position p sees only positions <= p. Exact at the window's last
     position when the window starts at position 0 or spans the receptive field (docs/format.md §9).
     """
-    w, residual = model.weights, model.model_config.subscale_residual
+    w = model.weights
     def product(weight: np.ndarray, inputs: np.ndarray) -> np.ndarray:  # inputs (P, n) -> weight @ inputs[p], (P, m)
         return matvec_ref(weight, inputs.T).T
 
@@ -92,9 +92,8 @@ def context_features_ref(model: Model, x: np.ndarray, s: int) -> np.ndarray:
         d = 2 ** layer
         weight = w[f"subscale.conv{layer}.weight"]
         earlier = np.concatenate([np.zeros((d, a.shape[1]), F32), a[:-d]])[: a.shape[0]]  # a[p - d], 0 before start
-        out = np.maximum((product(weight[:, :, 0], earlier) + product(weight[:, :, 1], a))
-                         + w[f"subscale.conv{layer}.bias"][s], F32(0))
-        a = a + out if residual else out  # subscale_residual: the layer's input plus its output
+        a = np.maximum((product(weight[:, :, 0], earlier) + product(weight[:, :, 1], a))
+                       + w[f"subscale.conv{layer}.bias"][s], F32(0))
     return a
 
 

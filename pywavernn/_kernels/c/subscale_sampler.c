@@ -45,8 +45,7 @@
  * slot that position k overwrote held k - d_l - 1, which no later position reads. Slots of positions before 0 are
  * never written and stay zero: the left zero padding of the definition. Layer l's gemms read both slots in place
  * (the gemm takes row pointers) and its ReLU writes a_l[k] straight into the next ring, or into top[s] (a_D at the
- * chain's latest position) for the last layer, so no activation is copied. With net->residual the layer adds its
- * input a_{l-1}[k], read from the same slot its gemm read.
+ * chain's latest position) for the last layer, so no activation is copied.
  */
 #define _DEFAULT_SOURCE /* syscall() under -std=c11 (pwr_barrier.h) */
 #include "subscale_sampler.h"
@@ -202,12 +201,7 @@ static void context_round(const pwr_subscale_net *net, const pwr_kernel_table *t
             const float *b = net->conv_bias + ((size_t)l * B + (size_t)s) * Cx;
             const float *y0 = cp->y0 + (size_t)r * Cx, *y1 = cp->y1 + (size_t)r * Cx;
             float *a = activation(net, sc, l + 1, s, sc->chain_next[s]);
-            if (net->residual) { /* a_{l+1}[k] = a_l[k] + relu(...): a_l[k] is rows[r], in layer l's ring */
-                const float *in = rows[r];
-                for (int32_t c = 0; c < Cx; c++) a[c] = in[c] + relu((y0[c] + y1[c]) + b[c]);
-            } else {
-                for (int32_t c = 0; c < Cx; c++) a[c] = relu((y0[c] + y1[c]) + b[c]);
-            }
+            for (int32_t c = 0; c < Cx; c++) a[c] = relu((y0[c] + y1[c]) + b[c]);
         }
     }
     for (int32_t r = 0; r < nr; r++) sc->chain_next[cp->idx[r]]++;

@@ -29,7 +29,6 @@ typedef struct {
     int32_t H, K, hop;
     int32_t B, F, Cx, D;
     int32_t prev_time;            /* 1: x_t of (i, s), s >= 1, carries (i, s - 1) (subscale_previous "time") */
-    int32_t residual;             /* 1: a_l = a_{l-1} + relu(...) in the dilated layers (subscale_residual) */
     int32_t context_lag;          /* 1: context input pair j of stream s holds sub-tensor s - 1 - j ("lag" order) */
     int32_t E;                    /* linear estimates per sample (subscale_linear), 0..PWR_SUBSCALE_MAX_LINEAR */
     /* The WaveRNN step (docs/format.md §3, §6): any shape/storage with a kernel table entry. */
