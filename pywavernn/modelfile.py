@@ -482,9 +482,19 @@ def save_model(model: Model, path: str | os.PathLike) -> None:
         "sparse": json.dumps(sparse_meta, sort_keys=True),
         "provenance": json.dumps(model.provenance, sort_keys=True),
     }
-    data = st_save(tensors, metadata=metadata)
+    data = _canonical_header(st_save(tensors, metadata=metadata))
     with atomic_write(path) as fh:
         fh.write(data)
+
+
+def _canonical_header(data: bytes) -> bytes:
+    """The same safetensors file with its JSON header's keys sorted (the writer orders the metadata keys at
+    random), so the same model always gives the same bytes. Offsets count from the end of the header, so the
+    tensor data stays as it is; the header is padded with spaces to a multiple of 8 bytes, as the writer pads it."""
+    n = int.from_bytes(data[:8], "little")
+    header = json.dumps(json.loads(data[8:8 + n]), sort_keys=True, separators=(",", ":")).encode()
+    header += b" " * (-len(header) % 8)
+    return len(header).to_bytes(8, "little") + header + data[8 + n:]
 
 
 def load_model(path: str | os.PathLike) -> Model:

@@ -148,6 +148,19 @@ def test_save_load_round_trip_is_bit_exact(tmp_path, density):
     assert "format version 1" in fmt.describe(loaded)
 
 
+def test_the_same_model_saves_to_the_same_bytes(tmp_path):
+    """The header's keys are sorted (the safetensors writer orders the metadata at random), so a model file's
+    SHA-256 names its contents: re-exporting an unchanged model changes nothing."""
+    model = random_model(SMALL, SMALL_FEATURES, seed=3, density=0.3)
+    model.provenance = {"note": "a", "training": {"step": 1, "data": ["x"]}}
+    files = []
+    for i in range(6):
+        fmt.save_model(model, tmp_path / f"m{i}.safetensors")
+        files.append((tmp_path / f"m{i}.safetensors").read_bytes())
+    assert all(f == files[0] for f in files)
+    assert int.from_bytes(files[0][:8], "little") % 8 == 0
+
+
 def test_save_leaves_no_temp_files(tmp_path):
     fmt.save_model(random_model(SMALL, SMALL_FEATURES), tmp_path / "m.safetensors")
     fmt.save_model(random_model(SMALL, SMALL_FEATURES, seed=1), tmp_path / "m.safetensors")  # overwrite
