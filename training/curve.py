@@ -186,34 +186,43 @@ def table(rows: list[dict]) -> str:
 
 
 def plot(rows: list[dict], out: Path) -> None:
+    """Four panels against samples seen, one colour per run (the legend below them), piper-joe solid with
+    circles and asterisk-en dashed with squares, Griffin-Lim dotted."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
     panels = [("pesq", "PESQ-WB"), ("stoi", "STOI"), ("mos", "DistillMOS"), ("nll", "NLL, piper-joe subset (bits)")]
-    fig, axes = plt.subplots(1, 4, figsize=(16, 3.6))
-    runs = sorted({r["run"] for r in rows})
+    runs = list(dict.fromkeys(r["run"] for r in rows))  # in the order first added
+    colours = {run: plt.get_cmap("tab10")(i % 10) for i, run in enumerate(runs)}
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.6 + 0.25 * ((len(runs) + 2) // 3)))
     for ax, (m, title) in zip(axes, panels):
         for run in runs:
             rs = sorted((r for r in rows if r["run"] == run), key=lambda r: int(r["samples"]))
             x = [int(r["samples"]) / 1e6 for r in rs]
-            if m == "nll":
-                ax.plot(x, [_num(r["piper-joe_nll_bits"]) for r in rs], "o-", label=rs[-1]["label"])
-                continue
-            for s, style in zip(SUBSETS, ("o-", "s--")):
-                ax.plot(x, [_num(r[f"{s}_wavernn_{m}"]) for r in rs], style, label=f"{rs[-1]['label']} {s}")
+            subsets = (("piper-joe", "o-"),) if m == "nll" else zip(SUBSETS, ("o-", "s--"))
+            for s, style in subsets:
+                key = "piper-joe_nll_bits" if m == "nll" else f"{s}_wavernn_{m}"
+                ax.plot(x, [_num(r[key]) for r in rs], style, color=colours[run], ms=4)
         if m != "nll" and rows:
-            for s, color in zip(SUBSETS, ("0.4", "0.7")):
+            for s, style in zip(SUBSETS, (":", "-.")):
                 v = _num(rows[-1][f"{s}_gl_{m}"])
                 if v is not None:
-                    ax.axhline(v, color=color, ls=":", label=f"Griffin-Lim {s}")
+                    ax.axhline(v, color="0.5", ls=style, lw=1)
         ax.set_title(title)
         ax.set_xlabel("training samples seen (millions)")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
-    axes[-1].legend(fontsize=7)
-    fig.tight_layout()
+    keys = [Line2D([], [], color="0.3", ls=ls, marker=mk, ms=4, label=f"{s}") for s, ls, mk in
+            (("piper-joe", "-", "o"), ("asterisk-en", "--", "s"))]
+    keys += [Line2D([], [], color="0.5", ls=ls, lw=1, label=f"Griffin-Lim {s}") for s, ls in
+             (("piper-joe", ":"), ("asterisk-en", "-."))]
+    axes[0].legend(handles=keys, fontsize=7)
+    runs_key = [Line2D([], [], color=colours[run], lw=2,
+                       label=[r for r in rows if r["run"] == run][-1]["label"]) for run in runs]
+    fig.legend(handles=runs_key, loc="lower center", ncol=3, fontsize=8, frameon=False)
+    fig.tight_layout(rect=(0, 0.07 * ((len(runs) + 2) // 3), 1, 1))
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(out) as fh:
         fig.savefig(fh, format="png", dpi=110)
