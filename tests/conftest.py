@@ -8,7 +8,7 @@ Markers (registered in pyproject.toml), put on at collection so that no test fil
   data   reads ../shared/data (the `shared_data` fixture)
   gpu    needs a CUDA device (the `gpu` fixture of tests/test_cuda.py)
   slow   takes long on 2 cores: the modules and tests listed in SLOW below, or marked @pytest.mark.slow in place
-`python -m pytest -m "not slow"` is the fast selection (under 2 minutes on 2 cores); `python -m pytest` runs all.
+`python -m pytest -m "not slow"` is the fast selection (1 min 36 s on 2 idle cores, 2026-12-07); `python -m pytest` runs all.
 """
 
 import inspect
@@ -77,6 +77,27 @@ SLOW = {
     "test_parity_torch.py::test_linear_prediction_matches_reference",  # (3.7 s)
     "test_engine.py::test_handover_to_thread_zero_and_back_keeps_samples",  # (2.1 s)
     "test_reference.py::test_dense_and_block_sparse_models_give_the_same_samples",  # (2.0 s)
+    # Second round (2026-12-07, 733 fast tests over the 2-minute bar): where a test runs over many models, the fast
+    # selection keeps a few that between them reach every option, and the full suite runs the rest.
+    "test_cuda.py",  # nvcc builds the library and the host checks once per module (15 s; GPU tests skip here)
+    "test_cli.py::test_resynth_real_speech_with_exported_random_torch_model",  # real speech, a random model (7 s)
+    "test_evaluate.py::test_evaluate_scores_a_subscale_model_with_its_reference_nll",  # (6 s)
+    "test_engine.py::test_nll_matches_reference[0.25-block1]",  # (2.3 s; dense and 0.4-sparse cases stay)
+    *(f"test_fused_engine.py::{test}[{kind}]" for kind in ("dense", "4x4") for test in (  # the 16x1 model stays
+        "test_exact_mode_gives_the_reference_samples", "test_exact_mode_steps_match_the_reference_trace",
+        "test_fast_mode_is_close_to_exact_mode", "test_vocoder_nll_matches_the_reference",
+        "test_vocoder_draws_four_uniforms_a_sample_and_vocodes_the_reference")),  # (14 s for the two)
+    *(f"test_subscale_engine.py::{test}[{case}]" for test in (  # ~1.5 s a case; the plain B4 and B16, B2 and
+        "test_exact_mode_matches_reference_samples_and_steps", "test_fast_mode_agrees_up_to_draws_at_class_edges")
+      for case in (  # the case with every option on stay
+        "B4-F1-D3-d0.3-16x1", "B16-F2-D3-dNone-16x1", "B16-F2-D3-d0.3-16x1-proj0.25", "B4-F1-D3-dNone-16x1-prev_time",
+        "B16-F2-D3-d0.3-16x1-proj0.25-prev_time", "B8-F1-D3-dNone-16x1-context_order",
+        "B16-F2-D3-d0.3-16x1-proj0.25-prev_time-context_order",
+        "B16-F2-D4-d0.3-16x1-proj0.25-prev_time-context_order", "B4-F1-D3-dNone-16x1-linear",
+        "B16-F2-D3-d0.3-16x1-proj0.25-prev_time-context_order-linear", "B4-F1-D3-dNone-16x1-linear-prior")),
+    *(f"test_subscale_parity.py::test_teacher_forced_logits_match_reference[{case}]" for case in (  # (1.3 s each)
+        "B16-F2-sub_tensor", "B4-F1-time", "B4-F1-sub_tensor-context_order", "B16-F2-time-context_order",
+        "B16-F2-time-context_order-linear", "B4-F1-sub_tensor-linear")),
 }
 
 
