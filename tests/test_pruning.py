@@ -226,8 +226,29 @@ def test_state_dict_round_trip():
         assert torch.equal(fresh.masks[name], pruner.masks[name])
         assert torch.all(fresh.params[name][~fresh.masks[name]] == 0)  # loading applies the masks
     other = make_pruner(make_net(), {"gru.R_u": 0.5})
-    with pytest.raises(ValueError, match="masks for"):
-        other.load_state_dict(state)
+    with pytest.raises(ValueError, match=r"\['O1.weight'.*no longer pruned"):
+        other.load_state_dict(state)  # the output layers' zeroed weights would grow back
+
+
+def test_resume_with_more_matrices_pruned_starts_them_unpruned():
+    """A run resumed with prune_outputs switched on: the recurrent masks carry over, the output layers start with
+    every block kept and are pruned from the next update on; a mask that keeps everything may be dropped."""
+    net = make_net()
+    pruner = make_pruner(net, resolve_targets(0.5, False, {}), t0=0, duration=4, prune_every=2)
+    pruner.update(2)
+    state = pruner.state_dict()
+    more = make_pruner(make_net(seed=5), resolve_targets(0.5, True, {}), t0=2, duration=4, prune_every=2)
+    more.load_state_dict(state)
+    assert torch.equal(more.masks[RECURRENT_PARAMETER], pruner.masks[RECURRENT_PARAMETER])
+    assert not more.masks[RECURRENT_PARAMETER].all()
+    assert all(more.masks[f"O{i}.weight"].all() for i in range(1, 5))
+    more.update(4)
+    assert not more.masks["O1.weight"].all()
+    assert torch.all(more.masks[RECURRENT_PARAMETER] <= pruner.masks[RECURRENT_PARAMETER])  # masks only shrink
+    unpruned = make_pruner(make_net(), resolve_targets(0.5, True, {}), t0=0, duration=4, prune_every=2).state_dict()
+    fewer = make_pruner(make_net(), {"gru.R_u": 0.5})
+    fewer.load_state_dict(unpruned)  # nothing was pruned yet: dropping the output masks loses nothing
+    assert set(fewer.masks) == {RECURRENT_PARAMETER}
 
 
 def test_conv_taps_are_ranked_separately_and_only_their_blocks_change():

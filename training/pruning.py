@@ -366,10 +366,17 @@ class Pruner:
         }
 
     def load_state_dict(self, state: Mapping) -> None:
-        names = set(state["masks"])
-        if names != set(self.masks):
-            raise ValueError(f"pruner state: masks for {sorted(names)}, expected {sorted(self.masks)}")
+        """Take the masks of `state_dict()`. The targets may have changed since (a run resumed with other pruning
+        settings, e.g. prune_outputs switched on): a matrix the state has no mask for starts with every block
+        kept, and a mask of a matrix no longer pruned is dropped if it keeps every weight, refused if it has
+        pruned some (dropping it would let the zeroed weights grow back)."""
+        dropped = sorted(n for n, m in state["masks"].items() if n not in self.masks and not bool(m.all()))
+        if dropped:
+            raise ValueError(f"pruner state: {dropped} already have pruned weights but are no longer pruned by "
+                             f"this configuration (pruned: {sorted(self.masks)}); keep pruning them")
         for name, mask in state["masks"].items():
+            if name not in self.masks:
+                continue
             if tuple(mask.shape) != tuple(self.masks[name].shape):
                 raise ValueError(f"pruner state: mask {name} has shape {tuple(mask.shape)}, "
                                  f"expected {tuple(self.masks[name].shape)}")
