@@ -15,6 +15,7 @@ Letters: H hidden units, W window frames, hop samples per frame, F frames, T sam
 """
 
 import json
+import math
 import os
 import shutil
 import signal
@@ -424,6 +425,38 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
     path.write_bytes(b"truncated")
     with pytest.raises(ValueError, match="not a readable training checkpoint"):
         load_checkpoint(path)
+
+
+def test_a_step_with_a_non_finite_gradient_is_skipped(speech_dir, cache_dir, monkeypatch):
+    """A gradient that overflows leaves the weights and Adam's moments as they were (the step still counts), a
+    finite one after it trains as usual, and MAX_SKIPPED_IN_ROW overflows in a row stop the run with an error."""
+    import warnings
+
+    from training import trainer as tr
+    from training.distributed import Dist
+
+    trainer = tr.Trainer(tiny_config(), speech_dir, cache_dir, Dist("cpu"))
+    trainer.train_step(trainer.module)  # Adam has moments now
+    weight = trainer.net.gru.weight_hh_l0
+    before = {n: p.detach().clone() for n, p in trainer.net.named_parameters()}
+    moments = {k: v.clone() for k, v in trainer.optimizer.state[weight].items()}
+    hook = weight.register_hook(lambda g: torch.full_like(g, math.inf))
+    with pytest.warns(UserWarning, match="step 1: gradient norm inf; this step's update was skipped"):
+        _, norm, _ = trainer.train_step(trainer.module)
+    assert not math.isfinite(norm) and trainer.step == 2 and trainer.metrics["skipped_steps"] == 1
+    assert all(torch.equal(p, before[n]) for n, p in trainer.net.named_parameters())
+    assert all(torch.equal(v, moments[k]) for k, v in trainer.optimizer.state[weight].items())
+    hook.remove()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        trainer.train_step(trainer.module)
+    assert torch.isfinite(weight).all() and not torch.equal(weight, before["gru.weight_hh_l0"])
+    monkeypatch.setattr(tr, "MAX_SKIPPED_IN_ROW", 2)
+    weight.register_hook(lambda g: torch.full_like(g, math.nan))
+    with pytest.warns(UserWarning, match="skipped"):
+        trainer.train_step(trainer.module)
+    with pytest.raises(RuntimeError, match="not finite in 2 steps in a row"):
+        trainer.train_step(trainer.module)
 
 
 KILL_RUN = {"steps": 40, "checkpoint_every": 4, "eval_every": 8, "log_every": 2}

@@ -5,7 +5,8 @@ pruner, window streams, step and metrics; one optimizer step with gradient clipp
 schedule, held-out NLL, the checkpoint dict and its restore), the loop `_run` (steps, then on schedule evaluation,
 a CSV log row, a tqdm bar and an atomic checkpoint) and `CsvLog`. Sparse WaveRNN pruning runs on schedule inside
 each step; held-out NLL is in bits per 16-bit sample every eval_every steps. --max-minutes stops the run cleanly
-after M minutes of wall-clock time with a checkpoint of the last step, so a long run goes on in stretches.
+after M minutes of wall-clock time with a checkpoint of the last step, so a long run goes on in stretches. A
+step whose gradient is not finite is skipped (warned, counted in metrics["skipped_steps"]; 20 in a row stop the run).
 What it is not: the command line (training/cli.py), the model and what its kind decides (training/nets.py and
 the models), the losses (training/losses.py), the data pipeline (training/data.py), the pruning maths
 (training/pruning.py), the checkpoint file (training/checkpoint.py) or the ranks (training/distributed.py).
@@ -72,6 +73,7 @@ from training.nets import build_net, history_samples, make_pruner
 from training.pruning import RECURRENT_NAMES
 
 LOG_COLUMNS = ["step", "elapsed_s", "lr", "train_bits", "grad_norm", "valid_bits", "sparsity_R"]
+MAX_SKIPPED_IN_ROW = 20  # steps with a non-finite gradient skipped in a row before the run stops with an error
 
 
 @torch.no_grad()
@@ -138,7 +140,7 @@ class Trainer:
                                           weight_decay=o.weight_decay)
         self.sampler = WindowSampler(self.data.train, cfg.batch_size, cfg.seed, dist.rank)
         self.valid_batches = fixed_windows(self.data.valid, cfg.valid_batches, cfg.batch_size, cfg.seed)
-        self.step = 0
+        self.step, self.skipped_in_row = 0, 0
         self.metrics = {"valid_bits": None, "best_valid_bits": None, "elapsed_s": 0.0, "samples_seen": 0}
 
     def samples_per_step(self) -> int:
@@ -205,7 +207,22 @@ class Trainer:
         loss.backward()
         self.pruner.mask_gradients()
         norm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), o.grad_clip if o.grad_clip > 0 else math.inf)
-        self.optimizer.step()
+        if torch.isfinite(norm):
+            self.optimizer.step()
+            self.skipped_in_row = 0
+        else:
+            # An overflow in the backward pass (the campaign saw one 25 steps after a pruning update, and the run
+            # diverged): stepping on it would write inf/NaN into Adam's moments and from there into every weight.
+            # Skip the update, as a loss scaler does; the step still counts, so the data streams stay as they were.
+            self.optimizer.zero_grad(set_to_none=True)
+            self.skipped_in_row += 1
+            self.metrics["skipped_steps"] = int(self.metrics.get("skipped_steps") or 0) + 1
+            if self.skipped_in_row >= MAX_SKIPPED_IN_ROW:
+                raise RuntimeError(f"step {self.step}: the gradient was not finite in {self.skipped_in_row} steps in "
+                                   f"a row; lower optimiser.lr or check the data (resume from the last checkpoint)")
+            if self.dist.rank == 0:
+                warnings.warn(f"step {self.step}: gradient norm {float(norm)}; this step's update was skipped",
+                              stacklevel=2)
         self.step += 1
         self.metrics["samples_seen"] = int(self.metrics.get("samples_seen") or 0) + self.samples_per_step()
         if self.pruner.update(self.step) and self.dist.world_size > 1:
