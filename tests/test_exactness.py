@@ -5,8 +5,8 @@ differ by a few ulp in the logits rarely pick different samples; a trained model
 long-lived, so such differences do show (before the one order of docs/format.md §3a, exact mode left the
 reference at sample 5,148 of vm-goodbye.flac). Here the bundled model vocodes 2.7 seconds of real speech
 (asterisk-en/vm-goodbye.flac and all-circuits-busy-now.flac, whole, seed 0) in exact mode and with the reference,
-and the samples must be identical; and the teacher-forced steps (state and logits) must be identical bit for bit on
-every ISA.
+and the samples must be identical; and every step's state and logits, free-running and teacher-forced, must be
+identical bit for bit on every ISA.
 
 Run: `python -m pytest tests/test_exactness.py -q` (slow: the reference takes about a minute; needs ../shared).
 """
@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from pywavernn import Vocoder, audio as pa
-from pywavernn.conditioning import cond_at, conditioning
+from pywavernn.common import draw_uniforms
+from pywavernn.conditioning import conditioning
 from pywavernn.engines.cpu import CpuEngine
 from pywavernn.kernels import available_isas
 from pywavernn.reference import plain
@@ -49,22 +50,20 @@ def test_exact_mode_vocodes_the_reference_samples_of_real_speech(shared_data):
 
 
 @pytest.mark.parametrize("isa", available_isas())
-def test_teacher_forced_steps_are_the_reference_bits(shared_data, isa):
+def test_generation_and_teacher_forcing_steps_are_the_reference_bits(shared_data, isa):
+    """Every step's state and logits, free-running from the first 0.5 s of real speech's mel and teacher-forced on
+    the samples that gave, are the reference's bit for bit (whatever options the bundled model has: pre-emphasis,
+    linear prediction, the prior)."""
     voc = Vocoder()
-    model, w = voc.model, voc.model.weights
-    mel, audio = _speech(shared_data, voc, FILES[0], 0.5)
-    g = conditioning(model, mel)
-    n_steps = 1500
-    trace = CpuEngine(model, exact=True, isa=isa).trace(g, audio, n_steps)
-    coarse, fine = pa.coarse_fine_split(audio)
-    half = model.model_config.half
-    h = np.zeros(model.model_config.hidden_size, np.float32)
-    c_prev, f_prev = 128, 0
-    for t in range(n_steps):
-        x = plain.BYTE_INPUT[[c_prev, f_prev, coarse[t]]]
-        h = plain.gru_step_ref(model, h, x, cond_at(g, t, voc.hop_length))
-        logits_c = plain.output_head_ref(h[:half], w["out.O1"], w["out.b1"], w["out.O2"], w["out.b2"])
-        logits_f = plain.output_head_ref(h[half:], w["out.O3"], w["out.b3"], w["out.O4"], w["out.b4"])
-        for name, want in (("h", h), ("logits_c", logits_c), ("logits_f", logits_f)):
-            np.testing.assert_array_equal(trace[name][t], want, err_msg=f"{isa}: {name} at step {t}")
-        c_prev, f_prev = coarse[t], fine[t]
+    model = voc.model
+    mel, _ = _speech(shared_data, voc, FILES[0], 0.5)
+    uniforms = draw_uniforms(mel.shape[0] * voc.hop_length, 0)
+    samples, want = plain.generate_ref(model, mel, uniforms, trace=True)
+    engine, g = CpuEngine(model, exact=True, isa=isa), conditioning(model, mel)
+    for how, run in (("free-running", engine.trace(g, uniforms, len(samples))),
+                     ("teacher-forced", engine.trace(g, samples, len(samples)))):
+        np.testing.assert_array_equal(run["samples"], samples, err_msg=f"{isa} {how}: samples")
+        for name in ("h", "logits_c", "logits_f"):
+            first = np.flatnonzero((run[name] != want[name]).any(axis=1))
+            assert first.size == 0, f"{isa} {how}: {name} differs from the reference's at step {first[0]}"
+    assert len(samples) >= 0.5 * voc.sample_rate - voc.hop_length
