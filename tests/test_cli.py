@@ -252,7 +252,10 @@ def test_info_without_a_model_describes_the_bundled_one(capsys):
     assert run_cli("info") == 0
     out = capsys.readouterr().out
     assert "the bundled model" in out and "default.safetensors" in out
-    assert "hidden_size: 256" in out and "gru.R" in out
+    from pywavernn.vocoder import BUNDLED_MODEL
+
+    hidden = fmt.load_model(BUNDLED_MODEL).model_config.hidden_size
+    assert f"hidden_size: {hidden}" in out and "gru.R" in out
 
 
 def test_doctor_reports_build_machine_and_measured_speed(capsys):
