@@ -1,10 +1,10 @@
 """The bundled model (pywavernn/data/default.safetensors): present, what its card says, used by default, and trained.
 
 What it is: checks that the package ships the model README and docs/quality.md describe (a Sparse WaveRNN in
-16x1 blocks on the standard features, a few MB, its licence terms in the file), that `Vocoder()` and the CLI
-without --model use it, that the compiled engine and the NumPy reference give it the same samples, and, on real
-speech from ../shared/data (skipped without it), that its resynthesis has the input's spectral envelope, which a
-random model of the same shape does not.
+16x1 blocks on the standard features, with the campaign's recipe, a few MB, its licence terms in the file), that
+`Vocoder()` and the CLI without --model use it, that the compiled engine and the NumPy reference give it the same
+samples, and, on real speech from ../shared/data (skipped without it), that its resynthesis has the input's
+spectral envelope, far more closely than a random model of the same shape.
 What it is not: the quality evaluation (docs/quality.md, `python -m training.evaluate`).
 
 Run: python -m pytest tests/test_bundled.py -q
@@ -34,12 +34,15 @@ def test_bundled_model_is_shipped_and_is_what_its_card_says():
     mc = model.model_config
     assert model.feature_config == FeatureConfig()  # 24 kHz, 80 mels: what pywavernn.features computes by default
     assert mc.subscale_factor == 1 and mc.block_shape == (16, 1)
-    # 80 % of each gate's 4,096 blocks of 16x1, rounded to whole blocks: 820 kept per gate
-    assert model.is_sparse("gru.R") and model.sparsity()["gru.R"] == pytest.approx(0.8, abs=1e-3)
+    # H = 384 with the campaign's recipe: pre-emphasis, 32-tap linear prediction, the Laplace prior
+    assert (mc.hidden_size, mc.preemphasis, mc.linear_order, mc.prior) == (384, 0.85, 32, "laplace")
+    # 90 % of each gate's 9,216 blocks of 16x1, rounded to whole blocks: 922 kept per gate; O1..O4 75 %
+    assert model.is_sparse("gru.R") and model.sparsity()["gru.R"] == pytest.approx(0.9, abs=1e-4)
+    assert all(model.sparsity()[f"out.O{i}"] == pytest.approx(0.75) for i in range(1, 5))
     notes = model.provenance["notes"]
     assert "research and demonstration use only" in notes["licence"]
     assert "piper-joe" in notes["data"]
-    assert model.provenance["training"]["step"] == 6000  # the card: training/configs/bundled_cpu.json
+    assert model.provenance["training"]["step"] == 49922  # the card: the campaign's run c6 (docs/quality.md)
 
 
 def test_vocoder_and_cli_default_to_it(tmp_path):

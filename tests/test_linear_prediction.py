@@ -76,7 +76,7 @@ def test_config_defaults_are_left_out_and_bad_values_refused():
             dataclasses.replace(CONFIG, **change)
 
 
-@pytest.mark.parametrize("path", ["pywavernn/data/default.safetensors", "tests/data/golden_small.safetensors"])
+@pytest.mark.parametrize("path", ["tests/data/compat/bundled_2026-12-04.safetensors", "tests/data/golden_small.safetensors"])
 def test_files_without_linear_prediction_write_as_before(tmp_path, path):
     """A file written before §11 existed loads with the defaults and is written again with the very same
     model_config text and tensor bytes (the JSON header's key order is safetensors' own, not ours)."""
