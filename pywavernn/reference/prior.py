@@ -76,8 +76,8 @@ def prior_location_ref(est: np.float32) -> np.float32:
 def prior_log_scale_ref(weight: np.ndarray, hidden: np.ndarray, bias: np.float32) -> np.float32:
     """log b = weight . hidden + bias, clipped to PRIOR_LOG_SCALE_RANGE; weight and hidden (K,) float32.
 
-    The dot product in the engines' order (docs/format.md §9, "Prior"): term k goes to running sum k mod 8 (eight sums side
-    by side, as vector lanes hold them), the eight are added in order from +0, then the bias."""
+    The dot product in the engines' order (docs/format.md §9, "Prior"): term k goes to running sum k mod 8 (eight
+    sums side by side, as vector lanes hold them), the eight are added in order from +0, then the bias."""
     terms = np.asarray(weight, dtype=F32) * np.asarray(hidden, dtype=F32)
     lanes = np.zeros(PRIOR_DOT_LANES, dtype=F32)
     for start in range(0, terms.shape[0], PRIOR_DOT_LANES):  # terms start .. start + 7 into sums 0 .. 7
