@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from pywavernn import features
+from pywavernn import features, lpc
 from pywavernn.common import F32
 
 if TYPE_CHECKING:
@@ -59,8 +59,22 @@ def conv1d_same_replicate(z: np.ndarray, weight: np.ndarray, bias: np.ndarray, m
     return out
 
 
+def conditioning_width(model_config) -> int:
+    """Columns of g: 3H, plus the P taps of each frame's linear prediction with mel_lpc (docs/format.md §13)."""
+    return 3 * model_config.hidden_size + (model_config.linear_order if model_config.mel_lpc else 0)
+
+
+def frame_taps(model: Model, mel: np.ndarray) -> np.ndarray:
+    """§13: each frame's taps of the linear prediction, float32(A_j + linear.weight) (F, P), A_j the LPC of frame
+    j's log-mel (pywavernn.lpc.mel_lpc_taps), the sum a float32 add per tap."""
+    mc = model.model_config
+    a = lpc.mel_lpc_taps(mel, model.feature_config, mc.linear_order, mc.preemphasis)
+    return a + model.dense("linear.weight")[None, :]
+
+
 def conditioning_ref(model: Model, mel: np.ndarray, matmul=None) -> np.ndarray:
-    """The frame-rate conditioning network: log-mel (F, n_mels) -> g (F, 3H) float32 (§2).
+    """The frame-rate conditioning network: log-mel (F, n_mels) -> g (F, 3H) float32 (§2); with mel_lpc (§13) g is
+    (F, 3H + P), each frame's taps of the linear prediction (frame_taps) in its last P columns.
 
     matmul: a function with the very arithmetic of frame_independent_matmul (the default), e.g. the compiled
     pywavernn.kernels.frame_matmul that `conditioning` passes.
@@ -73,6 +87,8 @@ def conditioning_ref(model: Model, mel: np.ndarray, matmul=None) -> np.ndarray:
         b = model.dense(f"cond.conv{i}.bias")
         z = np.maximum(conv1d_same_replicate(z, w, b, matmul), F32(0))
     g = matmul(model.dense("cond.proj.weight"), z) + model.dense("cond.proj.bias")[:, None]
+    if model.model_config.mel_lpc:
+        return np.ascontiguousarray(np.concatenate([g.T, frame_taps(model, mel)], axis=1), dtype=F32)
     return np.ascontiguousarray(g.T, dtype=F32)
 
 

@@ -167,11 +167,14 @@ class ModelConfig:
     prior            "laplace": each byte's logits add the log-mass a Laplace distribution centred on est(t) gives
                      its 256 bins, at a scale the output head predicts (docs/format.md §11; needs linear_order >= 1);
                      "none" (the default): the heads' logits alone, left out of to_dict().
+    mel_lpc          True: the taps of the linear prediction vary by frame, float32(A_j + linear.weight), A_j the
+                     LPC that frame j's log-mel implies (pywavernn.lpc; docs/format.md §13; needs linear_order >= 1,
+                     plain model only); False (the default): linear.weight alone, left out of to_dict().
 
     The two subscale_ context fields are left out of to_dict() for a plain model at their defaults, and
     subscale_previous, subscale_context_order, subscale_linear and subscale_prior for any model at their defaults,
     so files are written exactly as before they existed, and a file without them loads with the defaults.
-    preemphasis, linear_order and prior are left out at their defaults for the same reason. Options since removed
+    preemphasis, linear_order, prior and mel_lpc are left out at their defaults for the same reason. Options since removed
     (REMOVED_OPTIONS) load at the value that changed nothing and are refused by name at any other (from_dict).
     """
 
@@ -193,6 +196,7 @@ class ModelConfig:
     preemphasis: float = 0.0
     linear_order: int = 0
     prior: str = "none"
+    mel_lpc: bool = False
     n_classes: int = field(default=N_CLASSES)
 
     def __post_init__(self) -> None:
@@ -264,8 +268,9 @@ class ModelConfig:
             if getattr(self, name) != _SUBSCALE_DEFAULTS[name]:
                 raise ValueError(f"{name}: the fused model has no context network and none of the subscale options "
                                  f"(docs/format.md §12), found {getattr(self, name)!r} (leave it out)")
-        if self.linear_order or self.prior != "none":
-            raise ValueError("linear_order / prior: implemented for the plain model only, not the fused model")
+        if self.linear_order or self.prior != "none" or self.mel_lpc:
+            raise ValueError("linear_order / prior / mel_lpc: implemented for the plain model only, not the fused "
+                             "model")
 
     @property
     def kind(self) -> str:
@@ -284,6 +289,11 @@ class ModelConfig:
             raise ValueError(f"prior: expected one of {', '.join(map(repr, PRIOR))}, found {self.prior!r}")
         if self.prior != "none" and self.linear_order < 1:
             raise ValueError(f"prior = {self.prior!r}: the prior is centred on the linear prediction, so it needs "
+                             f"linear_order >= 1, found {self.linear_order}")
+        if not isinstance(self.mel_lpc, bool):
+            raise ValueError(f"mel_lpc: expected true or false, found {self.mel_lpc!r}")
+        if self.mel_lpc and self.linear_order < 1:
+            raise ValueError(f"mel_lpc: the taps from the mel are those of the linear prediction, so it needs "
                              f"linear_order >= 1, found {self.linear_order}")
 
     @property
@@ -311,6 +321,8 @@ class ModelConfig:
             del d["linear_order"]  # nor those without linear prediction (docs/format.md §11)
         if d["prior"] == "none":
             del d["prior"]
+        if not d["mel_lpc"]:
+            del d["mel_lpc"]  # nor those whose taps do not vary by frame (docs/format.md §13)
         return d
 
     @classmethod

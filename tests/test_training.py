@@ -379,22 +379,27 @@ def test_windowed_loss_with_linear_prediction(speech_dir, cache_dir):
     assert interior[0] != interior[1]
 
 
-def test_training_with_linear_prediction_exports_a_file_the_engines_run(tmp_path, speech_dir, cache_dir):
-    """A short run of a model with linear prediction and the prior trains the taps and the prior, and its export
-    loads, reproduces the torch model's NLL, and gives the same samples in the reference and the C engine."""
+@pytest.mark.parametrize("mel_lpc", [False, True])
+def test_training_with_linear_prediction_exports_a_file_the_engines_run(tmp_path, speech_dir, cache_dir, mel_lpc):
+    """A short run of a model with linear prediction and the prior (with taps from the mel too, docs/format.md
+    §13) trains the taps and the prior, and its export loads, reproduces the torch model's NLL, and gives the same
+    samples in the reference and the C engine."""
     from pywavernn.conditioning import conditioning
     from pywavernn.engines import make_engine
 
     run = tmp_path / "run"
-    cfg = tiny_config(model=_linear_model(), steps=8, checkpoint_every=4, eval_every=4)
+    cfg = tiny_config(model=_linear_model(**({"mel_lpc": True} if mel_lpc else {})), steps=8, checkpoint_every=4,
+                      eval_every=4)
     assert train(cfg, speech_dir, run, cache_dir=cache_dir, progress=False)["step"] == 8
     ckpt = load_checkpoint(run / "checkpoint.pt")
-    assert not torch.equal(ckpt["model"]["linear_weight"], torch.tensor([1.0, 0.0, 0.0, 0.0]))
+    start = torch.tensor([0.0, 0.0, 0.0, 0.0] if mel_lpc else [1.0, 0.0, 0.0, 0.0])
+    assert not torch.equal(ckpt["model"]["linear_weight"], start)
     assert not torch.equal(ckpt["model"]["prior_bias"], torch.tensor([6.0, 6.0]))
     out = tmp_path / "lp.safetensors"
     assert main(["export", str(run / "checkpoint.pt"), "-o", str(out)]) == 0
     model = load_model(out)
-    assert (model.model_config.linear_order, model.model_config.prior) == (4, "laplace")
+    assert (model.model_config.linear_order, model.model_config.prior, model.model_config.mel_lpc) == (4, "laplace",
+                                                                                                       mel_lpc)
     net = WaveRNN(cfg.model, FEATURES)
     net.load_state_dict(ckpt["model"])
     mel, audio = torch.randn(1, 3, FEATURES.n_mels), torch.randint(-2000, 2000, (1, 3 * HOP), dtype=torch.int16)
@@ -404,6 +409,28 @@ def test_training_with_linear_prediction_exports_a_file_the_engines_run(tmp_path
     uniforms = np.random.default_rng(0).random((3 * HOP, 2), dtype=np.float32)
     np.testing.assert_array_equal(make_engine(model, "cpu", exact=True).generate(g, uniforms),
                                   make_engine(model, "reference").generate(g, uniforms))
+
+
+def test_init_from_learned_taps_to_taps_from_the_mel(tmp_path, speech_dir, cache_dir):
+    """A run of a model with learned taps (§11) may start a run whose taps come from the mel (§13): every weight
+    carries over but linear.weight, which starts at zero (a correction to the mel's taps); the other way round, or
+    any other change with it, is refused."""
+    source_run, run = tmp_path / "lp", tmp_path / "mel"
+    unpruned = {**TINY.to_dict()["pruning"], "target_sparsity": 0.0}
+    train(tiny_config(model=_linear_model(), steps=2, checkpoint_every=2, eval_every=2, pruning=unpruned), speech_dir,
+          source_run, cache_dir=cache_dir, progress=False)
+    source = load_checkpoint(source_run / "checkpoint.pt")
+    still = {"steps": 1, "optimiser": {**TINY.to_dict()["optimiser"], "lr": 1e-30, "min_lr": 0.0}, "pruning": unpruned}
+    train(tiny_config(model=_linear_model(mel_lpc=True), **still), speech_dir, run, cache_dir=cache_dir,
+          progress=False, init_from=source_run / "checkpoint.pt")
+    got = load_checkpoint(run / "checkpoint.pt")["model"]
+    assert float(got["linear_weight"].abs().max()) < 1e-20 and source["model"]["linear_weight"].any()
+    for name, tensor in source["model"].items():  # lr 1e-30: the one step moved nothing but zeros, by < 1e-20
+        if name != "linear_weight":
+            assert torch.allclose(got[name], tensor, rtol=0, atol=1e-20), name
+    with pytest.raises(ValueError, match=r"differs from this run's in \['mel_lpc'\]"):
+        train(tiny_config(model=_linear_model(), **still), speech_dir, tmp_path / "back", cache_dir=cache_dir,
+              progress=False, init_from=run / "checkpoint.pt")
 
 
 # -------------------------------------------------------------------------------------------- checkpoints

@@ -34,7 +34,7 @@ from training.data import Batch
 from training.fast_gru import gru_scan, has_bf16_units
 from training.fused_model import HISTORY as FUSED_HISTORY
 from training.fused_model import FusedWaveRNN
-from training.model import WaveRNN, linear_prediction, sample_values
+from training.model import WaveRNN, linear_prediction, mel_frame_taps, sample_taps, sample_values
 from training.subscale_model import SubscaleWaveRNN
 
 LN2 = math.log(2.0)
@@ -88,16 +88,32 @@ class WindowedNLL(nn.Module):
         """The bytes of s_{t-1} for every t of the window, (N, T) each (past_samples, noise and all)."""
         return _bytes(self.past_samples(audio, prev)[:, -audio.shape[1]:])
 
-    def sample_inputs(self, audio: torch.Tensor, prev: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def sample_inputs(self, audio: torch.Tensor, prev: torch.Tensor, mel: torch.Tensor | None = None,
+                      crop: list[int] | None = None,
+                      length: list[int] | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(x (N, T, 3): the scaled bytes [c_{t-1}, f_{t-1}, c_t], est (N, T) or None): the GRU's sample inputs,
-        est(t) (docs/format.md §11) computed from the same past samples as c_{t-1} and f_{t-1}."""
+        est(t) (docs/format.md §11) computed from the same past samples as c_{t-1} and f_{t-1}; with mel_lpc (§13)
+        by the taps of the window's frames j0 .. j0 + W (mel, crop, length as forward takes them)."""
         past = self.past_samples(audio, prev)
         c_past, f_past = _bytes(past[:, -audio.shape[1]:])
         byte = self.net.byte_input
         x = torch.stack([byte[c_past], byte[f_past], byte[_bytes(audio)[0]]], dim=2)
         if not self.net.model_config.linear_order:
             return x, None
-        return x, linear_prediction(self.net.linear_weight, sample_values(past), audio.shape[1])
+        weight = self.net.linear_weight
+        if self.net.model_config.mel_lpc:
+            weight = self.window_taps(mel, crop, length, audio.shape[1])
+        return x, linear_prediction(weight, sample_values(past), audio.shape[1])
+
+    def window_taps(self, mel: torch.Tensor, crop: list[int], length: list[int], n_samples: int) -> torch.Tensor:
+        """§13: each window sample's taps (N, T, P), float32(A_j + linear.weight), A_j from frame j of the window's
+        frames j0 .. j0 + W (the last valid frame past the utterance's end, as at inference)."""
+        net = self.net
+        frames = n_samples // net.hop + 1
+        rows = [[min(c + k, n - 1) for k in range(frames)] for c, n in zip(crop, length)]
+        window = mel[torch.arange(mel.shape[0])[:, None], torch.tensor(rows)]  # (N, W + 1, n_mels)
+        taps = mel_frame_taps(window, net.model_config, net.feature_config)
+        return sample_taps(taps, net.linear_weight, 0, frames, n_samples, net.hop)
 
     def conditioning(self, mel: torch.Tensor, crop: list[int], length: list[int], frames: int) -> torch.Tensor:
         """z_L (N, C, frames) for frames j0 .. j0 + frames - 1 of each window. Windows with the same (crop, length)
@@ -122,7 +138,7 @@ class WindowedNLL(nn.Module):
         n_samples = audio.shape[1]
         cond = net.upsample(self.conditioning(mel, crop, length, n_samples // net.hop + 1), n_samples)
         coarse, fine = _bytes(audio)
-        x, est = self.sample_inputs(audio, prev)  # x_t = [c_{t-1}, f_{t-1}, c_t], est(t)
+        x, est = self.sample_inputs(audio, prev, mel, crop, length)  # x_t = [c_{t-1}, f_{t-1}, c_t], est(t)
         if est is not None:
             x = torch.cat([x, est[..., None]], dim=2)
         states, _ = net.gru(torch.cat([x, cond], dim=2))
@@ -164,7 +180,7 @@ class ScanWindowedNLL(WindowedNLL):
 
         coarse, fine = _bytes(audio)  # (N, T)
         coarse_t, fine_t = coarse.t(), fine.t()  # (T, N)
-        x, est = self.sample_inputs(audio, prev)
+        x, est = self.sample_inputs(audio, prev, mel, crop, length)
         if est is not None:
             x = torch.cat([x, est[..., None]], dim=2)
         x = x.transpose(0, 1).reshape(-1, n_in)  # (T N, 3 or 4), time-major

@@ -43,6 +43,7 @@ import torch
 import torch.nn.functional as nnf
 from torch import nn
 
+from pywavernn import lpc
 from pywavernn.audio import coarse_fine_join, scale_byte
 from pywavernn.common import N_CLASSES, PREV_COARSE, PREV_FINE
 from pywavernn.config import FeatureConfig, ModelConfig
@@ -72,12 +73,37 @@ def linear_prediction(weight: torch.Tensor, past: torch.Tensor, n: int) -> torch
     """est (..., n) of docs/format.md §11 for n consecutive samples from their past: past (..., L - 1 + n) holds the
     16-bit values v of the L >= P samples before the first and of all but the last (column L - 1 + t is
     v(t - 1)); est[..., t] = sum over p = 1..P of weight[p - 1] * v(t - p), added in that order from zero, in
-    float32: the reference's bits (each product and sum rounded; a float32 tensor times a 0-d one is)."""
+    float32: the reference's bits (each product and sum rounded; a float32 tensor times a 0-d one is). weight
+    (P,), or per sample (..., n, P) (§13: each sample's frame taps)."""
     history = past.shape[-1] - n + 1
     est = torch.zeros(past.shape[:-1] + (n,), dtype=past.dtype, device=past.device)
-    for p in range(1, weight.shape[0] + 1):
-        est = est + weight[p - 1] * past[..., history - p:history - p + n]
+    for p in range(1, weight.shape[-1] + 1):
+        w = weight[p - 1] if weight.dim() == 1 else weight[..., p - 1]
+        est = est + w * past[..., history - p:history - p + n]
     return est
+
+
+def mel_frame_taps(mel: torch.Tensor, model_config: ModelConfig, feature_config: FeatureConfig) -> torch.Tensor:
+    """§13's LPC taps A (N, F, P) of each frame of mel (N, F, n_mels), computed by pywavernn.lpc (NumPy, float64,
+    rounded to float32: the engines' bits); constants of the mel, so no gradient flows through them."""
+    frames = mel.detach().cpu().numpy()
+    taps = np.stack([lpc.mel_lpc_taps(m, feature_config, model_config.linear_order, model_config.preemphasis)
+                     for m in frames])
+    return torch.from_numpy(taps).to(mel.device)
+
+
+def sample_taps(frame_taps: torch.Tensor, weight: torch.Tensor, first_frame, n_frames, n: int,
+                hop: int) -> torch.Tensor:
+    """Each of n samples' taps (N, n, P) under §13: float32(A_j + linear.weight) of frame j = the frame nearest the
+    sample (pywavernn.lpc.frame_of_sample), at most the last frame. frame_taps (N, F', P); sample 0 of window i is
+    frame first_frame[i] of its row's frames, which hold n_frames[i] valid frames (ints or lists of N)."""
+    rows = []
+    for i in range(frame_taps.shape[0]):
+        first = first_frame if isinstance(first_frame, int) else first_frame[i]
+        last = (n_frames if isinstance(n_frames, int) else n_frames[i]) - 1
+        j = torch.from_numpy(np.minimum(first + lpc.frame_of_sample(np.arange(n), hop, 1 << 62), last))
+        rows.append(frame_taps[i, j.to(frame_taps.device)])
+    return torch.stack(rows) + weight
 
 
 def sample_from_logits(logits: np.ndarray, u: float) -> int:
@@ -122,10 +148,11 @@ class WaveRNN(nn.Module):
         self.O3 = nn.Linear(half, model_config.out_hidden)
         self.O4 = nn.Linear(model_config.out_hidden, N_CLASSES)
         self.linear_order = model_config.linear_order
-        if self.linear_order:  # est(t) starts as v(t - 1): the previous sample
-            self.linear_weight = nn.Parameter(torch.zeros(self.linear_order))
-            with torch.no_grad():
-                self.linear_weight[0] = 1.0
+        if self.linear_order:  # est(t) starts as v(t - 1), the previous sample; with taps from the mel (§13) as
+            self.linear_weight = nn.Parameter(torch.zeros(self.linear_order))  # those taps alone
+            if not model_config.mel_lpc:
+                with torch.no_grad():
+                    self.linear_weight[0] = 1.0
         if model_config.prior != "none":  # log b = prior_weight[byte] . hid + prior_bias[byte]: e^6 at the start
             self.prior_weight = nn.Parameter(torch.zeros(2, model_config.out_hidden))
             self.prior_bias = nn.Parameter(torch.full((2,), PRIOR_INIT_LOG_SCALE))
@@ -203,16 +230,21 @@ class WaveRNN(nn.Module):
                                  f"frames (audio length must be F * hop), found {tuple(v.shape)}")
         return coarse.long(), fine.long()
 
-    def gru_inputs(self, coarse: torch.Tensor, fine: torch.Tensor) -> torch.Tensor:
+    def gru_inputs(self, coarse: torch.Tensor, fine: torch.Tensor,
+                   frame_taps: torch.Tensor | None = None) -> torch.Tensor:
         """x_t = [c_{t-1}, f_{t-1}, c_t] scaled to [-1, 1], and est(t) with linear prediction, (N, T, 3 or 4), from
-        true bytes (N, T) of an utterance (silence before it)."""
+        true bytes (N, T) of an utterance (silence before it); with mel_lpc (§13) frame_taps (N, F, P) are the
+        utterance's frames' taps from the mel (mel_frame_taps)."""
         coarse_prev = nnf.pad(coarse[:, :-1], (1, 0), value=PREV_COARSE)
         fine_prev = nnf.pad(fine[:, :-1], (1, 0), value=PREV_FINE)
         x = self.byte_input[torch.stack([coarse_prev, fine_prev, coarse], dim=2)]
         if not self.linear_order:
             return x
         past = nnf.pad(sample_values(coarse * 256 + fine - 32768)[:, :-1], (self.linear_order, 0))
-        return torch.cat([x, linear_prediction(self.linear_weight, past, coarse.shape[1])[..., None]], dim=2)
+        weight = self.linear_weight
+        if self.model_config.mel_lpc:
+            weight = sample_taps(frame_taps, weight, 0, frame_taps.shape[1], coarse.shape[1], self.hop)
+        return torch.cat([x, linear_prediction(weight, past, coarse.shape[1])[..., None]], dim=2)
 
     def heads(self, states: torch.Tensor, est: torch.Tensor | None = None,
               coarse: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -235,7 +267,8 @@ class WaveRNN(nn.Module):
         -> (logits_c, logits_f), each (N, T, 256). The state starts at h = 0."""
         coarse, fine = self._check_inputs(mel, audio, coarse, fine)
         cond = self.upsample(self.conditioning_features(mel), coarse.shape[1])
-        x = self.gru_inputs(coarse, fine)
+        taps = mel_frame_taps(mel, self.model_config, self.feature_config) if self.model_config.mel_lpc else None
+        x = self.gru_inputs(coarse, fine, taps)
         states, _ = self.gru(torch.cat([x, cond], dim=2))
         return self.heads(states, x[..., 3] if self.linear_order else None, coarse)
 
@@ -323,12 +356,18 @@ class WaveRNN(nn.Module):
         c_prev, f_prev = PREV_COARSE, PREV_FINE
         coarse, fine = np.empty(n_samples, np.int64), np.empty(n_samples, np.int64)
         history = torch.zeros(self.linear_order, device=device)  # v(t - P) .. v(t - 1), oldest first (§11)
+        taps = None
+        if self.model_config.mel_lpc:  # §13: each sample's taps, float32(A_j + linear.weight)
+            taps = sample_taps(mel_frame_taps(mel[None], self.model_config, self.feature_config),
+                               self.linear_weight, 0, n_frames, n_samples, hop)[0]
         steps = {"h": [], "logits_c": [], "logits_f": []}
         for t in range(n_samples):
             j = t // hop
             g0, g1 = g[j], g[min(j + 1, n_frames - 1)]
             cond = g0 + a[t] * (g1 - g0)
-            est = linear_prediction(self.linear_weight, history, 1)[0] if self.linear_order else None
+            est = None
+            if self.linear_order:
+                est = linear_prediction(self.linear_weight if taps is None else taps[t], history, 1)[0]
             h, c_prev, f_prev, logits_c, logits_f = self.sample_step(
                 gru, h, c_prev, f_prev, cond, uniforms[t, 0], uniforms[t, 1], est)
             coarse[t], fine[t] = c_prev, f_prev

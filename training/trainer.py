@@ -172,7 +172,8 @@ class Trainer:
         """Start this fresh run from the weights of a checkpoint.pt (its model, and its pruning masks) or a model
         file (.safetensors: the exported weights), with this run's fresh optimiser, step 0 and schedule: what a
         long run restarts from when its run folder is lost, or a new run builds on. The source's model config must
-        equal this run's (ValueError naming the fields that differ)."""
+        equal this run's (ValueError naming the fields that differ), except that a source without mel_lpc may start
+        a run with it (docs/format.md §13: its learned taps are dropped, the mel's taps take over)."""
         path = Path(path)
         if not path.is_file():
             raise ValueError(f"--init-from: {path} is not a file (a checkpoint.pt or a .safetensors model file)")
@@ -185,8 +186,13 @@ class Trainer:
             masks = ckpt["pruner"]
         a, b = source.to_dict(), self.cfg.model.to_dict()
         differ = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
-        if differ:
+        # One change is allowed: a model with learned taps (§11) may start a run whose taps come from the mel (§13);
+        # its learned taps are dropped, since under mel_lpc linear.weight is a correction that starts at zero.
+        to_mel_lpc = differ == ["mel_lpc"] and not source.mel_lpc and self.cfg.model.mel_lpc
+        if differ and not to_mel_lpc:
             raise ValueError(f"--init-from: {path} holds a model whose config differs from this run's in {differ}")
+        if to_mel_lpc:
+            state = {**state, "linear_weight": torch.zeros_like(state["linear_weight"])}
         self.net.load_state_dict(state)
         if masks is not None:
             self.pruner.load_state_dict(masks)

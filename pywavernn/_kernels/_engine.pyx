@@ -209,16 +209,17 @@ cdef class WaveRNNNet:
     the KernelMatrix objects and arrays its pointers point into. R, O1..O4: KernelMatrix; w_in (3H, 3) or (3H, 4)
     with linear prediction, b_R (3H,), b1, b3 (K,), b2, b4 (256,): C-contiguous float32 arrays. Linear prediction
     (docs/format.md §11): linear_order P, linear_weight (P,); prior (bool), prior_weight (2, K), prior_bias (2,)
-    float32 (at least one element each; unread without linear prediction or a prior). pywavernn/engines/cpu.py has
-    checked them all."""
+    float32 (at least one element each; unread without linear prediction or a prior); mel_lpc (§13, needs P >= 1):
+    every g passed holds rows of 3H + P, the frame's taps last. pywavernn/engines/cpu.py has checked them all."""
     cdef pwr_wavernn net
     cdef object _keep
 
     def __init__(self, *, int hidden, int out_hidden, int hop, KernelMatrix R, KernelMatrix O1, KernelMatrix O2,
                  KernelMatrix O3, KernelMatrix O4, w_in, b_R, b1, b2, b3, b4, int linear_order, linear_weight,
-                 bint prior, prior_weight, prior_bias):
+                 bint prior, prior_weight, prior_bias, bint mel_lpc=False):
         self._keep = (R, O1, O2, O3, O4, w_in, b_R, b1, b2, b3, b4, linear_weight, prior_weight, prior_bias)
         self.net.P = linear_order
+        self.net.lpc = mel_lpc
         self.net.lin_w = <const float *>_ptr(linear_weight)
         self.net.prior = prior
         self.net.prior_w = <const float *>_ptr(prior_weight)

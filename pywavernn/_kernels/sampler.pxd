@@ -14,6 +14,7 @@ cdef extern from "sampler.h" nogil:
         const float *b4
         int32_t P
         const float *lin_w
+        int32_t lpc
         int32_t prior
         const float *prior_w
         const float *prior_b

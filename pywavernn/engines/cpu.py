@@ -30,6 +30,7 @@ import numpy as np
 
 from pywavernn import _native
 from pywavernn.common import N_CLASSES, PREV_COARSE, PREV_FINE, STEP_MATRICES, STEP_VECTORS, check_f32, describe
+from pywavernn.conditioning import conditioning_width
 from pywavernn.engines.base import Progress, SequentialEngine
 from pywavernn.kernels import BLOCK_SHAPES, STORAGES, KernelMatrix, frozen_copy, isa_id
 from pywavernn.modelfile import BlockSparseMatrix, Model, pack_block_sparse, unpack_block_sparse
@@ -130,7 +131,9 @@ class CpuEngine(SequentialEngine):
         self._net = _native.engine().WaveRNNNet(hidden=self.hidden, out_hidden=self.out_hidden, hop=self.hop,
                                                 R=r, O1=o1, O2=o2, O3=o3, O4=o4, w_in=w_in, b_R=b_r, b1=b1, b2=b2,
                                                 b3=b3, b4=b4, linear_order=cfg.linear_order, linear_weight=lin_w,
-                                                prior=cfg.prior != "none", prior_weight=prior_w, prior_bias=prior_b)
+                                                prior=cfg.prior != "none", prior_weight=prior_w, prior_bias=prior_b,
+                                                mel_lpc=cfg.mel_lpc)
+        self.g_width = conditioning_width(cfg)  # 3H, or 3H + P with taps by frame (docs/format.md §13)
 
     def new_state(self) -> StreamState:
         """A fresh stream: h = 0, previous samples s = 0, t = 0."""
@@ -159,8 +162,8 @@ class CpuEngine(SequentialEngine):
 
     def _check_g(self, g, name: str = "g") -> np.ndarray:
         if not isinstance(g, np.ndarray) or g.ndim != 2:
-            raise TypeError(f"{name}: expected a float32 array (F, {3 * self.hidden}), found {describe(g)}")
-        g = check_f32(name, g, (g.shape[0], 3 * self.hidden))
+            raise TypeError(f"{name}: expected a float32 array (F, {self.g_width}), found {describe(g)}")
+        g = check_f32(name, g, (g.shape[0], self.g_width))
         if g.shape[0] < 1 or not np.isfinite(g).all():
             raise ValueError(f"{name}: expected at least one frame and finite values")
         if g.shape[0] >= 2**31:

@@ -33,7 +33,7 @@ import numpy as np
 from pywavernn import features
 from pywavernn.audio import deemphasis
 from pywavernn.common import uniform_generator
-from pywavernn.conditioning import conditioning
+from pywavernn.conditioning import conditioning, conditioning_width
 from pywavernn.engines.base import Engine
 from pywavernn.modelfile import Model
 
@@ -55,7 +55,7 @@ class Stream:
         self._rng = uniform_generator(seed)
         self._mel = np.empty((0, cfg.n_mels), np.float32)  # mel frames [mel_start, n_frames)
         self._mel_start = 0
-        self._g = np.empty((0, 3 * cfg.hidden_size), np.float32)  # conditioning of frames [g_start, g_end)
+        self._g = np.empty((0, conditioning_width(cfg)), np.float32)  # conditioning of frames [g_start, g_end)
         self._g_start = 0
         self._n_frames = 0  # frames pushed so far
         self._finished = False

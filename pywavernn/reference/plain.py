@@ -38,7 +38,8 @@ import numpy as np
 from pywavernn import features
 from pywavernn.audio import coarse_fine_join, coarse_fine_split, scale_byte
 from pywavernn.common import F32, N_CLASSES, PREV_COARSE, PREV_FINE, check_audio, check_uniforms
-from pywavernn.conditioning import cond_at, conditioning_ref, upsample_conditioning
+from pywavernn.conditioning import cond_at, conditioning_ref, conditioning_width, upsample_conditioning
+from pywavernn.lpc import frame_of_sample
 from pywavernn.modelfile import Model
 from pywavernn.reference.ops import exp_ref, matvec_ref, sigmoid_ref, tanh_ref
 from pywavernn.reference.prior import add_prior_ref
@@ -246,8 +247,9 @@ def generate_cond_ref(model: Model, g: np.ndarray, uniforms: np.ndarray, state: 
     as in generate_ref, counted from this call's first sample.
     """
     hop, hidden = model.feature_config.hop_length, model.model_config.hidden_size
-    if not (isinstance(g, np.ndarray) and g.dtype == F32 and g.ndim == 2 and g.shape[1] == 3 * hidden):
-        raise TypeError(f"g: expected a float32 array (frames, {3 * hidden}), found "
+    width = conditioning_width(model.model_config)
+    if not (isinstance(g, np.ndarray) and g.dtype == F32 and g.ndim == 2 and g.shape[1] == width):
+        raise TypeError(f"g: expected a float32 array (frames, {width}), found "
                         f"{g.dtype if isinstance(g, np.ndarray) else type(g).__name__} of shape {np.shape(g)}")
     if not isinstance(uniforms, np.ndarray) or uniforms.ndim != 2:
         raise TypeError(f"uniforms: expected a float32 array (T, 2), found {type(uniforms).__name__}")
@@ -260,6 +262,7 @@ def generate_cond_ref(model: Model, g: np.ndarray, uniforms: np.ndarray, state: 
 
     h, c_prev, f_prev, past = state.h, state.c_prev, state.f_prev, state.past
     w_lin = model.weights.get("linear.weight")
+    g, taps = g[:, :3 * hidden], (g[:, 3 * hidden:] if model.model_config.mel_lpc else None)
     coarse = np.empty(n_samples, dtype=np.int64)
     fine = np.empty(n_samples, dtype=np.int64)
     if trace:
@@ -267,6 +270,8 @@ def generate_cond_ref(model: Model, g: np.ndarray, uniforms: np.ndarray, state: 
                  "logits_f": np.empty((n_samples, N_CLASSES), F32)}
     for i in range(n_samples):
         t = t0 + i
+        if taps is not None:  # §13: the taps of the frame nearest sample t (past g's last row, that row)
+            w_lin = taps[frame_of_sample(t, hop, g_first + taps.shape[0]) - g_first]
         est = None if w_lin is None else linear_prediction_ref(w_lin, past)
         h, c_prev, f_prev, logits_c, logits_f = generate_step_ref(
             model, h, c_prev, f_prev, cond_at(g, t - lo, hop), uniforms[i, 0], uniforms[i, 1],
@@ -306,9 +311,14 @@ def _teacher_forced_chunks(model: Model, g: np.ndarray, audio_int16: np.ndarray,
     fine_prev = np.concatenate([[PREV_FINE], fine[:-1]])
     columns = [BYTE_INPUT[coarse_prev], BYTE_INPUT[fine_prev], BYTE_INPUT[coarse]]
     order = model.model_config.linear_order
-    if order:  # est(t) from the true past (§11)
-        est = linear_prediction_ref(w["linear.weight"], past_values_ref(sample_value_ref(audio_int16), order))
+    if order:  # est(t) from the true past (§11), with taps by frame (§13)
+        taps = w["linear.weight"]
+        if model.model_config.mel_lpc:
+            frames = frame_of_sample(np.arange(audio_int16.shape[0]), hop, g.shape[0])
+            taps = np.ascontiguousarray(g[frames, 3 * hidden:].T)  # (P, T)
+        est = linear_prediction_ref(taps, past_values_ref(sample_value_ref(audio_int16), order))
         columns.append(est)
+    g = g[:, :3 * hidden]
     x = np.stack(columns, axis=1)  # (T, 3), or (T, 4) with est
 
     h = np.zeros(hidden, dtype=F32)

@@ -166,6 +166,7 @@ static void run_loop(const pwr_wavernn *net, const pwr_kernel_table *tb, int exa
     float cdf[N_CLASSES];
     float lc_mine[N_CLASSES], lf_mine[N_CLASSES]; /* with a prior: this thread's logits plus the prior's terms */
     const int32_t P = net->P, n_in = P ? 4 : 3;
+    const size_t G = (size_t)3 * H + (net->lpc ? (size_t)P : 0); /* floats per row of g */
     float past[PWR_MAX_LINEAR_ORDER]; /* this thread's copy of s->past (every thread keeps one alike) */
     if (P) memcpy(past, s->past, sizeof(float) * (size_t)P);
     float *h = s->h;
@@ -189,10 +190,13 @@ static void run_loop(const pwr_wavernn *net, const pwr_kernel_table *tb, int exa
         const int64_t t = t0 + i;
         const int32_t j = (int32_t)(t / hop);
         const float a = (float)(int32_t)(t % hop) / (float)hop;
-        const float *g0 = g + (size_t)j * 3 * H;
-        const float *g1 = g + (size_t)(j + 1 < n_frames ? j + 1 : n_frames - 1) * 3 * H;
+        const float *g0 = g + (size_t)j * G;
+        const float *g1 = g + (size_t)(j + 1 < n_frames ? j + 1 : n_frames - 1) * G;
+        /* taps: linear.weight, or with lpc those of the frame nearest t (§13), after its 3H conditioning values */
+        const int64_t jr = (t + hop / 2) / hop;
+        const float *taps = net->lpc ? g + (size_t)(jr < n_frames ? jr : n_frames - 1) * G + 3 * (size_t)H : net->lin_w;
         /* x_t = [c_{t-1}, f_{t-1}, c_t (0 until known: its weight is 0 in the coarse rows), est(t) when P >= 1] */
-        const float est = P ? linear_prediction(net->lin_w, past, P) : 0.0f;
+        const float est = P ? linear_prediction(taps, past, P) : 0.0f;
         float x[4] = {scale_byte(c_prev), scale_byte(f_prev), 0.0f, est};
         const int32_t u_true = audio ? (int32_t)audio[i] + 32768 : 0;
 

@@ -38,6 +38,10 @@ typedef struct {
      * on 32768 est + 32768, log b = prior_w[byte] . hid + prior_b[byte] (hid: the byte's head hidden layer). */
     int32_t P;               /* 0 .. PWR_MAX_LINEAR_ORDER */
     const float *lin_w;      /* (P) */
+    /* Taps by frame (docs/format.md §13; needs P >= 1): 1 when each row of g is (3H + P), the frame's taps in its
+     * last P columns; sample t (counted from g's first row) uses the taps of row min((t + hop / 2) / hop, F - 1)
+     * in place of lin_w. 0: rows of 3H, lin_w for every sample. */
+    int32_t lpc;
     int32_t prior;
     const float *prior_w;    /* (2, K): coarse, fine */
     const float *prior_b;    /* (2) */
@@ -59,7 +63,7 @@ typedef struct {
 } pwr_trace;
 
 /* Generate n samples from s->t on: out[i] for sample s->t + i, using uniforms[2i], uniforms[2i+1] (coarse,
- * fine) and conditioning g (n_frames, 3H) upsampled per docs/format.md §2; updates *s.
+ * fine) and conditioning g (n_frames, 3H, or 3H + P with lpc) upsampled per docs/format.md §2; updates *s.
  * exact: the products, exp and tanh of docs/format.md §3a (the NumPy reference's bits, so its samples) or the fast approximations.
  * Preconditions (checked by pywavernn/engines/cpu.py): every matrix valid for its kernel table entry with the shapes
  * above, H even; s->t + n <= n_frames * hop; uniforms in [0, 1); 0 <= prev_c, prev_f <= 255; 0 <= P <=
