@@ -76,3 +76,17 @@ def test_samples_seen_counted_by_the_trainer_win_over_the_config(tmp_path):
     for subset in curve.SUBSETS:
         _report(ev / subset, 300, 1.0)
     assert curve.add(run, ev, tmp_path / "c.csv")["samples"] == 12_345_600
+
+
+def test_a_run_started_from_other_weights_counts_their_lineage(tmp_path):
+    """A run begun with --init-from counts from step 0; --lineage-samples / --lineage-core-hours add what its source
+    had seen, so its rows sit where the lineage is on the curve; the two go together and may not be negative."""
+    run = _run(tmp_path, "restart", 100, 1800.0)
+    ev = tmp_path / "ev"
+    for subset in curve.SUBSETS:
+        _report(ev / subset, 100, 1.0)
+    row = curve.add(run, ev, tmp_path / "c.csv", lineage=(1_000_000, 7.5))
+    assert row["samples"] == 100 * 64 * 4 * 300 + 1_000_000 and row["core_hours"] == 8.0
+    assert curve.main(["add", str(run), str(ev), "--csv", str(tmp_path / "c.csv"), "--lineage-samples", "5"]) == 2
+    with pytest.raises(ValueError, match="lineage"):
+        curve.add(run, ev, tmp_path / "c.csv", lineage=(-1, 0.0))

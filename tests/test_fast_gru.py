@@ -216,6 +216,19 @@ def test_scan_loss_matches_windowed_nll_with_linear_prediction(impl, prior):
         WindowedNLL(net)(*args[:4], args[4][:, -1])
 
 
+@pytest.mark.parametrize("impl", ["scan", "scan-bf16"])
+def test_scan_loss_matches_windowed_nll_with_taps_from_the_mel(impl):
+    """The same with the linear prediction's taps from the mel (docs/format.md §13): the taps' correction gets the
+    same gradient in both."""
+    cfg = TrainConfig.from_dict({**TINY.to_dict(), "model": {**_linear_config().model.to_dict(), "mel_lpc": True}})
+    torch.manual_seed(0)
+    net = build_net(cfg)
+    with torch.no_grad():
+        net.linear_weight.copy_(0.2 * torch.randn(4))
+    g_ref, _ = _assert_scan_loss_matches_windowed_nll(net, impl, _linear_batch(cfg))
+    assert float(g_ref["linear_weight"].abs().max()) > 1e-9
+
+
 def test_input_noise_reaches_the_estimate_as_it_reaches_the_bytes():
     """With input_noise the est(t) of a step is computed from the very noisy samples whose bytes the step sees as
     c_{t-1}, f_{t-1}; and a model without linear prediction draws the noise it drew before §11 existed."""

@@ -1,8 +1,8 @@
 """The PyTorch side of the linear prediction with taps from the mel (docs/format.md §13, ModelConfig.mel_lpc): the
 twin against the NumPy reference (teacher-forced logits and NLL, free-running samples, the export round trip), its
-starting point (the mel's taps alone), the windowed losses (the scan loss equals WindowedNLL, gradients included;
-a window at an utterance start equals the twin's whole-utterance NLL, the window's frames giving the taps) and a
-short training run whose export the engines run.
+starting point (the mel's taps alone) and the windowed loss's estimate (the taps of the window's frames). The scan
+loss against WindowedNLL is in tests/test_fast_gru.py, a short training run whose export the engines run and
+--init-from learned taps in tests/test_training.py.
 
 Run: python -m pytest tests/test_mel_lpc_training.py -q
 Letters: P linear order, H hidden units.
@@ -24,7 +24,7 @@ from pywavernn.reference import plain as ref  # noqa: E402
 from pywavernn.testing import uniforms_clear_of_class_edges  # noqa: E402
 from training.config import TrainConfig  # noqa: E402
 from training.export import export_model  # noqa: E402
-from training.losses import ScanWindowedNLL, WindowedNLL, loss_module  # noqa: E402
+from training.losses import WindowedNLL  # noqa: E402
 from training.model import WaveRNN  # noqa: E402
 from training.nets import build_net  # noqa: E402
 
@@ -105,29 +105,6 @@ def _batch(cfg, n=3, seed=0):
     prev = torch.from_numpy(rng.integers(-3000, 3000, (n, cfg.model.linear_order)).astype(np.int16))
     prev[-1] = 0
     return mel, [pad] * (n - 1) + [1], [frames] * (n - 1) + [frames - 1], audio, prev
-
-
-@pytest.mark.parametrize("impl", ["scan", "scan-bf16"])
-def test_scan_loss_matches_windowed_nll(impl):
-    torch.manual_seed(0)
-    net = build_net(TINY_LPC)
-    with torch.no_grad():
-        net.linear_weight.copy_(0.2 * torch.randn(4))
-    args = _batch(TINY_LPC)
-    assert isinstance(loss_module(net, impl), ScanWindowedNLL)
-    grads = []
-    for module in (WindowedNLL(net), loss_module(net, impl)):
-        net.zero_grad()
-        loss = module(*args)
-        loss.backward()
-        grads.append((float(loss.detach()), {k: p.grad.clone() for k, p in net.named_parameters()}))
-    (l_ref, g_ref), (l_new, g_new) = grads
-    tol = 1e-5 if impl == "scan" else 1e-2
-    assert abs(l_new - l_ref) < tol * abs(l_ref)
-    for k in g_ref:
-        scale = float(g_ref[k].abs().max()) + 1e-12
-        assert scale > 1e-9, f"{k}: no gradient"
-        assert float((g_new[k] - g_ref[k]).abs().max()) / scale < (1e-4 if impl == "scan" else 0.05), k
 
 
 def test_the_windows_estimate_uses_its_frames_taps():

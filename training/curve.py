@@ -3,6 +3,8 @@
     python -m training.curve add RUNDIR EVALDIR [--csv docs/figures/learning_curve.csv] [--label TEXT]
     python -m training.curve add MODEL.safetensors EVALDIR --samples N --core-hours H [--label TEXT]
     python -m training.curve add EVALDIR/model.safetensors EVALDIR --from-run RUNDIR [--label TEXT]
+    python -m training.curve add RUNDIR EVALDIR --lineage-samples N --lineage-core-hours H   # a run begun with
+                                                                               # --init-from: its source's share
     python -m training.curve plot [--csv ...] [-o docs/figures/learning_curve.png]
     python -m training.curve table [--csv ...]          # the Markdown table docs/quality.md carries
 
@@ -87,12 +89,15 @@ def _model_row(model_path: Path, label: str | None, samples: int | None, core_ho
 
 
 def row_of(run_dir: Path, eval_dir: Path, label: str | None = None, samples: int | None = None,
-           core_hours: float | None = None, from_run: Path | None = None) -> dict:
-    """The learning-curve row of a run's checkpoint (or a model file) and its evaluation folder."""
+           core_hours: float | None = None, from_run: Path | None = None,
+           lineage: tuple[int, float] | None = None) -> dict:
+    """The learning-curve row of a run's checkpoint (or a model file) and its evaluation folder. lineage: the
+    samples and core-hours that the weights a run started from (--init-from) had seen, added to the run's own, so
+    the row counts the whole lineage as a fork's rows do."""
     if run_dir.suffix == ".safetensors":
         row = _model_row(run_dir, label, samples, core_hours, from_run)
         _fill_reports(row, eval_dir, row["step"] if from_run is not None else None)
-        return row
+        return _with_lineage(row, lineage)
     import torch
 
     if not (run_dir / "checkpoint.pt").is_file():
@@ -107,6 +112,16 @@ def row_of(run_dir: Path, eval_dir: Path, label: str | None = None, samples: int
            "core_hours": round(elapsed * world * threads / 3600.0, 3),
            "valid_bits": ckpt["metrics"].get("valid_bits")}
     _fill_reports(row, eval_dir, step)
+    return _with_lineage(row, lineage)
+
+
+def _with_lineage(row: dict, lineage: tuple[int, float] | None) -> dict:
+    if lineage is not None:
+        n, hours = lineage
+        if n < 0 or not hours >= 0:
+            raise ValueError(f"lineage: expected samples >= 0 and core-hours >= 0, found {n} and {hours}")
+        row["samples"] = int(row["samples"]) + int(n)
+        row["core_hours"] = round(float(row["core_hours"]) + float(hours), 3)
     return row
 
 
@@ -143,8 +158,9 @@ def write_rows(path: Path, rows: list[dict]) -> None:
 
 
 def add(run_dir: Path, eval_dir: Path, csv_path: Path, label: str | None = None, samples: int | None = None,
-        core_hours: float | None = None, from_run: Path | None = None) -> dict:
-    row = row_of(run_dir, eval_dir, label, samples, core_hours, from_run)
+        core_hours: float | None = None, from_run: Path | None = None,
+        lineage: tuple[int, float] | None = None) -> dict:
+    row = row_of(run_dir, eval_dir, label, samples, core_hours, from_run, lineage)
     rows = read_rows(csv_path)
     same = [i for i, r in enumerate(rows) if r["run"] == row["run"] and int(r["step"]) == row["step"]]
     if same:  # the same run and step again: replaced where it stood
@@ -240,6 +256,9 @@ def main(argv=None) -> int:
     a.add_argument("--core-hours", type=float, help="for a model file: core-hours it was trained for")
     a.add_argument("--from-run", type=Path, help="for a model file exported from a run that went on: the run folder "
                                                  "(samples and core-hours from its config and log.csv)")
+    a.add_argument("--lineage-samples", type=int, help="for a run started with --init-from: the samples its source "
+                                                       "had seen, added to the run's own")
+    a.add_argument("--lineage-core-hours", type=float, help="likewise, the source's core-hours")
     for q in (a, sub.add_parser("plot", help="draw the curve"), sub.add_parser("table", help="print the table")):
         q.add_argument("--csv", type=Path, default=DEFAULT_CSV)
         if q.prog.endswith("plot"):
@@ -247,7 +266,11 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     try:
         if args.command == "add":
-            row = add(args.run, args.eval, args.csv, args.label, args.samples, args.core_hours, args.from_run)
+            if (args.lineage_samples is None) != (args.lineage_core_hours is None):
+                raise ValueError("--lineage-samples and --lineage-core-hours go together")
+            lineage = None if args.lineage_samples is None else (args.lineage_samples, args.lineage_core_hours)
+            row = add(args.run, args.eval, args.csv, args.label, args.samples, args.core_hours, args.from_run,
+                      lineage)
             print(f"added {row['run']} step {row['step']} to {args.csv}")
         elif args.command == "plot":
             plot(read_rows(args.csv), args.output)
