@@ -8,7 +8,8 @@ each frame's log-mel implies, in the network's domain (the pre-emphasised sample
                (|X| itself when feature_config.power == 2: the mel is of power already)
     S       += NOISE_FLOOR * mean(S)                               per frame: a -40 dB floor, well conditioned
     r[k]     = irfft(S)[k] * exp(-(2 pi LAG_WINDOW_HZ k / sr)^2 / 2),  k = 0 .. P
-    taps     = Levinson-Durbin(r, P)                               est(t) ~ sum_p taps[p-1] v(t - p)
+    a        = Levinson-Durbin(r, P)
+    taps[p-1] = a[p-1] * BANDWIDTH_EXPANSION^p,  p = 1 .. P          est(t) ~ sum_p taps[p-1] v(t - p)
 
 all in float64, the taps rounded to float32 at the end. A frame whose autocorrelation is not finite and positive
 (an all-zero spectrum) gets zero taps; Levinson-Durbin stops at the order where the prediction error would no
@@ -41,6 +42,7 @@ from pywavernn.features import check_mel, mel_filterbank
 
 NOISE_FLOOR = 1e-4  # the spectrum floor, relative to each frame's mean power (-40 dB)
 LAG_WINDOW_HZ = 60.0  # Gaussian lag window: smooths the spectrum over about one harmonic of a low voice
+BANDWIDTH_EXPANSION = 0.96  # tap p times 0.96^p: every pole's radius times 0.96, each resonance ~310 Hz wider
 
 
 @functools.lru_cache(maxsize=8)
@@ -55,6 +57,13 @@ def _inverse_filterbank(cfg: FeatureConfig) -> np.ndarray:
 def _lag_window(sample_rate: int, order: int) -> np.ndarray:
     k = np.arange(order + 1, dtype=np.float64)
     return np.exp(-0.5 * (2.0 * np.pi * LAG_WINDOW_HZ * k / sample_rate) ** 2)
+
+
+@functools.lru_cache(maxsize=8)
+def _expansion(order: int) -> np.ndarray:
+    g = BANDWIDTH_EXPANSION ** np.arange(1, order + 1, dtype=np.float64)
+    g.setflags(write=False)
+    return g
 
 
 def levinson_durbin(r: np.ndarray, order: int) -> np.ndarray:
@@ -110,7 +119,7 @@ def mel_lpc_taps(mel: np.ndarray, feature_config: FeatureConfig, order: int, pre
         power = (mag if cfg.power == 2 else mag * mag) * emphasis
         power += NOISE_FLOOR * power.mean(axis=1, keepdims=True)
         r = np.fft.irfft(power, n=n_fft, axis=1)[:, :order + 1] * lag
-    return levinson_durbin(r, order).astype(F32)
+    return (levinson_durbin(r, order) * _expansion(order)).astype(F32)
 
 
 def frame_of_sample(t, hop: int, n_frames: int):

@@ -72,8 +72,8 @@ def test_taps_are_finite_stable_and_frame_by_frame(fill):
         mel[:] = fill  # silence at the log floor, or a huge flat spectrum
     taps = lpc.mel_lpc_taps(mel, FEATURES, 16, 0.85)
     assert taps.shape == (9, 16) and taps.dtype == np.float32 and np.isfinite(taps).all()
-    for a in taps.astype(np.float64):  # the synthesis filter 1 / (1 - sum a_k z^-k) is stable
-        assert np.abs(np.roots(np.concatenate([[1.0], -a]))).max() < 1.0
+    for a in taps.astype(np.float64):  # the synthesis filter 1 / (1 - sum a_k z^-k) is stable, its poles pulled in
+        assert np.abs(np.roots(np.concatenate([[1.0], -a]))).max() < lpc.BANDWIDTH_EXPANSION + 1e-4
     np.testing.assert_array_equal(lpc.mel_lpc_taps(mel[3:6], FEATURES, 16, 0.85), taps[3:6])
 
 
@@ -88,6 +88,21 @@ def test_taps_from_the_mel_predict_a_resonance_like_the_ideal_lpc():
     gain_db = 10 * np.log10(np.sum(e ** 2) / np.sum(residual ** 2))
     ideal_db = 10 * np.log10(np.sum(e ** 2) / np.sum((e - past @ ideal) ** 2))
     assert gain_db > ideal_db - 1.0 and gain_db > 10.0, (gain_db, ideal_db)
+
+
+def test_bandwidth_expansion_scales_tap_p_by_gamma_to_the_p(monkeypatch):
+    rng = np.random.default_rng(4)
+    mel = (rng.standard_normal((6, 80)) * 3 - 3).astype(np.float32)
+    expanded = lpc.mel_lpc_taps(mel, FEATURES, 16, 0.85).astype(np.float64)
+    monkeypatch.setattr(lpc, "BANDWIDTH_EXPANSION", 1.0)
+    lpc._expansion.cache_clear()
+    try:
+        plain_taps = lpc.mel_lpc_taps(mel, FEATURES, 16, 0.85).astype(np.float64)
+    finally:
+        lpc._expansion.cache_clear()
+    gamma = 0.96 ** np.arange(1, 17)
+    np.testing.assert_allclose(expanded, plain_taps * gamma, rtol=2e-7, atol=1e-7)
+    assert np.abs(expanded).sum() < np.abs(plain_taps).sum()
 
 
 def test_frame_of_sample_is_the_nearest_frame_centre():
