@@ -23,8 +23,9 @@ trains a different model cannot be timed.
 
     python -m benchmarks.bench_training [--quick] [--configs CFG ...] [--rounds N] [--ranks R]
 
---quick: 3 rounds (default 5); under 5 minutes on 2 cores for the two default configs (the bundled model's and
-the campaign's). The last line printed is `x baseline: N`, the fast trainer's median per-round ratio over today's
+--quick: the last config alone (the campaign's, unless --configs says otherwise) and 2 rounds (default 5): the
+smoke run CI takes, which checks that every candidate trains the same model and runs, in about a third of the
+full run's time. The last line printed is `x baseline: N`, the fast trainer's median per-round ratio over today's
 on the last config (the campaign's). Writes results/bench_training[_quick].json and .md.
 What it is not: a test (nothing asserts a speed), nor a measure of learning per sample (the campaign's
 learning curve, docs/quality.md, is).
@@ -204,7 +205,7 @@ def bench_config(config: Path, rounds: int, ranks: int) -> tuple[list[dict], dic
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--worker", help=argparse.SUPPRESS)
-    ap.add_argument("--quick", action="store_true", help="3 rounds (under 5 minutes on 2 cores)")
+    ap.add_argument("--quick", action="store_true", help="the last config alone, 2 rounds (CI's smoke run)")
     ap.add_argument("--configs", type=Path, nargs="*", default=CONFIGS, metavar="CFG",
                     help="training configs (default: the bundled model's and the campaign's)")
     ap.add_argument("--rounds", type=int, default=None)
@@ -215,9 +216,13 @@ def main(argv=None) -> None:
     if args.worker is not None:
         _worker(json.loads(args.worker))
         return
+    if not args.configs:
+        ap.error("--configs: expected at least one training config, found none")
     if args.ranks < 1:
         ap.error(f"--ranks: expected a positive integer, found {args.ranks}")
-    rounds = args.rounds or (3 if args.quick else 5)
+    rounds = args.rounds or (2 if args.quick else 5)
+    if args.quick:
+        args.configs = args.configs[-1:]
     machine = machine_description()
     try:
         import torch
