@@ -212,7 +212,8 @@ def plot(rows: list[dict], out: Path) -> None:
 
     panels = [("pesq", "PESQ-WB"), ("stoi", "STOI"), ("mos", "DistillMOS"), ("nll", "NLL, piper-joe subset (bits)")]
     runs = list(dict.fromkeys(r["run"] for r in rows))  # in the order first added
-    colours = {run: plt.get_cmap("tab10")(i % 10) for i, run in enumerate(runs)}
+    cmap = plt.get_cmap("tab20")  # ten hues, dark then light: runs 1-10 dark, 11-20 light, then they repeat
+    colours = {run: cmap(2 * (i % 10) + (i // 10) % 2) for i, run in enumerate(runs)}
     fig, axes = plt.subplots(1, 4, figsize=(16, 3.6 + 0.25 * ((len(runs) + 2) // 3)))
     for ax, (m, title) in zip(axes, panels):
         for run in runs:
