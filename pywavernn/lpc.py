@@ -59,13 +59,6 @@ def _lag_window(sample_rate: int, order: int) -> np.ndarray:
     return np.exp(-0.5 * (2.0 * np.pi * LAG_WINDOW_HZ * k / sample_rate) ** 2)
 
 
-@functools.lru_cache(maxsize=8)
-def _expansion(order: int) -> np.ndarray:
-    g = BANDWIDTH_EXPANSION ** np.arange(1, order + 1, dtype=np.float64)
-    g.setflags(write=False)
-    return g
-
-
 def levinson_durbin(r: np.ndarray, order: int) -> np.ndarray:
     """Taps (..., order) float64 of the predictor sum_k a[k] x(t - 1 - k) from autocorrelations r (..., >= order + 1),
     each row on its own: the Levinson-Durbin recursion, a row stopped (its higher taps 0) where its error would not
@@ -119,7 +112,8 @@ def mel_lpc_taps(mel: np.ndarray, feature_config: FeatureConfig, order: int, pre
         power = (mag if cfg.power == 2 else mag * mag) * emphasis
         power += NOISE_FLOOR * power.mean(axis=1, keepdims=True)
         r = np.fft.irfft(power, n=n_fft, axis=1)[:, :order + 1] * lag
-    return (levinson_durbin(r, order) * _expansion(order)).astype(F32)
+    expansion = BANDWIDTH_EXPANSION ** np.arange(1, order + 1, dtype=np.float64)
+    return (levinson_durbin(r, order) * expansion).astype(F32)
 
 
 def frame_of_sample(t, hop: int, n_frames: int):
