@@ -6,7 +6,7 @@ each frame's log-mel implies, in the network's domain (the pre-emphasised sample
     |X|      = max(0, exp(mel) @ pinv(mel_filterbank).T)          the magnitude the mel implies (F, n_fft/2 + 1)
     S        = |X|^2 * (1 + a^2 - 2 a cos w)                      its power, times the pre-emphasis response
                (|X| itself when feature_config.power == 2: the mel is of power already)
-    S       += NOISE_FLOOR * mean(S)                               per frame: a -40 dB floor, well conditioned
+    S       += NOISE_FLOOR * mean(S)                               per frame: a -30 dB floor (see below)
     r[k]     = irfft(S)[k] * exp(-(2 pi LAG_WINDOW_HZ k / sr)^2 / 2),  k = 0 .. P
     a        = Levinson-Durbin(r, P)
     taps[p-1] = a[p-1] * BANDWIDTH_EXPANSION^p,  p = 1 .. P          est(t) ~ sum_p taps[p-1] v(t - p)
@@ -24,7 +24,11 @@ dot product with the past samples in their sampling loops), nor an analysis of a
 Why: one fixed predictor cannot follow the formants; on the project's data a per-frame LPC from the mel leaves
 2.6-7.3 dB less residual energy than one fixed 16-tap predictor, within 0.1 dB of the ideal per-frame LPC of the
 true signal (`python -m research.mel_lpc_headroom`), so the prior is that much sharper and the network models
-the excitation instead of the envelope, as in LPCNet.
+the excitation instead of the envelope, as in LPCNet. The floor is -30 dB, not the -40 dB that would condition
+the system well enough: where the mel says a band is empty (a codec's band limit, as asterisk-en's G.722 speech
+above 7 kHz), the predictor's gain there grows as the floor drops (|P(w)| up to 13 on asterisk-en frames at -40
+dB), so a free-running model's sampling noise in that band comes back from est amplified and the prior, centred
+on est, carries it on into bursts (docs/quality.md, the campaign's seventh stretch, has the measurements).
 
 Tests: `python -m pytest tests/test_mel_lpc.py -q`.
 Letters: F frames, P the order (`linear_order`), a the pre-emphasis coefficient, w the bin frequency in radians.
@@ -40,7 +44,7 @@ from pywavernn.common import F32
 from pywavernn.config import FeatureConfig
 from pywavernn.features import check_mel, mel_filterbank
 
-NOISE_FLOOR = 1e-4  # the spectrum floor, relative to each frame's mean power (-40 dB)
+NOISE_FLOOR = 1e-3  # the spectrum floor, relative to each frame's mean power (-30 dB): bounds the predictor's gain
 LAG_WINDOW_HZ = 60.0  # Gaussian lag window: smooths the spectrum over about one harmonic of a low voice
 BANDWIDTH_EXPANSION = 0.96  # tap p times 0.96^p: every pole's radius times 0.96, each resonance ~310 Hz wider
 

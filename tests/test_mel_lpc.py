@@ -101,6 +101,23 @@ def test_bandwidth_expansion_scales_tap_p_by_gamma_to_the_p(monkeypatch):
     assert np.abs(expanded).sum() < np.abs(plain_taps).sum()
 
 
+def _predictor_gain(taps: np.ndarray) -> np.ndarray:
+    """max over w of |sum_p a_p e^{-i w p}| per frame: how much louder est is than a past at that frequency."""
+    w = np.linspace(0.0, np.pi, 513)
+    return np.abs(taps.astype(np.float64) @ np.exp(-1j * np.outer(np.arange(1, taps.shape[1] + 1), w))).max(axis=1)
+
+
+def test_the_floor_bounds_the_predictors_gain_in_an_empty_band(monkeypatch):
+    # speech-like tilted noise with nothing above 7 kHz, as a G.722 codec leaves it: the mel says 7-12 kHz is empty,
+    # and the predictor's gain there is what a free-running model's noise in that band meets (lpc's docstring)
+    x = np.random.default_rng(5).normal(size=48000)
+    x = scipy.signal.lfilter([1.0], [1.0, -0.9], scipy.signal.lfilter(scipy.signal.firwin(255, 7000, fs=24000), 1, x))
+    mel = log_mel((0.3 * x / np.abs(x).max()).astype(np.float32), FEATURES)
+    assert _predictor_gain(lpc.mel_lpc_taps(mel, FEATURES, 32, 0.85)).max() < 10.0
+    monkeypatch.setattr(lpc, "NOISE_FLOOR", 1e-4)  # -40 dB: the gain about doubles (17.5 here)
+    assert _predictor_gain(lpc.mel_lpc_taps(mel, FEATURES, 32, 0.85)).max() > 15.0
+
+
 def test_frame_of_sample_is_the_nearest_frame_centre():
     t = np.arange(0, 1500)
     np.testing.assert_array_equal(lpc.frame_of_sample(t, 300, 5), np.minimum(np.floor(t / 300 + 0.5), 4))
