@@ -23,6 +23,7 @@ import numpy as np
 from pywavernn import lpc
 from pywavernn.audio import int16_to_float, load_audio
 from pywavernn.vocoder import Vocoder
+from training.evaluate import find_audio
 
 WINDOW = 120  # 5 ms at 24 kHz
 RATIO = 4.0  # a window whose first difference is this many times the original's is a burst
@@ -46,14 +47,15 @@ def burst_windows(y: np.ndarray, ref: np.ndarray, window: int = WINDOW, ratio: f
 
 
 def measure(model: str, files: list[Path], floors: list[float], seed: int = 0) -> list[dict]:
-    """One row per floor: {"floor", "bursts", "windows", "share", "stoi"} over the files."""
-    from pystoi import stoi
+    """One row per floor: {"floor", "bursts", "windows", "share", "stoi"} over the files. The taps are computed
+    from the mel at each vocode call, so one Vocoder serves every floor."""
+    from training.metrics import stoi
 
+    voc = Vocoder(model)
     saved, rows = lpc.NOISE_FLOOR, []
     try:
         for floor in floors:
             lpc.NOISE_FLOOR = floor
-            voc = Vocoder(model)
             bursts = windows = 0
             scores = []
             for path in files:
@@ -61,7 +63,7 @@ def measure(model: str, files: list[Path], floors: list[float], seed: int = 0) -
                 y = int16_to_float(voc.vocode(voc.mel(ref), seed)[: ref.size])
                 b, w = burst_windows(y, ref)
                 bursts, windows = bursts + b, windows + w
-                scores.append(stoi(ref, y, voc.sample_rate, extended=False))
+                scores.append(stoi(ref, y, voc.sample_rate))
             rows.append({"floor": floor, "bursts": bursts, "windows": windows,
                          "share": bursts / max(windows, 1), "stoi": float(np.mean(scores))})
     finally:
@@ -77,12 +79,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--floor", type=float, nargs="+", default=[lpc.NOISE_FLOOR])
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
-    files = []
-    for name in a.list.read_text().split():
-        found = sorted(a.data.glob(f"{name}.*"))
-        if not found:
-            raise SystemExit(f"{a.list}: no audio file for {name!r} in {a.data}")
-        files.append(found[0])
+    files = find_audio(a.data, a.list)
     print("| floor | burst windows | share | STOI |\n|---|---|---|---|")
     for r in measure(a.model, files, a.floor, a.seed):
         print(f"| {r['floor']:g} | {r['bursts']} / {r['windows']} | {100 * r['share']:.1f} % | {r['stoi']:.3f} |")
